@@ -1,0 +1,18 @@
+//! Database migrations for tally. One file per migration, named
+//! `mYYYYMMDD_HHMMSS_<what>.rs`; a migration is never edited once it has landed.
+//! Every migration runs unchanged on SQLite and PostgreSQL: statuses are short
+//! strings with CHECK constraints (no Postgres enums), timestamps carry a time zone,
+//! and indexes and foreign keys are named.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261123_000001_init;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261123_000001_init::Migration)]
+    }
+}

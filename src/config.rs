@@ -1,0 +1,241 @@
+//! Runtime configuration. `Settings::from_env()` is called once, in `main`; everything
+//! else receives a `Settings` (tests build one literally and never touch the environment).
+
+use std::path::PathBuf;
+
+/// Everything the service needs to start. Field names follow the `TALLY_*` variables.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// `TALLY_DATABASE_URL`: `sqlite://…` or `postgres://…`.
+    pub database_url: String,
+    /// `TALLY_BIND`: listen address; port 0 picks a free port (tests).
+    pub bind: String,
+    pub jwt: JwtSettings,
+    /// `TALLY_AUTO_CREATE_ARTICLES`: writes to unknown articles create them.
+    pub auto_create_articles: bool,
+    /// `TALLY_WRITE_RATE_PER_MIN`: writes per user per minute; 0 turns the limit off.
+    pub write_rate_per_min: u32,
+    /// `TALLY_MAX_BODY_BYTES`: larger request bodies get 413.
+    pub max_body_bytes: usize,
+    /// `TALLY_LOG`: tracing filter.
+    pub log: String,
+    /// `TALLY_MIGRATE`: run migrations at start-up.
+    pub migrate: bool,
+    /// `TALLY_WORKERS`: HTTP worker threads (default: one per core).
+    pub workers: Option<usize>,
+    /// `TALLY_DB_MAX_CONNECTIONS`: database pool size.
+    pub db_max_connections: u32,
+    /// `TALLY_DB_ACQUIRE_TIMEOUT_SECS`: how long a request waits for a database connection
+    /// before it answers 503.
+    pub db_acquire_timeout_secs: u64,
+}
+
+/// How tokens are verified. At most one of `secret` and `public_key_file` is set; with
+/// neither, the server makes a random secret at start (for local trying only).
+#[derive(Clone, Debug, Default)]
+pub struct JwtSettings {
+    /// `TALLY_JWT_SECRET`: HS256 shared secret.
+    pub secret: Option<String>,
+    /// `TALLY_JWT_PUBLIC_KEY_FILE`: PEM public key for RS256 / ES256 / EdDSA.
+    pub public_key_file: Option<PathBuf>,
+    /// `TALLY_JWT_ALGORITHM`: the one algorithm accepted (default: from the key).
+    pub algorithm: Option<String>,
+    /// `TALLY_JWT_ISSUER`: required `iss` when set.
+    pub issuer: Option<String>,
+    /// `TALLY_JWT_AUDIENCE`: required `aud` when set.
+    pub audience: Option<String>,
+}
+
+/// A configuration value that cannot be used; the message names the variable.
+#[derive(Debug, thiserror::Error)]
+#[error("{var}: {message}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub message: String,
+}
+
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://tally.db?mode=rwc";
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            database_url: DEFAULT_DATABASE_URL.to_owned(),
+            bind: "127.0.0.1:8080".to_owned(),
+            jwt: JwtSettings::default(),
+            auto_create_articles: true,
+            write_rate_per_min: 20,
+            max_body_bytes: 65_536,
+            log: "info".to_owned(),
+            migrate: true,
+            workers: None,
+            db_max_connections: 16,
+            db_acquire_timeout_secs: 3,
+        }
+    }
+}
+
+impl Settings {
+    /// Reads the process environment, completed by a `.env` file in the working
+    /// directory (the environment wins; a variable set to "" counts as unset).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let dotenv: Vec<(String, String)> = dotenvy::dotenv_iter()
+            .map(|it| it.filter_map(Result::ok).collect())
+            .unwrap_or_default();
+        Self::from_lookup(|key| {
+            std::env::var(key)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .or_else(|| {
+                    dotenv
+                        .iter()
+                        .find(|(k, _)| k == key)
+                        .map(|(_, v)| v.clone())
+                })
+        })
+    }
+
+    /// Builds settings from any key lookup (the environment in production, a map in tests).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |key: &str| get(key).filter(|v| !v.is_empty());
+        let d = Settings::default();
+        Ok(Settings {
+            database_url: get("TALLY_DATABASE_URL").unwrap_or(d.database_url),
+            bind: get("TALLY_BIND").unwrap_or(d.bind),
+            jwt: JwtSettings {
+                secret: get("TALLY_JWT_SECRET"),
+                public_key_file: get("TALLY_JWT_PUBLIC_KEY_FILE").map(PathBuf::from),
+                algorithm: get("TALLY_JWT_ALGORITHM"),
+                issuer: get("TALLY_JWT_ISSUER"),
+                audience: get("TALLY_JWT_AUDIENCE"),
+            },
+            auto_create_articles: parse_or(
+                "TALLY_AUTO_CREATE_ARTICLES",
+                get("TALLY_AUTO_CREATE_ARTICLES"),
+                d.auto_create_articles,
+                parse_bool,
+            )?,
+            write_rate_per_min: parse_or(
+                "TALLY_WRITE_RATE_PER_MIN",
+                get("TALLY_WRITE_RATE_PER_MIN"),
+                d.write_rate_per_min,
+                parse_num,
+            )?,
+            max_body_bytes: parse_or(
+                "TALLY_MAX_BODY_BYTES",
+                get("TALLY_MAX_BODY_BYTES"),
+                d.max_body_bytes,
+                parse_num,
+            )?,
+            log: get("TALLY_LOG").unwrap_or(d.log),
+            migrate: parse_or("TALLY_MIGRATE", get("TALLY_MIGRATE"), d.migrate, parse_bool)?,
+            workers: get("TALLY_WORKERS")
+                .map(|v| {
+                    parse_num::<usize>(&v).map_err(|message| ConfigError {
+                        var: "TALLY_WORKERS",
+                        message,
+                    })
+                })
+                .transpose()?,
+            db_max_connections: parse_or(
+                "TALLY_DB_MAX_CONNECTIONS",
+                get("TALLY_DB_MAX_CONNECTIONS"),
+                d.db_max_connections,
+                parse_num,
+            )?,
+            db_acquire_timeout_secs: parse_or(
+                "TALLY_DB_ACQUIRE_TIMEOUT_SECS",
+                get("TALLY_DB_ACQUIRE_TIMEOUT_SECS"),
+                d.db_acquire_timeout_secs,
+                parse_num,
+            )?,
+        })
+    }
+}
+
+fn parse_or<T>(
+    var: &'static str,
+    value: Option<String>,
+    default: T,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<T, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(v) => parse(v.trim()).map_err(|message| ConfigError { var, message }),
+    }
+}
+
+fn parse_bool(v: &str) -> Result<bool, String> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(format!("expected true or false, got {v:?}")),
+    }
+}
+
+fn parse_num<T: std::str::FromStr>(v: &str) -> Result<T, String> {
+    v.parse()
+        .map_err(|_| format!("expected a whole number, got {v:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn from(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let s = from(&[]).unwrap();
+        assert_eq!(s.database_url, "sqlite://tally.db?mode=rwc");
+        assert_eq!(s.bind, "127.0.0.1:8080");
+        assert!(s.auto_create_articles);
+        assert_eq!(s.write_rate_per_min, 20);
+        assert_eq!(s.max_body_bytes, 65_536);
+        assert_eq!(s.log, "info");
+        assert!(s.migrate);
+        assert!(s.jwt.secret.is_none());
+    }
+
+    #[test]
+    fn empty_string_counts_as_unset() {
+        let s = from(&[
+            ("TALLY_BIND", ""),
+            ("TALLY_JWT_SECRET", ""),
+            ("TALLY_MIGRATE", ""),
+        ])
+        .unwrap();
+        assert_eq!(s.bind, "127.0.0.1:8080");
+        assert!(s.jwt.secret.is_none());
+        assert!(s.migrate);
+    }
+
+    #[test]
+    fn values_are_parsed() {
+        let s = from(&[
+            ("TALLY_AUTO_CREATE_ARTICLES", "false"),
+            ("TALLY_WRITE_RATE_PER_MIN", "0"),
+            ("TALLY_MAX_BODY_BYTES", "1024"),
+            ("TALLY_MIGRATE", "false"),
+        ])
+        .unwrap();
+        assert!(!s.auto_create_articles);
+        assert_eq!(s.write_rate_per_min, 0);
+        assert_eq!(s.max_body_bytes, 1024);
+        assert!(!s.migrate);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let err = from(&[("TALLY_WRITE_RATE_PER_MIN", "lots")]).unwrap_err();
+        assert_eq!(err.var, "TALLY_WRITE_RATE_PER_MIN");
+        let err = from(&[("TALLY_AUTO_CREATE_ARTICLES", "maybe")]).unwrap_err();
+        assert_eq!(err.var, "TALLY_AUTO_CREATE_ARTICLES");
+    }
+}

@@ -1,0 +1,39 @@
+//! Pure domain types and rules: no actix, no sea-orm. Values are parsed once at the
+//! edge (`ArticleId::parse`, `Stars::try_from`, `CommentBody::parse`) and trusted after.
+
+mod article_id;
+mod comment_body;
+mod cursor;
+mod policy;
+mod rating;
+mod status;
+
+pub use article_id::ArticleId;
+pub use comment_body::{AuthorName, CommentBody};
+pub use cursor::{parse_limit, Cursor, Sort};
+pub use policy::{
+    normalise_for_repeat, CompiledPolicy, Evaluation, ModerationMode, Policy, Submission,
+};
+pub use rating::{Aggregate, Stars};
+pub use status::{Action, ModerationStatus, TransitionError};
+
+/// A value that breaks a rule; `field` names the input it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// True for characters a comment or name may not contain: controls other than `\n` and `\t`.
+pub(crate) fn is_forbidden_control(c: char) -> bool {
+    c.is_control() && c != '\n' && c != '\t'
+}

@@ -1,0 +1,11 @@
+//! sea-orm entities, one file per table. The schema itself lives in `migration/`.
+
+pub mod article;
+pub mod ban;
+pub mod comment;
+pub mod flag;
+pub mod idempotency_key;
+pub mod moderation_log;
+pub mod queue_counter;
+pub mod rating;
+pub mod setting;

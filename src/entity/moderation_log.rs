@@ -1,0 +1,23 @@
+use sea_orm::entity::prelude::*;
+
+/// Append-only: rows are inserted, never updated or deleted.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "moderation_log")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub at: DateTimeUtc,
+    pub actor_id: String,
+    pub actor_name: String,
+    pub action: String,
+    pub comment_id: Option<String>,
+    pub subject_user_id: Option<String>,
+    pub from_status: Option<String>,
+    pub to_status: Option<String>,
+    pub reason: Option<String>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,308 @@
+//! The one error type of the HTTP edge. Every failure a client sees, ours or actix's,
+//! is an RFC 9457 problem (`application/problem+json`) with a stable `code`. Internal
+//! causes are logged with the request id and never returned.
+
+use actix_web::{
+    body::{BoxBody, MessageBody},
+    dev::ServiceResponse,
+    http::{header, StatusCode},
+    middleware::ErrorHandlerResponse,
+    HttpResponse, ResponseError,
+};
+use sea_orm::DbErr;
+use serde::Serialize;
+
+use crate::domain::FieldError;
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: malformed JSON, wrong content type, bad query string or path.
+    #[error("{0}")]
+    BadRequest(String, Vec<FieldError>),
+    /// 401: missing, invalid or expired token where one is needed.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 403: valid token, not allowed.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 403: the user is banned.
+    #[error("you are banned from posting")]
+    Banned,
+    /// 403: the article no longer takes comments.
+    #[error("this article no longer takes comments")]
+    CommentsClosed,
+    /// 403: author edit after the edit window.
+    #[error("the edit window for this comment has passed")]
+    EditWindowExpired,
+    /// 404: unknown resource, or one the caller may not see.
+    #[error("{0}")]
+    NotFound(String),
+    /// 405: the route exists but not with this method.
+    #[error("method not allowed on this route")]
+    MethodNotAllowed,
+    /// 409: a moderator decision whose `expected_version` is stale.
+    #[error("the comment has changed since version {expected}; it is now version {current}")]
+    VersionConflict { expected: i32, current: i32 },
+    /// 409: an `Idempotency-Key` reused with a different request.
+    #[error("this Idempotency-Key was used with a different request")]
+    IdempotencyConflict,
+    /// 413: request body over the limit.
+    #[error("request body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    /// 422: well-formed input that breaks a rule.
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    /// 429: too many requests.
+    #[error("too many requests; retry in {0} seconds")]
+    RateLimited(u64),
+    /// 503: the database cannot be reached; nothing was written.
+    #[error("the database is unavailable; nothing was written, try again shortly")]
+    Unavailable,
+    /// 500: a bug or an unexpected failure. The cause is logged, not returned.
+    #[error("internal error")]
+    Internal(String),
+}
+
+/// One entry of a problem's `errors` list.
+#[derive(Debug, Serialize)]
+pub struct ProblemField<'a> {
+    pub field: &'a str,
+    pub message: &'a str,
+}
+
+/// RFC 9457 problem details, plus our stable `code` and per-field `errors`.
+#[derive(Debug, Serialize)]
+pub struct Problem<'a> {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub title: &'static str,
+    pub status: u16,
+    pub code: &'static str,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<ProblemField<'a>>,
+}
+
+impl ApiError {
+    pub fn validation(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError::Validation(vec![FieldError::new(field, message)])
+    }
+
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        ApiError::BadRequest(detail.into(), vec![])
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        ApiError::NotFound(format!("{what} not found"))
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(..) => "bad_request",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::Banned => "banned",
+            ApiError::CommentsClosed => "comments_closed",
+            ApiError::EditWindowExpired => "edit_window_expired",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::VersionConflict { .. } => "version_conflict",
+            ApiError::IdempotencyConflict => "idempotency_conflict",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::Validation(_) => "validation_failed",
+            ApiError::RateLimited(_) => "rate_limited",
+            ApiError::Unavailable => "unavailable",
+            ApiError::Internal(_) => "internal_error",
+        }
+    }
+
+    fn title(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(..) => "Bad request",
+            ApiError::Unauthorized(_) => "Unauthorized",
+            ApiError::Forbidden(_)
+            | ApiError::Banned
+            | ApiError::CommentsClosed
+            | ApiError::EditWindowExpired => "Forbidden",
+            ApiError::NotFound(_) => "Not found",
+            ApiError::MethodNotAllowed => "Method not allowed",
+            ApiError::VersionConflict { .. } | ApiError::IdempotencyConflict => "Conflict",
+            ApiError::PayloadTooLarge(_) => "Payload too large",
+            ApiError::Validation(_) => "Validation failed",
+            ApiError::RateLimited(_) => "Too many requests",
+            ApiError::Unavailable => "Service unavailable",
+            ApiError::Internal(_) => "Internal server error",
+        }
+    }
+
+    fn detail(&self) -> String {
+        match self {
+            ApiError::Validation(errors) | ApiError::BadRequest(_, errors)
+                if !errors.is_empty() =>
+            {
+                errors
+                    .iter()
+                    .map(|e| format!("{}: {}", e.field, e.message))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            }
+            other => other.to_string(),
+        }
+    }
+
+    fn fields(&self) -> &[FieldError] {
+        match self {
+            ApiError::Validation(errors) | ApiError::BadRequest(_, errors) => errors,
+            _ => &[],
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(..) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_)
+            | ApiError::Banned
+            | ApiError::CommentsClosed
+            | ApiError::EditWindowExpired => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::VersionConflict { .. } | ApiError::IdempotencyConflict => {
+                StatusCode::CONFLICT
+            }
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let ApiError::Internal(cause) = self {
+            tracing::error!(cause = %cause, "internal error");
+        }
+        let status = self.status_code();
+        let mut res = HttpResponse::build(status);
+        res.insert_header((header::CONTENT_TYPE, PROBLEM_JSON));
+        match self {
+            ApiError::Unauthorized(_) => {
+                res.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+            }
+            ApiError::RateLimited(secs) => {
+                res.insert_header((header::RETRY_AFTER, secs.to_string()));
+            }
+            ApiError::Unavailable => {
+                res.insert_header((header::RETRY_AFTER, "5"));
+            }
+            _ => {}
+        }
+        res.body(self.to_problem_json())
+    }
+}
+
+impl ApiError {
+    /// The problem document as JSON text.
+    pub fn to_problem_json(&self) -> String {
+        let problem = Problem {
+            kind: "about:blank",
+            title: self.title(),
+            status: self.status_code().as_u16(),
+            code: self.code(),
+            detail: self.detail(),
+            errors: self
+                .fields()
+                .iter()
+                .map(|e| ProblemField {
+                    field: &e.field,
+                    message: &e.message,
+                })
+                .collect(),
+        };
+        serde_json::to_string(&problem).unwrap_or_else(|_| String::from("{}"))
+    }
+}
+
+impl From<FieldError> for ApiError {
+    fn from(e: FieldError) -> Self {
+        ApiError::Validation(vec![e])
+    }
+}
+
+/// Database errors are mapped on purpose: a lost or unreachable database is 503 (the
+/// client may retry, nothing was written); a missing row is 404; anything else is a bug.
+impl From<DbErr> for ApiError {
+    fn from(e: DbErr) -> Self {
+        match &e {
+            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => {
+                tracing::warn!(error = %e, "database unavailable");
+                ApiError::Unavailable
+            }
+            DbErr::RecordNotFound(what) => ApiError::NotFound(format!("{what} not found")),
+            _ if is_connection_lost(&e) => {
+                tracing::warn!(error = %e, "database connection lost");
+                ApiError::Unavailable
+            }
+            _ => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+/// Whether a query failed because the connection (not the statement) failed.
+fn is_connection_lost(e: &DbErr) -> bool {
+    use sea_orm::{sqlx, RuntimeErr};
+    let runtime = match e {
+        DbErr::Exec(r) | DbErr::Query(r) => r,
+        _ => return false,
+    };
+    match runtime {
+        RuntimeErr::SqlxError(err) => {
+            matches!(
+                &**err,
+                sqlx::Error::Io(_)
+                    | sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::WorkerCrashed
+            ) || matches!(&**err, sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("08") || c == "57P01"))
+        }
+        _ => false,
+    }
+}
+
+/// Safety net for responses actix produces itself (unknown route, wrong method, bodies
+/// from extractors we did not configure): any error response that is not already a
+/// problem becomes one, with the code matching its status.
+pub fn problem_for_framework_errors<B: MessageBody + 'static>(
+    res: ServiceResponse<B>,
+) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let is_problem = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+    if is_problem {
+        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+    }
+    let error = match res.status() {
+        StatusCode::NOT_FOUND => ApiError::NotFound("no such route".into()),
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(0),
+        StatusCode::UNAUTHORIZED => ApiError::Unauthorized("authentication required".into()),
+        StatusCode::FORBIDDEN => ApiError::Forbidden("not allowed".into()),
+        StatusCode::SERVICE_UNAVAILABLE => ApiError::Unavailable,
+        s if s.is_client_error() => {
+            ApiError::bad_request(s.canonical_reason().unwrap_or("bad request"))
+        }
+        _ => ApiError::Internal(format!("framework error {}", res.status())),
+    };
+    let (req, _) = res.into_parts();
+    let mut response = error.error_response();
+    *response.status_mut() = error.status_code();
+    let res = ServiceResponse::new(req, response.map_into_boxed_body()).map_into_right_body::<B>();
+    Ok(ErrorHandlerResponse::Response(res.map_body(|_, b| b)))
+}
+
+pub type BoxedResponse = HttpResponse<BoxBody>;

@@ -1,0 +1,23 @@
+//! tally: a comment-and-rating moderation service.
+//!
+//! Map of the crate (requests flow one way: routes → service → entity):
+//! - [`routes`]: the HTTP edge, one route table in [`routes::configure`].
+//! - [`service`]: use cases, one transaction each; kept counters in [`service::counters`].
+//! - [`entity`]: sea-orm entities; the schema is in the `migration` crate.
+//! - [`domain`]: pure types and rules (ids, stars, bodies, statuses, rating maths, the
+//!   rule pipeline), used by both and importing neither actix nor sea-orm.
+//! - [`auth`]: JWT verification and the `Reader` / `MaybeReader` / `Moderator` / `Admin` extractors.
+//! - [`error`]: `ApiError`, the one problem+json error type.
+//! - [`config`], [`startup`], [`telemetry`], [`cli`]: settings, application assembly,
+//!   logs, and the command line.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod entity;
+pub mod error;
+pub mod routes;
+pub mod service;
+pub mod startup;
+pub mod telemetry;

@@ -1,0 +1,228 @@
+//! Request extractors that turn bad input into our problem responses: JSON bodies
+//! (content type, size limit, syntax → 400/413, rule breaks → 422 naming the field) and
+//! query strings (→ 400 naming the parameter).
+
+use std::{future::Future, pin::Pin};
+
+use actix_web::{
+    dev::Payload,
+    http::header,
+    web::{self, Bytes},
+    FromRequest, HttpRequest,
+};
+use serde::de::DeserializeOwned;
+use validator::{Validate, ValidationErrors, ValidationErrorsKind};
+
+use crate::{domain::FieldError, error::ApiError, startup::AppState};
+
+/// A JSON body, parsed and validated before the handler runs.
+pub struct ApiJson<T>(pub T);
+
+fn strip_position(message: &str) -> &str {
+    message.split(" at line ").next().unwrap_or(message)
+}
+
+/// The JSON path serde failed at, or the field named in "missing field `x`".
+fn error_field(path: &str, message: &str) -> String {
+    if let Some(rest) = message.strip_prefix("missing field `") {
+        let name = rest.split('`').next().unwrap_or(rest);
+        return if path == "." {
+            name.to_owned()
+        } else {
+            format!("{path}.{name}")
+        };
+    }
+    if path == "." {
+        "body".to_owned()
+    } else {
+        path.to_owned()
+    }
+}
+
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let message = inner.to_string();
+        let message = strip_position(&message);
+        if inner.is_data() {
+            ApiError::Validation(vec![FieldError::new(error_field(&path, message), message)])
+        } else {
+            ApiError::bad_request(format!("malformed JSON: {message}"))
+        }
+    })?;
+    de.end().map_err(|_| {
+        ApiError::bad_request("malformed JSON: trailing characters after the value")
+    })?;
+    Ok(value)
+}
+
+pub fn validation_errors(errors: &ValidationErrors) -> Vec<FieldError> {
+    fn walk(prefix: &str, errors: &ValidationErrors, out: &mut Vec<FieldError>) {
+        for (field, kind) in errors.errors() {
+            let name = if prefix.is_empty() {
+                field.to_string()
+            } else {
+                format!("{prefix}.{field}")
+            };
+            match kind {
+                ValidationErrorsKind::Field(list) => {
+                    for e in list {
+                        let message = e
+                            .message
+                            .as_deref()
+                            .map(str::to_owned)
+                            .unwrap_or_else(|| e.code.to_string());
+                        out.push(FieldError::new(name.clone(), message));
+                    }
+                }
+                ValidationErrorsKind::Struct(inner) => walk(&name, inner, out),
+                ValidationErrorsKind::List(items) => {
+                    for (i, inner) in items {
+                        walk(&format!("{name}[{i}]"), inner, out);
+                    }
+                }
+            }
+        }
+    }
+    let mut out = vec![];
+    walk("", errors, &mut out);
+    out.sort_by(|a, b| a.field.cmp(&b.field));
+    out
+}
+
+fn is_json(req: &HttpRequest) -> bool {
+    let Some(ct) = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+impl<T: DeserializeOwned + Validate + 'static> FromRequest for ApiJson<T> {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let limit = req
+            .app_data::<web::Data<AppState>>()
+            .map_or(65_536, |s| s.settings.max_body_bytes);
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|n| n > limit) {
+            return Box::pin(async move { Err(ApiError::PayloadTooLarge(limit)) });
+        }
+        if !is_json(req) {
+            return Box::pin(async {
+                Err(ApiError::bad_request(
+                    "expected Content-Type: application/json",
+                ))
+            });
+        }
+        let body = Bytes::from_request(req, payload);
+        Box::pin(async move {
+            let bytes = body.await.map_err(|e| {
+                let text = e.to_string();
+                if text.contains("overflow")
+                    || text.contains("too large")
+                    || text.contains("larger than")
+                {
+                    ApiError::PayloadTooLarge(limit)
+                } else {
+                    ApiError::bad_request("could not read the request body")
+                }
+            })?;
+            if bytes.len() > limit {
+                return Err(ApiError::PayloadTooLarge(limit));
+            }
+            let value: T = parse_json(&bytes)?;
+            value
+                .validate()
+                .map_err(|e| ApiError::Validation(validation_errors(&e)))?;
+            Ok(ApiJson(value))
+        })
+    }
+}
+
+/// Query parameters; anything that does not parse is a 400 naming the parameter.
+pub struct ApiQuery<T>(pub T);
+
+pub fn parse_query<T: DeserializeOwned>(qs: &str) -> Result<T, ApiError> {
+    let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(qs.as_bytes()));
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let message = e.into_inner().to_string();
+        ApiError::BadRequest(
+            "bad query string".into(),
+            vec![FieldError::new(
+                error_field(&path, &message).replace("body", "query"),
+                message,
+            )],
+        )
+    })
+}
+
+impl<T: DeserializeOwned + 'static> FromRequest for ApiQuery<T> {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(parse_query(req.query_string()).map(ApiQuery))
+    }
+}
+
+/// A path segment that must be an article id: 400 naming `article_id` otherwise.
+pub fn article_id(raw: &str) -> Result<crate::domain::ArticleId, ApiError> {
+    crate::domain::ArticleId::parse(raw)
+        .map_err(|e| ApiError::BadRequest("bad article id".into(), vec![e]))
+}
+
+/// Turns a field error found in a query string into a 400.
+pub fn bad_query(e: FieldError) -> ApiError {
+    ApiError::BadRequest("bad query string".into(), vec![e])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Rate {
+        stars: i64,
+    }
+
+    #[test]
+    fn json_errors_name_the_field() {
+        let cases: [(&str, u16, &str); 6] = [
+            (r#"{"stars": "four"}"#, 422, "stars"),
+            (r#"{"stars": 4.5}"#, 422, "stars"),
+            (r#"{}"#, 422, "stars"),
+            (r#"[]"#, 422, "body"),
+            (r#"{"stars": 4"#, 400, ""),
+            (r#"{"stars": 4} x"#, 400, ""),
+        ];
+        for (input, status, field) in cases {
+            let err = parse_json::<Rate>(input.as_bytes()).expect_err(input);
+            use actix_web::ResponseError;
+            assert_eq!(err.status_code().as_u16(), status, "{input}");
+            if let ApiError::Validation(f) = err {
+                assert_eq!(f[0].field, field, "{input}");
+            }
+        }
+    }
+}

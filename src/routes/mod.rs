@@ -1,0 +1,47 @@
+//! The HTTP edge: one route table (`configure`), one module per resource. Handlers
+//! extract and authorise, call a service, and map the result to a response.
+
+pub mod articles;
+pub mod comments;
+pub mod extract;
+pub mod health;
+pub mod ratings;
+
+use actix_web::web;
+
+use crate::error::ApiError;
+
+/// Every route of the service.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/healthz").get(health::healthz))
+        .service(web::resource("/readyz").get(health::readyz))
+        .service(
+            web::scope("/api/v1")
+                .service(web::resource("/ratings").get(ratings::batch))
+                .service(web::resource("/articles/{article_id}").get(articles::summary))
+                .service(web::resource("/articles/{article_id}/rating").get(ratings::aggregate))
+                .service(
+                    web::resource("/articles/{article_id}/ratings/me")
+                        .get(ratings::get_mine)
+                        .put(ratings::put_mine)
+                        .delete(ratings::delete_mine),
+                )
+                .service(
+                    web::resource("/articles/{article_id}/comments")
+                        .get(comments::list)
+                        .post(comments::create),
+                )
+                .service(
+                    web::resource("/comments/{id}")
+                        .get(comments::get)
+                        .patch(comments::edit)
+                        .delete(comments::delete),
+                )
+                .service(web::resource("/comments/{id}/replies").get(comments::replies)),
+        )
+        .default_service(web::to(not_found));
+}
+
+async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::NotFound("no such route".into()))
+}

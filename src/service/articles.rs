@@ -1,0 +1,128 @@
+//! Articles: created on first write (unless turned off), summaries, admin registration.
+
+use sea_orm::{
+    sea_query::OnConflict, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
+};
+use serde::Serialize;
+
+use super::ratings::AggregateView;
+use crate::{
+    domain::{Aggregate, ArticleId},
+    entity::article,
+    error::ApiError,
+};
+
+pub async fn find(
+    conn: &impl ConnectionTrait,
+    id: &ArticleId,
+) -> Result<Option<article::Model>, ApiError> {
+    Ok(article::Entity::find_by_id(id.as_str()).one(conn).await?)
+}
+
+pub async fn find_many(
+    conn: &impl ConnectionTrait,
+    ids: &[&str],
+) -> Result<Vec<article::Model>, ApiError> {
+    Ok(article::Entity::find()
+        .filter(article::Column::Id.is_in(ids.iter().copied()))
+        .all(conn)
+        .await?)
+}
+
+/// The article a write goes to: created now if unknown and `auto_create` is on, 404 otherwise.
+pub async fn for_write(
+    conn: &impl ConnectionTrait,
+    id: &ArticleId,
+    auto_create: bool,
+) -> Result<article::Model, ApiError> {
+    if let Some(a) = find(conn, id).await? {
+        return Ok(a);
+    }
+    if !auto_create {
+        return Err(ApiError::not_found("article"));
+    }
+    let now = super::now();
+    let row = article::ActiveModel {
+        id: Set(id.as_str().to_owned()),
+        title: Set(None),
+        url: Set(None),
+        comments_open: Set(true),
+        moderation_mode: Set(None),
+        registered: Set(false),
+        rating_count: Set(0),
+        rating_sum: Set(0),
+        stars_1: Set(0),
+        stars_2: Set(0),
+        stars_3: Set(0),
+        stars_4: Set(0),
+        stars_5: Set(0),
+        comment_count: Set(0),
+        top_level_count: Set(0),
+        created_at: Set(now),
+        updated_at: Set(now),
+    };
+    // Two first writes may race to create it; either insert is fine.
+    article::Entity::insert(row)
+        .on_conflict(
+            OnConflict::column(article::Column::Id)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(conn)
+        .await?;
+    find(conn, id)
+        .await?
+        .ok_or_else(|| ApiError::Internal("article vanished after insert".into()))
+}
+
+pub fn aggregate_of(a: Option<&article::Model>) -> Aggregate {
+    match a {
+        Some(a) => Aggregate {
+            histogram: [a.stars_1, a.stars_2, a.stars_3, a.stars_4, a.stars_5],
+        },
+        None => Aggregate::default(),
+    }
+}
+
+/// `GET /api/v1/articles/{id}`.
+#[derive(Debug, Serialize)]
+pub struct ArticleSummary {
+    pub article_id: String,
+    pub title: Option<String>,
+    pub url: Option<String>,
+    pub comments_open: bool,
+    pub comment_count: i64,
+    pub rating: AggregateView,
+}
+
+/// The public summary; an unknown article reads as empty and open while articles are
+/// created on demand, and is 404 when only registered articles exist.
+pub async fn summary(
+    conn: &impl ConnectionTrait,
+    id: &ArticleId,
+    auto_create: bool,
+) -> Result<ArticleSummary, ApiError> {
+    let a = find(conn, id).await?;
+    if a.is_none() && !auto_create {
+        return Err(ApiError::not_found("article"));
+    }
+    let rating = AggregateView::new(id.as_str(), aggregate_of(a.as_ref()));
+    Ok(match a {
+        Some(a) => ArticleSummary {
+            article_id: a.id,
+            title: a.title,
+            url: a.url,
+            comments_open: a.comments_open,
+            comment_count: a.comment_count,
+            rating,
+        },
+        None => ArticleSummary {
+            article_id: id.to_string(),
+            title: None,
+            url: None,
+            comments_open: true,
+            comment_count: 0,
+            rating,
+        },
+    })
+}

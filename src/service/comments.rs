@@ -1,0 +1,572 @@
+//! Comments: create (through the rule pipeline), list with keyset pagination, read,
+//! author edit and delete. Every status change updates the kept counters in the same
+//! transaction (`counters::status_changed`).
+
+use chrono::{DateTime, Duration, Utc};
+use sea_orm::{
+    sea_query::{Expr, ExprTrait},
+    ActiveValue::Set,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::{
+    articles, counters,
+    db::Db,
+    moderation::{self, LogEntry, SYSTEM},
+    settings::PolicyCache,
+};
+use crate::{
+    auth::User,
+    domain::{
+        normalise_for_repeat, Action, ArticleId, AuthorName, CommentBody, Cursor, Evaluation,
+        ModerationMode, ModerationStatus, Sort, Submission,
+    },
+    entity::comment,
+    error::ApiError,
+};
+
+/// How long an identical text by the same author counts as a repeat.
+const REPEAT_WINDOW_HOURS: i64 = 6;
+
+/// Who is writing.
+#[derive(Debug, Clone)]
+pub enum Author {
+    User(User),
+    Guest(AuthorName),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AuthorView {
+    /// Only moderators see author ids.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub name: String,
+}
+
+/// A comment as its reader sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct CommentView {
+    pub id: String,
+    pub article_id: String,
+    pub parent_id: Option<String>,
+    pub author: Option<AuthorView>,
+    pub body: String,
+    pub status: &'static str,
+    pub created_at: DateTime<Utc>,
+    pub edited_at: Option<DateTime<Utc>>,
+    pub reply_count: i64,
+    pub mine: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+    pub total: i64,
+}
+
+pub fn status_of(c: &comment::Model) -> ModerationStatus {
+    // The CHECK constraint admits only the five names, so this never falls back.
+    ModerationStatus::parse(&c.status).unwrap_or(ModerationStatus::Pending)
+}
+
+fn is_mine(c: &comment::Model, caller: Option<&User>) -> bool {
+    !c.is_guest && caller.is_some_and(|u| u.id == c.author_id)
+}
+
+/// Whether `caller` may see `c`: listed comments, their own pending ones, and all of
+/// them for moderators.
+pub fn visible_to(c: &comment::Model, caller: Option<&User>) -> bool {
+    let status = status_of(c);
+    status.is_listed(c.reply_count)
+        || (status == ModerationStatus::Pending && is_mine(c, caller))
+        || caller.is_some_and(User::is_moderator)
+}
+
+/// The view of `c` for `caller`; `with_author_id` is for moderator tools.
+pub fn view(c: comment::Model, caller: Option<&User>, with_author_id: bool) -> CommentView {
+    let mine = is_mine(&c, caller);
+    let status = status_of(&c);
+    let (author, body) = if status == ModerationStatus::Deleted {
+        (None, String::new())
+    } else {
+        let id = with_author_id.then(|| c.author_id.clone());
+        (
+            Some(AuthorView {
+                id,
+                name: c.author_name,
+            }),
+            c.body,
+        )
+    };
+    CommentView {
+        id: c.id,
+        article_id: c.article_id,
+        parent_id: c.parent_id,
+        author,
+        body,
+        status: status.as_str(),
+        created_at: c.created_at,
+        edited_at: c.edited_at,
+        reply_count: c.reply_count,
+        mine,
+    }
+}
+
+fn fingerprint(body: &str) -> String {
+    let digest = Sha256::digest(normalise_for_repeat(body).as_bytes());
+    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Runs the rule pipeline for a new or edited text.
+async fn evaluate(
+    conn: &impl ConnectionTrait,
+    policies: &PolicyCache,
+    article_mode: Option<&str>,
+    author_id: &str,
+    is_guest: bool,
+    body: &str,
+    fingerprint: &str,
+    exclude_id: Option<&str>,
+) -> Result<Evaluation, ApiError> {
+    let policy = policies.get(conn).await?;
+    let since = super::now() - Duration::hours(REPEAT_WINDOW_HOURS);
+    let mut repeat = comment::Entity::find()
+        .filter(comment::Column::AuthorId.eq(author_id))
+        .filter(comment::Column::CreatedAt.gt(since))
+        .filter(comment::Column::Fingerprint.eq(fingerprint))
+        .filter(comment::Column::Status.ne(ModerationStatus::Deleted.as_str()));
+    if let Some(id) = exclude_id {
+        repeat = repeat.filter(comment::Column::Id.ne(id));
+    }
+    let is_repeat = repeat.count(conn).await? > 0;
+    let author_approved = if policy.policy.trusted_after_approved > 0 && !is_guest {
+        comment::Entity::find()
+            .filter(comment::Column::AuthorId.eq(author_id))
+            .filter(comment::Column::Status.eq(ModerationStatus::Approved.as_str()))
+            .count(conn)
+            .await? as i64
+    } else {
+        i64::MAX
+    };
+    Ok(policy.evaluate(&Submission {
+        body,
+        is_guest,
+        article_mode: article_mode.and_then(ModerationMode::parse),
+        author_approved,
+        is_repeat,
+    }))
+}
+
+/// Logs a rule's decision to hold or reject a comment, with actor `system`.
+async fn log_automatic(
+    conn: &impl ConnectionTrait,
+    c: &comment::Model,
+    from: Option<ModerationStatus>,
+    eval: &Evaluation,
+) -> Result<(), ApiError> {
+    let action = match eval.status {
+        ModerationStatus::Rejected => "reject",
+        ModerationStatus::Pending => "hold",
+        _ => return Ok(()),
+    };
+    moderation::append_log(
+        conn,
+        LogEntry {
+            actor_id: SYSTEM,
+            actor_name: SYSTEM,
+            action,
+            comment_id: Some(&c.id),
+            subject_user_id: Some(&c.author_id),
+            from_status: from.map(ModerationStatus::as_str),
+            to_status: Some(eval.status.as_str()),
+            reason: Some(eval.reasons.join(", ")),
+        },
+    )
+    .await
+}
+
+pub struct NewComment {
+    pub body: CommentBody,
+    pub parent_id: Option<String>,
+}
+
+/// Posts a comment. Its status says whether it is live, waiting, or refused by a rule.
+pub async fn create(
+    db: &Db,
+    policies: &PolicyCache,
+    auto_create: bool,
+    author: Author,
+    article_id: &ArticleId,
+    input: NewComment,
+) -> Result<CommentView, ApiError> {
+    let tx = db.begin_write().await?;
+    let (author_id, author_name, caller) = match &author {
+        Author::User(u) => {
+            moderation::ensure_not_banned(&*tx, &u.id).await?;
+            (u.id.clone(), u.name.clone(), Some(u))
+        }
+        Author::Guest(name) => {
+            if !policies.get(&*tx).await?.policy.guest_comments {
+                return Err(ApiError::Forbidden(
+                    "guest comments are turned off; sign in to comment".into(),
+                ));
+            }
+            let id = format!("guest:{}", name.as_str());
+            moderation::ensure_not_banned(&*tx, &id).await?;
+            (id, name.as_str().to_owned(), None)
+        }
+    };
+    let is_guest = caller.is_none();
+    let article = articles::for_write(&*tx, article_id, auto_create).await?;
+    if !article.comments_open {
+        return Err(ApiError::CommentsClosed);
+    }
+    if let Some(pid) = &input.parent_id {
+        let parent = comment::Entity::find_by_id(pid.as_str()).one(&*tx).await?;
+        let ok = parent.is_some_and(|p| {
+            p.article_id == article.id
+                && status_of(&p) != ModerationStatus::Deleted
+                && visible_to(&p, caller)
+        });
+        if !ok {
+            return Err(ApiError::validation(
+                "parent_id",
+                "must be a visible comment of the same article",
+            ));
+        }
+    }
+    let body = input.body.into_inner();
+    let fp = fingerprint(&body);
+    let eval = evaluate(
+        &*tx,
+        policies,
+        article.moderation_mode.as_deref(),
+        &author_id,
+        is_guest,
+        &body,
+        &fp,
+        None,
+    )
+    .await?;
+    let now = super::now();
+    let model = comment::Model {
+        id: uuid::Uuid::now_v7().to_string(),
+        article_id: article.id.clone(),
+        parent_id: input.parent_id,
+        author_id,
+        author_name,
+        is_guest,
+        body,
+        status: eval.status.as_str().to_owned(),
+        version: 1,
+        reply_count: 0,
+        flag_count: 0,
+        auto_score: eval.score,
+        auto_reasons: serde_json::to_string(&eval.reasons).unwrap_or_else(|_| "[]".into()),
+        fingerprint: Some(fp),
+        created_at: now,
+        updated_at: now,
+        edited_at: None,
+    };
+    let active: comment::ActiveModel = model.clone().into();
+    comment::Entity::insert(active)
+        .exec_without_returning(&*tx)
+        .await?;
+    counters::status_changed(&*tx, &model, None, eval.status).await?;
+    log_automatic(&*tx, &model, None, &eval).await?;
+    tx.commit().await?;
+    tracing::info!(comment_id = %model.id, article_id = %model.article_id, status = %eval.status, "comment created");
+    Ok(view(model, caller, false))
+}
+
+/// One comment, if the caller may see it.
+pub async fn get(db: &Db, caller: Option<&User>, id: &str) -> Result<CommentView, ApiError> {
+    let c = comment::Entity::find_by_id(id).one(&db.conn).await?;
+    match c {
+        Some(c) if visible_to(&c, caller) => Ok(view(c, caller, false)),
+        _ => Err(ApiError::not_found("comment")),
+    }
+}
+
+pub struct ListQuery {
+    pub sort: Sort,
+    pub limit: u64,
+    pub cursor: Option<Cursor>,
+}
+
+/// Keyset condition: rows strictly after `cursor` in `sort` order.
+pub fn after_cursor(
+    created: comment::Column,
+    id: comment::Column,
+    sort: Sort,
+    cursor: &Cursor,
+) -> Condition {
+    let (t, i) = (cursor.created_at, cursor.id.clone());
+    match sort {
+        Sort::Oldest => Condition::any()
+            .add(created.gt(t))
+            .add(Condition::all().add(created.eq(t)).add(id.gt(i))),
+        Sort::Newest => Condition::any()
+            .add(created.lt(t))
+            .add(Condition::all().add(created.eq(t)).add(id.lt(i))),
+    }
+}
+
+/// Listed comments, plus the caller's own pending ones.
+fn visibility(caller: Option<&User>) -> Condition {
+    let mut cond = Condition::any()
+        .add(comment::Column::Status.eq(ModerationStatus::Approved.as_str()))
+        .add(
+            Condition::all()
+                .add(comment::Column::Status.eq(ModerationStatus::Deleted.as_str()))
+                .add(comment::Column::ReplyCount.gt(0)),
+        );
+    if let Some(u) = caller {
+        cond = cond.add(
+            Condition::all()
+                .add(comment::Column::AuthorId.eq(&u.id))
+                .add(comment::Column::IsGuest.eq(false))
+                .add(comment::Column::Status.eq(ModerationStatus::Pending.as_str())),
+        );
+    }
+    cond
+}
+
+/// Top-level comments of an article (`parent` None) or the replies to one comment.
+async fn list(
+    conn: &impl ConnectionTrait,
+    caller: Option<&User>,
+    article_id: &str,
+    parent: Option<&str>,
+    listed_total: i64,
+    q: ListQuery,
+) -> Result<Page<CommentView>, ApiError> {
+    let parent_cond = match parent {
+        Some(p) => comment::Column::ParentId.eq(p),
+        None => comment::Column::ParentId.is_null(),
+    };
+    let mut select = comment::Entity::find()
+        .filter(comment::Column::ArticleId.eq(article_id))
+        .filter(parent_cond.clone())
+        .filter(visibility(caller));
+    if let Some(c) = &q.cursor {
+        select = select.filter(after_cursor(
+            comment::Column::CreatedAt,
+            comment::Column::Id,
+            q.sort,
+            c,
+        ));
+    }
+    let order = match q.sort {
+        Sort::Oldest => sea_orm::Order::Asc,
+        Sort::Newest => sea_orm::Order::Desc,
+    };
+    let mut rows = select
+        .order_by(comment::Column::CreatedAt, order.clone())
+        .order_by(comment::Column::Id, order)
+        .limit(q.limit + 1)
+        .all(conn)
+        .await?;
+    let next_cursor = if rows.len() as u64 > q.limit {
+        rows.truncate(q.limit as usize);
+        rows.last().map(|c| {
+            Cursor {
+                created_at: c.created_at,
+                id: c.id.clone(),
+            }
+            .encode()
+        })
+    } else {
+        None
+    };
+    let own_pending = match caller {
+        Some(u) => {
+            comment::Entity::find()
+                .filter(comment::Column::ArticleId.eq(article_id))
+                .filter(parent_cond)
+                .filter(comment::Column::AuthorId.eq(&u.id))
+                .filter(comment::Column::IsGuest.eq(false))
+                .filter(comment::Column::Status.eq(ModerationStatus::Pending.as_str()))
+                .count(conn)
+                .await? as i64
+        }
+        None => 0,
+    };
+    Ok(Page {
+        items: rows.into_iter().map(|c| view(c, caller, false)).collect(),
+        next_cursor,
+        total: listed_total + own_pending,
+    })
+}
+
+/// `GET /articles/{id}/comments`.
+pub async fn list_top_level(
+    db: &Db,
+    caller: Option<&User>,
+    article_id: &ArticleId,
+    auto_create: bool,
+    q: ListQuery,
+) -> Result<Page<CommentView>, ApiError> {
+    let article = articles::find(&db.conn, article_id).await?;
+    let total = match &article {
+        Some(a) => a.top_level_count,
+        None if auto_create => 0,
+        None => return Err(ApiError::not_found("article")),
+    };
+    list(&db.conn, caller, article_id.as_str(), None, total, q).await
+}
+
+/// `GET /comments/{id}/replies`.
+pub async fn list_replies(
+    db: &Db,
+    caller: Option<&User>,
+    parent_id: &str,
+    q: ListQuery,
+) -> Result<Page<CommentView>, ApiError> {
+    let parent = comment::Entity::find_by_id(parent_id).one(&db.conn).await?;
+    let parent = parent
+        .filter(|p| visible_to(p, caller))
+        .ok_or_else(|| ApiError::not_found("comment"))?;
+    list(
+        &db.conn,
+        caller,
+        &parent.article_id,
+        Some(&parent.id),
+        parent.reply_count,
+        q,
+    )
+    .await
+}
+
+/// Loads a comment for a change by its author: 404 when the caller cannot see it,
+/// 403 when they can but did not write it. Locked for the transaction on PostgreSQL.
+async fn own_comment_for_update(
+    conn: &impl ConnectionTrait,
+    user: &User,
+    id: &str,
+) -> Result<comment::Model, ApiError> {
+    let c = comment::Entity::find_by_id(id)
+        .lock_exclusive()
+        .one(conn)
+        .await?;
+    let c = c.filter(|c| status_of(c) != ModerationStatus::Deleted && visible_to(c, Some(user)));
+    let c = c.ok_or_else(|| ApiError::not_found("comment"))?;
+    if !is_mine(&c, Some(user)) {
+        return Err(ApiError::Forbidden(
+            "only the author can change this comment".into(),
+        ));
+    }
+    Ok(c)
+}
+
+/// The author edits a comment within the edit window; the new text is moderated again.
+pub async fn edit(
+    db: &Db,
+    policies: &PolicyCache,
+    user: &User,
+    id: &str,
+    body: CommentBody,
+) -> Result<CommentView, ApiError> {
+    let tx = db.begin_write().await?;
+    let c = own_comment_for_update(&*tx, user, id).await?;
+    moderation::ensure_not_banned(&*tx, &user.id).await?;
+    let window = policies.get(&*tx).await?.policy.edit_window_secs;
+    let now = super::now();
+    if now - c.created_at > Duration::seconds(window as i64) {
+        return Err(ApiError::EditWindowExpired);
+    }
+    let article = articles::find(&*tx, &ArticleId::parse(&c.article_id)?)
+        .await?
+        .ok_or_else(|| ApiError::Internal("comment without article".into()))?;
+    if !article.comments_open {
+        return Err(ApiError::CommentsClosed);
+    }
+    let body = body.into_inner();
+    let fp = fingerprint(&body);
+    let eval = evaluate(
+        &*tx,
+        policies,
+        article.moderation_mode.as_deref(),
+        &user.id,
+        false,
+        &body,
+        &fp,
+        Some(&c.id),
+    )
+    .await?;
+    let from = status_of(&c);
+    let to = from
+        .apply(Action::Resubmit(eval.status))
+        .map_err(|e| ApiError::Forbidden(e.to_string()))?;
+    let updated = comment::Model {
+        body,
+        status: to.as_str().to_owned(),
+        version: c.version + 1,
+        auto_score: eval.score,
+        auto_reasons: serde_json::to_string(&eval.reasons).unwrap_or_else(|_| "[]".into()),
+        fingerprint: Some(fp),
+        updated_at: now,
+        edited_at: Some(now),
+        ..c
+    };
+    comment::Entity::update(comment::ActiveModel {
+        id: Set(updated.id.clone()),
+        body: Set(updated.body.clone()),
+        status: Set(updated.status.clone()),
+        version: Set(updated.version),
+        auto_score: Set(updated.auto_score),
+        auto_reasons: Set(updated.auto_reasons.clone()),
+        fingerprint: Set(updated.fingerprint.clone()),
+        updated_at: Set(now),
+        edited_at: Set(Some(now)),
+        ..Default::default()
+    })
+    .exec(&*tx)
+    .await?;
+    counters::status_changed(&*tx, &updated, Some(from), to).await?;
+    log_automatic(&*tx, &updated, Some(from), &eval).await?;
+    tx.commit().await?;
+    Ok(view(updated, Some(user), false))
+}
+
+/// The author deletes a comment. With listed replies it stays as a tombstone.
+pub async fn delete(db: &Db, user: &User, id: &str) -> Result<(), ApiError> {
+    let tx = db.begin_write().await?;
+    let c = own_comment_for_update(&*tx, user, id).await?;
+    let from = status_of(&c);
+    let to = from
+        .apply(Action::Delete)
+        .map_err(|e| ApiError::Forbidden(e.to_string()))?;
+    let now = super::now();
+    comment::Entity::update_many()
+        .col_expr(comment::Column::Status, Expr::value(to.as_str()))
+        .col_expr(
+            comment::Column::Version,
+            Expr::col(comment::Column::Version).add(1),
+        )
+        .col_expr(comment::Column::UpdatedAt, Expr::value(now))
+        .filter(comment::Column::Id.eq(&c.id))
+        .exec(&*tx)
+        .await?;
+    counters::status_changed(&*tx, &c, Some(from), to).await?;
+    moderation::append_log(
+        &*tx,
+        LogEntry {
+            actor_id: &user.id,
+            actor_name: &user.name,
+            action: "delete",
+            comment_id: Some(&c.id),
+            subject_user_id: Some(&c.author_id),
+            from_status: Some(from.as_str()),
+            to_status: Some(to.as_str()),
+            reason: Some("deleted by the author".into()),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}

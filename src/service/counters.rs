@@ -1,0 +1,113 @@
+//! Kept counters. Every change of a comment's status goes through `status_changed`, in
+//! the same transaction as the change, so that article comment counts, reply counts and
+//! queue sizes always equal a recount of the rows.
+
+use sea_orm::{
+    sea_query::{Expr, ExprTrait},
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect,
+};
+
+use crate::{
+    domain::ModerationStatus,
+    entity::{article, comment, queue_counter},
+};
+
+/// Adds `delta` to one queue size.
+pub async fn bump_queue(conn: &impl ConnectionTrait, queue: &str, delta: i64) -> Result<(), DbErr> {
+    if delta == 0 {
+        return Ok(());
+    }
+    queue_counter::Entity::update_many()
+        .col_expr(
+            queue_counter::Column::Count,
+            Expr::col(queue_counter::Column::Count).add(delta),
+        )
+        .filter(queue_counter::Column::Queue.eq(queue))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+/// Records that comment `c` (as stored, with its current `reply_count`) moved from
+/// `from` (`None`: it did not exist) to `to`.
+pub async fn status_changed(
+    conn: &impl ConnectionTrait,
+    c: &comment::Model,
+    from: Option<ModerationStatus>,
+    to: ModerationStatus,
+) -> Result<(), DbErr> {
+    if from == Some(to) {
+        return Ok(());
+    }
+    if let Some(from) = from {
+        bump_queue(conn, from.as_str(), -1).await?;
+    }
+    bump_queue(conn, to.as_str(), 1).await?;
+
+    let approved = |s: Option<ModerationStatus>| i64::from(s == Some(ModerationStatus::Approved));
+    let approved_delta = approved(Some(to)) - approved(from);
+    if approved_delta != 0 {
+        article::Entity::update_many()
+            .col_expr(
+                article::Column::CommentCount,
+                Expr::col(article::Column::CommentCount).add(approved_delta),
+            )
+            .filter(article::Column::Id.eq(&c.article_id))
+            .exec(conn)
+            .await?;
+    }
+    let listed =
+        |s: Option<ModerationStatus>| i64::from(s.is_some_and(|s| s.is_listed(c.reply_count)));
+    listed_changed(
+        conn,
+        &c.article_id,
+        c.parent_id.clone(),
+        listed(Some(to)) - listed(from),
+    )
+    .await
+}
+
+/// A comment under `parent` became listed (+1) or unlisted (-1). A deleted parent shows
+/// as a tombstone only while it has listed replies, so the change can climb the thread.
+async fn listed_changed(
+    conn: &impl ConnectionTrait,
+    article_id: &str,
+    mut parent: Option<String>,
+    mut delta: i64,
+) -> Result<(), DbErr> {
+    while delta != 0 {
+        let Some(parent_id) = parent else {
+            article::Entity::update_many()
+                .col_expr(
+                    article::Column::TopLevelCount,
+                    Expr::col(article::Column::TopLevelCount).add(delta),
+                )
+                .filter(article::Column::Id.eq(article_id))
+                .exec(conn)
+                .await?;
+            return Ok(());
+        };
+        // Lock the parent (PostgreSQL) so its status and count are read and written as one.
+        let Some(p) = comment::Entity::find_by_id(&parent_id)
+            .lock_exclusive()
+            .one(conn)
+            .await?
+        else {
+            return Ok(());
+        };
+        comment::Entity::update_many()
+            .col_expr(
+                comment::Column::ReplyCount,
+                Expr::col(comment::Column::ReplyCount).add(delta),
+            )
+            .filter(comment::Column::Id.eq(&parent_id))
+            .exec(conn)
+            .await?;
+        let status = ModerationStatus::parse(&p.status).unwrap_or(ModerationStatus::Pending);
+        let before = i64::from(status.is_listed(p.reply_count));
+        let after = i64::from(status.is_listed(p.reply_count + delta));
+        delta = after - before;
+        parent = p.parent_id;
+    }
+    Ok(())
+}

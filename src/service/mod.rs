@@ -1,0 +1,18 @@
+//! Use cases. Each write runs in one transaction (`Db::begin_write`); functions take
+//! `&impl ConnectionTrait` so they compose inside a caller's transaction.
+
+pub mod articles;
+pub mod comments;
+pub mod counters;
+pub mod db;
+pub mod moderation;
+pub mod ratings;
+pub mod settings;
+
+use chrono::{DateTime, SubsecRound, Utc};
+
+/// The current time at the precision both databases store (microseconds), so a value
+/// read back compares equal to the one written (keyset cursors depend on it).
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}

@@ -1,0 +1,248 @@
+//! Ratings: one per user per article, counters kept on the article in the same
+//! transaction as the rating row.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    sea_query::{Expr, ExprTrait, OnConflict},
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect,
+};
+use serde::Serialize;
+
+use super::{articles, db::Db};
+use crate::{
+    auth::User,
+    domain::{Aggregate, ArticleId, Stars},
+    entity::{article, rating},
+    error::ApiError,
+};
+
+/// The public aggregate of an article's ratings.
+#[derive(Debug, Clone, Serialize)]
+pub struct AggregateView {
+    pub article_id: String,
+    pub count: i64,
+    pub average: Option<f64>,
+    pub display: String,
+    pub histogram: Histogram,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Histogram {
+    #[serde(rename = "1")]
+    pub one: i64,
+    #[serde(rename = "2")]
+    pub two: i64,
+    #[serde(rename = "3")]
+    pub three: i64,
+    #[serde(rename = "4")]
+    pub four: i64,
+    #[serde(rename = "5")]
+    pub five: i64,
+}
+
+impl AggregateView {
+    pub fn new(article_id: &str, a: Aggregate) -> Self {
+        let [one, two, three, four, five] = a.histogram;
+        AggregateView {
+            article_id: article_id.to_owned(),
+            count: a.count(),
+            average: a.average(),
+            display: a.display(),
+            histogram: Histogram {
+                one,
+                two,
+                three,
+                four,
+                five,
+            },
+        }
+    }
+}
+
+/// A caller's own rating with the article's aggregate after it.
+#[derive(Debug, Serialize)]
+pub struct MyRating {
+    pub article_id: String,
+    pub stars: i16,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub rating: AggregateView,
+}
+
+fn star_column(stars: Stars) -> article::Column {
+    match stars.get() {
+        1 => article::Column::Stars1,
+        2 => article::Column::Stars2,
+        3 => article::Column::Stars3,
+        4 => article::Column::Stars4,
+        _ => article::Column::Stars5,
+    }
+}
+
+/// Adds `sign` (±1) ratings of `stars` to the article's counters.
+async fn count(
+    conn: &impl ConnectionTrait,
+    article_id: &str,
+    stars: Stars,
+    sign: i64,
+) -> Result<(), ApiError> {
+    let col = star_column(stars);
+    article::Entity::update_many()
+        .col_expr(col, Expr::col(col).add(sign))
+        .col_expr(
+            article::Column::RatingCount,
+            Expr::col(article::Column::RatingCount).add(sign),
+        )
+        .col_expr(
+            article::Column::RatingSum,
+            Expr::col(article::Column::RatingSum).add(sign * i64::from(stars.get())),
+        )
+        .filter(article::Column::Id.eq(article_id))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+fn stored_stars(r: &rating::Model) -> Result<Stars, ApiError> {
+    Stars::try_from(i64::from(r.stars))
+        .map_err(|_| ApiError::Internal(format!("stored rating out of range: {}", r.stars)))
+}
+
+async fn my_rating(
+    conn: &impl ConnectionTrait,
+    article_id: &ArticleId,
+    r: rating::Model,
+) -> Result<MyRating, ApiError> {
+    let a = articles::find(conn, article_id).await?;
+    Ok(MyRating {
+        article_id: r.article_id,
+        stars: r.stars,
+        created_at: r.created_at,
+        updated_at: r.updated_at,
+        rating: AggregateView::new(article_id.as_str(), articles::aggregate_of(a.as_ref())),
+    })
+}
+
+/// Rates an article. Returns the rating and whether it was the user's first.
+pub async fn put(
+    db: &Db,
+    user: &User,
+    article_id: &ArticleId,
+    stars: Stars,
+    auto_create: bool,
+) -> Result<(MyRating, bool), ApiError> {
+    let tx = db.begin_write().await?;
+    super::moderation::ensure_not_banned(&*tx, &user.id).await?;
+    articles::for_write(&*tx, article_id, auto_create).await?;
+    let now = super::now();
+    let row = rating::ActiveModel {
+        article_id: Set(article_id.to_string()),
+        user_id: Set(user.id.clone()),
+        stars: Set(i16::from(stars.get())),
+        created_at: Set(now),
+        updated_at: Set(now),
+    };
+    // Insert-or-nothing first: a concurrent first rating by the same user waits on the
+    // unique key and then takes the update path, so the counters are never doubled.
+    let inserted = rating::Entity::insert(row)
+        .on_conflict(
+            OnConflict::columns([rating::Column::ArticleId, rating::Column::UserId])
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(&*tx)
+        .await?;
+    let created = inserted > 0;
+    if created {
+        count(&*tx, article_id.as_str(), stars, 1).await?;
+    } else {
+        let old = rating::Entity::find_by_id((article_id.to_string(), user.id.clone()))
+            .lock_exclusive()
+            .one(&*tx)
+            .await?
+            .ok_or_else(|| ApiError::Internal("rating vanished during update".into()))?;
+        let old_stars = stored_stars(&old)?;
+        rating::Entity::update_many()
+            .col_expr(rating::Column::Stars, Expr::value(i16::from(stars.get())))
+            .col_expr(rating::Column::UpdatedAt, Expr::value(now))
+            .filter(rating::Column::ArticleId.eq(article_id.as_str()))
+            .filter(rating::Column::UserId.eq(&user.id))
+            .exec(&*tx)
+            .await?;
+        if old_stars != stars {
+            count(&*tx, article_id.as_str(), old_stars, -1).await?;
+            count(&*tx, article_id.as_str(), stars, 1).await?;
+        }
+    }
+    let r = rating::Entity::find_by_id((article_id.to_string(), user.id.clone()))
+        .one(&*tx)
+        .await?
+        .ok_or_else(|| ApiError::Internal("rating missing after write".into()))?;
+    let view = my_rating(&*tx, article_id, r).await?;
+    tx.commit().await?;
+    Ok((view, created))
+}
+
+/// The caller's rating of an article, if any.
+pub async fn get(
+    db: &Db,
+    user: &User,
+    article_id: &ArticleId,
+) -> Result<Option<MyRating>, ApiError> {
+    match rating::Entity::find_by_id((article_id.to_string(), user.id.clone()))
+        .one(&db.conn)
+        .await?
+    {
+        Some(r) => Ok(Some(my_rating(&db.conn, article_id, r).await?)),
+        None => Ok(None),
+    }
+}
+
+/// Removes the caller's rating (nothing to do when there is none).
+pub async fn delete(db: &Db, user: &User, article_id: &ArticleId) -> Result<(), ApiError> {
+    let tx = db.begin_write().await?;
+    let old = rating::Entity::find_by_id((article_id.to_string(), user.id.clone()))
+        .lock_exclusive()
+        .one(&*tx)
+        .await?;
+    if let Some(old) = old {
+        let stars = stored_stars(&old)?;
+        rating::Entity::delete_many()
+            .filter(rating::Column::ArticleId.eq(article_id.as_str()))
+            .filter(rating::Column::UserId.eq(&user.id))
+            .exec(&*tx)
+            .await?;
+        count(&*tx, article_id.as_str(), stars, -1).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The aggregate of one article (zeros when it was never rated or does not exist).
+pub async fn aggregate(
+    conn: &impl ConnectionTrait,
+    article_id: &ArticleId,
+) -> Result<Aggregate, ApiError> {
+    Ok(articles::aggregate_of(
+        articles::find(conn, article_id).await?.as_ref(),
+    ))
+}
+
+/// Aggregates for several articles, answered in the order asked (duplicates included).
+pub async fn aggregates(
+    conn: &impl ConnectionTrait,
+    ids: &[ArticleId],
+) -> Result<Vec<AggregateView>, ApiError> {
+    let mut unique: Vec<&str> = ids.iter().map(ArticleId::as_str).collect();
+    unique.sort_unstable();
+    unique.dedup();
+    let found = articles::find_many(conn, &unique).await?;
+    Ok(ids
+        .iter()
+        .map(|id| {
+            let a = found.iter().find(|a| a.id == id.as_str());
+            AggregateView::new(id.as_str(), articles::aggregate_of(a))
+        })
+        .collect())
+}

@@ -1,0 +1,133 @@
+//! Building the application: keys, database, migrations, listener and HTTP server.
+
+use std::{net::TcpListener, sync::Arc};
+
+use actix_web::{
+    dev::Server,
+    http::header,
+    middleware::{from_fn, DefaultHeaders, ErrorHandlers},
+    web, App, HttpServer,
+};
+
+use crate::{
+    auth::{JwtKeys, KeyError, Role},
+    config::Settings,
+    error::problem_for_framework_errors,
+    routes,
+    service::{db::Db, settings::PolicyCache},
+    telemetry,
+};
+
+/// What every request can reach.
+pub struct AppState {
+    pub db: Db,
+    pub policies: PolicyCache,
+    pub settings: Settings,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Keys(#[from] KeyError),
+    #[error("database: {0}")]
+    Db(#[from] sea_orm::DbErr),
+    #[error("cannot listen on {0}: {1}")]
+    Bind(String, std::io::Error),
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    pub keys: Arc<JwtKeys>,
+    pub db: Db,
+}
+
+impl Application {
+    /// Connects, migrates (unless turned off), binds and builds the server. Binding port
+    /// 0 picks a free port, which `port()` reports.
+    pub async fn build(settings: Settings) -> Result<Application, StartError> {
+        let keys = Arc::new(JwtKeys::from_settings(&settings.jwt)?);
+        let db = Db::connect(&settings).await?;
+        if settings.migrate {
+            db.migrate().await?;
+        }
+        let listener = TcpListener::bind(&settings.bind)
+            .map_err(|e| StartError::Bind(settings.bind.clone(), e))?;
+        let port = listener
+            .local_addr()
+            .map_err(|e| StartError::Bind(settings.bind.clone(), e))?
+            .port();
+        let workers = settings.workers;
+        let state = web::Data::new(AppState {
+            db: db.clone(),
+            policies: PolicyCache::default(),
+            settings,
+        });
+        let server = run(listener, state, keys.clone(), workers)?;
+        Ok(Application {
+            port,
+            server,
+            keys,
+            db,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// With no key configured, prints tokens to try the API with.
+    pub fn print_trial_tokens(&self) {
+        if !self.keys.ephemeral {
+            return;
+        }
+        println!("No TALLY_JWT_SECRET or TALLY_JWT_PUBLIC_KEY_FILE is set: using a random secret for this run only.");
+        println!("Tokens valid for 24 hours (for trying only):");
+        for (role, sub) in [
+            (Role::Reader, "reader-1"),
+            (Role::Moderator, "moderator-1"),
+            (Role::Admin, "admin-1"),
+        ] {
+            if let Ok(token) = self.keys.mint(sub, None, role, 86_400) {
+                println!("  {:<9} {token}", role.as_str());
+            }
+        }
+    }
+
+    /// Serves until SIGTERM / SIGINT, then lets in-flight requests finish.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+fn run(
+    listener: TcpListener,
+    state: web::Data<AppState>,
+    keys: Arc<JwtKeys>,
+    workers: Option<usize>,
+) -> Result<Server, StartError> {
+    let keys = web::Data::new(keys);
+    let addr = listener.local_addr().ok();
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(keys.clone())
+            .app_data(
+                web::PathConfig::default()
+                    .error_handler(|_, _| crate::error::ApiError::not_found("resource").into()),
+            )
+            .wrap(ErrorHandlers::new().default_handler(problem_for_framework_errors))
+            .wrap(DefaultHeaders::new().add((header::X_CONTENT_TYPE_OPTIONS, "nosniff")))
+            .wrap(from_fn(telemetry::request_log))
+            .configure(routes::configure)
+    })
+    .shutdown_timeout(30);
+    if let Some(n) = workers {
+        server = server.workers(n);
+    }
+    let server = server
+        .listen(listener)
+        .map_err(|e| StartError::Bind(addr.map(|a| a.to_string()).unwrap_or_default(), e))?
+        .run();
+    Ok(server)
+}

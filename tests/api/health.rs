@@ -1,0 +1,54 @@
+use crate::helpers::{assert_problem, spawn_app};
+
+#[tokio::test]
+async fn healthz_and_readyz_answer_200() {
+    let app = spawn_app().await;
+    assert_eq!(app.get("/healthz", None).await.status(), 200);
+    assert_eq!(app.get("/readyz", None).await.status(), 200);
+}
+
+#[tokio::test]
+async fn unknown_routes_are_problem_404() {
+    let app = spawn_app().await;
+    assert_problem(app.get("/nope", None).await, 404, "not_found").await;
+    assert_problem(
+        app.get("/api/v1/nothing/here", None).await,
+        404,
+        "not_found",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn wrong_methods_are_problem_405() {
+    let app = spawn_app().await;
+    for (method, path) in [
+        (reqwest::Method::POST, "/healthz"),
+        (reqwest::Method::POST, "/api/v1/articles/a/rating"),
+        (reqwest::Method::PUT, "/api/v1/comments/x/replies"),
+    ] {
+        let res = app
+            .request(method.clone(), path, None)
+            .send()
+            .await
+            .unwrap();
+        assert_problem(res, 405, "method_not_allowed").await;
+    }
+}
+
+#[tokio::test]
+async fn every_response_says_nosniff_and_carries_a_request_id() {
+    let app = spawn_app().await;
+    for path in ["/healthz", "/nope", "/api/v1/articles/a/rating"] {
+        let res = app.get(path, None).await;
+        assert_eq!(res.headers()["x-content-type-options"], "nosniff", "{path}");
+        assert!(res.headers().contains_key("x-request-id"), "{path}");
+    }
+    let res = app
+        .request(reqwest::Method::GET, "/healthz", None)
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-request-id"], "abc-123");
+}

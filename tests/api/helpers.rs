@@ -1,0 +1,283 @@
+//! `spawn_app`: one application and one fresh database per test.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+use serde_json::Value;
+use tally::{
+    auth::{JwtKeys, Role},
+    config::{JwtSettings, Settings},
+    domain::Policy,
+    service::settings::PolicyCache,
+    startup::Application,
+};
+
+pub const SECRET: &str = "tests-only-secret-0123456789abcdef";
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    /// A connection to the same database, for asserting on stored rows.
+    pub db: DatabaseConnection,
+    pub keys: Arc<JwtKeys>,
+    _dir: Option<tempfile::TempDir>,
+    pg: Option<(String, String)>,
+}
+
+/// The settings every test starts from (literal, never from the environment).
+pub fn test_settings() -> Settings {
+    Settings {
+        bind: "127.0.0.1:0".into(),
+        jwt: JwtSettings {
+            secret: Some(SECRET.into()),
+            ..Default::default()
+        },
+        write_rate_per_min: 0,
+        workers: Some(1),
+        db_max_connections: 5,
+        ..Settings::default()
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let mut settings = test_settings();
+    let (dir, pg) = match std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .filter(|v| !v.is_empty())
+    {
+        Some(base) => {
+            let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
+            let admin = Database::connect(&base)
+                .await
+                .expect("TEST_DATABASE_URL must be reachable");
+            admin
+                .execute_unprepared(&format!("CREATE SCHEMA {schema}"))
+                .await
+                .expect("create test schema");
+            admin.close().await.ok();
+            let sep = if base.contains('?') { '&' } else { '?' };
+            settings.database_url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+            (None, Some((base, schema)))
+        }
+        None => {
+            let dir = tempfile::tempdir().expect("temp dir");
+            settings.database_url = format!(
+                "sqlite://{}?mode=rwc",
+                dir.path().join("tally.db").display()
+            );
+            (Some(dir), None)
+        }
+    };
+    configure(&mut settings);
+    let app = Application::build(settings.clone())
+        .await
+        .expect("application builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let keys = app.keys.clone();
+    let db = app.db.conn.clone();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client"),
+        db,
+        keys,
+        _dir: dir,
+        pg,
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some((base, schema)) = self.pg.take() {
+            // Drop the schema from a thread with its own runtime: Drop cannot be async.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                rt.block_on(async {
+                    if let Ok(db) = Database::connect(&base).await {
+                        let _ = db
+                            .execute_unprepared(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                            .await;
+                        let _ = db.close().await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub fn token(&self, sub: &str, role: Role) -> String {
+        self.keys
+            .mint(sub, Some(&format!("Name of {sub}")), role, 600)
+            .expect("mint")
+    }
+
+    pub fn reader(&self, sub: &str) -> String {
+        self.token(sub, Role::Reader)
+    }
+
+    pub fn moderator(&self, sub: &str) -> String {
+        self.token(sub, Role::Moderator)
+    }
+
+    pub fn admin(&self, sub: &str) -> String {
+        self.token(sub, Role::Admin)
+    }
+
+    pub fn request(&self, method: Method, path: &str, token: Option<&str>) -> RequestBuilder {
+        let rb = self.client.request(method, self.url(path));
+        match token {
+            Some(t) => rb.bearer_auth(t),
+            None => rb,
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Response {
+        self.request(Method::GET, path, token)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn send_json(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: &Value,
+    ) -> Response {
+        self.request(method, path, token)
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Response {
+        self.send_json(Method::POST, path, token, body).await
+    }
+
+    pub async fn put(&self, path: &str, token: Option<&str>, body: &Value) -> Response {
+        self.send_json(Method::PUT, path, token, body).await
+    }
+
+    pub async fn patch(&self, path: &str, token: Option<&str>, body: &Value) -> Response {
+        self.send_json(Method::PATCH, path, token, body).await
+    }
+
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> Response {
+        self.request(Method::DELETE, path, token)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Rates `article` as `user`; panics unless 200/201.
+    pub async fn rate(&self, article: &str, user: &str, stars: i64) -> Value {
+        let res = self
+            .put(
+                &format!("/api/v1/articles/{article}/ratings/me"),
+                Some(&self.reader(user)),
+                &serde_json::json!({"stars": stars}),
+            )
+            .await;
+        assert!(res.status().is_success(), "rating failed: {}", res.status());
+        res.json().await.expect("json")
+    }
+
+    /// Posts a comment as `user`; returns the created comment.
+    pub async fn comment(
+        &self,
+        article: &str,
+        user: &str,
+        body: &str,
+        parent: Option<&str>,
+    ) -> Value {
+        let res = self
+            .post(
+                &format!("/api/v1/articles/{article}/comments"),
+                Some(&self.reader(user)),
+                &serde_json::json!({"body": body, "parent_id": parent}),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED, "comment failed");
+        res.json().await.expect("json")
+    }
+
+    /// Stores a moderation policy directly (the admin API has its own tests).
+    pub async fn set_policy(&self, f: impl FnOnce(&mut Policy)) {
+        let mut p = Policy::default();
+        f(&mut p);
+        PolicyCache::default()
+            .put(&self.db, &p)
+            .await
+            .expect("store policy");
+    }
+
+    /// Runs a query returning one integer.
+    pub async fn scalar(&self, sql: &str) -> i64 {
+        let row = self
+            .db
+            .query_one_raw(sea_orm::Statement::from_string(
+                self.db.get_database_backend(),
+                sql.to_owned(),
+            ))
+            .await
+            .expect("query")
+            .expect("a row");
+        row.try_get_by_index::<i64>(0).expect("integer")
+    }
+}
+
+/// Asserts a problem+json response with `status` and `code`; returns its body.
+pub async fn assert_problem(res: Response, status: u16, code: &str) -> Value {
+    assert_eq!(res.status().as_u16(), status, "status");
+    let ct = res
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    assert!(
+        ct.starts_with("application/problem+json"),
+        "content type was {ct:?}"
+    );
+    let body: Value = res.json().await.expect("problem body is JSON");
+    assert_eq!(body["code"], code, "problem was {body}");
+    assert_eq!(body["status"], status, "problem was {body}");
+    assert!(
+        body["title"].is_string() && body["detail"].is_string(),
+        "problem was {body}"
+    );
+    body
+}
+
+/// The fields named in a problem's `errors`.
+pub fn error_fields(problem: &Value) -> Vec<String> {
+    problem["errors"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|e| e["field"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
