@@ -428,9 +428,11 @@ mod tests {
 
     #[test]
     fn validation_names_fields() {
-        let mut p = Policy::default();
-        p.flag_threshold = 0;
-        p.banned_words = vec!["ok".into(), " ".into()];
+        let p = Policy {
+            flag_threshold: 0,
+            banned_words: vec!["ok".into(), " ".into()],
+            ..Default::default()
+        };
         let fields: Vec<String> = p
             .validate()
             .unwrap_err()

@@ -121,17 +121,31 @@ fn fingerprint(body: &str) -> String {
     digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 
+/// A text to run through the rule pipeline.
+struct Candidate<'a> {
+    article_mode: Option<&'a str>,
+    author_id: &'a str,
+    is_guest: bool,
+    body: &'a str,
+    fingerprint: &'a str,
+    /// The comment being edited, which is no repeat of itself.
+    exclude_id: Option<&'a str>,
+}
+
 /// Runs the rule pipeline for a new or edited text.
 async fn evaluate(
     conn: &impl ConnectionTrait,
     policies: &PolicyCache,
-    article_mode: Option<&str>,
-    author_id: &str,
-    is_guest: bool,
-    body: &str,
-    fingerprint: &str,
-    exclude_id: Option<&str>,
+    c: Candidate<'_>,
 ) -> Result<Evaluation, ApiError> {
+    let Candidate {
+        article_mode,
+        author_id,
+        is_guest,
+        body,
+        fingerprint,
+        exclude_id,
+    } = c;
     let policy = policies.get(conn).await?;
     let since = super::now() - Duration::hours(REPEAT_WINDOW_HOURS);
     let mut repeat = comment::Entity::find()
@@ -244,12 +258,14 @@ pub async fn create(
     let eval = evaluate(
         &*tx,
         policies,
-        article.moderation_mode.as_deref(),
-        &author_id,
-        is_guest,
-        &body,
-        &fp,
-        None,
+        Candidate {
+            article_mode: article.moderation_mode.as_deref(),
+            author_id: &author_id,
+            is_guest,
+            body: &body,
+            fingerprint: &fp,
+            exclude_id: None,
+        },
     )
     .await?;
     let now = super::now();
@@ -490,12 +506,14 @@ pub async fn edit(
     let eval = evaluate(
         &*tx,
         policies,
-        article.moderation_mode.as_deref(),
-        &user.id,
-        false,
-        &body,
-        &fp,
-        Some(&c.id),
+        Candidate {
+            article_mode: article.moderation_mode.as_deref(),
+            author_id: &user.id,
+            is_guest: false,
+            body: &body,
+            fingerprint: &fp,
+            exclude_id: Some(&c.id),
+        },
     )
     .await?;
     let from = status_of(&c);
