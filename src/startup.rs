@@ -76,6 +76,11 @@ impl Application {
         self.port
     }
 
+    /// A handle to stop the server (tests stop theirs when they end).
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
     /// With no key configured, prints tokens to try the API with.
     pub fn print_trial_tokens(&self) {
         if !self.keys.ephemeral {

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::{
-    sea_query::{Expr, ExprTrait},
+    sea_query::{Expr, ExprTrait, LockType},
     ActiveValue::Set,
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
     QuerySelect,
@@ -466,7 +466,7 @@ async fn own_comment_for_update(
     id: &str,
 ) -> Result<comment::Model, ApiError> {
     let c = comment::Entity::find_by_id(id)
-        .lock_exclusive()
+        .lock(LockType::NoKeyUpdate)
         .one(conn)
         .await?;
     let c = c.filter(|c| status_of(c) != ModerationStatus::Deleted && visible_to(c, Some(user)));

@@ -3,7 +3,7 @@
 //! queue sizes always equal a recount of the rows.
 
 use sea_orm::{
-    sea_query::{Expr, ExprTrait},
+    sea_query::{Expr, ExprTrait, LockType},
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect,
 };
 
@@ -39,10 +39,18 @@ pub async fn status_changed(
     if from == Some(to) {
         return Ok(());
     }
-    if let Some(from) = from {
-        bump_queue(conn, from.as_str(), -1).await?;
-    }
-    bump_queue(conn, to.as_str(), 1).await?;
+    // Lock order, the same in every write: comment rows bottom-up (the comment, then its
+    // ancestors), then the article row, then the queue counters. Any other order lets two
+    // transactions on PostgreSQL wait on each other.
+    let listed =
+        |s: Option<ModerationStatus>| i64::from(s.is_some_and(|s| s.is_listed(c.reply_count)));
+    listed_changed(
+        conn,
+        &c.article_id,
+        c.parent_id.clone(),
+        listed(Some(to)) - listed(from),
+    )
+    .await?;
 
     let approved = |s: Option<ModerationStatus>| i64::from(s == Some(ModerationStatus::Approved));
     let approved_delta = approved(Some(to)) - approved(from);
@@ -56,15 +64,10 @@ pub async fn status_changed(
             .exec(conn)
             .await?;
     }
-    let listed =
-        |s: Option<ModerationStatus>| i64::from(s.is_some_and(|s| s.is_listed(c.reply_count)));
-    listed_changed(
-        conn,
-        &c.article_id,
-        c.parent_id.clone(),
-        listed(Some(to)) - listed(from),
-    )
-    .await
+    if let Some(from) = from {
+        bump_queue(conn, from.as_str(), -1).await?;
+    }
+    bump_queue(conn, to.as_str(), 1).await
 }
 
 /// A comment under `parent` became listed (+1) or unlisted (-1). A deleted parent shows
@@ -89,7 +92,7 @@ async fn listed_changed(
         };
         // Lock the parent (PostgreSQL) so its status and count are read and written as one.
         let Some(p) = comment::Entity::find_by_id(&parent_id)
-            .lock_exclusive()
+            .lock(LockType::NoKeyUpdate)
             .one(conn)
             .await?
         else {

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    sea_query::{Expr, ExprTrait, OnConflict},
+    sea_query::{Expr, ExprTrait, LockType, OnConflict},
     ActiveValue::Set,
     ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect,
 };
@@ -158,7 +158,7 @@ pub async fn put(
         count(&*tx, article_id.as_str(), stars, 1).await?;
     } else {
         let old = rating::Entity::find_by_id((article_id.to_string(), user.id.clone()))
-            .lock_exclusive()
+            .lock(LockType::NoKeyUpdate)
             .one(&*tx)
             .await?
             .ok_or_else(|| ApiError::Internal("rating vanished during update".into()))?;
@@ -203,7 +203,7 @@ pub async fn get(
 pub async fn delete(db: &Db, user: &User, article_id: &ArticleId) -> Result<(), ApiError> {
     let tx = db.begin_write().await?;
     let old = rating::Entity::find_by_id((article_id.to_string(), user.id.clone()))
-        .lock_exclusive()
+        .lock(LockType::NoKeyUpdate)
         .one(&*tx)
         .await?;
     if let Some(old) = old {

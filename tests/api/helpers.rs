@@ -23,6 +23,7 @@ pub struct TestApp {
     /// A connection to the same database, for asserting on stored rows.
     pub db: DatabaseConnection,
     pub keys: Arc<JwtKeys>,
+    server: actix_web::dev::ServerHandle,
     _dir: Option<tempfile::TempDir>,
     pg: Option<(String, String)>,
 }
@@ -82,6 +83,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let address = format!("http://127.0.0.1:{}", app.port());
     let keys = app.keys.clone();
     let db = app.db.conn.clone();
+    let server = app.handle();
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
@@ -91,6 +93,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
             .expect("client"),
         db,
         keys,
+        server,
         _dir: dir,
         pg,
     }
@@ -232,13 +235,14 @@ impl TestApp {
             .expect("store policy");
     }
 
-    /// Runs a query returning one integer.
+    /// Runs a query returning one integer (cast to BIGINT: PostgreSQL sums are NUMERIC).
     pub async fn scalar(&self, sql: &str) -> i64 {
+        let sql = format!("SELECT CAST(({sql}) AS BIGINT)");
         let row = self
             .db
             .query_one_raw(sea_orm::Statement::from_string(
                 self.db.get_database_backend(),
-                sql.to_owned(),
+                sql,
             ))
             .await
             .expect("query")
@@ -280,4 +284,92 @@ pub fn error_fields(problem: &Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+// ---- Moderation helpers -----------------------------------------------------------
+
+impl TestApp {
+    /// A moderator's decision on one comment.
+    pub async fn decide(&self, moderator: &str, comment_id: &str, body: &Value) -> Response {
+        self.post(
+            &format!("/api/v1/moderation/comments/{comment_id}/decision"),
+            Some(&self.moderator(moderator)),
+            body,
+        )
+        .await
+    }
+
+    /// GETs `path` as moderator `mod-1`; panics unless 200.
+    pub async fn moderator_get(&self, path: &str) -> Value {
+        let res = self.get(path, Some(&self.moderator("mod-1"))).await;
+        assert_eq!(res.status(), StatusCode::OK, "GET {path}");
+        res.json().await.expect("json")
+    }
+
+    /// The audit log entries of one comment, newest first.
+    pub async fn log_of(&self, comment_id: &str) -> Vec<Value> {
+        let page = self
+            .moderator_get(&format!("/api/v1/moderation/log?comment_id={comment_id}"))
+            .await;
+        page["items"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Flags a comment as reader `user`.
+    pub async fn flag(&self, comment_id: &str, user: &str, reason: &str) -> Response {
+        self.post(
+            &format!("/api/v1/comments/{comment_id}/flags"),
+            Some(&self.reader(user)),
+            &serde_json::json!({"reason": reason}),
+        )
+        .await
+    }
+
+    /// Asserts that every kept counter equals a recount of the rows it counts.
+    pub async fn assert_counters_match_recounts(&self) {
+        for status in ["pending", "approved", "rejected", "spam", "deleted"] {
+            let kept = self
+                .scalar(&format!(
+                    "SELECT count FROM queue_counters WHERE queue = '{status}'"
+                ))
+                .await;
+            let counted = self
+                .scalar(&format!(
+                    "SELECT COUNT(*) FROM comments WHERE status = '{status}'"
+                ))
+                .await;
+            assert_eq!(kept, counted, "queue counter {status}");
+        }
+        let checks = [
+            (
+                "flagged queue",
+                "SELECT (SELECT count FROM queue_counters WHERE queue = 'flagged') \
+                 - (SELECT COUNT(*) FROM comments WHERE flag_count > 0)",
+            ),
+            (
+                "comments.flag_count",
+                "SELECT COUNT(*) FROM comments c WHERE c.flag_count <> \
+                 (SELECT COUNT(*) FROM flags f WHERE f.comment_id = c.id AND f.resolved_at IS NULL)",
+            ),
+            (
+                "articles.comment_count",
+                "SELECT COUNT(*) FROM articles a WHERE a.comment_count <> \
+                 (SELECT COUNT(*) FROM comments c WHERE c.article_id = a.id AND c.status = 'approved')",
+            ),
+            (
+                "articles.top_level_count",
+                "SELECT COUNT(*) FROM articles a WHERE a.top_level_count <> \
+                 (SELECT COUNT(*) FROM comments c WHERE c.article_id = a.id AND c.parent_id IS NULL \
+                  AND (c.status = 'approved' OR (c.status = 'deleted' AND c.reply_count > 0)))",
+            ),
+            (
+                "comments.reply_count",
+                "SELECT COUNT(*) FROM comments p WHERE p.reply_count <> \
+                 (SELECT COUNT(*) FROM comments c WHERE c.parent_id = p.id \
+                  AND (c.status = 'approved' OR (c.status = 'deleted' AND c.reply_count > 0)))",
+            ),
+        ];
+        for (what, sql) in checks {
+            assert_eq!(self.scalar(sql).await, 0, "{what} differs from a recount");
+        }
+    }
 }
