@@ -289,7 +289,11 @@ pub fn problem_for_framework_errors<B: MessageBody + 'static>(
     let error = match res.status() {
         StatusCode::NOT_FOUND => ApiError::NotFound("no such route".into()),
         StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(0),
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(
+            res.request()
+                .app_data::<actix_web::web::Data<crate::startup::AppState>>()
+                .map_or(0, |s| s.settings.max_body_bytes),
+        ),
         StatusCode::UNAUTHORIZED => ApiError::Unauthorized("authentication required".into()),
         StatusCode::FORBIDDEN => ApiError::Forbidden("not allowed".into()),
         StatusCode::SERVICE_UNAVAILABLE => ApiError::Unavailable,
