@@ -479,13 +479,19 @@ mod tests {
     }
 
     fn fixture(name: &str) -> std::path::PathBuf {
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name)
     }
 
     #[test]
     fn public_keys_verify_their_own_algorithm_only() {
         let cases = [
-            ("rs256", Algorithm::RS256, EncodingKey::from_rsa_pem as fn(&[u8]) -> _),
+            (
+                "rs256",
+                Algorithm::RS256,
+                EncodingKey::from_rsa_pem as fn(&[u8]) -> _,
+            ),
             ("es256", Algorithm::ES256, EncodingKey::from_ec_pem),
             ("ed25519", Algorithm::EdDSA, EncodingKey::from_ed_pem),
         ];
@@ -495,18 +501,32 @@ mod tests {
                 ..Default::default()
             };
             let keys = JwtKeys::from_settings(&settings).unwrap();
-            assert_eq!(keys.algorithm, alg, "{name}: algorithm inferred from the key");
-            assert!(matches!(keys.mint("u", None, Role::Reader, 60), Err(KeyError::CannotMint)));
+            assert_eq!(
+                keys.algorithm, alg,
+                "{name}: algorithm inferred from the key"
+            );
+            assert!(matches!(
+                keys.mint("u", None, Role::Reader, 60),
+                Err(KeyError::CannotMint)
+            ));
 
             let private = std::fs::read(fixture(&format!("{name}.key"))).unwrap();
             let claims = serde_json::json!({"sub": "u-1", "exp": now() + 60});
-            let token = jsonwebtoken::encode(&Header::new(alg), &claims, &load(&private).unwrap()).unwrap();
-            assert_eq!(keys.verify(&token).unwrap().id, "u-1", "{name}: a token signed with the private key");
+            let token =
+                jsonwebtoken::encode(&Header::new(alg), &claims, &load(&private).unwrap()).unwrap();
+            assert_eq!(
+                keys.verify(&token).unwrap().id,
+                "u-1",
+                "{name}: a token signed with the private key"
+            );
 
             // Key confusion: an HS256 token whose "secret" is the public key PEM.
             let public = std::fs::read(fixture(&format!("{name}.pub"))).unwrap();
             let forged = sign(claims.clone(), Algorithm::HS256, &public);
-            assert!(keys.verify(&forged).is_err(), "{name}: HS256 signed with the public key is refused");
+            assert!(
+                keys.verify(&forged).is_err(),
+                "{name}: HS256 signed with the public key is refused"
+            );
         }
     }
 
@@ -517,14 +537,38 @@ mod tests {
             algorithm: Some(alg.into()),
             ..Default::default()
         };
-        assert_eq!(JwtKeys::from_settings(&rsa("RS512")).unwrap().algorithm, Algorithm::RS512);
-        assert!(matches!(JwtKeys::from_settings(&rsa("ES256")), Err(KeyError::AlgorithmMismatch(_))));
-        assert!(matches!(JwtKeys::from_settings(&rsa("HS256")), Err(KeyError::AlgorithmMismatch(_))));
-        assert!(matches!(JwtKeys::from_settings(&rsa("nope")), Err(KeyError::UnknownAlgorithm(_))));
-        let missing = JwtSettings { public_key_file: Some("/no/such/key.pem".into()), ..Default::default() };
-        assert!(matches!(JwtKeys::from_settings(&missing), Err(KeyError::Read(..))));
-        let not_a_key = JwtSettings { public_key_file: Some(fixture("README.md")), ..Default::default() };
-        assert!(matches!(JwtKeys::from_settings(&not_a_key), Err(KeyError::BadKey)));
+        assert_eq!(
+            JwtKeys::from_settings(&rsa("RS512")).unwrap().algorithm,
+            Algorithm::RS512
+        );
+        assert!(matches!(
+            JwtKeys::from_settings(&rsa("ES256")),
+            Err(KeyError::AlgorithmMismatch(_))
+        ));
+        assert!(matches!(
+            JwtKeys::from_settings(&rsa("HS256")),
+            Err(KeyError::AlgorithmMismatch(_))
+        ));
+        assert!(matches!(
+            JwtKeys::from_settings(&rsa("nope")),
+            Err(KeyError::UnknownAlgorithm(_))
+        ));
+        let missing = JwtSettings {
+            public_key_file: Some("/no/such/key.pem".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            JwtKeys::from_settings(&missing),
+            Err(KeyError::Read(..))
+        ));
+        let not_a_key = JwtSettings {
+            public_key_file: Some(fixture("README.md")),
+            ..Default::default()
+        };
+        assert!(matches!(
+            JwtKeys::from_settings(&not_a_key),
+            Err(KeyError::BadKey)
+        ));
     }
 
     #[test]

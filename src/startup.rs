@@ -117,6 +117,8 @@ fn run(
         App::new()
             .app_data(state.clone())
             .app_data(keys.clone())
+            // The raw body reader's own cap (actix defaults to 256 KiB); `ApiJson` also checks.
+            .app_data(web::PayloadConfig::new(state.settings.max_body_bytes))
             .app_data(
                 web::PathConfig::default()
                     .error_handler(|_, _| crate::error::ApiError::not_found("resource").into()),

@@ -5,7 +5,7 @@ use std::time::Instant;
 use actix_web::{
     body::MessageBody,
     dev::{ServiceRequest, ServiceResponse},
-    http::header::{HeaderName, HeaderValue},
+    http::header::{HeaderName, HeaderValue, CONTENT_TYPE},
     middleware::Next,
 };
 use tracing::Instrument;
@@ -46,8 +46,19 @@ pub async fn request_log(
         tracing::info_span!("request", request_id = %id, method = %req.method(), route = %route);
     let start = Instant::now();
     let mut res = next.call(req).instrument(span.clone()).await?;
+    let headers = res.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&id) {
-        res.headers_mut().insert(REQUEST_ID, v);
+        headers.insert(REQUEST_ID, v);
+    }
+    // The contract's JSON is `application/json; charset=utf-8`; actix's `.json()` omits the charset.
+    if headers
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v == "application/json")
+    {
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
     }
     let status = res.status().as_u16();
     span.in_scope(|| {

@@ -48,7 +48,8 @@ impl Cursor {
         };
         let micros: i64 = micros.parse().map_err(|_| bad())?;
         let created_at = DateTime::from_timestamp_micros(micros).ok_or_else(bad)?;
-        if id.is_empty() || id.len() > 64 {
+        // Ids are comment ids, log ids or user ids (bans), none longer than 200 bytes.
+        if id.is_empty() || id.len() > 200 {
             return Err(bad());
         }
         Ok(Cursor {

@@ -1,10 +1,13 @@
 //! The HTTP edge: one route table (`configure`), one module per resource. Handlers
 //! extract and authorise, call a service, and map the result to a response.
 
+pub mod admin;
 pub mod articles;
 pub mod comments;
 pub mod extract;
+pub mod flags;
 pub mod health;
+pub mod moderation;
 pub mod ratings;
 
 use actix_web::web;
@@ -37,7 +40,27 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                         .patch(comments::edit)
                         .delete(comments::delete),
                 )
-                .service(web::resource("/comments/{id}/replies").get(comments::replies)),
+                .service(web::resource("/comments/{id}/replies").get(comments::replies))
+                .service(web::resource("/comments/{id}/flags").post(flags::create))
+                .service(web::resource("/moderation/queue").get(moderation::queue))
+                .service(web::resource("/moderation/stats").get(moderation::stats))
+                .service(
+                    web::resource("/moderation/comments/{id}/decision").post(moderation::decide),
+                )
+                .service(web::resource("/moderation/decisions").post(moderation::decide_many))
+                .service(web::resource("/moderation/log").get(moderation::log))
+                .service(
+                    web::resource("/moderation/bans")
+                        .get(moderation::bans)
+                        .post(moderation::ban),
+                )
+                .service(web::resource("/moderation/bans/{user_id}").delete(moderation::unban))
+                .service(
+                    web::resource("/admin/settings")
+                        .get(admin::get_settings)
+                        .put(admin::put_settings),
+                )
+                .service(web::resource("/admin/articles/{article_id}").put(admin::put_article)),
         )
         .default_service(web::to(not_found));
 }

@@ -4,10 +4,8 @@
 
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::{
-    sea_query::{Expr, ExprTrait, LockType},
-    ActiveValue::Set,
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    sea_query::LockType, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -551,37 +549,22 @@ pub async fn edit(
     Ok(view(updated, Some(user), false))
 }
 
-/// The author deletes a comment. With listed replies it stays as a tombstone.
+/// The author deletes a comment. With listed replies it stays as a tombstone. Its
+/// flags are settled: there is nothing left for a moderator to decide.
 pub async fn delete(db: &Db, user: &User, id: &str) -> Result<(), ApiError> {
     let tx = db.begin_write().await?;
     let c = own_comment_for_update(&*tx, user, id).await?;
-    let from = status_of(&c);
-    let to = from
-        .apply(Action::Delete)
-        .map_err(|e| ApiError::Forbidden(e.to_string()))?;
-    let now = super::now();
-    comment::Entity::update_many()
-        .col_expr(comment::Column::Status, Expr::value(to.as_str()))
-        .col_expr(
-            comment::Column::Version,
-            Expr::col(comment::Column::Version).add(1),
-        )
-        .col_expr(comment::Column::UpdatedAt, Expr::value(now))
-        .filter(comment::Column::Id.eq(&c.id))
-        .exec(&*tx)
-        .await?;
-    counters::status_changed(&*tx, &c, Some(from), to).await?;
-    moderation::append_log(
+    let version = c.version;
+    moderation::move_comment(
         &*tx,
-        LogEntry {
-            actor_id: &user.id,
-            actor_name: &user.name,
-            action: "delete",
-            comment_id: Some(&c.id),
-            subject_user_id: Some(&c.author_id),
-            from_status: Some(from.as_str()),
-            to_status: Some(to.as_str()),
+        c,
+        version,
+        moderation::Change {
+            action: Action::Delete,
+            log_action: "delete",
+            actor: moderation::Actor::user(user),
             reason: Some("deleted by the author".into()),
+            resolve_flags: true,
         },
     )
     .await?;

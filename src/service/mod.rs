@@ -1,10 +1,12 @@
 //! Use cases. Each write runs in one transaction (`Db::begin_write`); functions take
 //! `&impl ConnectionTrait` so they compose inside a caller's transaction.
 
+pub mod admin;
 pub mod articles;
 pub mod comments;
 pub mod counters;
 pub mod db;
+pub mod flags;
 pub mod moderation;
 pub mod ratings;
 pub mod settings;

@@ -811,3 +811,69 @@ async fn concurrent_comments_replies_and_deletes_keep_every_counter_exact() {
     );
     assert_comment_counters_match_rows(&app).await;
 }
+
+#[tokio::test]
+async fn deleting_a_flagged_comment_settles_its_flags() {
+    let app = spawn_app().await;
+    let c = app.comment(ARTICLE, "u-1", "flag me", None).await;
+    let id = c["id"].as_str().unwrap();
+    assert_eq!(app.flag(id, "u-2", "spam").await.status(), 201);
+    assert_eq!(
+        app.scalar("SELECT count FROM queue_counters WHERE queue = 'flagged'")
+            .await,
+        1
+    );
+
+    assert_eq!(
+        app.delete(&format!("/api/v1/comments/{id}"), Some(&app.reader("u-1")))
+            .await
+            .status(),
+        204
+    );
+    assert_eq!(
+        app.scalar("SELECT count FROM queue_counters WHERE queue = 'flagged'")
+            .await,
+        0
+    );
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM flags WHERE resolved_at IS NULL")
+            .await,
+        0
+    );
+    let flagged = app
+        .moderator_get("/api/v1/moderation/queue?queue=flagged")
+        .await;
+    assert_eq!(flagged["items"].as_array().unwrap().len(), 0);
+    let log = app.log_of(id).await;
+    assert_eq!(
+        (log[0]["action"].as_str(), log[0]["actor"]["id"].as_str()),
+        (Some("delete"), Some("u-1"))
+    );
+    assert_comment_counters_match_rows(&app).await;
+}
+
+#[tokio::test]
+async fn json_responses_say_utf_8() {
+    let app = spawn_app().await;
+    let res = app.get(LIST, None).await;
+    assert_eq!(
+        res.headers()["content-type"],
+        "application/json; charset=utf-8"
+    );
+}
+
+#[tokio::test]
+async fn bodies_over_256_kib_are_accepted_when_the_limit_allows() {
+    // The body reader's own cap follows TALLY_MAX_BODY_BYTES, not actix's 256 KiB default.
+    let app = spawn_app_with(|s| s.max_body_bytes = 1 << 20).await;
+    let padding = " ".repeat(300 * 1024);
+    let body = format!("{{\"body\": \"big but fine\"{padding}}}");
+    let res = app
+        .request(Method::POST, LIST, Some(&app.reader("u-1")))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+}

@@ -2,9 +2,16 @@
 //! built by the real migrations: a temporary SQLite file, or a fresh PostgreSQL schema
 //! when `TEST_DATABASE_URL` is set.
 
+// The whole crate is test code: unwrap is how a test says "this must hold".
+#![allow(clippy::unwrap_used)]
+
 mod helpers;
 
+mod admin;
 mod auth;
+mod cli;
 mod comments;
+mod flags;
 mod health;
+mod moderation;
 mod ratings;

@@ -1,0 +1,92 @@
+//! Administration: the moderation policy and article registration.
+
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use validator::{Validate, ValidationErrors};
+
+use super::extract::{article_id, ApiJson};
+use super::moderation::created_or_ok;
+use crate::{
+    auth::Admin,
+    domain::{ModerationMode, Policy},
+    error::ApiError,
+    service::admin::{self, ArticleSettings},
+    startup::AppState,
+};
+
+/// The settings document. Unknown and missing fields are refused by serde (422 naming
+/// them); value rules are `Policy::validate`, applied by the service so that list
+/// entries are named with their index (`banned_words[3]`).
+#[derive(Debug, Deserialize)]
+#[serde(transparent)]
+pub struct SettingsBody(pub Policy);
+
+impl Validate for SettingsBody {
+    fn validate(&self) -> Result<(), ValidationErrors> {
+        Ok(())
+    }
+}
+
+/// `GET /api/v1/admin/settings`: the moderation policy.
+pub async fn get_settings(state: web::Data<AppState>, _: Admin) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(admin::settings(&state.db, &state.policies).await?))
+}
+
+/// `PUT /api/v1/admin/settings`: replaces the whole policy; 200 with what is stored.
+pub async fn put_settings(
+    state: web::Data<AppState>,
+    Admin(user): Admin,
+    ApiJson(SettingsBody(policy)): ApiJson<SettingsBody>,
+) -> Result<HttpResponse, ApiError> {
+    let stored = admin::put_settings(&state.db, &state.policies, &user, policy).await?;
+    Ok(HttpResponse::Ok().json(stored))
+}
+
+#[derive(Debug, Deserialize, Validate)]
+pub struct ArticleBody {
+    #[validate(length(min = 1, max = 300, message = "must be 1–300 characters"))]
+    pub title: Option<String>,
+    #[validate(
+        length(max = 2000, message = "must be at most 2000 characters"),
+        custom(function = "web_url")
+    )]
+    pub url: Option<String>,
+    /// Absent means open.
+    #[serde(default = "open")]
+    pub comments_open: bool,
+    /// `null` (or absent) follows the site setting.
+    pub moderation_mode: Option<ModerationMode>,
+}
+
+fn open() -> bool {
+    true
+}
+
+fn web_url(url: &str) -> Result<(), validator::ValidationError> {
+    let ok = (url.starts_with("https://") || url.starts_with("http://"))
+        && !url.chars().any(char::is_whitespace);
+    if ok {
+        Ok(())
+    } else {
+        Err(validator::ValidationError::new("url")
+            .with_message("must be an http:// or https:// URL".into()))
+    }
+}
+
+/// `PUT /api/v1/admin/articles/{article_id}`: registers (201) or updates (200) an article.
+pub async fn put_article(
+    state: web::Data<AppState>,
+    _: Admin,
+    path: web::Path<String>,
+    ApiJson(body): ApiJson<ArticleBody>,
+) -> Result<HttpResponse, ApiError> {
+    let id = article_id(&path)?;
+    let settings = ArticleSettings {
+        title: body.title.map(|t| t.trim().to_owned()),
+        url: body.url,
+        comments_open: body.comments_open,
+        moderation_mode: body.moderation_mode,
+    };
+    let (view, created) = admin::put_article(&state.db, &id, settings).await?;
+    Ok(created_or_ok(created).json(view))
+}

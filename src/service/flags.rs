@@ -1,0 +1,161 @@
+//! Reader flags. A user's flag on a comment is counted once while unresolved; the count
+//! is kept on the comment (`flag_count`) and in the `flagged` queue counter. At the
+//! policy's `flag_threshold` an approved comment is hidden (`pending`) until a moderator
+//! decides, which resolves the flags (`moderation::move_comment`).
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    sea_query::{Expr, ExprTrait},
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect,
+};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    comments::{status_of, visible_to},
+    counters,
+    db::Db,
+    moderation::{self, Actor, Change, FLAGGED},
+    settings::PolicyCache,
+};
+use crate::{
+    auth::User,
+    domain::{Action, ModerationStatus},
+    entity::{comment, flag},
+    error::ApiError,
+};
+
+/// Why a reader flags a comment (the `flags.reason` CHECK admits these four).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlagReason {
+    Spam,
+    Abuse,
+    OffTopic,
+    Other,
+}
+
+impl FlagReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlagReason::Spam => "spam",
+            FlagReason::Abuse => "abuse",
+            FlagReason::OffTopic => "off_topic",
+            FlagReason::Other => "other",
+        }
+    }
+}
+
+/// The caller's flag as stored.
+#[derive(Debug, Serialize)]
+pub struct FlagView {
+    pub comment_id: String,
+    pub reason: FlagReason,
+    pub note: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Flags comment `id` as `user`. Returns the flag and whether it now counts where it
+/// did not before (a first flag, or a new one after a moderator resolved the last).
+/// Flagging again while the flag is unresolved only updates its reason and note.
+pub async fn flag(
+    db: &Db,
+    policies: &PolicyCache,
+    user: &User,
+    id: &str,
+    reason: FlagReason,
+    note: Option<String>,
+) -> Result<(FlagView, bool), ApiError> {
+    let tx = db.begin_write().await?;
+    moderation::ensure_not_banned(&*tx, &user.id).await?;
+    // The lock (PostgreSQL) serialises flags and decisions on the same comment, so the
+    // count and the threshold check see every flag before them.
+    let c = comment::Entity::find_by_id(id)
+        .lock_exclusive()
+        .one(&*tx)
+        .await?
+        .filter(|c| status_of(c) != ModerationStatus::Deleted && visible_to(c, Some(user)))
+        .ok_or_else(|| ApiError::not_found("comment"))?;
+    let key = (c.id.clone(), user.id.clone());
+    let existing = flag::Entity::find_by_id(key.clone()).one(&*tx).await?;
+    let counts_now = existing.as_ref().is_none_or(|f| f.resolved_at.is_some());
+    let now = super::now();
+    let row = flag::ActiveModel {
+        comment_id: Set(c.id.clone()),
+        user_id: Set(user.id.clone()),
+        reason: Set(reason.as_str().to_owned()),
+        note: Set(note),
+        created_at: Set(match (&existing, counts_now) {
+            (Some(f), false) => f.created_at,
+            _ => now,
+        }),
+        resolved_at: Set(None),
+    };
+    if existing.is_some() {
+        flag::Entity::update(row).exec(&*tx).await?;
+    } else {
+        flag::Entity::insert(row)
+            .exec_without_returning(&*tx)
+            .await?;
+    }
+    if counts_now {
+        count_flag(&*tx, policies, c).await?;
+    }
+    let stored = flag::Entity::find_by_id(key)
+        .one(&*tx)
+        .await?
+        .ok_or_else(|| ApiError::Internal("flag missing after write".into()))?;
+    tx.commit().await?;
+    Ok((
+        FlagView {
+            comment_id: stored.comment_id,
+            reason,
+            note: stored.note,
+            created_at: stored.created_at,
+        },
+        counts_now,
+    ))
+}
+
+/// One more unresolved flag on `c`: kept counts, then the threshold.
+async fn count_flag(
+    conn: &impl ConnectionTrait,
+    policies: &PolicyCache,
+    c: comment::Model,
+) -> Result<(), ApiError> {
+    comment::Entity::update_many()
+        .col_expr(
+            comment::Column::FlagCount,
+            Expr::col(comment::Column::FlagCount).add(1),
+        )
+        .filter(comment::Column::Id.eq(&c.id))
+        .exec(conn)
+        .await?;
+    let first = c.flag_count == 0;
+    let count = c.flag_count + 1;
+    let threshold = policies.get(conn).await?.policy.flag_threshold;
+    if status_of(&c) == ModerationStatus::Approved && i64::from(count) >= i64::from(threshold) {
+        let version = c.version;
+        moderation::move_comment(
+            conn,
+            comment::Model {
+                flag_count: count,
+                ..c
+            },
+            version,
+            Change {
+                action: Action::Hide,
+                log_action: "hide",
+                actor: Actor::SYSTEM,
+                reason: Some(format!("flag_threshold:{threshold}")),
+                resolve_flags: false,
+            },
+        )
+        .await?;
+    }
+    // Queue counters last: the lock order every write keeps (`counters::status_changed`).
+    if first {
+        counters::bump_queue(conn, FLAGGED, 1).await?;
+    }
+    Ok(())
+}
