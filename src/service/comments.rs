@@ -125,25 +125,26 @@ struct Candidate<'a> {
     author_id: &'a str,
     is_guest: bool,
     body: &'a str,
-    fingerprint: &'a str,
     /// The comment being edited, which is no repeat of itself.
     exclude_id: Option<&'a str>,
 }
 
-/// Runs the rule pipeline for a new or edited text.
+/// Runs the rule pipeline for a new or edited text; also returns the text's fingerprint
+/// (stored to spot later repeats).
 async fn evaluate(
     conn: &impl ConnectionTrait,
     policies: &PolicyCache,
     c: Candidate<'_>,
-) -> Result<Evaluation, ApiError> {
+) -> Result<(Evaluation, String), ApiError> {
     let Candidate {
         article_mode,
         author_id,
         is_guest,
         body,
-        fingerprint,
         exclude_id,
     } = c;
+    let fingerprint = fingerprint(body);
+    let fingerprint = fingerprint.as_str();
     let policy = policies.get(conn).await?;
     let since = super::now() - Duration::hours(REPEAT_WINDOW_HOURS);
     let mut repeat = comment::Entity::find()
@@ -164,13 +165,14 @@ async fn evaluate(
     } else {
         i64::MAX
     };
-    Ok(policy.evaluate(&Submission {
+    let eval = policy.evaluate(&Submission {
         body,
         is_guest,
         article_mode: article_mode.and_then(ModerationMode::parse),
         author_approved,
         is_repeat,
-    }))
+    });
+    Ok((eval, fingerprint.to_owned()))
 }
 
 /// Logs a rule's decision to hold or reject a comment, with actor `system`.
@@ -252,8 +254,7 @@ pub async fn create(
         }
     }
     let body = input.body.into_inner();
-    let fp = fingerprint(&body);
-    let eval = evaluate(
+    let (eval, fp) = evaluate(
         &*tx,
         policies,
         Candidate {
@@ -261,7 +262,6 @@ pub async fn create(
             author_id: &author_id,
             is_guest,
             body: &body,
-            fingerprint: &fp,
             exclude_id: None,
         },
     )
@@ -500,8 +500,7 @@ pub async fn edit(
         return Err(ApiError::CommentsClosed);
     }
     let body = body.into_inner();
-    let fp = fingerprint(&body);
-    let eval = evaluate(
+    let (eval, fp) = evaluate(
         &*tx,
         policies,
         Candidate {
@@ -509,7 +508,6 @@ pub async fn edit(
             author_id: &user.id,
             is_guest: false,
             body: &body,
-            fingerprint: &fp,
             exclude_id: Some(&c.id),
         },
     )
