@@ -4,7 +4,7 @@
 
 use std::{future::Future, pin::Pin, sync::Arc};
 
-use actix_web::{dev::Payload, http::header, web, FromRequest, HttpRequest};
+use actix_web::{dev::Payload, http::header, web, FromRequest, HttpMessage, HttpRequest};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
@@ -259,15 +259,28 @@ fn bearer(req: &HttpRequest) -> Result<Option<&str>, ApiError> {
     }
 }
 
+/// A caller already verified for this request (by the rate limiter), kept in the
+/// request's extensions so the token is checked once.
+#[derive(Clone)]
+struct Identified(Option<User>);
+
 /// The caller, if any. A token that is present but invalid is a 401, never a guest.
-fn identify(req: &HttpRequest) -> Result<Option<User>, ApiError> {
-    let Some(token) = bearer(req)? else {
-        return Ok(None);
+pub fn identify(req: &HttpRequest) -> Result<Option<User>, ApiError> {
+    let cached = req.extensions().get::<Identified>().cloned();
+    if let Some(Identified(user)) = cached {
+        return Ok(user);
+    }
+    let user = match bearer(req)? {
+        None => None,
+        Some(token) => {
+            let keys = req
+                .app_data::<web::Data<Arc<JwtKeys>>>()
+                .ok_or_else(|| ApiError::Internal("JwtKeys not registered".into()))?;
+            Some(keys.verify(token)?)
+        }
     };
-    let keys = req
-        .app_data::<web::Data<Arc<JwtKeys>>>()
-        .ok_or_else(|| ApiError::Internal("JwtKeys not registered".into()))?;
-    keys.verify(token).map(Some)
+    req.extensions_mut().insert(Identified(user.clone()));
+    Ok(user)
 }
 
 macro_rules! extractor {

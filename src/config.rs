@@ -13,7 +13,8 @@ pub struct Settings {
     pub jwt: JwtSettings,
     /// `TALLY_AUTO_CREATE_ARTICLES`: writes to unknown articles create them.
     pub auto_create_articles: bool,
-    /// `TALLY_WRITE_RATE_PER_MIN`: writes per user per minute; 0 turns the limit off.
+    /// `TALLY_WRITE_RATE_PER_MIN`: writes per user (per client IP for guests) per minute,
+    /// a burst of that many then a steady refill (`rate_limit`); 0 turns the limit off.
     pub write_rate_per_min: u32,
     /// `TALLY_MAX_BODY_BYTES`: larger request bodies get 413.
     pub max_body_bytes: usize,

@@ -8,8 +8,9 @@
 //!   rule pipeline), used by both and importing neither actix nor sea-orm.
 //! - [`auth`]: JWT verification and the `Reader` / `MaybeReader` / `Moderator` / `Admin` extractors.
 //! - [`error`]: `ApiError`, the one problem+json error type.
-//! - [`config`], [`startup`], [`telemetry`], [`cli`]: settings, application assembly,
-//!   logs, and the command line.
+//! - [`rate_limit`]: the per-caller write budget, a middleware on the routes readers write through.
+//! - [`config`], [`startup`], [`telemetry`], [`metrics`], [`cli`]: settings, application
+//!   assembly, logs, Prometheus metrics, and the command line.
 
 pub mod auth;
 pub mod cli;
@@ -17,6 +18,8 @@ pub mod config;
 pub mod domain;
 pub mod entity;
 pub mod error;
+pub mod metrics;
+pub mod rate_limit;
 pub mod routes;
 pub mod service;
 pub mod startup;

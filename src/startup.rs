@@ -13,6 +13,8 @@ use crate::{
     auth::{JwtKeys, KeyError, Role},
     config::Settings,
     error::problem_for_framework_errors,
+    metrics::Metrics,
+    rate_limit::WriteLimiter,
     routes,
     service::{db::Db, settings::PolicyCache},
     telemetry,
@@ -23,6 +25,8 @@ pub struct AppState {
     pub db: Db,
     pub policies: PolicyCache,
     pub settings: Settings,
+    /// `None` when `write_rate_per_min` is 0.
+    pub write_limiter: Option<WriteLimiter>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +65,7 @@ impl Application {
         let state = web::Data::new(AppState {
             db: db.clone(),
             policies: PolicyCache::default(),
+            write_limiter: WriteLimiter::new(settings.write_rate_per_min),
             settings,
         });
         let server = run(listener, state, keys.clone(), workers)?;
@@ -112,11 +117,13 @@ fn run(
     workers: Option<usize>,
 ) -> Result<Server, StartError> {
     let keys = web::Data::new(keys);
+    let metrics = web::Data::new(Metrics::default());
     let addr = listener.local_addr().ok();
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
             .app_data(keys.clone())
+            .app_data(metrics.clone())
             // The raw body reader's own cap (actix defaults to 256 KiB); `ApiJson` also checks.
             .app_data(web::PayloadConfig::new(state.settings.max_body_bytes))
             .app_data(

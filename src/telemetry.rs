@@ -2,6 +2,7 @@
 
 use std::time::Instant;
 
+use actix_web::web;
 use actix_web::{
     body::MessageBody,
     dev::{ServiceRequest, ServiceResponse},
@@ -9,6 +10,8 @@ use actix_web::{
     middleware::Next,
 };
 use tracing::Instrument;
+
+use crate::metrics::{Metrics, RequestLabels};
 use tracing_subscriber::EnvFilter;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -42,6 +45,8 @@ pub async fn request_log(
     let route = req
         .match_pattern()
         .unwrap_or_else(|| "unmatched".to_owned());
+    let method = req.method().to_string();
+    let metrics = req.app_data::<web::Data<Metrics>>().cloned();
     let span =
         tracing::info_span!("request", request_id = %id, method = %req.method(), route = %route);
     let start = Instant::now();
@@ -61,6 +66,16 @@ pub async fn request_log(
         );
     }
     let status = res.status().as_u16();
+    if let Some(m) = metrics {
+        m.observe(
+            RequestLabels {
+                method,
+                route: route.clone(),
+                status,
+            },
+            start.elapsed().as_secs_f64(),
+        );
+    }
     span.in_scope(|| {
         tracing::info!(
             status,

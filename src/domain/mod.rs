@@ -4,6 +4,7 @@
 mod article_id;
 mod comment_body;
 mod cursor;
+mod idempotency;
 mod policy;
 mod rating;
 mod status;
@@ -11,6 +12,7 @@ mod status;
 pub use article_id::ArticleId;
 pub use comment_body::{AuthorName, CommentBody};
 pub use cursor::{parse_limit, Cursor, Sort};
+pub use idempotency::{request_hash, IdempotencyKey};
 pub use policy::{
     normalise_for_repeat, CompiledPolicy, Evaluation, ModerationMode, Policy, Submission,
 };

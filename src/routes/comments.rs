@@ -1,13 +1,18 @@
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use validator::Validate;
 
-use super::extract::{article_id, bad_query, ApiJson, ApiQuery};
+use super::extract::{
+    article_id, bad_query, replay, ApiJson, ApiJsonRaw, ApiQuery, IdempotencyHeader,
+};
 use crate::{
     auth::{MaybeReader, Reader},
     domain::{parse_limit, AuthorName, CommentBody, Cursor, Sort},
     error::ApiError,
-    service::comments::{self, Author, ListQuery, NewComment},
+    service::{
+        comments::{self, Author, ListQuery, NewComment},
+        idempotency::Outcome,
+    },
     startup::AppState,
 };
 
@@ -47,13 +52,17 @@ impl ListParams {
 }
 
 /// `POST /api/v1/articles/{article_id}/comments`: 201 with the comment and its status.
+/// With an `Idempotency-Key`, a repeat of the same request replays the first response.
 pub async fn create(
     state: web::Data<AppState>,
+    req: HttpRequest,
     MaybeReader(user): MaybeReader,
     path: web::Path<String>,
-    ApiJson(input): ApiJson<CreateBody>,
+    key: IdempotencyHeader,
+    ApiJsonRaw(input, raw): ApiJsonRaw<CreateBody>,
 ) -> Result<HttpResponse, ApiError> {
     let id = article_id(&path)?;
+    let idempotent = key.request(&req, user.as_ref(), &raw);
     let mut errors = vec![];
     let body = CommentBody::parse(&input.body)
         .map_err(|e| errors.push(e))
@@ -95,7 +104,7 @@ pub async fn create(
     let (Some(body), Some(author), true) = (body, author, errors.is_empty()) else {
         return Err(ApiError::Validation(errors));
     };
-    let view = comments::create(
+    let outcome = comments::create(
         &state.db,
         &state.policies,
         state.settings.auto_create_articles,
@@ -105,9 +114,13 @@ pub async fn create(
             body,
             parent_id: input.parent_id,
         },
+        idempotent.as_ref(),
     )
     .await?;
-    Ok(HttpResponse::Created().json(view))
+    Ok(match outcome {
+        Outcome::Done(view) => HttpResponse::Created().json(view),
+        Outcome::Replay(stored) => replay(stored),
+    })
 }
 
 /// `GET /api/v1/articles/{article_id}/comments`: top-level comments, newest first by default.

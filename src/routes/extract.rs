@@ -6,14 +6,21 @@ use std::{future::Future, pin::Pin};
 
 use actix_web::{
     dev::Payload,
-    http::header,
+    http::{header, StatusCode},
+    mime,
     web::{self, Bytes},
-    FromRequest, HttpRequest,
+    FromRequest, HttpRequest, HttpResponse,
 };
 use serde::de::DeserializeOwned;
 use validator::{Validate, ValidationErrors, ValidationErrorsKind};
 
-use crate::{domain::FieldError, error::ApiError, startup::AppState};
+use crate::{
+    auth::User,
+    domain::{request_hash, FieldError, IdempotencyKey},
+    error::ApiError,
+    service::idempotency::{IdempotentRequest, StoredResponse},
+    startup::AppState,
+};
 
 /// A JSON body, parsed and validated before the handler runs.
 pub struct ApiJson<T>(pub T);
@@ -110,52 +117,76 @@ fn is_json(req: &HttpRequest) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
+type JsonFuture<T> = Pin<Box<dyn Future<Output = Result<T, ApiError>>>>;
+
 impl<T: DeserializeOwned + Validate + 'static> FromRequest for ApiJson<T> {
     type Error = ApiError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+    type Future = JsonFuture<Self>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let limit = req
-            .app_data::<web::Data<AppState>>()
-            .map_or(65_536, |s| s.settings.max_body_bytes);
-        let declared = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        if declared.is_some_and(|n| n > limit) {
-            return Box::pin(async move { Err(ApiError::PayloadTooLarge(limit)) });
-        }
-        if !is_json(req) {
-            return Box::pin(async {
-                Err(ApiError::bad_request(
-                    "expected Content-Type: application/json",
-                ))
-            });
-        }
-        let body = Bytes::from_request(req, payload);
-        Box::pin(async move {
-            let bytes = body.await.map_err(|e| {
-                let text = e.to_string();
-                if text.contains("overflow")
-                    || text.contains("too large")
-                    || text.contains("larger than")
-                {
-                    ApiError::PayloadTooLarge(limit)
-                } else {
-                    ApiError::bad_request("could not read the request body")
-                }
-            })?;
-            if bytes.len() > limit {
-                return Err(ApiError::PayloadTooLarge(limit));
-            }
-            let value: T = parse_json(&bytes)?;
-            value
-                .validate()
-                .map_err(|e| ApiError::Validation(validation_errors(&e)))?;
-            Ok(ApiJson(value))
-        })
+        let read = read_json::<T>(req, payload);
+        Box::pin(async move { read.await.map(|(value, _)| ApiJson(value)) })
     }
+}
+
+/// A JSON body like [`ApiJson`], plus the exact bytes it was sent as (for hashing an
+/// idempotent request).
+pub struct ApiJsonRaw<T>(pub T, pub Bytes);
+
+impl<T: DeserializeOwned + Validate + 'static> FromRequest for ApiJsonRaw<T> {
+    type Error = ApiError;
+    type Future = JsonFuture<Self>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let read = read_json::<T>(req, payload);
+        Box::pin(async move { read.await.map(|(value, raw)| ApiJsonRaw(value, raw)) })
+    }
+}
+
+fn read_json<T: DeserializeOwned + Validate + 'static>(
+    req: &HttpRequest,
+    payload: &mut Payload,
+) -> JsonFuture<(T, Bytes)> {
+    let limit = req
+        .app_data::<web::Data<AppState>>()
+        .map_or(65_536, |s| s.settings.max_body_bytes);
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Box::pin(async move { Err(ApiError::PayloadTooLarge(limit)) });
+    }
+    if !is_json(req) {
+        return Box::pin(async {
+            Err(ApiError::bad_request(
+                "expected Content-Type: application/json",
+            ))
+        });
+    }
+    let body = Bytes::from_request(req, payload);
+    Box::pin(async move {
+        let bytes = body.await.map_err(|e| {
+            let text = e.to_string();
+            if text.contains("overflow")
+                || text.contains("too large")
+                || text.contains("larger than")
+            {
+                ApiError::PayloadTooLarge(limit)
+            } else {
+                ApiError::bad_request("could not read the request body")
+            }
+        })?;
+        if bytes.len() > limit {
+            return Err(ApiError::PayloadTooLarge(limit));
+        }
+        let value: T = parse_json(&bytes)?;
+        value
+            .validate()
+            .map_err(|e| ApiError::Validation(validation_errors(&e)))?;
+        Ok((value, bytes))
+    })
 }
 
 /// Query parameters; anything that does not parse is a 400 naming the parameter.
@@ -183,6 +214,81 @@ impl<T: DeserializeOwned + 'static> FromRequest for ApiQuery<T> {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         std::future::ready(parse_query(req.query_string()).map(ApiQuery))
     }
+}
+
+/// The optional `Idempotency-Key` header, parsed: 400 naming it when malformed.
+pub struct IdempotencyHeader(pub Option<IdempotencyKey>);
+
+impl FromRequest for IdempotencyHeader {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(parse_idempotency_header(req).map(IdempotencyHeader))
+    }
+}
+
+fn parse_idempotency_header(req: &HttpRequest) -> Result<Option<IdempotencyKey>, ApiError> {
+    let bad = |e: FieldError| ApiError::BadRequest("bad Idempotency-Key header".into(), vec![e]);
+    let mut values = req.headers().get_all(IdempotencyKey::HEADER);
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(bad(FieldError::new(
+            IdempotencyKey::HEADER,
+            "must be sent once",
+        )));
+    }
+    let text = value.to_str().map_err(|_| {
+        bad(FieldError::new(
+            IdempotencyKey::HEADER,
+            "must be 1–255 printable ASCII characters",
+        ))
+    })?;
+    IdempotencyKey::parse(text).map(Some).map_err(bad)
+}
+
+impl IdempotencyHeader {
+    /// The request to run under this key, if one was sent: scoped to the caller (the
+    /// user, or the client IP for guests) and fingerprinted by method, path and body.
+    pub fn request(
+        self,
+        req: &HttpRequest,
+        user: Option<&User>,
+        body: &[u8],
+    ) -> Option<IdempotentRequest> {
+        let key = self.0?;
+        let scope = match user {
+            Some(u) => format!("user:{}", u.id),
+            None => format!("guest-ip:{}", client_ip(req)),
+        };
+        Some(IdempotentRequest {
+            scope,
+            key,
+            hash: request_hash(req.method().as_str(), req.path(), body),
+        })
+    }
+}
+
+/// A stored response replayed for a repeated idempotent request, marked as such.
+pub fn replay(stored: StoredResponse) -> HttpResponse {
+    let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+    HttpResponse::build(status)
+        .content_type(mime::APPLICATION_JSON)
+        .insert_header((IDEMPOTENT_REPLAYED, "true"))
+        .body(stored.body)
+}
+
+/// Marks a replayed response (as Stripe and the IETF draft's implementations do).
+pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
+
+/// The client's IP address: the TCP peer. `X-Forwarded-For` is not trusted (behind a
+/// proxy every client shares the proxy's address; trusting a configured proxy is future
+/// work).
+pub fn client_ip(req: &HttpRequest) -> String {
+    req.peer_addr()
+        .map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string())
 }
 
 /// A path segment that must be an article id: 400 naming `article_id` otherwise.

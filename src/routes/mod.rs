@@ -10,14 +10,16 @@ pub mod health;
 pub mod moderation;
 pub mod ratings;
 
-use actix_web::web;
+use actix_web::{middleware::from_fn, web};
 
-use crate::error::ApiError;
+use crate::{error::ApiError, rate_limit::limit_writes};
 
-/// Every route of the service.
+/// Every route of the service. Resources wrapped in `limit_writes` spend the caller's
+/// write budget on every non-GET request; moderation and admin tools are not limited.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/healthz").get(health::healthz))
         .service(web::resource("/readyz").get(health::readyz))
+        .service(web::resource("/metrics").get(health::metrics))
         .service(
             web::scope("/api/v1")
                 .service(web::resource("/ratings").get(ratings::batch))
@@ -25,23 +27,30 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(web::resource("/articles/{article_id}/rating").get(ratings::aggregate))
                 .service(
                     web::resource("/articles/{article_id}/ratings/me")
+                        .wrap(from_fn(limit_writes))
                         .get(ratings::get_mine)
                         .put(ratings::put_mine)
                         .delete(ratings::delete_mine),
                 )
                 .service(
                     web::resource("/articles/{article_id}/comments")
+                        .wrap(from_fn(limit_writes))
                         .get(comments::list)
                         .post(comments::create),
                 )
                 .service(
                     web::resource("/comments/{id}")
+                        .wrap(from_fn(limit_writes))
                         .get(comments::get)
                         .patch(comments::edit)
                         .delete(comments::delete),
                 )
                 .service(web::resource("/comments/{id}/replies").get(comments::replies))
-                .service(web::resource("/comments/{id}/flags").post(flags::create))
+                .service(
+                    web::resource("/comments/{id}/flags")
+                        .wrap(from_fn(limit_writes))
+                        .post(flags::create),
+                )
                 .service(web::resource("/moderation/queue").get(moderation::queue))
                 .service(web::resource("/moderation/stats").get(moderation::stats))
                 .service(

@@ -6,12 +6,15 @@ use serde::Deserialize;
 use serde_json::json;
 use validator::Validate;
 
-use super::extract::{article_id, bad_query, ApiJson};
+use super::extract::{article_id, bad_query, replay, ApiJsonRaw, IdempotencyHeader};
 use crate::{
     auth::Reader,
     domain::{Aggregate, ArticleId, FieldError, Stars},
     error::ApiError,
-    service::ratings::{self, AggregateView},
+    service::{
+        idempotency::Outcome,
+        ratings::{self, AggregateView},
+    },
     startup::AppState,
 };
 
@@ -25,26 +28,31 @@ pub struct RateBody {
 }
 
 /// `PUT /api/v1/articles/{article_id}/ratings/me`: 201 on the first rating, 200 on a change.
+/// With an `Idempotency-Key`, a repeat of the same request replays the first response.
 pub async fn put_mine(
     state: web::Data<AppState>,
+    req: HttpRequest,
     Reader(user): Reader,
     path: web::Path<String>,
-    ApiJson(body): ApiJson<RateBody>,
+    key: IdempotencyHeader,
+    ApiJsonRaw(body, raw): ApiJsonRaw<RateBody>,
 ) -> Result<HttpResponse, ApiError> {
     let id = article_id(&path)?;
     let stars = Stars::try_from(body.stars)?;
-    let (view, created) = ratings::put(
+    let idempotent = key.request(&req, Some(&user), &raw);
+    let outcome = ratings::put(
         &state.db,
         &user,
         &id,
         stars,
         state.settings.auto_create_articles,
+        idempotent.as_ref(),
     )
     .await?;
-    Ok(if created {
-        HttpResponse::Created().json(view)
-    } else {
-        HttpResponse::Ok().json(view)
+    Ok(match outcome {
+        Outcome::Done((view, true)) => HttpResponse::Created().json(view),
+        Outcome::Done((view, false)) => HttpResponse::Ok().json(view),
+        Outcome::Replay(stored) => replay(stored),
     })
 }
 

@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use super::{
     articles, counters,
     db::Db,
+    idempotency::{self, IdempotentRequest, Outcome},
     moderation::{self, LogEntry, SYSTEM},
     settings::PolicyCache,
 };
@@ -209,6 +210,7 @@ pub struct NewComment {
 }
 
 /// Posts a comment. Its status says whether it is live, waiting, or refused by a rule.
+/// Under an idempotency key, a request already done is replayed and nothing is written.
 pub async fn create(
     db: &Db,
     policies: &PolicyCache,
@@ -216,8 +218,14 @@ pub async fn create(
     author: Author,
     article_id: &ArticleId,
     input: NewComment,
-) -> Result<CommentView, ApiError> {
+    idempotency: Option<&IdempotentRequest>,
+) -> Result<Outcome<CommentView>, ApiError> {
     let tx = db.begin_write().await?;
+    if let Some(req) = idempotency {
+        if let Some(stored) = idempotency::claim(&*tx, req).await? {
+            return Ok(Outcome::Replay(stored));
+        }
+    }
     let (author_id, author_name, caller) = match &author {
         Author::User(u) => {
             moderation::ensure_not_banned(&*tx, &u.id).await?;
@@ -292,9 +300,13 @@ pub async fn create(
         .await?;
     counters::status_changed(&*tx, &model, None, eval.status).await?;
     log_automatic(&*tx, &model, None, &eval).await?;
+    let created = view(model, caller, false);
+    if let Some(req) = idempotency {
+        idempotency::complete(&*tx, req, 201, &created).await?;
+    }
     tx.commit().await?;
-    tracing::info!(comment_id = %model.id, article_id = %model.article_id, status = %eval.status, "comment created");
-    Ok(view(model, caller, false))
+    tracing::info!(comment_id = %created.id, article_id = %created.article_id, status = %eval.status, "comment created");
+    Ok(Outcome::Done(created))
 }
 
 /// One comment, if the caller may see it.

@@ -7,6 +7,7 @@ pub mod comments;
 pub mod counters;
 pub mod db;
 pub mod flags;
+pub mod idempotency;
 pub mod moderation;
 pub mod ratings;
 pub mod settings;

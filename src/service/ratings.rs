@@ -9,7 +9,11 @@ use sea_orm::{
 };
 use serde::Serialize;
 
-use super::{articles, db::Db};
+use super::{
+    articles,
+    db::Db,
+    idempotency::{self, IdempotentRequest, Outcome},
+};
 use crate::{
     auth::User,
     domain::{Aggregate, ArticleId, Stars},
@@ -124,15 +128,22 @@ async fn my_rating(
     })
 }
 
-/// Rates an article. Returns the rating and whether it was the user's first.
+/// Rates an article. Returns the rating and whether it was the user's first. Under an
+/// idempotency key, a request already done is replayed and nothing is written.
 pub async fn put(
     db: &Db,
     user: &User,
     article_id: &ArticleId,
     stars: Stars,
     auto_create: bool,
-) -> Result<(MyRating, bool), ApiError> {
+    idempotency: Option<&IdempotentRequest>,
+) -> Result<Outcome<(MyRating, bool)>, ApiError> {
     let tx = db.begin_write().await?;
+    if let Some(req) = idempotency {
+        if let Some(stored) = idempotency::claim(&*tx, req).await? {
+            return Ok(Outcome::Replay(stored));
+        }
+    }
     super::moderation::ensure_not_banned(&*tx, &user.id).await?;
     articles::for_write(&*tx, article_id, auto_create).await?;
     let now = super::now();
@@ -180,8 +191,11 @@ pub async fn put(
         .await?
         .ok_or_else(|| ApiError::Internal("rating missing after write".into()))?;
     let view = my_rating(&*tx, article_id, r).await?;
+    if let Some(req) = idempotency {
+        idempotency::complete(&*tx, req, if created { 201 } else { 200 }, &view).await?;
+    }
     tx.commit().await?;
-    Ok((view, created))
+    Ok(Outcome::Done((view, created)))
 }
 
 /// The caller's rating of an article, if any.

@@ -87,3 +87,118 @@ fn a_bad_configuration_value_exits_2_naming_the_variable() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("TALLY_MAX_BODY_BYTES"));
 }
+
+/// A `tally serve` process on a free port, with its stderr scanned for the port.
+struct Served {
+    child: std::process::Child,
+    address: String,
+}
+
+fn serve(database_url: &str) -> Served {
+    use std::io::{BufRead, BufReader};
+    let mut child = tally()
+        .env("TALLY_DATABASE_URL", database_url)
+        .env("TALLY_JWT_SECRET", SECRET)
+        .env("TALLY_BIND", "127.0.0.1:0")
+        .env("TALLY_WORKERS", "1")
+        .env("TALLY_WRITE_RATE_PER_MIN", "0")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .arg("serve")
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let port = loop {
+        let line = lines
+            .next()
+            .expect("tally exited before listening")
+            .unwrap();
+        let v: serde_json::Value = match serde_json::from_str(&line) {
+            Ok(v) => v,
+            Err(_) => continue,
+        };
+        if v["fields"]["message"] == "tally listening" {
+            break v["fields"]["port"].as_u64().unwrap();
+        }
+    };
+    // Keep draining the logs so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Served {
+        child,
+        address: format!("http://127.0.0.1:{port}"),
+    }
+}
+
+fn reader_token() -> String {
+    JwtKeys::from_settings(&JwtSettings {
+        secret: Some(SECRET.into()),
+        ..Default::default()
+    })
+    .unwrap()
+    .mint("u-crash", None, tally::auth::Role::Reader, 600)
+    .unwrap()
+}
+
+#[tokio::test]
+async fn acknowledged_writes_survive_a_kill_9_and_sigterm_stops_cleanly() {
+    let db = crate::helpers::TestDb::fresh().await;
+    let client = reqwest::Client::new();
+    let token = reader_token();
+
+    let mut first = serve(&db.url);
+    let mut acknowledged = 0;
+    for i in 0..20 {
+        let res = client
+            .post(format!("{}/api/v1/articles/crash/comments", first.address))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({"body": format!("comment {i}")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201);
+        acknowledged += 1;
+    }
+    first.child.kill().unwrap(); // SIGKILL: no shutdown code runs
+    first.child.wait().unwrap();
+
+    let mut second = serve(&db.url);
+    let page: serde_json::Value = client
+        .get(format!(
+            "{}/api/v1/articles/crash/comments?limit=100",
+            second.address
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        page["total"], acknowledged,
+        "every acknowledged comment is still there"
+    );
+    assert_eq!(
+        page["items"].as_array().unwrap().len(),
+        acknowledged as usize
+    );
+
+    let pid = second.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(35);
+    let status = loop {
+        if let Some(status) = second.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "tally did not stop after SIGTERM"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "SIGTERM is a clean stop: {status:?}");
+}

@@ -52,3 +52,32 @@ async fn every_response_says_nosniff_and_carries_a_request_id() {
         .unwrap();
     assert_eq!(res.headers()["x-request-id"], "abc-123");
 }
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_and_status_and_show_queue_sizes() {
+    let app = crate::helpers::spawn_app().await;
+    app.get("/healthz", None).await;
+    app.get("/healthz", None).await;
+    app.get("/api/v1/comments/nope", None).await;
+    app.comment("a", "u-1", "hello", None).await;
+
+    let res = app.get("/metrics", None).await;
+    assert_eq!(res.status(), 200);
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    let text = res.text().await.unwrap();
+    let has = |needle: &str| assert!(text.contains(needle), "missing {needle} in\n{text}");
+    has(r#"tally_http_requests_total{method="GET",route="/healthz",status="200"} 2"#);
+    has(r#"tally_http_requests_total{method="GET",route="/api/v1/comments/{id}",status="404"} 1"#);
+    has(
+        r#"tally_http_request_duration_seconds_count{method="POST",route="/api/v1/articles/{article_id}/comments",status="201"} 1"#,
+    );
+    has(r#"tally_moderation_queue_size{queue="approved"} 1"#);
+    has(r#"tally_moderation_queue_size{queue="pending"} 0"#);
+    assert!(
+        !text.contains("/api/v1/comments/nope"),
+        "raw paths never become labels"
+    );
+}

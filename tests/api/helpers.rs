@@ -24,8 +24,8 @@ pub struct TestApp {
     pub db: DatabaseConnection,
     pub keys: Arc<JwtKeys>,
     server: actix_web::dev::ServerHandle,
-    _dir: Option<tempfile::TempDir>,
-    pg: Option<(String, String)>,
+    /// Dropped after the server is stopped (fields drop after `Drop::drop`).
+    _database: TestDb,
 }
 
 /// The settings every test starts from (literal, never from the environment).
@@ -49,33 +49,8 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let mut settings = test_settings();
-    let (dir, pg) = match std::env::var("TEST_DATABASE_URL")
-        .ok()
-        .filter(|v| !v.is_empty())
-    {
-        Some(base) => {
-            let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
-            let admin = Database::connect(&base)
-                .await
-                .expect("TEST_DATABASE_URL must be reachable");
-            admin
-                .execute_unprepared(&format!("CREATE SCHEMA {schema}"))
-                .await
-                .expect("create test schema");
-            admin.close().await.ok();
-            let sep = if base.contains('?') { '&' } else { '?' };
-            settings.database_url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
-            (None, Some((base, schema)))
-        }
-        None => {
-            let dir = tempfile::tempdir().expect("temp dir");
-            settings.database_url = format!(
-                "sqlite://{}?mode=rwc",
-                dir.path().join("tally.db").display()
-            );
-            (Some(dir), None)
-        }
-    };
+    let database = TestDb::fresh().await;
+    settings.database_url = database.url.clone();
     configure(&mut settings);
     let app = Application::build(settings.clone())
         .await
@@ -94,30 +69,87 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         db,
         keys,
         server,
-        _dir: dir,
-        pg,
+        _database: database,
     }
 }
 
 impl Drop for TestApp {
     fn drop(&mut self) {
+        // Stop the server first (not gracefully: the test is over), so no request of a
+        // failed test keeps a transaction open on the schema about to be dropped.
+        drop(self.server.stop(false));
+    }
+}
+
+/// A fresh, migrated-on-first-use database: a temporary SQLite file, or a new schema in
+/// the PostgreSQL database of `TEST_DATABASE_URL`, dropped again with this value.
+pub struct TestDb {
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+    pg: Option<(String, String)>,
+}
+
+impl TestDb {
+    pub async fn fresh() -> TestDb {
+        match std::env::var("TEST_DATABASE_URL")
+            .ok()
+            .filter(|v| !v.is_empty())
+        {
+            Some(base) => {
+                let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
+                let admin = Database::connect(&base)
+                    .await
+                    .expect("TEST_DATABASE_URL must be reachable");
+                admin
+                    .execute_unprepared(&format!("CREATE SCHEMA {schema}"))
+                    .await
+                    .expect("create test schema");
+                admin.close().await.ok();
+                let sep = if base.contains('?') { '&' } else { '?' };
+                TestDb {
+                    url: format!("{base}{sep}options=-c%20search_path%3D{schema}"),
+                    _dir: None,
+                    pg: Some((base, schema)),
+                }
+            }
+            None => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                TestDb {
+                    url: format!(
+                        "sqlite://{}?mode=rwc",
+                        dir.path().join("tally.db").display()
+                    ),
+                    _dir: Some(dir),
+                    pg: None,
+                }
+            }
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
         if let Some((base, schema)) = self.pg.take() {
-            // Drop the schema from a thread with its own runtime: Drop cannot be async.
-            let _ = std::thread::spawn(move || {
+            // Drop the schema from a thread with its own runtime (Drop cannot be async), and
+            // never wait on it for long: this thread may be the one driving the app's sockets.
+            let (done_tx, done_rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
                     .expect("runtime");
                 rt.block_on(async {
                     if let Ok(db) = Database::connect(&base).await {
+                        let _ = db.execute_unprepared("SET lock_timeout = '10s'").await;
                         let _ = db
                             .execute_unprepared(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
                             .await;
                         let _ = db.close().await;
                     }
                 });
-            })
-            .join();
+                let _ = done_tx.send(());
+            });
+            let _ = done_rx.recv_timeout(std::time::Duration::from_secs(15));
         }
     }
 }
@@ -371,5 +403,26 @@ impl TestApp {
         for (what, sql) in checks {
             assert_eq!(self.scalar(sql).await, 0, "{what} differs from a recount");
         }
+    }
+}
+
+// ---- Idempotency helpers ----------------------------------------------------------
+
+impl TestApp {
+    /// Sends `body` as JSON with an `Idempotency-Key` header.
+    pub async fn send_with_key(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        key: &str,
+        body: &Value,
+    ) -> Response {
+        self.request(method, path, token)
+            .header("Idempotency-Key", key)
+            .json(body)
+            .send()
+            .await
+            .expect("request")
     }
 }

@@ -13,5 +13,7 @@ mod cli;
 mod comments;
 mod flags;
 mod health;
+mod idempotency;
 mod moderation;
+mod rate_limit;
 mod ratings;

@@ -1,0 +1,141 @@
+//! Per-caller rate limiting of writes (`TALLY_WRITE_RATE_PER_MIN`).
+//!
+//! A keyed GCRA limiter (`governor`, the token bucket without a timer): each caller may
+//! make a burst of `n` writes, then one more every `60 / n` seconds, so never more than
+//! `n` in any minute on average. The caller is the user of a valid token, else the
+//! client IP (the TCP peer; `X-Forwarded-For` is not trusted). Reads are never limited.
+//!
+//! The budget lives in this process: several instances each keep their own, so a caller
+//! may get `n` per instance. A shared store (e.g. Redis) would be needed for one global
+//! budget.
+
+use std::{
+    num::NonZeroU32,
+    sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
+};
+
+use actix_web::{
+    body::{EitherBody, MessageBody},
+    dev::{ServiceRequest, ServiceResponse},
+    http::Method,
+    middleware::Next,
+    web, ResponseError,
+};
+use governor::{clock::Clock, DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use crate::{auth, error::ApiError, routes::extract::client_ip, startup::AppState};
+
+/// Every this many checks, callers whose budget is full again are forgotten, so the
+/// table holds only recent writers.
+const PURGE_EVERY: u64 = 4096;
+
+/// The write budgets of all callers.
+pub struct WriteLimiter {
+    limiter: DefaultKeyedRateLimiter<String>,
+    checks: AtomicU64,
+}
+
+impl std::fmt::Debug for WriteLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteLimiter")
+            .field("callers", &self.limiter.len())
+            .finish()
+    }
+}
+
+impl WriteLimiter {
+    /// `None` when `per_min` is 0 (limiting off).
+    pub fn new(per_min: u32) -> Option<Self> {
+        let n = NonZeroU32::new(per_min)?;
+        Some(WriteLimiter {
+            limiter: RateLimiter::keyed(Quota::per_minute(n)),
+            checks: AtomicU64::new(0),
+        })
+    }
+
+    /// Takes one write from `caller`'s budget, or says how many whole seconds to wait.
+    pub fn check(&self, caller: &str) -> Result<(), u64> {
+        if self.checks.fetch_add(1, Ordering::Relaxed) % PURGE_EVERY == PURGE_EVERY - 1 {
+            self.limiter.retain_recent();
+            self.limiter.shrink_to_fit();
+        }
+        self.limiter
+            .check_key(&caller.to_owned())
+            .map_err(|not_until| {
+                retry_after_secs(not_until.wait_time_from(self.limiter.clock().now()))
+            })
+    }
+}
+
+/// Whole seconds, rounded up, and at least 1 (`Retry-After: 0` would invite a busy loop).
+fn retry_after_secs(wait: Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+}
+
+/// The budget a request is counted against: its user, or its client IP when it has no
+/// valid token (an invalid token is answered 401 later, but still counted).
+fn caller_key(req: &actix_web::HttpRequest) -> String {
+    match auth::identify(req) {
+        Ok(Some(user)) => format!("user:{}", user.id),
+        _ => format!("ip:{}", client_ip(req)),
+    }
+}
+
+/// Middleware for the routes readers write through: unsafe methods spend one unit of the
+/// caller's budget, or get 429 `rate_limited` with `Retry-After` before anything runs.
+pub async fn limit_writes(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let is_read = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if !is_read {
+        if let Some(state) = req.app_data::<web::Data<AppState>>() {
+            if let Some(limiter) = &state.write_limiter {
+                if let Err(secs) = limiter.check(&caller_key(req.request())) {
+                    let response = ApiError::RateLimited(secs).error_response();
+                    return Ok(req.into_response(response).map_into_right_body());
+                }
+            }
+        }
+    }
+    next.call(req)
+        .await
+        .map(ServiceResponse::map_into_left_body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_of_n_is_allowed_then_the_caller_waits() {
+        let limiter = WriteLimiter::new(3).unwrap();
+        for i in 0..3 {
+            assert_eq!(limiter.check("user:a"), Ok(()), "write {i} is in the burst");
+        }
+        let wait = limiter.check("user:a").unwrap_err();
+        assert!(
+            (1..=20).contains(&wait),
+            "one write refills in 20 s, got {wait}"
+        );
+        assert_eq!(
+            limiter.check("user:b"),
+            Ok(()),
+            "other callers are not limited"
+        );
+    }
+
+    #[test]
+    fn zero_turns_limiting_off() {
+        assert!(WriteLimiter::new(0).is_none());
+    }
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds() {
+        assert_eq!(retry_after_secs(Duration::ZERO), 1);
+        assert_eq!(retry_after_secs(Duration::from_millis(1)), 1);
+        assert_eq!(retry_after_secs(Duration::from_millis(1000)), 1);
+        assert_eq!(retry_after_secs(Duration::from_millis(19_001)), 20);
+    }
+}
