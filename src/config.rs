@@ -16,6 +16,9 @@ pub struct Settings {
     /// `TALLY_WRITE_RATE_PER_MIN`: writes per user (per client IP for guests) per minute,
     /// a burst of that many then a steady refill (`rate_limit`); 0 turns the limit off.
     pub write_rate_per_min: u32,
+    /// `TALLY_TRUSTED_PROXIES`: addresses or CIDR ranges of reverse proxies whose
+    /// `X-Forwarded-For` is believed when telling guests apart (empty: none).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// `TALLY_MAX_BODY_BYTES`: larger request bodies get 413.
     pub max_body_bytes: usize,
     /// `TALLY_LOG`: tracing filter.
@@ -65,6 +68,7 @@ impl Default for Settings {
             jwt: JwtSettings::default(),
             auto_create_articles: true,
             write_rate_per_min: 20,
+            trusted_proxies: vec![],
             max_body_bytes: 65_536,
             log: "info".to_owned(),
             migrate: true,
@@ -121,6 +125,12 @@ impl Settings {
                 d.write_rate_per_min,
                 parse_num,
             )?,
+            trusted_proxies: parse_or(
+                "TALLY_TRUSTED_PROXIES",
+                get("TALLY_TRUSTED_PROXIES"),
+                d.trusted_proxies,
+                parse_networks,
+            )?,
             max_body_bytes: parse_or(
                 "TALLY_MAX_BODY_BYTES",
                 get("TALLY_MAX_BODY_BYTES"),
@@ -171,6 +181,19 @@ fn parse_bool(v: &str) -> Result<bool, String> {
         "false" | "0" | "no" | "off" => Ok(false),
         _ => Err(format!("expected true or false, got {v:?}")),
     }
+}
+
+/// `10.0.0.1, 192.168.0.0/16, ::1`: single addresses count as /32 or /128.
+fn parse_networks(v: &str) -> Result<Vec<ipnet::IpNet>, String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.parse::<ipnet::IpNet>()
+                .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| format!("expected IP addresses or CIDR ranges, got {p:?}"))
+        })
+        .collect()
 }
 
 fn parse_num<T: std::str::FromStr>(v: &str) -> Result<T, String> {
@@ -230,6 +253,15 @@ mod tests {
         assert_eq!(s.write_rate_per_min, 0);
         assert_eq!(s.max_body_bytes, 1024);
         assert!(!s.migrate);
+    }
+
+    #[test]
+    fn trusted_proxies_take_addresses_and_ranges() {
+        let s = from(&[("TALLY_TRUSTED_PROXIES", "10.0.0.1, 192.168.0.0/16,::1")]).unwrap();
+        let shown: Vec<String> = s.trusted_proxies.iter().map(|n| n.to_string()).collect();
+        assert_eq!(shown, ["10.0.0.1/32", "192.168.0.0/16", "::1/128"]);
+        let err = from(&[("TALLY_TRUSTED_PROXIES", "10.0.0.1, proxy.local")]).unwrap_err();
+        assert_eq!(err.var, "TALLY_TRUSTED_PROXIES");
     }
 
     #[test]

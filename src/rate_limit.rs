@@ -3,7 +3,8 @@
 //! A keyed GCRA limiter (`governor`, the token bucket without a timer): each caller may
 //! make a burst of `n` writes, then one more every `60 / n` seconds, so never more than
 //! `n` in any minute on average. The caller is the user of a valid token, else the
-//! client IP (the TCP peer; `X-Forwarded-For` is not trusted). Reads are never limited.
+//! client IP (the TCP peer, or behind a proxy listed in `TALLY_TRUSTED_PROXIES` the
+//! address it forwarded; see `routes::extract::client_ip`). Reads are never limited.
 //!
 //! The budget lives in this process: several instances each keep their own, so a caller
 //! may get `n` per instance. A shared store (e.g. Redis) would be needed for one global

@@ -121,3 +121,46 @@ async fn zero_turns_the_limit_off() {
     }
     assert_eq!(app.scalar("SELECT COUNT(*) FROM comments").await, 12);
 }
+
+/// A guest comment sent as if through a proxy that saw `client`.
+async fn guest_via(app: &TestApp, client: &str, text: &str) -> reqwest::Response {
+    app.request(reqwest::Method::POST, COMMENTS, None)
+        .header("x-forwarded-for", client)
+        .json(&json!({"body": text, "author_name": "Kim"}))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_guests_are_told_apart_by_x_forwarded_for() {
+    let app = spawn_app_with(|s| {
+        s.write_rate_per_min = 3;
+        s.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await;
+    app.set_policy(|p| p.guest_comments = true).await;
+    for i in 0..3 {
+        let res = guest_via(&app, "198.51.100.1", &format!("first guest {i}")).await;
+        assert_eq!(res.status(), 201);
+    }
+    assert_rate_limited(guest_via(&app, "198.51.100.1", "first guest again").await).await;
+    assert_eq!(
+        guest_via(&app, "198.51.100.2", "second guest")
+            .await
+            .status(),
+        201
+    );
+}
+
+#[tokio::test]
+async fn without_trusted_proxies_x_forwarded_for_cannot_buy_a_new_budget() {
+    let app = spawn_app_with(|s| s.write_rate_per_min = 3).await;
+    app.set_policy(|p| p.guest_comments = true).await;
+    for i in 0..3 {
+        let res = guest_via(&app, &format!("198.51.100.{i}"), &format!("guest {i}")).await;
+        assert_eq!(res.status(), 201);
+    }
+    // Forged headers from an untrusted peer change nothing: same peer, same budget.
+    assert_rate_limited(guest_via(&app, "198.51.100.9", "forged").await).await;
+}
