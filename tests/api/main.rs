@@ -15,5 +15,6 @@ mod flags;
 mod health;
 mod idempotency;
 mod moderation;
+mod outage;
 mod rate_limit;
 mod ratings;
