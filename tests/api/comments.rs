@@ -877,3 +877,67 @@ async fn bodies_over_256_kib_are_accepted_when_the_limit_allows() {
         .unwrap();
     assert_eq!(res.status(), 201);
 }
+
+#[tokio::test]
+async fn fields_a_reader_may_not_set_are_never_applied() {
+    let app = spawn_app().await;
+    app.set_policy(|p| p.moderation_mode = ModerationMode::Pre)
+        .await;
+    let res = app
+        .post(
+            LIST,
+            Some(&app.reader("u-1")),
+            &json!({"body": "sneaky", "status": "approved", "version": 99, "id": "chosen-id",
+                    "author": {"id": "admin", "name": "Admin"}, "author_id": "admin",
+                    "reply_count": 5, "mine": false, "created_at": "2000-01-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    let c = json_of(res).await;
+    assert_eq!(
+        c["status"], "pending",
+        "status comes from the rules, not the body"
+    );
+    assert_ne!(c["id"], "chosen-id");
+    assert_eq!(c["author"]["name"], "Name of u-1");
+    assert_eq!(c["reply_count"], 0);
+    assert_ne!(c["created_at"], "2000-01-01T00:00:00Z");
+    let id = c["id"].as_str().unwrap();
+    let stored = app
+        .scalar(&format!(
+            "SELECT COUNT(*) FROM comments WHERE id = '{id}' AND author_id = 'u-1' AND version = 1 AND status = 'pending'"
+        ))
+        .await;
+    assert_eq!(stored, 1);
+}
+
+#[tokio::test]
+async fn deeply_nested_json_does_no_harm() {
+    let app = spawn_app().await;
+    let deep = |inner: &str| format!("{}{inner}{}", "[".repeat(5000), "]".repeat(5000));
+    let send = |path: &'static str, token: String, body: String| {
+        app.request(Method::POST, path, Some(&token))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    // In a field the service ignores, the parser skips it without recursing.
+    let res = send(
+        LIST,
+        app.reader("u-1"),
+        format!("{{\"body\": \"hi\", \"junk\": {}}}", deep("1")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 201);
+    // Where it is parsed into a value, the parser's depth bound refuses it.
+    let res = send(
+        "/api/v1/moderation/decisions",
+        app.moderator("m-1"),
+        format!("{{\"items\": {}}}", deep("{}")),
+    )
+    .await
+    .unwrap();
+    assert_problem(res, 400, "bad_request").await;
+    assert_eq!(app.get("/healthz", None).await.status(), 200);
+}
