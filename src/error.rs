@@ -65,24 +65,64 @@ pub enum ApiError {
     Internal(String),
 }
 
+/// Every `code` an error can carry: API.md's table plus `method_not_allowed` and
+/// `internal_error`. The OpenAPI spec lists exactly these (a test checks each variant).
+pub const CODES: [&str; 15] = [
+    "bad_request",
+    "unauthorized",
+    "forbidden",
+    "banned",
+    "comments_closed",
+    "edit_window_expired",
+    "not_found",
+    "method_not_allowed",
+    "version_conflict",
+    "idempotency_conflict",
+    "payload_too_large",
+    "validation_failed",
+    "rate_limited",
+    "unavailable",
+    "internal_error",
+];
+
 /// One entry of a problem's `errors` list.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ProblemField<'a> {
+    /// The input at fault: a body field (`stars`, `items[2].action`), a query parameter,
+    /// a path segment (`article_id`) or a header (`Idempotency-Key`).
     pub field: &'a str,
     pub message: &'a str,
 }
 
-/// RFC 9457 problem details, plus our stable `code` and per-field `errors`.
-#[derive(Debug, Serialize)]
+/// RFC 9457 problem details, plus our stable `code` and per-field `errors`. Sent as
+/// `application/problem+json` by every error response.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"type": "about:blank", "title": "Validation failed", "status": 422,
+    "code": "validation_failed", "detail": "body: must not be empty",
+    "errors": [{"field": "body", "message": "must not be empty"}]}))]
 pub struct Problem<'a> {
+    /// Always `about:blank`: `code` says what happened.
     #[serde(rename = "type")]
     pub kind: &'static str,
     pub title: &'static str,
+    /// The HTTP status, repeated.
+    #[schema(minimum = 400, maximum = 599)]
     pub status: u16,
+    /// Stable and machine-readable.
+    #[schema(schema_with = code_schema)]
     pub code: &'static str,
     pub detail: String,
+    /// Each failing input (400 and 422 only; absent when empty).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<ProblemField<'a>>,
+}
+
+fn code_schema() -> utoipa::openapi::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(CODES))
+        .build()
 }
 
 impl ApiError {
@@ -302,11 +342,57 @@ pub fn problem_for_framework_errors<B: MessageBody + 'static>(
         }
         _ => ApiError::Internal(format!("framework error {}", res.status())),
     };
+    // RFC 9110: a 405 says which methods the route does have.
+    let allow = match error {
+        ApiError::MethodNotAllowed => res
+            .request()
+            .match_pattern()
+            .and_then(|pattern| crate::routes::allowed_methods(&pattern)),
+        _ => None,
+    };
     let (req, _) = res.into_parts();
     let mut response = error.error_response();
     *response.status_mut() = error.status_code();
+    if let Some(allow) = allow.and_then(|a| header::HeaderValue::from_str(&a).ok()) {
+        response.headers_mut().insert(header::ALLOW, allow);
+    }
     let res = ServiceResponse::new(req, response.map_into_boxed_body()).map_into_right_body::<B>();
     Ok(ErrorHandlerResponse::Response(res.map_body(|_, b| b)))
 }
 
 pub type BoxedResponse = HttpResponse<BoxBody>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_code_is_listed_for_the_openapi_spec() {
+        let all = [
+            ApiError::bad_request("x"),
+            ApiError::Unauthorized("x".into()),
+            ApiError::Forbidden("x".into()),
+            ApiError::Banned,
+            ApiError::CommentsClosed,
+            ApiError::EditWindowExpired,
+            ApiError::NotFound("x".into()),
+            ApiError::MethodNotAllowed,
+            ApiError::VersionConflict {
+                expected: 1,
+                current: 2,
+            },
+            ApiError::IdempotencyConflict,
+            ApiError::PayloadTooLarge(1),
+            ApiError::Validation(vec![]),
+            ApiError::RateLimited(1),
+            ApiError::Unavailable,
+            ApiError::Internal("x".into()),
+        ];
+        let codes: Vec<&str> = all.iter().map(ApiError::code).collect();
+        let mut listed = CODES.to_vec();
+        listed.sort_unstable();
+        let mut seen = codes.clone();
+        seen.sort_unstable();
+        assert_eq!(seen, listed, "CODES must list every ApiError::code()");
+    }
+}

@@ -1,7 +1,8 @@
 //! tally: a comment-and-rating moderation service.
 //!
 //! Map of the crate (requests flow one way: routes → service → entity):
-//! - [`routes`]: the HTTP edge, one route table in [`routes::configure`].
+//! - [`routes`]: the HTTP edge, one route table in [`routes::configure`] (its operations
+//!   listed in [`routes::ROUTES`]); the generated OpenAPI spec in [`routes::openapi`].
 //! - [`service`]: use cases, one transaction each; kept counters in [`service::counters`].
 //! - [`entity`]: sea-orm entities; the schema is in the `migration` crate.
 //! - [`domain`]: pure types and rules (ids, stars, bodies, statuses, rating maths, the

@@ -4,7 +4,8 @@ use chrono::{DateTime, Utc};
 use super::FieldError;
 
 /// Order of a listing. Ties on `created_at` are broken by id, so the order is total.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
 pub enum Sort {
     Newest,
     #[default]

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{FieldError, ModerationStatus};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ModerationMode {
     /// A comment that trips no rule goes live at once.
@@ -32,18 +32,47 @@ impl ModerationMode {
     }
 }
 
-/// The moderation settings an admin edits (`/api/v1/admin/settings`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The moderation settings an admin edits (`/api/v1/admin/settings`). The `#[schema]`
+/// bounds document [`Policy::validate`] in the OpenAPI spec and must say the same.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
     pub moderation_mode: ModerationMode,
+    /// Whether guests (no token) may post; their comments always wait in the queue.
     pub guest_comments: bool,
+    /// Words that reject a comment outright (whole words, case-insensitive).
+    #[schema(schema_with = word_list)]
     pub banned_words: Vec<String>,
+    /// Words that send a comment to the queue.
+    #[schema(schema_with = word_list)]
     pub suspect_words: Vec<String>,
+    /// More links than this send a comment to the queue.
+    #[schema(minimum = 0, maximum = 1000)]
     pub max_links: u32,
+    /// Unresolved flags that hide an approved comment until a moderator decides.
+    #[schema(minimum = 1, maximum = 1000)]
     pub flag_threshold: u32,
+    /// How long an author may edit a comment, in seconds (at most 30 days).
+    #[schema(minimum = 0, maximum = 2_592_000)]
     pub edit_window_secs: u64,
+    /// Authors with fewer approved comments than this are held for moderation.
+    #[schema(minimum = 0, maximum = 1_000_000)]
     pub trusted_after_approved: u32,
+}
+
+/// The schema of a word list: at most [`Policy::MAX_WORDS`] words of 1–100 characters.
+fn word_list() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+    ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(100))
+                .pattern(Some(r"\S")),
+        )
+        .max_items(Some(Policy::MAX_WORDS))
+        .build()
 }
 
 impl Default for Policy {

@@ -1,6 +1,7 @@
 /// Where a comment stands. Every move between statuses is decided in
 /// [`ModerationStatus::apply`]; services never set a status by hand.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
 pub enum ModerationStatus {
     Pending,
     Approved,

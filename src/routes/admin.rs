@@ -6,11 +6,15 @@ use validator::{Validate, ValidationErrors};
 
 use super::extract::{article_id, ApiJson};
 use super::moderation::created_or_ok;
+use super::openapi::{
+    ArticlePath, BadRequest, Forbidden, NotFound, PayloadTooLarge, Unauthorized, Unavailable,
+    ValidationFailed,
+};
 use crate::{
     auth::Admin,
     domain::{ModerationMode, Policy},
     error::ApiError,
-    service::admin::{self, ArticleSettings},
+    service::admin::{self, AdminArticleView, ArticleSettings},
     startup::AppState,
 };
 
@@ -28,11 +32,44 @@ impl Validate for SettingsBody {
 }
 
 /// `GET /api/v1/admin/settings`: the moderation policy.
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/settings",
+    tag = "admin",
+    operation_id = "get_settings",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The policy in force.", body = Policy),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn get_settings(state: web::Data<AppState>, _: Admin) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(admin::settings(&state.db, &state.policies).await?))
 }
 
 /// `PUT /api/v1/admin/settings`: replaces the whole policy; 200 with what is stored.
+///
+/// Every field is required; unknown or missing fields and out-of-range values are 422
+/// naming the field (list entries by index, `banned_words[3]`). The change is logged.
+#[utoipa::path(
+    put,
+    path = "/api/v1/admin/settings",
+    tag = "admin",
+    operation_id = "put_settings",
+    request_body = Policy,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The policy as now stored.", body = Policy),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 413, response = PayloadTooLarge),
+        (status = 422, response = ValidationFailed),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn put_settings(
     state: web::Data<AppState>,
     Admin(user): Admin,
@@ -42,17 +79,24 @@ pub async fn put_settings(
     Ok(HttpResponse::Ok().json(stored))
 }
 
-#[derive(Debug, Deserialize, Validate)]
+/// What an admin says about an article.
+#[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
+#[schema(as = ArticleSettings, example = json!({"title": "Why your back cracks",
+    "url": "https://example.com/why-back-cracks", "comments_open": true, "moderation_mode": null}))]
 pub struct ArticleBody {
     #[validate(length(min = 1, max = 300, message = "must be 1–300 characters"))]
+    #[schema(min_length = 1, max_length = 300)]
     pub title: Option<String>,
+    /// An `http://` or `https://` URL without whitespace.
     #[validate(
         length(max = 2000, message = "must be at most 2000 characters"),
         custom(function = "web_url")
     )]
+    #[schema(max_length = 2000, pattern = r"^https?://\S*$")]
     pub url: Option<String>,
     /// Absent means open.
     #[serde(default = "open")]
+    #[schema(default = true)]
     pub comments_open: bool,
     /// `null` (or absent) follows the site setting.
     pub moderation_mode: Option<ModerationMode>,
@@ -74,6 +118,28 @@ fn web_url(url: &str) -> Result<(), validator::ValidationError> {
 }
 
 /// `PUT /api/v1/admin/articles/{article_id}`: registers (201) or updates (200) an article.
+///
+/// Works also when automatic article creation is off.
+#[utoipa::path(
+    put,
+    path = "/api/v1/admin/articles/{article_id}",
+    tag = "admin",
+    operation_id = "put_article",
+    params(ArticlePath),
+    request_body = ArticleBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The article, updated.", body = AdminArticleView),
+        (status = 201, description = "The article, registered.", body = AdminArticleView),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 413, response = PayloadTooLarge),
+        (status = 422, response = ValidationFailed),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn put_article(
     state: web::Data<AppState>,
     _: Admin,

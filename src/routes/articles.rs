@@ -1,9 +1,31 @@
 use actix_web::{web, HttpResponse};
 
 use super::extract::article_id;
-use crate::{error::ApiError, service::articles, startup::AppState};
+use super::openapi::{ArticlePath, BadRequest, NotFound, Unavailable};
+use crate::{
+    error::ApiError,
+    service::articles::{self, ArticleSummary},
+    startup::AppState,
+};
 
 /// `GET /api/v1/articles/{article_id}`: the public summary for an article page.
+///
+/// An unknown article reads as open and empty while articles are created on demand, and
+/// is 404 when automatic creation is off.
+#[utoipa::path(
+    get,
+    path = "/api/v1/articles/{article_id}",
+    tag = "articles",
+    operation_id = "get_article",
+    params(ArticlePath),
+    responses(
+        (status = 200, description = "Title, URL, whether comments are open, the comment count and the rating aggregate.",
+            body = ArticleSummary),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn summary(
     state: web::Data<AppState>,
     path: web::Path<String>,

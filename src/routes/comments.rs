@@ -5,34 +5,74 @@ use validator::Validate;
 use super::extract::{
     article_id, bad_query, replay, ApiJson, ApiJsonRaw, ApiQuery, IdempotencyHeader,
 };
+use super::openapi::{
+    ArticlePath, BadRequest, CommentPath, Conflict, Forbidden, IdempotencyKeyHeader, NotFound,
+    PayloadTooLarge, RateLimited, Unauthorized, Unavailable, ValidationFailed,
+};
 use crate::{
     auth::{MaybeReader, Reader},
     domain::{parse_limit, AuthorName, CommentBody, Cursor, Sort},
     error::ApiError,
     service::{
-        comments::{self, Author, ListQuery, NewComment},
+        comments::{self, Author, CommentView, ListQuery, NewComment, Page},
         idempotency::Outcome,
     },
     startup::AppState,
 };
 
-#[derive(Debug, Deserialize, Validate)]
+/// A new comment.
+#[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
+#[schema(as = NewComment, example = json!({"body": "Thanks, the open-book stretch helps."}))]
 pub struct CreateBody {
+    /// Plain text: 1–5000 characters after trimming, no control characters but newline
+    /// and tab.
+    #[schema(
+        min_length = 1,
+        max_length = 5000,
+        pattern = r"^[^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*$"
+    )]
     pub body: String,
+    /// Reply to this comment: a comment of the same article the caller can see (422
+    /// otherwise).
+    #[schema(min_length = 1, max_length = 64)]
     pub parent_id: Option<String>,
-    /// Guests only; ignored for signed-in readers (their name comes from the token).
+    /// Guests only (required for them): 1–64 characters after trimming, no control
+    /// characters. Ignored for signed-in readers (their name comes from the token).
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub author_name: Option<String>,
 }
 
-#[derive(Debug, Deserialize, Validate)]
+/// A comment's new text.
+#[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
+#[schema(as = CommentEdit, example = json!({"body": "Thanks, the open-book stretch helps a lot."}))]
 pub struct EditBody {
+    /// Plain text: 1–5000 characters after trimming, no control characters but newline
+    /// and tab.
+    #[schema(
+        min_length = 1,
+        max_length = 5000,
+        pattern = r"^[^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*$"
+    )]
     pub body: String,
 }
 
-#[derive(Debug, Deserialize)]
+/// `sort`, `limit` and `cursor` of a comment listing; a bad value is 400 naming it.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
+    /// `newest` or `oldest` first; default `newest` for an article's comments, `oldest`
+    /// for replies.
+    #[param(value_type = Option<Sort>)]
     pub sort: Option<String>,
+    /// Page size.
+    #[param(minimum = 1, maximum = 100, default = 20)]
     pub limit: Option<i64>,
+    /// `next_cursor` of the previous page (opaque).
+    #[param(min_length = 1)]
     pub cursor: Option<String>,
 }
 
@@ -53,6 +93,35 @@ impl ListParams {
 
 /// `POST /api/v1/articles/{article_id}/comments`: 201 with the comment and its status.
 /// With an `Idempotency-Key`, a repeat of the same request replays the first response.
+///
+/// A reader, or a guest (no token, `author_name` given) when guest comments are on; a
+/// guest comment always waits in the queue. `status` says whether the comment is live
+/// (`approved`), waits (`pending`) or was refused by a rule (`rejected`, kept for the
+/// moderators). 401 for a guest without `author_name` while guest comments are off; 403
+/// `forbidden` for a guest while they are off, `banned`, or `comments_closed`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/articles/{article_id}/comments",
+    tag = "comments",
+    operation_id = "create_comment",
+    params(ArticlePath, IdempotencyKeyHeader),
+    request_body = CreateBody,
+    security((), ("bearer" = [])),
+    responses(
+        (status = 201, description = "The comment as stored (or a replay of an earlier identical request).",
+            body = CommentView, headers(("Idempotent-Replayed" = String,
+                description = "`true` when this is the stored answer to an earlier identical request."))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 422, response = ValidationFailed),
+        (status = 429, response = RateLimited),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn create(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -124,6 +193,24 @@ pub async fn create(
 }
 
 /// `GET /api/v1/articles/{article_id}/comments`: top-level comments, newest first by default.
+///
+/// Public: approved comments, plus the caller's own pending ones (`mine: true`). `total`
+/// counts the visible top-level comments.
+#[utoipa::path(
+    get,
+    path = "/api/v1/articles/{article_id}/comments",
+    tag = "comments",
+    operation_id = "list_comments",
+    params(ArticlePath, ListParams),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of top-level comments.", body = Page<CommentView>),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn list(
     state: web::Data<AppState>,
     MaybeReader(user): MaybeReader,
@@ -144,6 +231,24 @@ pub async fn list(
 }
 
 /// `GET /api/v1/comments/{id}/replies`: replies, oldest first by default.
+///
+/// Public, the same shape as the article's list; 404 when the parent is unknown or not
+/// visible to the caller.
+#[utoipa::path(
+    get,
+    path = "/api/v1/comments/{id}/replies",
+    tag = "comments",
+    operation_id = "list_replies",
+    params(CommentPath, ListParams),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of direct replies.", body = Page<CommentView>),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn replies(
     state: web::Data<AppState>,
     MaybeReader(user): MaybeReader,
@@ -155,7 +260,21 @@ pub async fn replies(
     Ok(HttpResponse::Ok().json(page))
 }
 
-/// `GET /api/v1/comments/{id}`.
+/// `GET /api/v1/comments/{id}`: one comment; 404 for what the caller may not see.
+#[utoipa::path(
+    get,
+    path = "/api/v1/comments/{id}",
+    tag = "comments",
+    operation_id = "get_comment",
+    params(CommentPath),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The comment.", body = CommentView),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn get(
     state: web::Data<AppState>,
     MaybeReader(user): MaybeReader,
@@ -165,6 +284,29 @@ pub async fn get(
 }
 
 /// `PATCH /api/v1/comments/{id}`: the author edits within the edit window.
+///
+/// The new text goes through moderation again. 403 `forbidden` (not the author),
+/// `edit_window_expired`, `banned` or `comments_closed`.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/comments/{id}",
+    tag = "comments",
+    operation_id = "edit_comment",
+    params(CommentPath),
+    request_body = EditBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The comment with its new text and status.", body = CommentView),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 413, response = PayloadTooLarge),
+        (status = 422, response = ValidationFailed),
+        (status = 429, response = RateLimited),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn edit(
     state: web::Data<AppState>,
     Reader(user): Reader,
@@ -177,6 +319,25 @@ pub async fn edit(
 }
 
 /// `DELETE /api/v1/comments/{id}`: the author deletes; 204.
+///
+/// A deleted comment that has replies keeps its place with an empty body and no author.
+/// Deleting settles its flags. 403 `forbidden` when not the author.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/comments/{id}",
+    tag = "comments",
+    operation_id = "delete_comment",
+    params(CommentPath),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 429, response = RateLimited),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn delete(
     state: web::Data<AppState>,
     Reader(user): Reader,

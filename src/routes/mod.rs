@@ -8,11 +8,60 @@ pub mod extract;
 pub mod flags;
 pub mod health;
 pub mod moderation;
+pub mod openapi;
 pub mod ratings;
 
 use actix_web::{middleware::from_fn, web};
 
 use crate::{error::ApiError, rate_limit::limit_writes};
+
+/// Every operation of [`configure`] as `(method, path)`, in its order. The OpenAPI spec
+/// (`openapi::ApiDoc`, whose `paths(...)` names the same handlers) must describe exactly
+/// these, and each must answer on a live server: tests/api/openapi.rs checks both, so
+/// a route added here without its `#[utoipa::path]` (or the other way round) fails the
+/// tests. The one exception is Swagger UI's asset tree under `/docs/`, which is not
+/// an API operation.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+    ("GET", "/openapi.json"),
+    ("GET", "/docs"),
+    ("GET", "/api/v1/ratings"),
+    ("GET", "/api/v1/articles/{article_id}"),
+    ("GET", "/api/v1/articles/{article_id}/rating"),
+    ("GET", "/api/v1/articles/{article_id}/ratings/me"),
+    ("PUT", "/api/v1/articles/{article_id}/ratings/me"),
+    ("DELETE", "/api/v1/articles/{article_id}/ratings/me"),
+    ("GET", "/api/v1/articles/{article_id}/comments"),
+    ("POST", "/api/v1/articles/{article_id}/comments"),
+    ("GET", "/api/v1/comments/{id}"),
+    ("PATCH", "/api/v1/comments/{id}"),
+    ("DELETE", "/api/v1/comments/{id}"),
+    ("GET", "/api/v1/comments/{id}/replies"),
+    ("POST", "/api/v1/comments/{id}/flags"),
+    ("GET", "/api/v1/moderation/queue"),
+    ("GET", "/api/v1/moderation/stats"),
+    ("POST", "/api/v1/moderation/comments/{id}/decision"),
+    ("POST", "/api/v1/moderation/decisions"),
+    ("GET", "/api/v1/moderation/log"),
+    ("GET", "/api/v1/moderation/bans"),
+    ("POST", "/api/v1/moderation/bans"),
+    ("DELETE", "/api/v1/moderation/bans/{user_id}"),
+    ("GET", "/api/v1/admin/settings"),
+    ("PUT", "/api/v1/admin/settings"),
+    ("PUT", "/api/v1/admin/articles/{article_id}"),
+];
+
+/// The `Allow` header of a route pattern (`GET, PUT, DELETE`), for 405 answers.
+pub fn allowed_methods(pattern: &str) -> Option<String> {
+    let methods: Vec<&str> = ROUTES
+        .iter()
+        .filter(|(_, path)| *path == pattern)
+        .map(|(method, _)| *method)
+        .collect();
+    (!methods.is_empty()).then(|| methods.join(", "))
+}
 
 /// Every route of the service. Resources wrapped in `limit_writes` spend the caller's
 /// write budget on every non-GET request; moderation and admin tools are not limited.
@@ -20,6 +69,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/healthz").get(health::healthz))
         .service(web::resource("/readyz").get(health::readyz))
         .service(web::resource("/metrics").get(health::metrics))
+        .service(web::resource(openapi::SPEC_PATH).get(openapi::openapi_json))
+        .service(web::resource("/docs").get(openapi::docs))
+        .service(openapi::docs_assets())
         .service(
             web::scope("/api/v1")
                 .service(web::resource("/ratings").get(ratings::batch))

@@ -6,13 +6,20 @@ use serde::{Deserialize, Serialize};
 use validator::Validate;
 
 use super::extract::{article_id, bad_query, parse_json, validation_errors, ApiJson, ApiQuery};
+use super::openapi::{
+    BadRequest, CommentPath, Conflict, Forbidden, NotFound, PayloadTooLarge, Unauthorized,
+    Unavailable, ValidationFailed,
+};
 use crate::{
     auth::Moderator,
     domain::{parse_limit, Cursor, FieldError, Sort},
     error::ApiError,
     service::{
         comments::ListQuery,
-        moderation::{self, BulkResult, Decision, LogQuery, NewBan, Queue, QueueQuery, Verdict},
+        moderation::{
+            self, BanOutcome, BanView, BulkResult, CursorPage, Decision, LogQuery, LogView,
+            ModerationItem, NewBan, Queue, QueueQuery, QueueStats, Verdict,
+        },
     },
     startup::AppState,
 };
@@ -35,16 +42,59 @@ fn page(limit: Option<i64>, cursor: Option<&str>, sort: Sort) -> Result<ListQuer
     })
 }
 
-#[derive(Debug, Deserialize)]
+/// The queues a moderator works.
+#[derive(Debug, Clone, Copy, utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum QueueName {
+    /// Comments waiting for a decision.
+    Pending,
+    /// Comments with unresolved flags, whatever their status.
+    Flagged,
+    Rejected,
+    Spam,
+    Approved,
+}
+
+/// The parameters of `GET /api/v1/moderation/queue`; a bad value is 400 naming it.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct QueueParams {
+    #[param(value_type = Option<QueueName>, default = "pending")]
     pub queue: Option<String>,
+    /// Only this article's comments.
+    #[param(
+        pattern = r"^[A-Za-z0-9][A-Za-z0-9._~:-]{0,199}$",
+        min_length = 1,
+        max_length = 200
+    )]
     pub article_id: Option<String>,
+    /// Work the queue in order: `oldest` first by default.
+    #[param(value_type = Option<Sort>, default = "oldest")]
     pub sort: Option<String>,
+    /// Page size.
+    #[param(minimum = 1, maximum = 100, default = 20)]
     pub limit: Option<i64>,
+    /// `next_cursor` of the previous page (opaque).
+    #[param(min_length = 1)]
     pub cursor: Option<String>,
 }
 
 /// `GET /api/v1/moderation/queue`: one queue, oldest first by default.
+#[utoipa::path(
+    get,
+    path = "/api/v1/moderation/queue",
+    tag = "moderation",
+    operation_id = "moderation_queue",
+    params(QueueParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of moderation items.", body = CursorPage<ModerationItem>),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn queue(
     state: web::Data<AppState>,
     Moderator(user): Moderator,
@@ -63,16 +113,45 @@ pub async fn queue(
 }
 
 /// `GET /api/v1/moderation/stats`: queue sizes from the kept counters.
+#[utoipa::path(
+    get,
+    path = "/api/v1/moderation/stats",
+    tag = "moderation",
+    operation_id = "moderation_stats",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The size of each queue.", body = QueueStats),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn stats(state: web::Data<AppState>, _: Moderator) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(moderation::stats(&state.db.conn).await?))
 }
 
-#[derive(Debug, Deserialize, Validate)]
+/// A moderator's decision on one comment.
+#[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
+#[schema(as = Decision, example = json!({"action": "approve", "expected_version": 3}))]
 pub struct DecisionBody {
     pub action: Verdict,
+    /// Why, for the audit log (blank means none).
     #[validate(length(max = 500, message = "must be at most 500 characters"))]
+    #[schema(max_length = 500)]
     pub reason: Option<String>,
+    /// The `version` the moderator saw: if the comment has changed since, 409
+    /// `version_conflict` and nothing changes. Absent: wait for any other decision, then
+    /// apply.
     pub expected_version: Option<i32>,
+}
+
+/// One item of a bulk decision: a decision plus the comment it is about.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct BulkItem {
+    #[schema(min_length = 1, max_length = 64)]
+    pub comment_id: String,
+    #[serde(flatten)]
+    pub decision: DecisionBody,
 }
 
 impl From<DecisionBody> for Decision {
@@ -86,6 +165,29 @@ impl From<DecisionBody> for Decision {
 }
 
 /// `POST /api/v1/moderation/comments/{id}/decision`: 200 with the item at its new version.
+///
+/// The decision resolves the comment's flags and bumps `version` even when the status
+/// stays. A deleted comment cannot be decided on (422 on `action`).
+#[utoipa::path(
+    post,
+    path = "/api/v1/moderation/comments/{id}/decision",
+    tag = "moderation",
+    operation_id = "decide",
+    params(CommentPath),
+    request_body = DecisionBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The moderation item at its new version.", body = ModerationItem),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 422, response = ValidationFailed),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn decide(
     state: web::Data<AppState>,
     Moderator(user): Moderator,
@@ -97,13 +199,18 @@ pub async fn decide(
 }
 
 /// A bulk body. Items stay raw JSON so that a bad item fails alone, not the request.
-#[derive(Debug, Deserialize, Validate)]
+#[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
+#[schema(as = BulkDecisions)]
 pub struct BulkBody {
+    /// 1–100 decisions; each is checked and applied on its own.
     #[validate(length(min = 1, max = 100, message = "must have 1 to 100 items"))]
+    #[schema(value_type = Vec<BulkItem>, min_items = 1, max_items = 100)]
     pub items: Vec<serde_json::Value>,
 }
 
-#[derive(Debug, Serialize)]
+/// The results of a bulk decision, in the order of the items.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = BulkResults)]
 pub struct BulkResponse {
     pub results: Vec<BulkResult>,
 }
@@ -128,6 +235,26 @@ fn bulk_item(raw: &serde_json::Value) -> Result<(&str, DecisionBody), ApiError> 
 }
 
 /// `POST /api/v1/moderation/decisions`: up to 100 decisions, each in its own transaction.
+///
+/// Each item stands alone: a bad or failing item gets `ok: false` and the problem the
+/// single decision would have answered, and the others still apply.
+#[utoipa::path(
+    post,
+    path = "/api/v1/moderation/decisions",
+    tag = "moderation",
+    operation_id = "decide_many",
+    request_body = BulkBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "One result per item, in order.", body = BulkResponse),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 413, response = PayloadTooLarge),
+        (status = 422, response = ValidationFailed),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn decide_many(
     state: web::Data<AppState>,
     Moderator(user): Moderator,
@@ -145,15 +272,42 @@ pub async fn decide_many(
     Ok(HttpResponse::Ok().json(BulkResponse { results }))
 }
 
-#[derive(Debug, Deserialize)]
+/// The parameters of `GET /api/v1/moderation/log`; a bad value is 400 naming it.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LogParams {
+    /// Only the entries about this comment.
     pub comment_id: Option<String>,
+    /// Only the entries by this actor id (`system` for automatic decisions).
     pub actor: Option<String>,
+    /// Page size.
+    #[param(minimum = 1, maximum = 100, default = 20)]
     pub limit: Option<i64>,
+    /// `next_cursor` of the previous page (opaque).
+    #[param(min_length = 1)]
     pub cursor: Option<String>,
 }
 
 /// `GET /api/v1/moderation/log`: the audit log, newest first.
+///
+/// Append-only. Actions: `approve`, `reject`, `spam` (moderators), `hold` / `reject`
+/// (rules, actor `system`), `hide` (flag threshold, actor `system`), `delete` (the
+/// author), `ban`, `unban`, `settings`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/moderation/log",
+    tag = "moderation",
+    operation_id = "moderation_log",
+    params(LogParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of log entries, newest first.", body = CursorPage<LogView>),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn log(
     state: web::Data<AppState>,
     _: Moderator,
@@ -169,18 +323,47 @@ pub async fn log(
     Ok(HttpResponse::Ok().json(moderation::log(&state.db.conn, q).await?))
 }
 
-#[derive(Debug, Deserialize, Validate)]
+/// A ban. A guest is banned as `guest:<author_name>`.
+#[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
+#[schema(as = NewBan, example = json!({"user_id": "u-1", "reason": "spam links", "purge": true}))]
 pub struct BanBody {
+    /// Not blank.
     #[validate(length(min = 1, max = 160, message = "must be 1–160 characters"))]
+    #[schema(min_length = 1, max_length = 160, pattern = r"\S")]
     pub user_id: String,
+    /// Not blank.
     #[validate(length(min = 1, max = 500, message = "must be 1–500 characters"))]
+    #[schema(min_length = 1, max_length = 500, pattern = r"\S")]
     pub reason: String,
+    /// In the future; absent or `null`: until lifted.
     pub expires_at: Option<DateTime<Utc>>,
+    /// Also reject the user's pending comments.
     #[serde(default)]
+    #[schema(default = false)]
     pub purge: bool,
 }
 
 /// `POST /api/v1/moderation/bans`: 201 for a new ban, 200 when it replaces one.
+///
+/// A banned user's writes get 403 `banned`; an expired ban stops applying by itself.
+#[utoipa::path(
+    post,
+    path = "/api/v1/moderation/bans",
+    tag = "moderation",
+    operation_id = "ban",
+    request_body = BanBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The ban replaced an earlier one (reason and expiry).", body = BanOutcome),
+        (status = 201, description = "A new ban.", body = BanOutcome),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 413, response = PayloadTooLarge),
+        (status = 422, response = ValidationFailed),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn ban(
     state: web::Data<AppState>,
     Moderator(user): Moderator,
@@ -213,13 +396,34 @@ pub async fn ban(
     Ok(created_or_ok(created).json(outcome))
 }
 
-#[derive(Debug, Deserialize)]
+/// The parameters of `GET /api/v1/moderation/bans`; a bad value is 400 naming it.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct BanListParams {
+    /// Page size.
+    #[param(minimum = 1, maximum = 100, default = 20)]
     pub limit: Option<i64>,
+    /// `next_cursor` of the previous page (opaque).
+    #[param(min_length = 1)]
     pub cursor: Option<String>,
 }
 
 /// `GET /api/v1/moderation/bans`: bans in force, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/moderation/bans",
+    tag = "moderation",
+    operation_id = "list_bans",
+    params(BanListParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of bans in force.", body = CursorPage<BanView>),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn bans(
     state: web::Data<AppState>,
     _: Moderator,
@@ -230,6 +434,22 @@ pub async fn bans(
 }
 
 /// `DELETE /api/v1/moderation/bans/{user_id}`: 204, also when there was no ban.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/moderation/bans/{user_id}",
+    tag = "moderation",
+    operation_id = "unban",
+    params(("user_id" = String, Path, description = "The banned user's id (`guest:<name>` for a guest).",
+        min_length = 1)),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "No ban of this user remains."),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn unban(
     state: web::Data<AppState>,
     Moderator(user): Moderator,

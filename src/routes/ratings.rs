@@ -2,18 +2,22 @@ use actix_web::{
     http::header::{self, HeaderValue},
     web, HttpRequest, HttpResponse,
 };
-use serde::Deserialize;
-use serde_json::json;
+use serde::{de::Error as _, Deserialize, Deserializer, Serialize};
 use validator::Validate;
 
 use super::extract::{article_id, bad_query, replay, ApiJsonRaw, IdempotencyHeader};
+use super::openapi::{
+    ArticleIdSchema, ArticlePath, BadRequest, Conflict, Forbidden, IdempotencyKeyHeader,
+    IfNoneMatchHeader, NotFound, PayloadTooLarge, RateLimited, Unauthorized, Unavailable,
+    ValidationFailed,
+};
 use crate::{
     auth::Reader,
     domain::{Aggregate, ArticleId, FieldError, Stars},
     error::ApiError,
     service::{
         idempotency::Outcome,
-        ratings::{self, AggregateView},
+        ratings::{self, AggregateView, MyRating},
     },
     startup::AppState,
 };
@@ -21,14 +25,61 @@ use crate::{
 /// Seconds a shared cache may keep an aggregate.
 pub const AGGREGATE_MAX_AGE: u32 = 10;
 
-#[derive(Debug, Deserialize, Validate)]
+/// A rating: whole stars, 1–5.
+#[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
+#[schema(as = RatingInput, example = json!({"stars": 4}))]
 pub struct RateBody {
     #[validate(range(min = 1, max = 5, message = "must be a whole number from 1 to 5"))]
+    #[serde(deserialize_with = "whole_number")]
+    #[schema(minimum = 1, maximum = 5)]
     pub stars: i64,
+}
+
+/// A JSON number with no fractional part: `4`, or `4.0`, which JSON Schema's `integer`
+/// (and so the OpenAPI spec) admits as well. `4.5`, strings and the like are refused.
+fn whole_number<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    let n = serde_json::Number::deserialize(d)?;
+    if let Some(i) = n.as_i64() {
+        return Ok(i);
+    }
+    match n.as_f64() {
+        // Beyond 2^53 a float is not an exact whole number any more; no star count is.
+        Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(f as i64),
+        _ => Err(D::Error::custom("must be a whole number from 1 to 5")),
+    }
 }
 
 /// `PUT /api/v1/articles/{article_id}/ratings/me`: 201 on the first rating, 200 on a change.
 /// With an `Idempotency-Key`, a repeat of the same request replays the first response.
+///
+/// One rating per reader per article; rating again replaces the old one. Guests can
+/// never rate. Banned users get 403 `banned`.
+#[utoipa::path(
+    put,
+    path = "/api/v1/articles/{article_id}/ratings/me",
+    tag = "ratings",
+    operation_id = "put_my_rating",
+    params(ArticlePath, IdempotencyKeyHeader),
+    request_body = RateBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The rating changed (or a replay of such an answer).",
+            body = MyRating, headers(("Idempotent-Replayed" = String,
+                description = "`true` when this is the stored answer to an earlier identical request."))),
+        (status = 201, description = "The first rating of this reader on this article (or a replay).",
+            body = MyRating, headers(("Idempotent-Replayed" = String,
+                description = "`true` when this is the stored answer to an earlier identical request."))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 422, response = ValidationFailed),
+        (status = 429, response = RateLimited),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn put_mine(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -56,7 +107,22 @@ pub async fn put_mine(
     })
 }
 
-/// `GET /api/v1/articles/{article_id}/ratings/me`.
+/// `GET /api/v1/articles/{article_id}/ratings/me`: the caller's own rating, or 404.
+#[utoipa::path(
+    get,
+    path = "/api/v1/articles/{article_id}/ratings/me",
+    tag = "ratings",
+    operation_id = "get_my_rating",
+    params(ArticlePath),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller's rating and the article's aggregate.", body = MyRating),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn get_mine(
     state: web::Data<AppState>,
     Reader(user): Reader,
@@ -70,6 +136,23 @@ pub async fn get_mine(
 }
 
 /// `DELETE /api/v1/articles/{article_id}/ratings/me`: 204, also when there was none.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/articles/{article_id}/ratings/me",
+    tag = "ratings",
+    operation_id = "delete_my_rating",
+    params(ArticlePath),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "No rating of the caller's remains."),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 429, response = RateLimited),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn delete_mine(
     state: web::Data<AppState>,
     Reader(user): Reader,
@@ -100,7 +183,68 @@ fn matches_etag(req: &HttpRequest, etag: &str) -> bool {
         .any(|t| t == "*" || t == etag)
 }
 
+/// The aggregate as a schema.org `AggregateRating`, for a page's structured data.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(example = json!({"@context": "https://schema.org", "@type": "AggregateRating",
+    "bestRating": 5, "ratingCount": 47, "ratingValue": 4.96, "reviewCount": 47, "worstRating": 1}))]
+pub struct AggregateRating {
+    /// Always `https://schema.org`.
+    #[serde(rename = "@context")]
+    pub context: &'static str,
+    /// Always `AggregateRating`.
+    #[serde(rename = "@type")]
+    pub kind: &'static str,
+    #[schema(minimum = 5, maximum = 5)]
+    pub best_rating: u8,
+    #[schema(minimum = 1)]
+    pub rating_count: i64,
+    /// The mean rounded half-up to 2 decimals.
+    #[schema(minimum = 1, maximum = 5)]
+    pub rating_value: f64,
+    #[schema(minimum = 1)]
+    pub review_count: i64,
+    #[schema(minimum = 1, maximum = 1)]
+    pub worst_rating: u8,
+}
+
 /// `GET /api/v1/articles/{article_id}/rating`: the aggregate, as JSON or schema.org JSON-LD.
+///
+/// Public. An article never rated (or unknown) gives count 0, not 404. Sends a strong
+/// `ETag` and `Cache-Control: public, max-age=10`; `If-None-Match` with the current tag
+/// gives 304 with no body. With `Accept: application/ld+json` the body is a schema.org
+/// `AggregateRating` (an article with no ratings has none: 404 for this form only).
+#[utoipa::path(
+    get,
+    path = "/api/v1/articles/{article_id}/rating",
+    tag = "ratings",
+    operation_id = "get_aggregate",
+    params(
+        ArticlePath,
+        IfNoneMatchHeader,
+    ),
+    responses(
+        (status = 200, description = "The aggregate: JSON by default, schema.org JSON-LD with `Accept: application/ld+json`.",
+            content(
+                (AggregateView = "application/json"),
+                (AggregateRating = "application/ld+json"),
+            ),
+            headers(
+                ("ETag" = String, description = "Strong tag of this aggregate in this form."),
+                ("Cache-Control" = String, description = "`public, max-age=10`."),
+                ("Vary" = String, description = "`Accept`."),
+            )),
+        (status = 304, description = "`If-None-Match` named the current tag; no body.",
+            headers(
+                ("ETag" = String, description = "The current tag."),
+                ("Cache-Control" = String, description = "`public, max-age=10`."),
+                ("Vary" = String, description = "`Accept`."),
+            )),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn aggregate(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -140,21 +284,44 @@ fn aggregate_response(
             "no ratings yet, so no AggregateRating".into(),
         ));
     };
-    let body = json!({
-        "@context": "https://schema.org",
-        "@type": "AggregateRating",
-        "ratingValue": average,
-        "ratingCount": agg.count(),
-        "reviewCount": agg.count(),
-        "bestRating": 5,
-        "worstRating": 1,
-    });
-    Ok(res
-        .content_type("application/ld+json")
-        .body(body.to_string()))
+    let body = AggregateRating {
+        context: "https://schema.org",
+        kind: "AggregateRating",
+        best_rating: 5,
+        rating_count: agg.count(),
+        rating_value: average,
+        review_count: agg.count(),
+        worst_rating: 1,
+    };
+    let body = serde_json::to_string(&body).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(res.content_type("application/ld+json").body(body))
+}
+
+/// The answer of `GET /api/v1/ratings`: one aggregate per id asked, in that order.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AggregateList {
+    pub items: Vec<AggregateView>,
 }
 
 /// `GET /api/v1/ratings?article_id=a&article_id=b`: 1–100 aggregates, in the order asked.
+///
+/// Public, for listing pages. Duplicates are answered once each time asked.
+#[utoipa::path(
+    get,
+    path = "/api/v1/ratings",
+    tag = "ratings",
+    operation_id = "get_aggregates",
+    params(
+        ("article_id" = Vec<ArticleIdSchema>, Query, style = Form, explode,
+            description = "1–100 article ids, the parameter repeated (`article_id=a&article_id=b`).",
+            min_items = 1, max_items = 100),
+    ),
+    responses(
+        (status = 200, description = "The aggregates in the order asked.", body = AggregateList),
+        (status = 400, response = BadRequest),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn batch(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let mut ids = vec![];
     for (key, value) in form_urlencoded::parse(req.query_string().as_bytes()) {
@@ -169,5 +336,5 @@ pub async fn batch(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
         )));
     }
     let items = ratings::aggregates(&state.db.conn, &ids).await?;
-    Ok(HttpResponse::Ok().json(json!({ "items": items })))
+    Ok(HttpResponse::Ok().json(AggregateList { items }))
 }

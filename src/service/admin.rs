@@ -61,10 +61,13 @@ pub struct ArticleSettings {
 }
 
 /// The public summary plus what only admins set.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = AdminArticle)]
 pub struct AdminArticleView {
     #[serde(flatten)]
     pub summary: ArticleSummary,
+    /// `null` follows the site's mode.
+    #[schema(required = true)]
     pub moderation_mode: Option<ModerationMode>,
     pub registered: bool,
 }

@@ -85,12 +85,15 @@ pub fn aggregate_of(a: Option<&article::Model>) -> Aggregate {
 }
 
 /// `GET /api/v1/articles/{id}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ArticleSummary {
     pub article_id: String,
+    #[schema(required = true)]
     pub title: Option<String>,
+    #[schema(required = true)]
     pub url: Option<String>,
     pub comments_open: bool,
+    #[schema(minimum = 0)]
     pub comment_count: i64,
     pub rating: AggregateView,
 }

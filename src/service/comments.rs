@@ -37,7 +37,9 @@ pub enum Author {
     Guest(AuthorName),
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// Who wrote a comment; `id` only in moderation items.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = Author)]
 pub struct AuthorView {
     /// Only moderators see author ids.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -45,25 +47,39 @@ pub struct AuthorView {
     pub name: String,
 }
 
-/// A comment as its reader sees it.
-#[derive(Debug, Clone, Serialize)]
+/// A comment as its reader sees it. A deleted comment that has replies keeps its place
+/// with an empty `body` and a `null` author.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = Comment)]
 pub struct CommentView {
     pub id: String,
     pub article_id: String,
+    #[schema(required = true)]
     pub parent_id: Option<String>,
+    #[schema(required = true)]
     pub author: Option<AuthorView>,
+    /// Plain text as written (front ends escape it).
+    #[schema(max_length = 5000)]
     pub body: String,
+    #[schema(value_type = ModerationStatus)]
     pub status: &'static str,
     pub created_at: DateTime<Utc>,
+    #[schema(required = true)]
     pub edited_at: Option<DateTime<Utc>>,
+    #[schema(minimum = 0)]
     pub reply_count: i64,
+    /// Whether the caller wrote it (their own pending comments show only to them).
     pub mine: bool,
 }
 
-#[derive(Debug, Serialize)]
+/// A page of comments: keyset-paginated, `next_cursor` is `null` on the last page.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
+    /// The visible top-level comments (or replies) in all.
+    #[schema(minimum = 0)]
     pub total: i64,
 }
 

@@ -26,7 +26,7 @@ use crate::{
 };
 
 /// Why a reader flags a comment (the `flags.reason` CHECK admits these four).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FlagReason {
     Spam,
@@ -47,10 +47,12 @@ impl FlagReason {
 }
 
 /// The caller's flag as stored.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Flag)]
 pub struct FlagView {
     pub comment_id: String,
     pub reason: FlagReason,
+    #[schema(required = true)]
     pub note: Option<String>,
     pub created_at: DateTime<Utc>,
 }

@@ -114,10 +114,11 @@ impl Queue {
     }
 }
 
-/// A page of a listing that has no total.
-#[derive(Debug, Serialize)]
+/// A page of a listing that has no total; `next_cursor` is `null` on the last page.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CursorPage<T> {
     pub items: Vec<T>,
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 
@@ -142,13 +143,16 @@ fn sea_order(sort: Sort) -> Order {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// What the rule pipeline saw: a 0–1 risk score and every signal (`links:3`, …).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AutoModeration {
+    #[schema(minimum = 0, maximum = 1)]
     pub score: f64,
     pub reasons: Vec<String>,
 }
 
-#[derive(Debug, Default, Serialize)]
+/// How many of the author's comments ended in each status.
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
 pub struct AuthorHistory {
     pub approved: i64,
     pub rejected: i64,
@@ -156,7 +160,7 @@ pub struct AuthorHistory {
 }
 
 /// A comment plus what a moderator needs to decide on it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ModerationItem {
     pub comment: CommentView,
     pub version: i32,
@@ -285,7 +289,7 @@ pub async fn queue(
 }
 
 /// Queue sizes, read from the kept counters (never counted per request).
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
 pub struct QueueStats {
     pub pending: i64,
     pub flagged: i64,
@@ -311,7 +315,7 @@ pub async fn stats(conn: &impl ConnectionTrait) -> Result<QueueStats, ApiError> 
 }
 
 /// What a moderator may decide.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     Approve,
@@ -499,15 +503,19 @@ pub async fn decide(
     item.ok_or_else(|| ApiError::Internal("decided comment has no item".into()))
 }
 
-/// One result of a bulk decision.
-#[derive(Debug, Serialize)]
+/// One result of a bulk decision: `item` when `ok`, else `error`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct BulkResult {
+    /// `null` when the item named no usable `comment_id`.
+    #[schema(required = true)]
     pub comment_id: Option<String>,
     pub ok: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub item: Option<ModerationItem>,
     /// The problem document the single decision would have answered.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = crate::error::Problem, nullable = false)]
     pub error: Option<serde_json::Value>,
 }
 
@@ -536,7 +544,8 @@ impl BulkResult {
 }
 
 /// One entry of the audit log.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = LogEntry)]
 pub struct LogView {
     pub id: i64,
     pub at: DateTime<Utc>,
@@ -550,7 +559,9 @@ pub struct LogView {
     pub reason: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+/// Who made a change; automatic decisions have id `system`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Actor)]
 pub struct ActorView {
     pub id: String,
     pub name: String,
@@ -626,7 +637,8 @@ pub async fn log(
 }
 
 /// A ban as moderators see it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Ban)]
 pub struct BanView {
     pub user_id: String,
     pub reason: String,
@@ -648,7 +660,7 @@ impl From<ban::Model> for BanView {
 }
 
 /// The answer to a ban: the ban, and how many pending comments `purge` rejected.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct BanOutcome {
     #[serde(flatten)]
     pub ban: BanView,

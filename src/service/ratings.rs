@@ -21,27 +21,41 @@ use crate::{
     error::ApiError,
 };
 
-/// The public aggregate of an article's ratings.
-#[derive(Debug, Clone, Serialize)]
+/// The public aggregate of an article's ratings (count 0 for an article never rated).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = Aggregate, example = json!({"article_id": "why-back-cracks", "count": 47,
+    "average": 4.96, "display": "5.0 (47 reviews)",
+    "histogram": {"1": 0, "2": 0, "3": 0, "4": 2, "5": 45}}))]
 pub struct AggregateView {
     pub article_id: String,
+    #[schema(minimum = 0)]
     pub count: i64,
+    /// The exact mean rounded half-up to 2 decimals; `null` when `count` is 0.
+    #[schema(minimum = 1, maximum = 5, required = true)]
     pub average: Option<f64>,
+    /// The exact mean rounded half-up to one decimal with the count, e.g.
+    /// `4.7 (3 reviews)`, `4.0 (1 review)`; `No reviews yet` at 0.
     pub display: String,
     pub histogram: Histogram,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// How many ratings gave each number of stars.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Histogram {
     #[serde(rename = "1")]
+    #[schema(minimum = 0)]
     pub one: i64,
     #[serde(rename = "2")]
+    #[schema(minimum = 0)]
     pub two: i64,
     #[serde(rename = "3")]
+    #[schema(minimum = 0)]
     pub three: i64,
     #[serde(rename = "4")]
+    #[schema(minimum = 0)]
     pub four: i64,
     #[serde(rename = "5")]
+    #[schema(minimum = 0)]
     pub five: i64,
 }
 
@@ -65,9 +79,10 @@ impl AggregateView {
 }
 
 /// A caller's own rating with the article's aggregate after it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct MyRating {
     pub article_id: String,
+    #[schema(minimum = 1, maximum = 5)]
     pub stars: i16,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

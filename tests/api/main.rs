@@ -15,6 +15,7 @@ mod flags;
 mod health;
 mod idempotency;
 mod moderation;
+mod openapi;
 mod outage;
 mod rate_limit;
 mod ratings;

@@ -370,6 +370,31 @@ async fn batch_refuses_bad_id_lists() {
 }
 
 #[tokio::test]
+async fn a_whole_number_written_with_a_decimal_point_is_a_valid_rating() {
+    // JSON Schema's `integer` (the OpenAPI spec says `stars` is one) admits `4.0`.
+    let app = spawn_app().await;
+    let token = app.reader("u-1");
+
+    let res = app.put(ME, Some(&token), &json!({"stars": 4.0})).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["stars"], 4);
+    assert_eq!(
+        app.scalar("SELECT stars FROM ratings WHERE user_id = 'u-1'")
+            .await,
+        4
+    );
+
+    let problem = assert_problem(
+        app.put(ME, Some(&token), &json!({"stars": 6.0})).await,
+        422,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(error_fields(&problem), ["stars"], "out of range");
+}
+
+#[tokio::test]
 async fn bad_ratings_are_refused_and_change_nothing() {
     let app = spawn_app().await;
     let token = app.reader("u-1");

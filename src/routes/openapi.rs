@@ -1,0 +1,479 @@
+//! The OpenAPI 3.1 description of the service, generated from the handlers'
+//! `#[utoipa::path]` attributes and the DTOs' `ToSchema` derives, served at
+//! `GET /openapi.json`; and Swagger UI at `GET /docs`, its assets built into the binary.
+//!
+//! Errors are described once, as reusable responses (`components.responses`) that all
+//! carry the one `Problem` schema as `application/problem+json`; each operation lists the
+//! ones it can answer. Every operation can also answer 500 `internal_error` (a bug),
+//! added here rather than on each handler.
+
+use std::sync::OnceLock;
+
+use actix_web::{http::header, HttpResponse};
+use utoipa::{
+    openapi::{
+        header::{Header, HeaderBuilder},
+        schema::{ObjectBuilder, Type},
+        security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+        ContentBuilder, Ref, RefOr, Response, ResponseBuilder,
+    },
+    Modify, OpenApi, ToResponse,
+};
+use utoipa_swagger_ui::{Config, SwaggerUi};
+
+use super::{admin, articles, comments, flags, health, moderation, ratings};
+use crate::error::{ApiError, PROBLEM_JSON};
+
+/// Where the spec is served.
+pub const SPEC_PATH: &str = "/openapi.json";
+
+const DESCRIPTION: &str = r#"Star ratings and moderated comments for article pages.
+
+**Identity.** Readers and moderators send `Authorization: Bearer <JWT>` minted by the host
+site (claims `sub`, `name`, `role`: `reader` | `moderator` | `admin`, `exp`). Public
+operations need no token; where a token is optional (reading and posting comments), a
+token that is sent but invalid is still 401, never a guest.
+
+**Errors.** Every error, including the framework's own (bad JSON, unknown route, wrong
+method, oversized body), is an RFC 9457 problem document (`application/problem+json`,
+schema `Problem`) with a stable `code`. Besides the codes of the contract the service
+sends `method_not_allowed` (405, any method a path does not list) and `internal_error`
+(500; the cause is logged with the request id, never returned). 401 carries
+`WWW-Authenticate: Bearer`; 429 and 503 carry `Retry-After` (seconds). Every response
+carries `X-Request-Id` (the client's own if it sent a printable one of at most 128
+characters, else a new UUIDv7).
+
+**Pagination.** `limit` 1–100 (default 20), `cursor` opaque and keyset-based (stable
+while new comments arrive), `next_cursor: null` on the last page.
+
+**Idempotency.** `POST /api/v1/articles/{article_id}/comments` and `PUT
+/api/v1/articles/{article_id}/ratings/me` accept an `Idempotency-Key` header (1–255
+printable ASCII characters). The same caller sending the same key again with the same
+method, path and body within 24 hours gets the first response replayed (same status and
+body, `Idempotent-Replayed: true`) and nothing is written; the same key with a different
+request is 409 `idempotency_conflict`. Keys belong to the user, or to the client IP for
+guests. Only successful responses are remembered.
+
+**Rate limiting.** Comment, flag and rating writes (every method but GET on
+`/ratings/me`, `/comments`, `/comments/{id}` and `/comments/{id}/flags`) spend the
+caller's budget (`TALLY_WRITE_RATE_PER_MIN`, default 20: a burst of that size, then one
+every 60/N seconds), per user or, for guests, per client IP. Past it: 429
+`rate_limited` with `Retry-After`, and nothing is written. Reads, moderation and admin
+actions are never limited.
+
+**Moderation.** New and edited comments run through the rule pipeline (banned words →
+`rejected`; guest, pre-moderation, repeat post, suspect words, too many links, new
+author → `pending`; else `approved`). At `flag_threshold` unresolved flags an approved
+comment goes back to `pending` until a moderator decides."#;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "tally",
+        description = DESCRIPTION,
+        license(name = "MIT OR Apache-2.0", identifier = "MIT OR Apache-2.0"),
+    ),
+    paths(
+        health::healthz,
+        health::readyz,
+        health::metrics,
+        openapi_json,
+        docs,
+        ratings::batch,
+        articles::summary,
+        ratings::aggregate,
+        ratings::get_mine,
+        ratings::put_mine,
+        ratings::delete_mine,
+        comments::list,
+        comments::create,
+        comments::get,
+        comments::edit,
+        comments::delete,
+        comments::replies,
+        flags::create,
+        moderation::queue,
+        moderation::stats,
+        moderation::decide,
+        moderation::decide_many,
+        moderation::log,
+        moderation::bans,
+        moderation::ban,
+        moderation::unban,
+        admin::get_settings,
+        admin::put_settings,
+        admin::put_article,
+    ),
+    components(
+        // Those named only by parameters (bodies and responses bring in their own).
+        schemas(
+            crate::error::Problem,
+            crate::error::ProblemField,
+            crate::domain::Sort,
+            moderation::QueueName,
+            ArticleIdSchema,
+        ),
+        responses(
+            BadRequest,
+            Unauthorized,
+            Forbidden,
+            NotFound,
+            Conflict,
+            PayloadTooLarge,
+            ValidationFailed,
+            RateLimited,
+            Unavailable,
+            InternalError,
+        ),
+    ),
+    modifiers(&Common),
+    tags(
+        (name = "ratings", description = "One 1–5 star rating per reader per article, and the public aggregates."),
+        (name = "comments", description = "Comments, replies and reader flags."),
+        (name = "articles", description = "The public summary of an article page."),
+        (name = "moderation", description = "Moderator or admin role: queues, decisions, the audit log, bans."),
+        (name = "admin", description = "Admin role: the moderation policy and article registration."),
+        (name = "operations", description = "Health, metrics and this description."),
+    ),
+)]
+pub struct ApiDoc;
+
+/// The security scheme, the 500 every operation can answer, and `X-Request-Id` on every
+/// response.
+struct Common;
+
+impl Modify for Common {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            BEARER,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "A JWT minted by the host site: HS256 with the shared secret, or \
+                         RS256 / ES256 / EdDSA with the configured public key; `exp` required.",
+                    ))
+                    .build(),
+            ),
+        );
+        let request_id = HeaderBuilder::new()
+            .schema(Some(string()))
+            .description(Some(
+                "The request's id (the client's own `X-Request-Id` if printable and at most \
+                 128 characters, else a new UUIDv7); it is on the request's log lines too.",
+            ))
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            for op in operations(item) {
+                op.summary = op.summary.as_deref().map(summary);
+                op.responses.responses.insert(
+                    "500".to_owned(),
+                    RefOr::Ref(Ref::from_response_name("InternalError")),
+                );
+                for response in op.responses.responses.values_mut() {
+                    if let RefOr::T(response) = response {
+                        response
+                            .headers
+                            .insert("X-Request-Id".to_owned(), RefOr::T(request_id.clone()));
+                    }
+                }
+            }
+        }
+        for response in components.responses.values_mut() {
+            if let RefOr::T(response) = response {
+                response
+                    .headers
+                    .insert("X-Request-Id".to_owned(), RefOr::T(request_id.clone()));
+            }
+        }
+    }
+}
+
+/// A handler's doc line without the route it starts with, which the spec says anyway:
+/// "`GET /healthz`: the process runs." becomes "The process runs."
+fn summary(doc: &str) -> String {
+    let text = match doc.split_once("`: ") {
+        Some((route, rest)) if route.starts_with('`') => rest,
+        _ => doc,
+    };
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+fn operations(
+    item: &mut utoipa::openapi::PathItem,
+) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {
+    [
+        item.get.as_mut(),
+        item.put.as_mut(),
+        item.post.as_mut(),
+        item.delete.as_mut(),
+        item.patch.as_mut(),
+    ]
+    .into_iter()
+    .flatten()
+}
+
+/// The name of the security scheme operations refer to.
+pub const BEARER: &str = "bearer";
+
+fn string() -> utoipa::openapi::Object {
+    ObjectBuilder::new().schema_type(Type::String).build()
+}
+
+fn integer_seconds() -> utoipa::openapi::Object {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(1))
+        .build()
+}
+
+/// A problem response with `description`, and the given headers.
+fn problem(description: &str, headers: &[(&str, Header)]) -> RefOr<Response> {
+    let mut builder = ResponseBuilder::new().description(description).content(
+        PROBLEM_JSON,
+        ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name("Problem")))
+            .build(),
+    );
+    for (name, h) in headers {
+        builder = builder.header(*name, h.clone());
+    }
+    RefOr::T(builder.build())
+}
+
+macro_rules! problem_response {
+    ($(#[$doc:meta])* $name:ident, $description:expr $(, $header:expr)*) => {
+        $(#[$doc])*
+        pub struct $name;
+
+        impl<'r> ToResponse<'r> for $name {
+            fn response() -> (&'r str, RefOr<Response>) {
+                (stringify!($name), problem($description, &[$($header),*]))
+            }
+        }
+    };
+}
+
+problem_response!(
+    /// 400.
+    BadRequest,
+    "`bad_request`: malformed JSON, a body that is not `application/json`, a bad query \
+     parameter, path segment or `Idempotency-Key`; `errors` names the input."
+);
+problem_response!(
+    /// 401.
+    Unauthorized,
+    "`unauthorized`: a token is needed and missing, or a token was sent and is invalid or \
+     expired.",
+    (
+        "WWW-Authenticate",
+        HeaderBuilder::new()
+            .schema(Some(string()))
+            .description(Some("Always `Bearer`."))
+            .build()
+    )
+);
+problem_response!(
+    /// 403.
+    Forbidden,
+    "`forbidden` (the role does not allow it, not the author, guest comments off), `banned` \
+     (the user is banned), `comments_closed` (the article takes no more comments) or \
+     `edit_window_expired` (an author edit after the edit window)."
+);
+problem_response!(
+    /// 404.
+    NotFound,
+    "`not_found`: no such route, an unknown comment, a comment the caller may not see, or \
+     (with automatic article creation off) an unregistered article."
+);
+problem_response!(
+    /// 409.
+    Conflict,
+    "`version_conflict` (a decision's `expected_version` is stale; nothing changed) or \
+     `idempotency_conflict` (an `Idempotency-Key` reused with a different request)."
+);
+problem_response!(
+    /// 413.
+    PayloadTooLarge,
+    "`payload_too_large`: the request body is over the limit (64 KiB by default)."
+);
+problem_response!(
+    /// 422.
+    ValidationFailed,
+    "`validation_failed`: well-formed JSON that breaks a rule; `errors` lists each field."
+);
+problem_response!(
+    /// 429.
+    RateLimited,
+    "`rate_limited`: the caller's write budget is spent; nothing was written.",
+    (
+        "Retry-After",
+        HeaderBuilder::new()
+            .schema(Some(integer_seconds()))
+            .description(Some("Seconds until the next write is allowed."))
+            .build()
+    )
+);
+problem_response!(
+    /// 503.
+    Unavailable,
+    "`unavailable`: the database cannot be reached; nothing was written.",
+    (
+        "Retry-After",
+        HeaderBuilder::new()
+            .schema(Some(integer_seconds()))
+            .description(Some("Seconds to wait before retrying (5)."))
+            .build()
+    )
+);
+problem_response!(
+    /// 500.
+    InternalError,
+    "`internal_error`: a bug; the cause is logged with the request id, never returned."
+);
+
+/// The spec as JSON, built once (`None` if it could not be serialised: a bug).
+fn spec_json() -> Option<&'static str> {
+    static SPEC: OnceLock<Option<String>> = OnceLock::new();
+    SPEC.get_or_init(|| ApiDoc::openapi().to_json().ok())
+        .as_deref()
+}
+
+/// `GET /openapi.json`: this service's OpenAPI 3.1 description.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "operations",
+    responses(
+        (status = 200, description = "The OpenAPI 3.1 document.", content_type = "application/json",
+            body = inline(Object)),
+    ),
+)]
+pub async fn openapi_json() -> Result<HttpResponse, ApiError> {
+    let spec = spec_json()
+        .ok_or_else(|| ApiError::Internal("the OpenAPI document does not serialise".into()))?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(spec))
+}
+
+/// The page at `/docs`: the vendored Swagger UI (assets under `/docs/`) reading
+/// `/openapi.json`. Nothing is loaded from outside the service.
+const DOCS_PAGE: &str = r#"<!DOCTYPE html>
+<html lang="en">
+  <head>
+    <meta charset="UTF-8">
+    <title>tally API</title>
+    <link rel="stylesheet" type="text/css" href="/docs/swagger-ui.css">
+    <link rel="stylesheet" type="text/css" href="/docs/index.css">
+    <link rel="icon" type="image/png" href="/docs/favicon-32x32.png" sizes="32x32">
+  </head>
+  <body>
+    <noscript>This page needs JavaScript; the description itself is at <a href="/openapi.json">/openapi.json</a>.</noscript>
+    <div id="swagger-ui"></div>
+    <script src="/docs/swagger-ui-bundle.js" charset="UTF-8"></script>
+    <script src="/docs/swagger-ui-standalone-preset.js" charset="UTF-8"></script>
+    <script src="/docs/swagger-initializer.js" charset="UTF-8"></script>
+  </body>
+</html>
+"#;
+
+/// `GET /docs`: Swagger UI for this description, served from the binary.
+#[utoipa::path(
+    get,
+    path = "/docs",
+    tag = "operations",
+    responses(
+        (status = 200, description = "An HTML page (Swagger UI) that needs no internet.",
+            content_type = "text/html", body = String),
+    ),
+)]
+pub async fn docs() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8"))
+        .body(DOCS_PAGE)
+}
+
+/// Swagger UI's own files under `/docs/` (its index, scripts, styles and the initializer
+/// that points it at `/openapi.json`). Not an API operation, so not in the spec.
+pub fn docs_assets() -> SwaggerUi {
+    SwaggerUi::new("/docs/{_:.*}").config(
+        Config::new([SPEC_PATH])
+            .try_it_out_enabled(true)
+            .persist_authorization(false),
+    )
+}
+
+/// The pattern of an article id (`domain::ArticleId::parse`).
+pub const ARTICLE_ID_PATTERN: &str = r"^[A-Za-z0-9][A-Za-z0-9._~:-]{0,199}$";
+
+/// `{article_id}` in a path: 400 `bad_request` naming `article_id` when it breaks the
+/// pattern (an empty segment matches no route: 404).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct ArticlePath {
+    /// The host's own key for the article: 1–200 characters of `A-Z a-z 0-9 . _ ~ : -`,
+    /// starting with a letter or digit.
+    #[param(
+        pattern = r"^[A-Za-z0-9][A-Za-z0-9._~:-]{0,199}$",
+        min_length = 1,
+        max_length = 200,
+        example = "why-back-cracks"
+    )]
+    pub article_id: String,
+}
+
+/// `{id}` of a comment in a path.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct CommentPath {
+    /// The comment's id (opaque; a UUIDv7). Unknown ids, and comments the caller may not
+    /// see, are 404.
+    #[param(min_length = 1, example = "019ab3c4-5d6e-7f80-9a1b-2c3d4e5f6a7b")]
+    pub id: String,
+}
+
+/// The optional `Idempotency-Key` request header.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct IdempotencyKeyHeader {
+    /// 1–255 printable ASCII characters. A repeat of the same request (caller, method,
+    /// path, body) within 24 hours replays the first response with
+    /// `Idempotent-Replayed: true`; the same key with a different request is 409
+    /// `idempotency_conflict`. A malformed key is 400.
+    #[param(
+        rename = "Idempotency-Key",
+        nullable = false,
+        min_length = 1,
+        max_length = 255,
+        pattern = r"^[!-~][ -~]{0,254}$",
+        example = "2f1c7d1e-retry-1"
+    )]
+    pub idempotency_key: Option<String>,
+}
+
+/// The optional `If-None-Match` request header of the aggregate.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct IfNoneMatchHeader {
+    /// An `ETag` from an earlier answer (or `*`): 304 with no body while it is current.
+    #[param(
+        rename = "If-None-Match",
+        nullable = false,
+        example = "\"j-0-0-0-2-45-why-back-cracks\""
+    )]
+    pub if_none_match: Option<String>,
+}
+
+/// An article id as a schema (the items of `GET /api/v1/ratings?article_id=…`).
+#[derive(utoipa::ToSchema)]
+#[schema(as = ArticleId, pattern = r"^[A-Za-z0-9][A-Za-z0-9._~:-]{0,199}$", min_length = 1,
+    max_length = 200, example = "why-back-cracks")]
+pub struct ArticleIdSchema(pub String);
