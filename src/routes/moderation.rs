@@ -15,10 +15,10 @@ use crate::{
     domain::{parse_limit, Cursor, FieldError, Sort},
     error::ApiError,
     service::{
-        comments::ListQuery,
+        comments::{CursorPage, ListQuery},
         moderation::{
-            self, BanOutcome, BanView, BulkResult, CursorPage, Decision, LogQuery, LogView,
-            ModerationItem, NewBan, Queue, QueueQuery, QueueStats, Verdict,
+            self, BanOutcome, BanView, BulkResult, Decision, LogQuery, LogView, ModerationItem,
+            NewBan, Queue, QueueQuery, QueueStats, Verdict,
         },
     },
     startup::AppState,

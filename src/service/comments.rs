@@ -340,6 +340,40 @@ pub struct ListQuery {
     pub cursor: Option<Cursor>,
 }
 
+/// A page of a listing that has no total; `next_cursor` is `null` on the last page.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CursorPage<T> {
+    pub items: Vec<T>,
+    #[schema(required = true)]
+    pub next_cursor: Option<String>,
+}
+
+/// Cuts `rows` (fetched with `limit + 1`) to a page; the extra row says there is more.
+pub fn paginate<T>(
+    mut rows: Vec<T>,
+    limit: u64,
+    cursor_of: impl Fn(&T) -> Cursor,
+) -> CursorPage<T> {
+    let next_cursor = if rows.len() as u64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(|r| cursor_of(r).encode())
+    } else {
+        None
+    };
+    CursorPage {
+        items: rows,
+        next_cursor,
+    }
+}
+
+/// The keyset position of a comment row.
+pub fn comment_cursor(c: &comment::Model) -> Cursor {
+    Cursor {
+        created_at: c.created_at,
+        id: c.id.clone(),
+    }
+}
+
 /// Keyset condition: rows strictly after `cursor` in `sort` order.
 pub fn after_cursor(
     created: comment::Column,
@@ -407,24 +441,13 @@ async fn list(
         Sort::Oldest => sea_orm::Order::Asc,
         Sort::Newest => sea_orm::Order::Desc,
     };
-    let mut rows = select
+    let rows = select
         .order_by(comment::Column::CreatedAt, order.clone())
         .order_by(comment::Column::Id, order)
         .limit(q.limit + 1)
         .all(conn)
         .await?;
-    let next_cursor = if rows.len() as u64 > q.limit {
-        rows.truncate(q.limit as usize);
-        rows.last().map(|c| {
-            Cursor {
-                created_at: c.created_at,
-                id: c.id.clone(),
-            }
-            .encode()
-        })
-    } else {
-        None
-    };
+    let page = paginate(rows, q.limit, comment_cursor);
     let own_pending = match caller {
         Some(u) => {
             comment::Entity::find()
@@ -439,8 +462,12 @@ async fn list(
         None => 0,
     };
     Ok(Page {
-        items: rows.into_iter().map(|c| view(c, caller, false)).collect(),
-        next_cursor,
+        items: page
+            .items
+            .into_iter()
+            .map(|c| view(c, caller, false))
+            .collect(),
+        next_cursor: page.next_cursor,
         total: listed_total + own_pending,
     })
 }

@@ -14,7 +14,9 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 
 use super::{
-    comments::{after_cursor, status_of, view, CommentView, ListQuery},
+    comments::{
+        after_cursor, comment_cursor, paginate, status_of, view, CommentView, CursorPage, ListQuery,
+    },
     counters,
     db::Db,
 };
@@ -111,28 +113,6 @@ impl Queue {
             Queue::Status(s) => Condition::all().add(comment::Column::Status.eq(s.as_str())),
             Queue::Flagged => Condition::all().add(comment::Column::FlagCount.gt(0)),
         }
-    }
-}
-
-/// A page of a listing that has no total; `next_cursor` is `null` on the last page.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct CursorPage<T> {
-    pub items: Vec<T>,
-    #[schema(required = true)]
-    pub next_cursor: Option<String>,
-}
-
-/// Cuts `rows` (fetched with `limit + 1`) to a page; the extra row says there is more.
-fn paginate<T>(mut rows: Vec<T>, limit: u64, cursor_of: impl Fn(&T) -> Cursor) -> CursorPage<T> {
-    let next_cursor = if rows.len() as u64 > limit {
-        rows.truncate(limit as usize);
-        rows.last().map(|r| cursor_of(r).encode())
-    } else {
-        None
-    };
-    CursorPage {
-        items: rows,
-        next_cursor,
     }
 }
 
@@ -278,10 +258,7 @@ pub async fn queue(
         .limit(q.page.limit + 1)
         .all(conn)
         .await?;
-    let page = paginate(rows, q.page.limit, |c| Cursor {
-        created_at: c.created_at,
-        id: c.id.clone(),
-    });
+    let page = paginate(rows, q.page.limit, comment_cursor);
     Ok(CursorPage {
         items: items(conn, caller, page.items).await?,
         next_cursor: page.next_cursor,
