@@ -92,13 +92,14 @@ fn is_mine(c: &comment::Model, caller: Option<&User>) -> bool {
     !c.is_guest && caller.is_some_and(|u| u.id == c.author_id)
 }
 
-/// Whether `caller` may see `c`: listed comments, their own pending ones, and all of
-/// them for moderators.
+/// Whether `caller` may see `c`: listed comments, their own pending ones, and for
+/// moderators every comment that was not deleted. A deleted comment without listed
+/// replies is gone for everyone (moderators still find it in the log).
 pub fn visible_to(c: &comment::Model, caller: Option<&User>) -> bool {
     let status = status_of(c);
     status.is_listed(c.reply_count)
         || (status == ModerationStatus::Pending && is_mine(c, caller))
-        || caller.is_some_and(User::is_moderator)
+        || (status != ModerationStatus::Deleted && caller.is_some_and(User::is_moderator))
 }
 
 /// The view of `c` for `caller`; `with_author_id` is for moderator tools.

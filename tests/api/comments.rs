@@ -941,3 +941,34 @@ async fn deeply_nested_json_does_no_harm() {
     assert_problem(res, 400, "bad_request").await;
     assert_eq!(app.get("/healthz", None).await.status(), 200);
 }
+
+#[tokio::test]
+async fn a_deleted_comment_is_gone_for_moderators_too() {
+    let app = spawn_app().await;
+    let moderator = app.moderator("m-1");
+    let c = json_of(
+        app.post(LIST, Some(&moderator), &json!({"body": "mine to delete"}))
+            .await,
+    )
+    .await;
+    let path = format!("/api/v1/comments/{}", c["id"].as_str().unwrap());
+    assert_eq!(app.delete(&path, Some(&moderator)).await.status(), 204);
+    assert_problem(app.get(&path, Some(&moderator)).await, 404, "not_found").await;
+    assert_problem(
+        app.get(&path, Some(&app.moderator("m-2"))).await,
+        404,
+        "not_found",
+    )
+    .await;
+    // Moderators still see what they must decide on: a pending comment of someone else.
+    app.set_policy(|p| p.moderation_mode = ModerationMode::Pre)
+        .await;
+    let pending = app.comment(ARTICLE, "u-1", "waiting", None).await;
+    let res = app
+        .get(
+            &format!("/api/v1/comments/{}", pending["id"].as_str().unwrap()),
+            Some(&moderator),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+}
