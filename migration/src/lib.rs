@@ -8,6 +8,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261123_000001_init;
 mod m20261123_000002_bans_listing;
+mod m20261123_000003_flat_queue;
 
 pub struct Migrator;
 
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261123_000001_init::Migration),
             Box::new(m20261123_000002_bans_listing::Migration),
+            Box::new(m20261123_000003_flat_queue::Migration),
         ]
     }
 }

@@ -1,6 +1,7 @@
 //! sea-orm entities, one file per table. The schema itself lives in `migration/`.
 
 pub mod article;
+pub mod author_count;
 pub mod ban;
 pub mod comment;
 pub mod flag;

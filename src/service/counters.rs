@@ -3,13 +3,14 @@
 //! queue sizes always equal a recount of the rows.
 
 use sea_orm::{
-    sea_query::{Expr, ExprTrait, LockType},
+    sea_query::{Expr, ExprTrait, LockType, OnConflict},
+    ActiveValue::Set,
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect,
 };
 
 use crate::{
     domain::ModerationStatus,
-    entity::{article, comment, queue_counter},
+    entity::{article, author_count, comment, queue_counter},
 };
 
 /// Adds `delta` to one queue size.
@@ -40,8 +41,8 @@ pub async fn status_changed(
         return Ok(());
     }
     // Lock order, the same in every write: comment rows bottom-up (the comment, then its
-    // ancestors), then the article row, then the queue counters. Any other order lets two
-    // transactions on PostgreSQL wait on each other.
+    // ancestors), then the article row, then the queue counters, then the author's counts.
+    // Any other order lets two transactions on PostgreSQL wait on each other.
     let listed =
         |s: Option<ModerationStatus>| i64::from(s.is_some_and(|s| s.is_listed(c.reply_count)));
     listed_changed(
@@ -67,7 +68,53 @@ pub async fn status_changed(
     if let Some(from) = from {
         bump_queue(conn, from.as_str(), -1).await?;
     }
-    bump_queue(conn, to.as_str(), 1).await
+    bump_queue(conn, to.as_str(), 1).await?;
+    if let Some(from) = from {
+        bump_author(conn, &c.author_id, from, -1).await?;
+    }
+    bump_author(conn, &c.author_id, to, 1).await
+}
+
+/// Adds `delta` (±1) to the author's count of comments in `status`, for the statuses
+/// the moderation queue shows as history (approved, rejected, spam).
+async fn bump_author(
+    conn: &impl ConnectionTrait,
+    author_id: &str,
+    status: ModerationStatus,
+    delta: i64,
+) -> Result<(), DbErr> {
+    let col = match status {
+        ModerationStatus::Approved => author_count::Column::Approved,
+        ModerationStatus::Rejected => author_count::Column::Rejected,
+        ModerationStatus::Spam => author_count::Column::Spam,
+        ModerationStatus::Pending | ModerationStatus::Deleted => return Ok(()),
+    };
+    let add = Expr::col((author_count::Entity, col)).add(delta);
+    if delta < 0 {
+        // The comment was counted when it entered `status`, so the row exists.
+        author_count::Entity::update_many()
+            .col_expr(col, add)
+            .filter(author_count::Column::AuthorId.eq(author_id))
+            .exec(conn)
+            .await?;
+        return Ok(());
+    }
+    let mut row = author_count::ActiveModel {
+        author_id: Set(author_id.to_owned()),
+        approved: Set(0),
+        rejected: Set(0),
+        spam: Set(0),
+    };
+    sea_orm::ActiveModelTrait::set(&mut row, col, delta.into());
+    author_count::Entity::insert(row)
+        .on_conflict(
+            OnConflict::column(author_count::Column::AuthorId)
+                .value(col, add)
+                .to_owned(),
+        )
+        .exec_without_returning(conn)
+        .await?;
+    Ok(())
 }
 
 /// A comment under `parent` became listed (+1) or unlisted (-1). A deleted parent shows

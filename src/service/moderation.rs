@@ -23,7 +23,7 @@ use super::{
 use crate::{
     auth::User,
     domain::{Action, ArticleId, Cursor, FieldError, ModerationStatus, Sort},
-    entity::{ban, comment, flag, moderation_log, queue_counter},
+    entity::{author_count, ban, comment, flag, moderation_log, queue_counter},
     error::ApiError,
 };
 
@@ -111,7 +111,11 @@ impl Queue {
     fn condition(self) -> Condition {
         match self {
             Queue::Status(s) => Condition::all().add(comment::Column::Status.eq(s.as_str())),
-            Queue::Flagged => Condition::all().add(comment::Column::FlagCount.gt(0)),
+            // A literal, not a bound value: it must match the partial index
+            // `idx_comments_flagged_queue` (… WHERE flag_count > 0) for the planner to use it.
+            Queue::Flagged => {
+                Condition::all().add(Expr::col(comment::Column::FlagCount).gt(Expr::cust("0")))
+            }
         }
     }
 }
@@ -177,21 +181,8 @@ pub async fn items(
     let mut authors: Vec<&str> = rows.iter().map(|c| c.author_id.as_str()).collect();
     authors.sort_unstable();
     authors.dedup();
-    let counted = [
-        ModerationStatus::Approved,
-        ModerationStatus::Rejected,
-        ModerationStatus::Spam,
-    ];
-    let history: Vec<(String, String, i64)> = comment::Entity::find()
-        .select_only()
-        .column(comment::Column::AuthorId)
-        .column(comment::Column::Status)
-        .column_as(Expr::col(comment::Column::Id).count(), "n")
-        .filter(comment::Column::AuthorId.is_in(authors))
-        .filter(comment::Column::Status.is_in(counted.map(ModerationStatus::as_str)))
-        .group_by(comment::Column::AuthorId)
-        .group_by(comment::Column::Status)
-        .into_tuple()
+    let history = author_count::Entity::find()
+        .filter(author_count::Column::AuthorId.is_in(authors))
         .all(conn)
         .await?;
     Ok(rows
@@ -202,15 +193,15 @@ pub async fn items(
                 .filter(|(id, _, _)| *id == c.id)
                 .map(|(_, reason, n)| (reason.clone(), *n))
                 .collect();
-            let mut author_history = AuthorHistory::default();
-            for (_, status, n) in history.iter().filter(|(a, _, _)| *a == c.author_id) {
-                match ModerationStatus::parse(status) {
-                    Some(ModerationStatus::Approved) => author_history.approved = *n,
-                    Some(ModerationStatus::Rejected) => author_history.rejected = *n,
-                    Some(ModerationStatus::Spam) => author_history.spam = *n,
-                    _ => {}
-                }
-            }
+            let author_history = history
+                .iter()
+                .find(|h| h.author_id == c.author_id)
+                .map(|h| AuthorHistory {
+                    approved: h.approved,
+                    rejected: h.rejected,
+                    spam: h.spam,
+                })
+                .unwrap_or_default();
             ModerationItem {
                 version: c.version,
                 flag_count: c.flag_count,

@@ -399,6 +399,22 @@ impl TestApp {
                  (SELECT COUNT(*) FROM comments c WHERE c.parent_id = p.id \
                   AND (c.status = 'approved' OR (c.status = 'deleted' AND c.reply_count > 0)))",
             ),
+            (
+                "author_counts",
+                "SELECT COUNT(*) FROM (SELECT author_id, \
+                   SUM(CASE WHEN status = 'approved' THEN 1 ELSE 0 END) AS a, \
+                   SUM(CASE WHEN status = 'rejected' THEN 1 ELSE 0 END) AS r, \
+                   SUM(CASE WHEN status = 'spam' THEN 1 ELSE 0 END) AS s \
+                 FROM comments GROUP BY author_id) c \
+                 LEFT JOIN author_counts k ON k.author_id = c.author_id \
+                 WHERE COALESCE(k.approved, 0) <> c.a OR COALESCE(k.rejected, 0) <> c.r \
+                    OR COALESCE(k.spam, 0) <> c.s",
+            ),
+            (
+                "author_counts without comments",
+                "SELECT COUNT(*) FROM author_counts k WHERE k.approved + k.rejected + k.spam > 0 \
+                 AND NOT EXISTS (SELECT 1 FROM comments c WHERE c.author_id = k.author_id)",
+            ),
         ];
         for (what, sql) in checks {
             assert_eq!(self.scalar(sql).await, 0, "{what} differs from a recount");

@@ -12,6 +12,7 @@ mod auth;
 mod cli;
 mod comments;
 mod flags;
+mod flat_queue;
 mod health;
 mod idempotency;
 mod moderation;
