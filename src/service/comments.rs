@@ -382,14 +382,17 @@ pub fn after_cursor(
     sort: Sort,
     cursor: &Cursor,
 ) -> Condition {
+    // `created_at >= t AND (created_at > t OR id > i)`: the first, redundant term is a
+    // plain range both planners turn into an index bound, so a page deep in a long
+    // thread seeks to its start instead of filtering every row before it.
     let (t, i) = (cursor.created_at, cursor.id.clone());
     match sort {
-        Sort::Oldest => Condition::any()
-            .add(created.gt(t))
-            .add(Condition::all().add(created.eq(t)).add(id.gt(i))),
-        Sort::Newest => Condition::any()
-            .add(created.lt(t))
-            .add(Condition::all().add(created.eq(t)).add(id.lt(i))),
+        Sort::Oldest => Condition::all()
+            .add(created.gte(t))
+            .add(Condition::any().add(created.gt(t)).add(id.gt(i))),
+        Sort::Newest => Condition::all()
+            .add(created.lte(t))
+            .add(Condition::any().add(created.lt(t)).add(id.lt(i))),
     }
 }
 
