@@ -1,6 +1,6 @@
 //! Prometheus metrics: request counts and latency histograms by method, route pattern
 //! and status (recorded by the request middleware), plus the moderation queue sizes read
-//! from the kept counters at scrape time.
+//! from the kept counters at scrape time, and how many writes each group commit carried.
 
 use prometheus_client::{
     encoding::{text::encode, EncodeLabelSet},
@@ -73,6 +73,19 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Adds the group-commit writer's histogram of writes per transaction
+    /// (`tally_write_batch_size`; see `service::group_commit`).
+    pub fn with_write_batch_sizes(mut self, sizes: Option<Histogram>) -> Self {
+        if let Some(sizes) = sizes {
+            self.registry.register(
+                "tally_write_batch_size",
+                "Writes committed together by one group-committed transaction",
+                sizes,
+            );
+        }
+        self
+    }
+
     pub fn observe(&self, labels: RequestLabels, seconds: f64) {
         self.latency.get_or_create(&labels).observe(seconds);
         self.requests.get_or_create(&labels).inc();
@@ -123,5 +136,19 @@ mod tests {
             text.contains(r#"tally_moderation_queue_size{queue="pending"} 4"#),
             "{text}"
         );
+    }
+
+    #[test]
+    fn renders_the_write_batch_sizes_when_given() {
+        let sizes = Histogram::new(exponential_buckets(1.0, 2.0, 8));
+        sizes.observe(1.0);
+        sizes.observe(3.0);
+        let text = Metrics::default()
+            .with_write_batch_sizes(Some(sizes))
+            .render(&[]);
+        assert!(text.contains("tally_write_batch_size_count 2"), "{text}");
+        assert!(text.contains("tally_write_batch_size_sum 4"), "{text}");
+        let without = Metrics::default().with_write_batch_sizes(None).render(&[]);
+        assert!(!without.contains("tally_write_batch_size"), "{without}");
     }
 }

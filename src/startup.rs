@@ -117,7 +117,8 @@ fn run(
     workers: Option<usize>,
 ) -> Result<Server, StartError> {
     let keys = web::Data::new(keys);
-    let metrics = web::Data::new(Metrics::default());
+    let metrics =
+        web::Data::new(Metrics::default().with_write_batch_sizes(state.db.write_batch_sizes()));
     let addr = listener.local_addr().ok();
     let mut server = HttpServer::new(move || {
         App::new()

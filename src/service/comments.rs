@@ -221,6 +221,7 @@ async fn log_automatic(
     .await
 }
 
+#[derive(Debug, Clone)]
 pub struct NewComment {
     pub body: CommentBody,
     pub parent_id: Option<String>,
@@ -228,6 +229,7 @@ pub struct NewComment {
 
 /// Posts a comment. Its status says whether it is live, waiting, or refused by a rule.
 /// Under an idempotency key, a request already done is replayed and nothing is written.
+/// Group-committed (`Db::write`): answered once the comment is durable.
 pub async fn create(
     db: &Db,
     policies: &PolicyCache,
@@ -237,35 +239,76 @@ pub async fn create(
     input: NewComment,
     idempotency: Option<&IdempotentRequest>,
 ) -> Result<Outcome<CommentView>, ApiError> {
-    let tx = db.begin_write().await?;
+    let policies = policies.clone();
+    let article_id = article_id.clone();
+    let idempotency = idempotency.cloned();
+    let outcome = db
+        .write(move |tx| {
+            let (policies, author, article_id, input, idempotency) = (
+                policies.clone(),
+                author.clone(),
+                article_id.clone(),
+                input.clone(),
+                idempotency.clone(),
+            );
+            Box::pin(async move {
+                create_in(
+                    tx,
+                    &policies,
+                    auto_create,
+                    author,
+                    &article_id,
+                    input,
+                    idempotency.as_ref(),
+                )
+                .await
+            })
+        })
+        .await?;
+    if let Outcome::Done(created) = &outcome {
+        tracing::info!(comment_id = %created.id, article_id = %created.article_id, status = %created.status, "comment created");
+    }
+    Ok(outcome)
+}
+
+/// `create` inside the caller's write transaction.
+pub async fn create_in(
+    tx: &impl ConnectionTrait,
+    policies: &PolicyCache,
+    auto_create: bool,
+    author: Author,
+    article_id: &ArticleId,
+    input: NewComment,
+    idempotency: Option<&IdempotentRequest>,
+) -> Result<Outcome<CommentView>, ApiError> {
     if let Some(req) = idempotency {
-        if let Some(stored) = idempotency::claim(&*tx, req).await? {
+        if let Some(stored) = idempotency::claim(tx, req).await? {
             return Ok(Outcome::Replay(stored));
         }
     }
     let (author_id, author_name, caller) = match &author {
         Author::User(u) => {
-            moderation::ensure_not_banned(&*tx, &u.id).await?;
+            moderation::ensure_not_banned(tx, &u.id).await?;
             (u.id.clone(), u.name.clone(), Some(u))
         }
         Author::Guest(name) => {
-            if !policies.get(&*tx).await?.policy.guest_comments {
+            if !policies.get(tx).await?.policy.guest_comments {
                 return Err(ApiError::Forbidden(
                     "guest comments are turned off; sign in to comment".into(),
                 ));
             }
             let id = format!("guest:{}", name.as_str());
-            moderation::ensure_not_banned(&*tx, &id).await?;
+            moderation::ensure_not_banned(tx, &id).await?;
             (id, name.as_str().to_owned(), None)
         }
     };
     let is_guest = caller.is_none();
-    let article = articles::for_write(&*tx, article_id, auto_create).await?;
+    let article = articles::for_write(tx, article_id, auto_create).await?;
     if !article.comments_open {
         return Err(ApiError::CommentsClosed);
     }
     if let Some(pid) = &input.parent_id {
-        let parent = comment::Entity::find_by_id(pid.as_str()).one(&*tx).await?;
+        let parent = comment::Entity::find_by_id(pid.as_str()).one(tx).await?;
         let ok = parent.is_some_and(|p| {
             p.article_id == article.id
                 && status_of(&p) != ModerationStatus::Deleted
@@ -280,7 +323,7 @@ pub async fn create(
     }
     let body = input.body.into_inner();
     let (eval, fp) = evaluate(
-        &*tx,
+        tx,
         policies,
         Candidate {
             article_mode: article.moderation_mode.as_deref(),
@@ -313,16 +356,14 @@ pub async fn create(
     };
     let active: comment::ActiveModel = model.clone().into();
     comment::Entity::insert(active)
-        .exec_without_returning(&*tx)
+        .exec_without_returning(tx)
         .await?;
-    counters::status_changed(&*tx, &model, None, eval.status).await?;
-    log_automatic(&*tx, &model, None, &eval).await?;
+    counters::status_changed(tx, &model, None, eval.status).await?;
+    log_automatic(tx, &model, None, &eval).await?;
     let created = view(model, caller, false);
     if let Some(req) = idempotency {
-        idempotency::complete(&*tx, req, 201, &created).await?;
+        idempotency::complete(tx, req, 201, &created).await?;
     }
-    tx.commit().await?;
-    tracing::info!(comment_id = %created.id, article_id = %created.article_id, status = %eval.status, "comment created");
     Ok(Outcome::Done(created))
 }
 

@@ -1,4 +1,5 @@
-//! Connecting, migrating and opening write transactions on SQLite or PostgreSQL.
+//! Connecting, migrating and opening write transactions on SQLite or PostgreSQL; the
+//! group-committed writes of [`Db::write`] are in [`super::group_commit`].
 
 use std::{ops::Deref, sync::Arc, time::Duration};
 
@@ -10,7 +11,8 @@ use sea_orm::{
 };
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
-use crate::config::Settings;
+use super::group_commit::{self, GroupCommit, JobFuture};
+use crate::{config::Settings, error::ApiError};
 
 /// The database handle shared by all requests.
 #[derive(Clone, Debug)]
@@ -19,6 +21,8 @@ pub struct Db {
     /// SQLite has one writer at a time. Queuing writers here, in the process, instead of
     /// in SQLite's busy handler keeps them fair and never surfaces SQLITE_BUSY as a 500.
     sqlite_writer: Option<Arc<Mutex<()>>>,
+    /// The group-commit writer behind [`Db::write`]; `None` in the writer's own copy.
+    group: Option<GroupCommit>,
 }
 
 /// A write transaction. On SQLite it holds the write lock from `BEGIN IMMEDIATE` on,
@@ -38,6 +42,12 @@ impl Deref for WriteTx {
 impl WriteTx {
     pub async fn commit(self) -> Result<(), DbErr> {
         self.tx.commit().await
+    }
+
+    /// Rolls back before the SQLite writer lock is let go (dropping also rolls back,
+    /// but only once the connection is next used).
+    pub async fn rollback(self) -> Result<(), DbErr> {
+        self.tx.rollback().await
     }
 }
 
@@ -60,12 +70,22 @@ impl Db {
                     .foreign_keys(true)
             });
         let conn = Database::connect(opt).await?;
+        Ok(Db::with_connection(conn))
+    }
+
+    /// Wraps an open pool and spawns its group-commit writer on the current tokio
+    /// runtime (without a runtime, `write` runs each write alone). On SQLite the writer lock is per `Db`: two `Db`s on one file queue for
+    /// each other in SQLite's busy handler instead.
+    pub fn with_connection(conn: DatabaseConnection) -> Db {
         let sqlite_writer =
             (conn.get_database_backend() == DbBackend::Sqlite).then(|| Arc::new(Mutex::new(())));
-        Ok(Db {
+        let mut db = Db {
             conn,
             sqlite_writer,
-        })
+            group: None,
+        };
+        db.group = GroupCommit::spawn(db.clone());
+        db
     }
 
     pub async fn migrate(&self) -> Result<(), DbErr> {
@@ -91,6 +111,31 @@ impl Db {
             tx,
             _writer: writer,
         })
+    }
+
+    /// Runs `work` as part of a group-committed write transaction (see
+    /// [`group_commit`]) and returns its result once that transaction committed; an
+    /// error result means nothing of `work` was written. `work` may run more than once
+    /// (only the last run counts), so it owns (clones) its inputs.
+    pub async fn write<T, F>(&self, work: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: for<'t> Fn(&'t DatabaseTransaction) -> JobFuture<'t, T> + Send + 'static,
+    {
+        match &self.group {
+            Some(group) => group.submit(work).await,
+            None => group_commit::run_unbatched(self, work).await,
+        }
+    }
+
+    /// Writes waiting for the group-commit writer.
+    pub fn queued_writes(&self) -> usize {
+        self.group.as_ref().map_or(0, GroupCommit::queued)
+    }
+
+    /// How many writes each group-committed transaction carried.
+    pub fn write_batch_sizes(&self) -> Option<prometheus_client::metrics::histogram::Histogram> {
+        self.group.as_ref().map(GroupCommit::batch_sizes)
     }
 
     /// Whether the database answers a trivial query.

@@ -1,5 +1,7 @@
-//! Use cases. Each write runs in one transaction (`Db::begin_write`); functions take
-//! `&impl ConnectionTrait` so they compose inside a caller's transaction.
+//! Use cases. Each write runs in one transaction (`Db::begin_write`), or, for the hot
+//! writes (ratings, new comments), in a savepoint of a group-committed transaction
+//! (`Db::write`, see [`group_commit`]). Functions take `&impl ConnectionTrait` so they
+//! compose inside a caller's transaction.
 
 pub mod admin;
 pub mod articles;
@@ -7,6 +9,7 @@ pub mod comments;
 pub mod counters;
 pub mod db;
 pub mod flags;
+pub mod group_commit;
 pub mod idempotency;
 pub mod moderation;
 pub mod ratings;

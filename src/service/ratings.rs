@@ -145,6 +145,7 @@ async fn my_rating(
 
 /// Rates an article. Returns the rating and whether it was the user's first. Under an
 /// idempotency key, a request already done is replayed and nothing is written.
+/// Group-committed (`Db::write`): answered once the rating is durable.
 pub async fn put(
     db: &Db,
     user: &User,
@@ -153,14 +154,41 @@ pub async fn put(
     auto_create: bool,
     idempotency: Option<&IdempotentRequest>,
 ) -> Result<Outcome<(MyRating, bool)>, ApiError> {
-    let tx = db.begin_write().await?;
+    let (user, article_id, idempotency) = (user.clone(), article_id.clone(), idempotency.cloned());
+    db.write(move |tx| {
+        let (user, article_id, idempotency) =
+            (user.clone(), article_id.clone(), idempotency.clone());
+        Box::pin(async move {
+            put_in(
+                tx,
+                &user,
+                &article_id,
+                stars,
+                auto_create,
+                idempotency.as_ref(),
+            )
+            .await
+        })
+    })
+    .await
+}
+
+/// `put` inside the caller's write transaction.
+pub async fn put_in(
+    tx: &impl ConnectionTrait,
+    user: &User,
+    article_id: &ArticleId,
+    stars: Stars,
+    auto_create: bool,
+    idempotency: Option<&IdempotentRequest>,
+) -> Result<Outcome<(MyRating, bool)>, ApiError> {
     if let Some(req) = idempotency {
-        if let Some(stored) = idempotency::claim(&*tx, req).await? {
+        if let Some(stored) = idempotency::claim(tx, req).await? {
             return Ok(Outcome::Replay(stored));
         }
     }
-    super::moderation::ensure_not_banned(&*tx, &user.id).await?;
-    articles::for_write(&*tx, article_id, auto_create).await?;
+    super::moderation::ensure_not_banned(tx, &user.id).await?;
+    articles::for_write(tx, article_id, auto_create).await?;
     let now = super::now();
     let row = rating::ActiveModel {
         article_id: Set(article_id.to_string()),
@@ -177,15 +205,15 @@ pub async fn put(
                 .do_nothing()
                 .to_owned(),
         )
-        .exec_without_returning(&*tx)
+        .exec_without_returning(tx)
         .await?;
     let created = inserted > 0;
     if created {
-        count(&*tx, article_id.as_str(), stars, 1).await?;
+        count(tx, article_id.as_str(), stars, 1).await?;
     } else {
         let old = rating::Entity::find_by_id((article_id.to_string(), user.id.clone()))
             .lock(LockType::NoKeyUpdate)
-            .one(&*tx)
+            .one(tx)
             .await?
             .ok_or_else(|| ApiError::Internal("rating vanished during update".into()))?;
         let old_stars = stored_stars(&old)?;
@@ -194,22 +222,21 @@ pub async fn put(
             .col_expr(rating::Column::UpdatedAt, Expr::value(now))
             .filter(rating::Column::ArticleId.eq(article_id.as_str()))
             .filter(rating::Column::UserId.eq(&user.id))
-            .exec(&*tx)
+            .exec(tx)
             .await?;
         if old_stars != stars {
-            count(&*tx, article_id.as_str(), old_stars, -1).await?;
-            count(&*tx, article_id.as_str(), stars, 1).await?;
+            count(tx, article_id.as_str(), old_stars, -1).await?;
+            count(tx, article_id.as_str(), stars, 1).await?;
         }
     }
     let r = rating::Entity::find_by_id((article_id.to_string(), user.id.clone()))
-        .one(&*tx)
+        .one(tx)
         .await?
         .ok_or_else(|| ApiError::Internal("rating missing after write".into()))?;
-    let view = my_rating(&*tx, article_id, r).await?;
+    let view = my_rating(tx, article_id, r).await?;
     if let Some(req) = idempotency {
-        idempotency::complete(&*tx, req, if created { 201 } else { 200 }, &view).await?;
+        idempotency::complete(tx, req, if created { 201 } else { 200 }, &view).await?;
     }
-    tx.commit().await?;
     Ok(Outcome::Done((view, created)))
 }
 
@@ -228,23 +255,35 @@ pub async fn get(
     }
 }
 
-/// Removes the caller's rating (nothing to do when there is none).
+/// Removes the caller's rating (nothing to do when there is none). Group-committed.
 pub async fn delete(db: &Db, user: &User, article_id: &ArticleId) -> Result<(), ApiError> {
-    let tx = db.begin_write().await?;
-    let old = rating::Entity::find_by_id((article_id.to_string(), user.id.clone()))
+    let (user_id, article_id) = (user.id.clone(), article_id.clone());
+    db.write(move |tx| {
+        let (user_id, article_id) = (user_id.clone(), article_id.clone());
+        Box::pin(async move { delete_in(tx, &user_id, &article_id).await })
+    })
+    .await
+}
+
+/// `delete` inside the caller's write transaction.
+pub async fn delete_in(
+    tx: &impl ConnectionTrait,
+    user_id: &str,
+    article_id: &ArticleId,
+) -> Result<(), ApiError> {
+    let old = rating::Entity::find_by_id((article_id.to_string(), user_id.to_owned()))
         .lock(LockType::NoKeyUpdate)
-        .one(&*tx)
+        .one(tx)
         .await?;
     if let Some(old) = old {
         let stars = stored_stars(&old)?;
         rating::Entity::delete_many()
             .filter(rating::Column::ArticleId.eq(article_id.as_str()))
-            .filter(rating::Column::UserId.eq(&user.id))
-            .exec(&*tx)
+            .filter(rating::Column::UserId.eq(user_id))
+            .exec(tx)
             .await?;
-        count(&*tx, article_id.as_str(), stars, -1).await?;
+        count(tx, article_id.as_str(), stars, -1).await?;
     }
-    tx.commit().await?;
     Ok(())
 }
 

@@ -14,9 +14,13 @@ use crate::{
 
 const KEY: &str = "moderation";
 
-#[derive(Default)]
+/// The stored document and its compiled form.
+type Cached = Option<(String, Arc<CompiledPolicy>)>;
+
+/// Cloning is cheap and shares the cache (group-committed writes own a clone).
+#[derive(Default, Clone)]
 pub struct PolicyCache {
-    compiled: RwLock<Option<(String, Arc<CompiledPolicy>)>>,
+    compiled: Arc<RwLock<Cached>>,
 }
 
 impl PolicyCache {

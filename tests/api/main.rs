@@ -13,6 +13,7 @@ mod cli;
 mod comments;
 mod flags;
 mod flat_queue;
+mod group_commit;
 mod health;
 mod idempotency;
 mod moderation;

@@ -1,0 +1,356 @@
+//! Group commit: one writer task per [`Db`] commits concurrent writes together.
+//!
+//! A durable commit costs a disk flush (`synchronous = FULL` on SQLite, the WAL flush on
+//! PostgreSQL), and SQLite has one writer at a time, so one transaction per request caps
+//! writes at the flush rate. Instead, [`Db::write`] queues a job; the writer takes the
+//! first job, drains whatever else is already queued (up to [`MAX_BATCH`]), runs them all
+//! in ONE write transaction (`Db::begin_write`, so on SQLite it holds the in-process
+//! writer lock like every other writer) and commits once. Each job runs inside its own
+//! SAVEPOINT: a job that fails (a 4xx, a database error) is rolled back to its savepoint
+//! alone and the others still commit. Every caller is answered only after the COMMIT
+//! returned: nothing is acknowledged before it is durable.
+//!
+//! When the batch itself fails (BEGIN, a SAVEPOINT or the COMMIT), its jobs run again,
+//! each alone in its own transaction, and get their own outcome; when the database is
+//! unreachable they get 503 at once instead. Jobs are therefore `Fn` over owned inputs.
+//! A job that failed with an internal error inside a batch of several (on PostgreSQL
+//! e.g. a lock wait given up, see [`BATCH_LOCK_TIMEOUT`]) runs once more alone after the
+//! batch committed. A job that panics gets a 500 and the writer carries on; if the writer
+//! is gone, callers get a 500, never a hang.
+
+use std::{any::Any, fmt, future::Future, panic::AssertUnwindSafe, pin::Pin};
+
+use futures_util::FutureExt;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, TransactionTrait};
+use tokio::sync::{mpsc, oneshot};
+
+use super::db::Db;
+use crate::error::ApiError;
+
+/// The most jobs committed by one transaction.
+pub const MAX_BATCH: usize = 128;
+
+/// How many jobs may wait for the writer before callers wait to enqueue (back-pressure).
+pub const QUEUE_CAPACITY: usize = 1024;
+
+/// PostgreSQL: how long a job in a batch of several waits for a row lock before it gives
+/// up (and runs again alone after the batch). A batch holds the locks of the jobs before
+/// it, so it does not take locks in the order every single transaction does (comments
+/// bottom-up, then the article, then the queue counters); a moderator's transaction
+/// could then wait on the batch while the batch waits on it. Giving up well before
+/// PostgreSQL's `deadlock_timeout` (1 s by default) makes the batch the one that yields.
+pub const BATCH_LOCK_TIMEOUT: &str = "200ms";
+
+/// The future of one run of a job, borrowing the transaction it runs in.
+pub type JobFuture<'t, T> = Pin<Box<dyn Future<Output = Result<T, ApiError>> + Send + 't>>;
+
+/// How one run of a job went.
+enum Ran {
+    Ok,
+    /// `again`: worth one more run alone (an internal error inside a batch of several).
+    Failed {
+        again: bool,
+    },
+    Panicked,
+}
+
+/// A queued job with its result type erased: it keeps the result of its last run until
+/// it is told to answer.
+trait Job: Send {
+    /// The caller stopped waiting (its request was dropped) before the job started.
+    fn abandoned(&self) -> bool;
+    fn run<'t>(
+        &'t mut self,
+        tx: &'t DatabaseTransaction,
+        in_batch: bool,
+    ) -> Pin<Box<dyn Future<Output = Ran> + Send + 't>>;
+    /// Replaces the result of the last run (the batch it ran in did not commit).
+    fn fail(&mut self, error: ApiError);
+    /// Sends the result to the caller.
+    fn answer(self: Box<Self>);
+}
+
+struct TypedJob<T, F> {
+    work: F,
+    result: Option<Result<T, ApiError>>,
+    reply: oneshot::Sender<Result<T, ApiError>>,
+}
+
+fn panic_message(panic: &(dyn Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a write panicked".into())
+}
+
+impl<T, F> Job for TypedJob<T, F>
+where
+    T: Send + 'static,
+    F: for<'t> Fn(&'t DatabaseTransaction) -> JobFuture<'t, T> + Send + 'static,
+{
+    fn abandoned(&self) -> bool {
+        self.reply.is_closed()
+    }
+
+    fn run<'t>(
+        &'t mut self,
+        tx: &'t DatabaseTransaction,
+        in_batch: bool,
+    ) -> Pin<Box<dyn Future<Output = Ran> + Send + 't>> {
+        Box::pin(async move {
+            let outcome = match std::panic::catch_unwind(AssertUnwindSafe(|| (self.work)(tx))) {
+                Ok(fut) => AssertUnwindSafe(fut).catch_unwind().await,
+                Err(panic) => Err(panic),
+            };
+            let (ran, result) = match outcome {
+                Ok(Ok(value)) => (Ran::Ok, Ok(value)),
+                Ok(Err(e)) => (
+                    Ran::Failed {
+                        again: in_batch && matches!(e, ApiError::Internal(_)),
+                    },
+                    Err(e),
+                ),
+                Err(panic) => (
+                    Ran::Panicked,
+                    Err(ApiError::Internal(format!(
+                        "a write panicked: {}",
+                        panic_message(&*panic)
+                    ))),
+                ),
+            };
+            self.result = Some(result);
+            ran
+        })
+    }
+
+    fn fail(&mut self, error: ApiError) {
+        self.result = Some(Err(error));
+    }
+
+    fn answer(self: Box<Self>) {
+        let result = self
+            .result
+            .unwrap_or_else(|| Err(ApiError::Internal("a write was never run".into())));
+        // The caller may have gone away (client disconnected): nothing to tell.
+        let _ = self.reply.send(result);
+    }
+}
+
+/// The handle on a `Db`'s writer task.
+#[derive(Clone)]
+pub struct GroupCommit {
+    queue: mpsc::Sender<Box<dyn Job>>,
+    batch_sizes: Histogram,
+}
+
+impl fmt::Debug for GroupCommit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GroupCommit")
+            .field("queued", &self.queued())
+            .finish()
+    }
+}
+
+impl GroupCommit {
+    /// Spawns the writer on the current tokio runtime (`None` outside of one). `db` must
+    /// have no writer of its own (the task would keep its own queue open and never end);
+    /// the task ends when every handle is dropped.
+    pub fn spawn(db: Db) -> Option<GroupCommit> {
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        let (queue, rx) = mpsc::channel(QUEUE_CAPACITY);
+        // 1, 2, 4 … 128 jobs per transaction.
+        let batch_sizes = Histogram::new(exponential_buckets(1.0, 2.0, 8));
+        runtime.spawn(writer(db, rx, batch_sizes.clone()));
+        Some(GroupCommit { queue, batch_sizes })
+    }
+
+    /// Jobs waiting for the writer (not counting the batch it is running).
+    pub fn queued(&self) -> usize {
+        self.queue.max_capacity() - self.queue.capacity()
+    }
+
+    /// How many jobs each transaction committed.
+    pub fn batch_sizes(&self) -> Histogram {
+        self.batch_sizes.clone()
+    }
+
+    /// Queues `work` and waits for its result, given after the transaction it ran in
+    /// committed (or rolled back, for an error).
+    pub async fn submit<T, F>(&self, work: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: for<'t> Fn(&'t DatabaseTransaction) -> JobFuture<'t, T> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job: Box<dyn Job> = Box::new(TypedJob {
+            work,
+            result: None,
+            reply,
+        });
+        self.queue
+            .send(job)
+            .await
+            .map_err(|_| ApiError::Internal("the database writer has stopped".into()))?;
+        answer.await.map_err(|_| {
+            ApiError::Internal("the database writer stopped before answering".into())
+        })?
+    }
+}
+
+async fn writer(db: Db, mut rx: mpsc::Receiver<Box<dyn Job>>, batch_sizes: Histogram) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        // A request dropped before its write started (client gone) is not written.
+        batch.retain(|job| !job.abandoned());
+        if batch.is_empty() {
+            continue;
+        }
+        batch_sizes.observe(batch.len() as f64);
+        if batch.len() == 1 {
+            for job in batch {
+                run_alone(&db, job).await;
+            }
+        } else {
+            run_batch(&db, batch).await;
+        }
+    }
+}
+
+/// Runs `work` in a transaction of its own, without the writer (for a `Db` that has none).
+pub async fn run_unbatched<T, F>(db: &Db, work: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: for<'t> Fn(&'t DatabaseTransaction) -> JobFuture<'t, T> + Send + 'static,
+{
+    let (reply, answer) = oneshot::channel();
+    run_alone(
+        db,
+        Box::new(TypedJob {
+            work,
+            result: None,
+            reply,
+        }),
+    )
+    .await;
+    answer
+        .await
+        .map_err(|_| ApiError::Internal("a write was never answered".into()))?
+}
+
+/// Runs one job in its own transaction (like a plain write) and answers it.
+async fn run_alone(db: &Db, mut job: Box<dyn Job>) {
+    match db.begin_write().await {
+        Ok(tx) => {
+            if let Ran::Ok = job.run(&tx, false).await {
+                if let Err(e) = tx.commit().await {
+                    job.fail(e.into());
+                }
+            } else {
+                // The job's own error is its answer; a failed rollback changes nothing.
+                let _ = tx.rollback().await;
+            }
+        }
+        Err(e) => job.fail(e.into()),
+    }
+    job.answer();
+}
+
+/// Whether a batch failure means the database is out of reach: rerunning each job would
+/// only wait for it again, one after the other.
+fn unreachable(e: sea_orm::DbErr) -> bool {
+    matches!(ApiError::from(e), ApiError::Unavailable)
+}
+
+/// Gives every job the same failure.
+fn fail_all(jobs: Vec<Box<dyn Job>>, error: impl Fn() -> ApiError) {
+    for mut job in jobs {
+        job.fail(error());
+        job.answer();
+    }
+}
+
+async fn rerun_alone(db: &Db, jobs: Vec<Box<dyn Job>>) {
+    for job in jobs {
+        run_alone(db, job).await;
+    }
+}
+
+/// Runs several jobs in one transaction, each in a savepoint, then commits and answers.
+async fn run_batch(db: &Db, jobs: Vec<Box<dyn Job>>) {
+    let tx = match db.begin_write().await {
+        Ok(tx) => tx,
+        Err(e) => {
+            if unreachable(e) {
+                return fail_all(jobs, || ApiError::Unavailable);
+            }
+            return rerun_alone(db, jobs).await;
+        }
+    };
+    if db.backend() == DbBackend::Postgres {
+        let set = format!("SET LOCAL lock_timeout = '{BATCH_LOCK_TIMEOUT}'");
+        if tx.execute_unprepared(&set).await.is_err() {
+            let _ = tx.rollback().await;
+            return rerun_alone(db, jobs).await;
+        }
+    }
+    let mut ran: Vec<(Box<dyn Job>, bool)> = Vec::with_capacity(jobs.len());
+    let mut pending = jobs.into_iter();
+    let mut broken = false;
+    for mut job in pending.by_ref() {
+        let savepoint = match tx.begin().await {
+            Ok(sp) => sp,
+            Err(_) => {
+                ran.push((job, false));
+                broken = true;
+                break;
+            }
+        };
+        let (closed, again) = match job.run(&savepoint, true).await {
+            Ran::Ok => (savepoint.commit().await, false),
+            Ran::Failed { again } => (savepoint.rollback().await, again),
+            Ran::Panicked => (savepoint.rollback().await, false),
+        };
+        ran.push((job, again));
+        if closed.is_err() {
+            broken = true;
+            break;
+        }
+    }
+    if broken {
+        // The transaction is unusable: nothing of it commits; every job runs again alone.
+        let _ = tx.rollback().await;
+        let all = ran.into_iter().map(|(job, _)| job).chain(pending).collect();
+        return rerun_alone(db, all).await;
+    }
+    match tx.commit().await {
+        Ok(()) => {
+            let mut again = Vec::new();
+            for (job, retry) in ran {
+                if retry {
+                    again.push(job);
+                } else {
+                    job.answer();
+                }
+            }
+            rerun_alone(db, again).await;
+        }
+        Err(e) => {
+            let jobs = ran.into_iter().map(|(job, _)| job).collect();
+            // A lost connection leaves it unknown whether the COMMIT took effect, so a
+            // rerun could write twice: the callers get 503, as a single write would.
+            if unreachable(e) {
+                fail_all(jobs, || ApiError::Unavailable);
+            } else {
+                rerun_alone(db, jobs).await;
+            }
+        }
+    }
+}
