@@ -32,6 +32,11 @@ pub struct Settings {
     /// `TALLY_DB_ACQUIRE_TIMEOUT_SECS`: how long a request waits for a database connection
     /// before it answers 503.
     pub db_acquire_timeout_secs: u64,
+    /// `TALLY_AGGREGATE_CACHE_ENTRIES`: rating aggregates kept in memory (0: no cache).
+    pub aggregate_cache_entries: usize,
+    /// `TALLY_AGGREGATE_CACHE_TTL_MS`: how long a cached aggregate may be served, which
+    /// bounds how late writes through other instances show (0: no cache).
+    pub aggregate_cache_ttl_ms: u64,
 }
 
 /// How tokens are verified. At most one of `secret` and `public_key_file` is set; with
@@ -75,6 +80,8 @@ impl Default for Settings {
             workers: None,
             db_max_connections: 16,
             db_acquire_timeout_secs: 3,
+            aggregate_cache_entries: 10_000,
+            aggregate_cache_ttl_ms: 1_000,
         }
     }
 }
@@ -159,6 +166,18 @@ impl Settings {
                 d.db_acquire_timeout_secs,
                 parse_num,
             )?,
+            aggregate_cache_entries: parse_or(
+                "TALLY_AGGREGATE_CACHE_ENTRIES",
+                get("TALLY_AGGREGATE_CACHE_ENTRIES"),
+                d.aggregate_cache_entries,
+                parse_num,
+            )?,
+            aggregate_cache_ttl_ms: parse_or(
+                "TALLY_AGGREGATE_CACHE_TTL_MS",
+                get("TALLY_AGGREGATE_CACHE_TTL_MS"),
+                d.aggregate_cache_ttl_ms,
+                parse_num,
+            )?,
         })
     }
 }
@@ -225,6 +244,8 @@ mod tests {
         assert_eq!(s.log, "info");
         assert!(s.migrate);
         assert!(s.jwt.secret.is_none());
+        assert_eq!(s.aggregate_cache_entries, 10_000);
+        assert_eq!(s.aggregate_cache_ttl_ms, 1_000);
     }
 
     #[test]
@@ -247,8 +268,12 @@ mod tests {
             ("TALLY_WRITE_RATE_PER_MIN", "0"),
             ("TALLY_MAX_BODY_BYTES", "1024"),
             ("TALLY_MIGRATE", "false"),
+            ("TALLY_AGGREGATE_CACHE_ENTRIES", "0"),
+            ("TALLY_AGGREGATE_CACHE_TTL_MS", "250"),
         ])
         .unwrap();
+        assert_eq!(s.aggregate_cache_entries, 0);
+        assert_eq!(s.aggregate_cache_ttl_ms, 250);
         assert!(!s.auto_create_articles);
         assert_eq!(s.write_rate_per_min, 0);
         assert_eq!(s.max_body_bytes, 1024);
@@ -270,5 +295,7 @@ mod tests {
         assert_eq!(err.var, "TALLY_WRITE_RATE_PER_MIN");
         let err = from(&[("TALLY_AUTO_CREATE_ARTICLES", "maybe")]).unwrap_err();
         assert_eq!(err.var, "TALLY_AUTO_CREATE_ARTICLES");
+        let err = from(&[("TALLY_AGGREGATE_CACHE_TTL_MS", "1s")]).unwrap_err();
+        assert_eq!(err.var, "TALLY_AGGREGATE_CACHE_TTL_MS");
     }
 }

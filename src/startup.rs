@@ -1,6 +1,6 @@
 //! Building the application: keys, database, migrations, listener and HTTP server.
 
-use std::{net::TcpListener, sync::Arc};
+use std::{net::TcpListener, sync::Arc, time::Duration};
 
 use actix_web::{
     dev::Server,
@@ -15,8 +15,8 @@ use crate::{
     error::problem_for_framework_errors,
     metrics::Metrics,
     rate_limit::WriteLimiter,
-    routes,
-    service::{db::Db, settings::PolicyCache},
+    routes::{self, ratings::CachedAggregate},
+    service::{aggregate_cache::AggregateCache, db::Db, settings::PolicyCache},
     telemetry,
 };
 
@@ -27,6 +27,8 @@ pub struct AppState {
     pub settings: Settings,
     /// `None` when `write_rate_per_min` is 0.
     pub write_limiter: Option<WriteLimiter>,
+    /// Rating aggregates ready to send; every rating write invalidates its article's.
+    pub aggregates: AggregateCache<CachedAggregate>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +68,10 @@ impl Application {
             db: db.clone(),
             policies: PolicyCache::default(),
             write_limiter: WriteLimiter::new(settings.write_rate_per_min),
+            aggregates: AggregateCache::new(
+                settings.aggregate_cache_entries,
+                Duration::from_millis(settings.aggregate_cache_ttl_ms),
+            ),
             settings,
         });
         let server = run(listener, state, keys.clone(), workers)?;

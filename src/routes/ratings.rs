@@ -1,3 +1,8 @@
+use std::{
+    collections::{hash_map::Entry, HashMap},
+    sync::Arc,
+};
+
 use actix_web::{
     http::header::{self, HeaderValue},
     web, HttpRequest, HttpResponse,
@@ -16,6 +21,7 @@ use crate::{
     domain::{Aggregate, ArticleId, FieldError, Stars},
     error::ApiError,
     service::{
+        articles,
         idempotency::Outcome,
         ratings::{self, AggregateView, MyRating},
     },
@@ -24,6 +30,12 @@ use crate::{
 
 /// Seconds a shared cache may keep an aggregate.
 pub const AGGREGATE_MAX_AGE: u32 = 10;
+
+/// The aggregate's `Cache-Control`: `AGGREGATE_MAX_AGE` written out (a test checks).
+const AGGREGATE_CACHE_CONTROL: &str = "public, max-age=10";
+
+/// The contract's JSON content type (what `telemetry` makes of actix's `.json()`).
+const JSON: &str = "application/json; charset=utf-8";
 
 /// A rating: whole stars, 1–5.
 #[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
@@ -99,8 +111,11 @@ pub async fn put_mine(
         state.settings.auto_create_articles,
         idempotent.as_ref(),
     )
-    .await?;
-    Ok(match outcome {
+    .await;
+    // The service returns after COMMIT. Also on an error: a commit whose answer was lost
+    // must not leave the old aggregate served (a needless invalidation costs one miss).
+    state.aggregates.invalidate(id.as_str());
+    Ok(match outcome? {
         Outcome::Done((view, true)) => HttpResponse::Created().json(view),
         Outcome::Done((view, false)) => HttpResponse::Ok().json(view),
         Outcome::Replay(stored) => replay(stored),
@@ -159,7 +174,10 @@ pub async fn delete_mine(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = article_id(&path)?;
-    ratings::delete(&state.db, &user, &id).await?;
+    let done = ratings::delete(&state.db, &user, &id).await;
+    // After COMMIT, and on an error too (see `put_mine`).
+    state.aggregates.invalidate(id.as_str());
+    done?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -174,13 +192,13 @@ fn wants_json_ld(req: &HttpRequest) -> bool {
 }
 
 /// RFC 9110 weak comparison of `If-None-Match` against our tag.
-fn matches_etag(req: &HttpRequest, etag: &str) -> bool {
+fn matches_etag(req: &HttpRequest, etag: &HeaderValue) -> bool {
     req.headers()
         .get_all(header::IF_NONE_MATCH)
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(|t| t.trim().trim_start_matches("W/"))
-        .any(|t| t == "*" || t == etag)
+        .any(|t| t == "*" || t.as_bytes() == etag.as_bytes())
 }
 
 /// The aggregate as a schema.org `AggregateRating`, for a page's structured data.
@@ -251,50 +269,94 @@ pub async fn aggregate(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = article_id(&path)?;
-    let agg = ratings::aggregate(&state.db.conn, &id).await?;
-    aggregate_response(&req, &id, agg)
+    let entry = match state.aggregates.get(id.as_str()) {
+        Ok(hit) => hit,
+        Err(ticket) => {
+            // The ticket was taken before this read, so a write committed meanwhile
+            // makes the fill a no-op instead of caching the older value.
+            let agg = ratings::aggregate(&state.db.conn, &id).await?;
+            let entry = Arc::new(CachedAggregate::new(id.as_str(), agg)?);
+            state.aggregates.fill(ticket, id.as_str(), entry.clone());
+            entry
+        }
+    };
+    aggregate_response(&req, &entry)
+}
+
+/// What `GET …/rating` answers for one article in either form, serialised once per
+/// database read and then served from [`AppState::aggregates`].
+pub struct CachedAggregate {
+    json: web::Bytes,
+    json_etag: HeaderValue,
+    /// The schema.org form; `None` when there are no ratings (that form is then 404).
+    ld: Option<web::Bytes>,
+    ld_etag: HeaderValue,
+}
+
+impl CachedAggregate {
+    pub fn new(id: &str, agg: Aggregate) -> Result<Self, ApiError> {
+        let etag = |variant| {
+            HeaderValue::try_from(agg.etag(id, variant))
+                .map_err(|e| ApiError::Internal(format!("aggregate etag: {e}")))
+        };
+        let json = serde_json::to_vec(&AggregateView::new(id, agg))
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let ld = match agg.average() {
+            None => None,
+            Some(average) => {
+                let body = AggregateRating {
+                    context: "https://schema.org",
+                    kind: "AggregateRating",
+                    best_rating: 5,
+                    rating_count: agg.count(),
+                    rating_value: average,
+                    review_count: agg.count(),
+                    worst_rating: 1,
+                };
+                let body =
+                    serde_json::to_vec(&body).map_err(|e| ApiError::Internal(e.to_string()))?;
+                Some(body.into())
+            }
+        };
+        Ok(CachedAggregate {
+            json: json.into(),
+            json_etag: etag("j")?,
+            ld,
+            ld_etag: etag("ld")?,
+        })
+    }
 }
 
 fn aggregate_response(
     req: &HttpRequest,
-    id: &ArticleId,
-    agg: Aggregate,
+    entry: &CachedAggregate,
 ) -> Result<HttpResponse, ApiError> {
     let ld = wants_json_ld(req);
-    let etag = agg.etag(id.as_str(), if ld { "ld" } else { "j" });
-    let mut res = if matches_etag(req, &etag) {
+    let etag = if ld { &entry.ld_etag } else { &entry.json_etag };
+    let not_modified = matches_etag(req, etag);
+    let mut res = if not_modified {
         HttpResponse::NotModified()
     } else {
         HttpResponse::Ok()
     };
-    res.insert_header((header::ETAG, etag.as_str()))
+    res.insert_header((header::ETAG, etag.clone()))
         .insert_header((
             header::CACHE_CONTROL,
-            format!("public, max-age={AGGREGATE_MAX_AGE}"),
+            HeaderValue::from_static(AGGREGATE_CACHE_CONTROL),
         ))
         .insert_header((header::VARY, HeaderValue::from_static("Accept")));
-    if matches_etag(req, &etag) {
+    if not_modified {
         return Ok(res.finish());
     }
     if !ld {
-        return Ok(res.json(AggregateView::new(id.as_str(), agg)));
+        return Ok(res.content_type(JSON).body(entry.json.clone()));
     }
-    let Some(average) = agg.average() else {
-        return Err(ApiError::NotFound(
+    match &entry.ld {
+        Some(body) => Ok(res.content_type("application/ld+json").body(body.clone())),
+        None => Err(ApiError::NotFound(
             "no ratings yet, so no AggregateRating".into(),
-        ));
-    };
-    let body = AggregateRating {
-        context: "https://schema.org",
-        kind: "AggregateRating",
-        best_rating: 5,
-        rating_count: agg.count(),
-        rating_value: average,
-        review_count: agg.count(),
-        worst_rating: 1,
-    };
-    let body = serde_json::to_string(&body).map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok(res.content_type("application/ld+json").body(body))
+        )),
+    }
 }
 
 /// The answer of `GET /api/v1/ratings`: one aggregate per id asked, in that order.
@@ -335,6 +397,109 @@ pub async fn batch(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
             "give 1 to 100 article ids",
         )));
     }
-    let items = ratings::aggregates(&state.db.conn, &ids).await?;
-    Ok(HttpResponse::Ok().json(AggregateList { items }))
+    // Each id looked up once, so duplicates get the same answer. Hits as they are; every
+    // miss (its ticket taken now, before the read) in one query.
+    let mut found: HashMap<&str, Option<Arc<CachedAggregate>>> = HashMap::with_capacity(ids.len());
+    let mut misses = vec![];
+    for id in &ids {
+        if let Entry::Vacant(slot) = found.entry(id.as_str()) {
+            match state.aggregates.get(id.as_str()) {
+                Ok(hit) => {
+                    slot.insert(Some(hit));
+                }
+                Err(ticket) => {
+                    slot.insert(None);
+                    misses.push((id.as_str(), ticket));
+                }
+            }
+        }
+    }
+    if !misses.is_empty() {
+        let wanted: Vec<&str> = misses.iter().map(|(id, _)| *id).collect();
+        let rows = articles::find_many(&state.db.conn, &wanted).await?;
+        for (id, ticket) in misses {
+            let row = rows.iter().find(|a| a.id == id);
+            let entry = Arc::new(CachedAggregate::new(id, articles::aggregate_of(row))?);
+            state.aggregates.fill(ticket, id, entry.clone());
+            found.insert(id, Some(entry));
+        }
+    }
+    let entries = ids
+        .iter()
+        .map(|id| {
+            found
+                .get(id.as_str())
+                .and_then(Option::as_ref)
+                .ok_or_else(|| ApiError::Internal(format!("no aggregate for {id}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    // `{"items":[…]}` from the stored bodies, exactly what serialising `AggregateList` gives.
+    let len = entries.iter().map(|e| e.json.len() + 1).sum::<usize>() + 12;
+    let mut body = Vec::with_capacity(len);
+    body.extend_from_slice(b"{\"items\":[");
+    for (i, e) in entries.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(&e.json);
+    }
+    body.extend_from_slice(b"]}");
+    Ok(HttpResponse::Ok().content_type(JSON).body(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_control_states_the_max_age() {
+        assert_eq!(
+            AGGREGATE_CACHE_CONTROL,
+            format!("public, max-age={AGGREGATE_MAX_AGE}")
+        );
+    }
+
+    #[test]
+    fn stored_bodies_are_what_serialising_the_views_gives() {
+        let aggs = [
+            ("a", Aggregate::default()),
+            (
+                "b",
+                Aggregate {
+                    histogram: [0, 0, 1, 1, 1],
+                },
+            ),
+            (
+                "a-long.id~x:y_z",
+                Aggregate {
+                    histogram: [0, 0, 0, 2, 45],
+                },
+            ),
+        ];
+        let mut bodies = vec![];
+        for (id, agg) in aggs {
+            let e = CachedAggregate::new(id, agg).unwrap();
+            let view = AggregateView::new(id, agg);
+            assert_eq!(e.json, serde_json::to_vec(&view).unwrap());
+            assert_eq!(e.json_etag, agg.etag(id, "j").as_str());
+            assert_eq!(e.ld_etag, agg.etag(id, "ld").as_str());
+            assert_eq!(
+                e.ld.is_none(),
+                agg.count() == 0,
+                "no JSON-LD without ratings"
+            );
+            bodies.push(String::from_utf8(e.json.to_vec()).unwrap());
+        }
+        // The batch body is the stored bodies joined: the same bytes as `AggregateList`.
+        let list = AggregateList {
+            items: aggs
+                .iter()
+                .map(|(id, a)| AggregateView::new(id, *a))
+                .collect(),
+        };
+        assert_eq!(
+            serde_json::to_string(&list).unwrap(),
+            format!("{{\"items\":[{}]}}", bodies.join(","))
+        );
+    }
 }

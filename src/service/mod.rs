@@ -4,6 +4,7 @@
 //! compose inside a caller's transaction.
 
 pub mod admin;
+pub mod aggregate_cache;
 pub mod articles;
 pub mod comments;
 pub mod counters;

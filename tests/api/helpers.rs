@@ -23,6 +23,8 @@ pub struct TestApp {
     /// A connection to the same database, for asserting on stored rows.
     pub db: DatabaseConnection,
     pub keys: Arc<JwtKeys>,
+    /// The settings this app was built with (database URL included).
+    pub settings: Settings,
     server: actix_web::dev::ServerHandle,
     /// Dropped after the server is stopped (fields drop after `Drop::drop`).
     _database: TestDb,
@@ -68,8 +70,41 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
             .expect("client"),
         db,
         keys,
+        settings,
         server,
         _database: database,
+    }
+}
+
+/// A second instance on the database of `app` (as PostgreSQL deployments run several),
+/// with `configure` applied to a copy of `app`'s settings. Stopped when dropped.
+pub async fn spawn_peer(app: &TestApp, configure: impl FnOnce(&mut Settings)) -> PeerApp {
+    let mut settings = app.settings.clone();
+    settings.migrate = false;
+    configure(&mut settings);
+    let peer = Application::build(settings)
+        .await
+        .expect("peer application builds");
+    let address = format!("http://127.0.0.1:{}", peer.port());
+    let server = peer.handle();
+    tokio::spawn(peer.run_until_stopped());
+    PeerApp { address, server }
+}
+
+pub struct PeerApp {
+    pub address: String,
+    server: actix_web::dev::ServerHandle,
+}
+
+impl PeerApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+}
+
+impl Drop for PeerApp {
+    fn drop(&mut self) {
+        drop(self.server.stop(false));
     }
 }
 

@@ -8,6 +8,7 @@
 mod helpers;
 
 mod admin;
+mod aggregate_cache;
 mod auth;
 mod cli;
 mod comments;
