@@ -1,0 +1,86 @@
+//! Command line of the harness and of its ceiling servers.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tally-bench",
+    about = "Benchmark harness for tally: ratios of tally's throughput to ceilings measured in the same run"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Ceiling: a bare actix-web handler returning a ~200-byte static JSON body at `/`.
+    CeilingStatic {
+        #[arg(long)]
+        bind: String,
+    },
+    /// Ceiling: a bare actix-web + sea-orm primary-key read, `GET /rows/{id}`, on a
+    /// table it creates and seeds (`sqlite://…` with tally's pragmas, or `postgres://…`).
+    #[command(alias = "ceiling-pk")]
+    CeilingSqlitePk {
+        #[arg(long)]
+        bind: String,
+        /// Database URL (a SQLite path is taken as `sqlite://PATH?mode=rwc`).
+        #[arg(long)]
+        db: String,
+        /// Rows to seed when the table is empty.
+        #[arg(long, default_value_t = 10_000)]
+        rows: u32,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "SQLite",
+            Backend::Postgres => "PostgreSQL",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Backends to run, in order.
+    #[arg(long, value_delimiter = ',', default_value = "sqlite,postgres")]
+    pub backends: Vec<Backend>,
+    /// Seconds per wrk run (and per raw-commit measurement).
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+    /// wrk connections.
+    #[arg(long, default_value_t = 64)]
+    pub connections: u32,
+    /// wrk threads.
+    #[arg(long, default_value_t = 2)]
+    pub threads: u32,
+    /// A PostgreSQL database the harness can connect to; it creates a throwaway
+    /// database `tally_bench_<pid>` next to it and drops it at the end.
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
+    pub pg_url: String,
+    /// Comments in the database for the 1 M scenarios (smaller for a quick run).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub big_comments: u64,
+    /// Where the markdown report is written (it is printed to stdout too).
+    #[arg(long, default_value = "target/bench/results.md")]
+    pub out: PathBuf,
+    /// The tally release binary (default: `tally` next to this binary).
+    #[arg(long)]
+    pub tally_bin: Option<PathBuf>,
+    /// Distinct readers (JWTs) the write scenarios rotate through.
+    #[arg(long, default_value_t = 20_000)]
+    pub readers: u32,
+}

@@ -1,0 +1,780 @@
+//! The run: ceilings, then per backend seed → scenarios at 10 k → grow to
+//! `--big-comments` → cold start and scenarios at 1 M; the report at the end. Every
+//! server is a child process killed on drop; the temp dir and the PostgreSQL database
+//! are removed at the end, also on error or Ctrl-C.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement,
+};
+use tally::{config::Settings, service::db::Db};
+
+use crate::{
+    ceiling,
+    cli::{Backend, RunArgs},
+    proc::{self, Child},
+    report::{self, valid_rps, Measurement, Outcome, Row, Section, Target},
+    seed::{self, Seeder},
+    tokens,
+    wrk::{self, Load, Scripts},
+};
+
+/// General comments seeded for the "10 k" scenarios (the thread adds its own 10 000).
+const SMALL_OTHERS: u64 = 10_000;
+const COLD_STARTS: usize = 5;
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
+const STOP_GRACE: Duration = Duration::from_secs(15);
+/// Target for the server's peak RSS under load at 1 M comments, in MiB.
+const RSS_TARGET_MB: f64 = 64.0;
+const COLD_START_TARGET_MS: f64 = 200.0;
+
+pub fn main(args: RunArgs) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("tokio: {e}"))?;
+    rt.block_on(run_with_cleanup(args))
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let term = async {
+        match term.as_mut() {
+            Some(t) => {
+                t.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}
+
+async fn run_with_cleanup(args: RunArgs) -> Result<(), String> {
+    if Command::new("wrk").arg("--version").output().is_err() {
+        return Err("wrk is not installed (bench/run.sh installs it with apt-get)".into());
+    }
+    let tmp = tempfile::Builder::new()
+        .prefix("tally-bench-")
+        .tempdir()
+        .map_err(|e| format!("temp dir: {e}"))?;
+    let pg_db = format!("tally_bench_{}", std::process::id());
+    let outcome = tokio::select! {
+        r = run(&args, tmp.path(), &pg_db) => r,
+        () = shutdown_signal() => Err("interrupted".to_owned()),
+    };
+    // The run's future is dropped by now: every server it started has been killed.
+    if args.backends.contains(&Backend::Postgres) {
+        if let Ok(admin) = pg_connect(&args.pg_url).await {
+            let sql = format!("DROP DATABASE IF EXISTS {pg_db} WITH (FORCE)");
+            if let Err(e) = admin.execute_unprepared(&sql).await {
+                eprintln!("tally-bench: could not drop database {pg_db}: {e}");
+            }
+            admin.close().await.ok();
+        }
+    }
+    let dir = tmp.path().display().to_string();
+    if let Err(e) = tmp.close() {
+        eprintln!("tally-bench: could not remove {dir}: {e}");
+    }
+    outcome
+}
+
+async fn pg_connect(url: &str) -> Result<DatabaseConnection, String> {
+    let mut opt = ConnectOptions::new(url.to_owned());
+    opt.max_connections(2)
+        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(5))
+        .sqlx_logging(false);
+    Database::connect(opt)
+        .await
+        .map_err(|e| format!("{url}: {e}"))
+}
+
+/// `url` with its database name replaced by `name`.
+fn pg_url_with_db(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let after_scheme = base.find("://").map_or(0, |i| i + 3);
+    let host_end = base[after_scheme..]
+        .find('/')
+        .map_or(base.len(), |i| after_scheme + i);
+    format!("{}/{name}{query}", &base[..host_end])
+}
+
+/// Everything the backends share.
+struct Ctx<'a> {
+    args: &'a RunArgs,
+    load: Load,
+    tmp: &'a Path,
+    self_exe: PathBuf,
+    tally_bin: PathBuf,
+    readers: Vec<String>,
+    moderator: String,
+    static_ceiling: &'a Outcome,
+}
+
+async fn run(args: &RunArgs, tmp: &Path, pg_db: &str) -> Result<(), String> {
+    let started = Instant::now();
+    let self_exe = std::env::current_exe().map_err(|e| format!("current exe: {e}"))?;
+    let tally_bin = match &args.tally_bin {
+        Some(p) => p.clone(),
+        None => self_exe.with_file_name("tally"),
+    };
+    if !tally_bin.exists() {
+        return Err(format!(
+            "{} not found: build it with `cargo build --release -p tally` (bench/run.sh does)",
+            tally_bin.display()
+        ));
+    }
+    let load = Load {
+        threads: args.threads,
+        connections: args.connections,
+        duration: args.duration,
+    };
+    let repo = std::env::current_dir().map_err(|e| e.to_string())?;
+    let mut header = report::machine_header(&repo);
+    header.push(format!(
+        "load: wrk -t{} -c{} -d{}s --latency, one run per scenario, all over 127.0.0.1",
+        load.threads, load.connections, load.duration
+    ));
+    header.push(
+        "tally runs with TALLY_WRITE_RATE_PER_MIN=0: the per-user write limit (20/min by \
+         default) is off, or it would throttle the load generator"
+            .into(),
+    );
+
+    eprintln!("== static JSON ceiling");
+    let static_ceiling = measure_static(&self_exe, tmp, load).await;
+    eprintln!("== minting {} reader tokens", args.readers);
+    let ctx = Ctx {
+        args,
+        load,
+        tmp,
+        self_exe,
+        tally_bin,
+        readers: tokens::readers(args.readers.max(1))?,
+        moderator: tokens::mint("bench-moderator", "Bench Moderator", "moderator")?,
+        static_ceiling: &static_ceiling,
+    };
+
+    let mut sections = vec![];
+    let mut failed = false;
+    for &backend in &args.backends {
+        eprintln!("== {}", backend.name());
+        let section = match run_backend(&ctx, backend, pg_db).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("tally-bench: {}: {e}", backend.name());
+                failed |= !e.starts_with("skipped");
+                Section {
+                    title: backend.name().to_owned(),
+                    notes: vec![e],
+                    ceilings: vec![],
+                    rows: vec![],
+                }
+            }
+        };
+        sections.push(section);
+    }
+    header.push(format!(
+        "harness wall time: {:.0} s",
+        started.elapsed().as_secs_f64()
+    ));
+    let text = report::render(&header, &sections);
+    println!("{text}");
+    if let Some(parent) = args.out.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+    }
+    std::fs::write(&args.out, &text).map_err(|e| format!("{}: {e}", args.out.display()))?;
+    eprintln!("report written to {}", args.out.display());
+    if failed {
+        return Err("a backend failed (see its section)".into());
+    }
+    Ok(())
+}
+
+/// One wrk run against `port`, with the peak RSS of `pid` during it.
+async fn measure(load: Load, port: u16, pid: u32, script: &Path) -> Outcome {
+    proc::reset_peak_rss(pid);
+    let wrk = wrk::run(load, port, script).await?;
+    let rss_mb = proc::peak_rss_mb(pid);
+    Ok(Measurement { wrk, rss_mb })
+}
+
+/// Runs one named scenario and logs its outcome.
+async fn scenario(
+    load: Load,
+    port: u16,
+    pid: u32,
+    name: &str,
+    script: Result<PathBuf, String>,
+) -> Outcome {
+    eprintln!("  {name}");
+    let o = match script {
+        Ok(s) => measure(load, port, pid, &s).await,
+        Err(e) => Err(e),
+    };
+    log_outcome(name, &o);
+    o
+}
+
+fn log_outcome(name: &str, o: &Outcome) {
+    match o {
+        Ok(m) => eprintln!(
+            "  {name}: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, peak RSS {:.1} MB{}",
+            m.wrk.rps,
+            m.wrk.p50_ms,
+            m.wrk.p99_ms,
+            m.rss_mb.unwrap_or(0.0),
+            m.wrk
+                .invalid_reason()
+                .map_or(String::new(), |w| format!(" — INVALID: {w}"))
+        ),
+        Err(e) => eprintln!("  {name}: FAILED: {e}"),
+    }
+}
+
+async fn measure_static(self_exe: &Path, tmp: &Path, load: Load) -> Outcome {
+    let port = proc::free_port()?;
+    let mut cmd = Command::new(self_exe);
+    cmd.args(["ceiling-static", "--bind", &format!("127.0.0.1:{port}")]);
+    let mut child = Child::spawn("ceiling-static", cmd, &tmp.join("ceiling-static.log"))?;
+    proc::wait_ready(&mut child, port, "/", Instant::now(), READY_TIMEOUT).await?;
+    let script = Scripts::new(tmp, load.threads).get("ceiling-static", "/", None)?;
+    let o = measure(load, port, child.pid(), &script).await;
+    log_outcome("bare actix static JSON", &o);
+    child.terminate(STOP_GRACE);
+    o
+}
+
+async fn measure_pk(ctx: &Ctx<'_>, dir: &Path, db: &str) -> Outcome {
+    let port = proc::free_port()?;
+    let mut cmd = Command::new(&ctx.self_exe);
+    cmd.args([
+        "ceiling-sqlite-pk",
+        "--bind",
+        &format!("127.0.0.1:{port}"),
+        "--db",
+        db,
+    ]);
+    let mut child = Child::spawn("ceiling-sqlite-pk", cmd, &dir.join("ceiling-pk.log"))?;
+    proc::wait_ready(&mut child, port, "/rows/1", Instant::now(), READY_TIMEOUT).await?;
+    let script =
+        Scripts::new(dir, ctx.load.threads).get_random_id("ceiling-pk", "/rows/", 10_000)?;
+    let o = measure(ctx.load, port, child.pid(), &script).await;
+    log_outcome("bare primary-key read", &o);
+    child.terminate(STOP_GRACE);
+    o
+}
+
+/// The release tally binary on a free port, logging to `dir/tally-<tag>.log`.
+fn spawn_tally(ctx: &Ctx<'_>, url: &str, dir: &Path, tag: &str) -> Result<(Child, u16), String> {
+    let port = proc::free_port()?;
+    let mut cmd = Command::new(&ctx.tally_bin);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("TALLY_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.current_dir(dir)
+        .env("TALLY_DATABASE_URL", url)
+        .env("TALLY_BIND", format!("127.0.0.1:{port}"))
+        .env("TALLY_JWT_SECRET", tokens::SECRET)
+        .env("TALLY_WRITE_RATE_PER_MIN", "0");
+    let child = Child::spawn("tally", cmd, &dir.join(format!("tally-{tag}.log")))?;
+    Ok((child, port))
+}
+
+async fn start_tally(
+    ctx: &Ctx<'_>,
+    url: &str,
+    dir: &Path,
+    tag: &str,
+) -> Result<(Child, u16, Duration), String> {
+    let started = Instant::now();
+    let (mut child, port) = spawn_tally(ctx, url, dir, tag)?;
+    let ready = proc::wait_ready(&mut child, port, "/readyz", started, READY_TIMEOUT).await?;
+    Ok((child, port, ready))
+}
+
+/// GETs `path` and returns its JSON, failing on a non-2xx answer.
+async fn get_json(
+    client: &reqwest::Client,
+    port: u16,
+    path: &str,
+    token: Option<&str>,
+) -> Result<serde_json::Value, String> {
+    let mut req = client.get(format!("http://127.0.0.1:{port}{path}"));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.map_err(|e| format!("GET {path}: {e}"))?;
+    let status = resp.status();
+    if !status.is_success() {
+        return Err(format!("GET {path}: {status}"));
+    }
+    resp.json().await.map_err(|e| format!("GET {path}: {e}"))
+}
+
+/// Walks the thread page by page; returns the number of pages and the cursor that
+/// fetches the last one.
+async fn last_page_cursor(client: &reqwest::Client, port: u16) -> Result<(u32, String), String> {
+    let base = format!("/api/v1/articles/{}/comments?limit=20", seed::THREAD);
+    let first = get_json(client, port, &base, None).await?;
+    let total = first["total"].as_i64().unwrap_or(-1);
+    if total != seed::THREAD_COMMENTS as i64 {
+        return Err(format!(
+            "the thread lists {total} comments, not {}",
+            seed::THREAD_COMMENTS
+        ));
+    }
+    let mut pages = 1;
+    let mut cursor = None;
+    let mut next = first["next_cursor"].as_str().map(str::to_owned);
+    while let Some(c) = next {
+        let page = get_json(client, port, &format!("{base}&cursor={c}"), None).await?;
+        pages += 1;
+        next = page["next_cursor"].as_str().map(str::to_owned);
+        cursor = Some(c);
+    }
+    cursor
+        .map(|c| (pages, c))
+        .ok_or_else(|| "the thread has a single page".into())
+}
+
+async fn db_version(conn: &DatabaseConnection) -> String {
+    let sql = match conn.get_database_backend() {
+        DbBackend::Postgres => "SELECT current_setting('server_version') AS v",
+        _ => "SELECT sqlite_version() AS v",
+    };
+    conn.query_one_raw(Statement::from_string(conn.get_database_backend(), sql))
+        .await
+        .ok()
+        .flatten()
+        .and_then(|r| r.try_get::<String>("", "v").ok())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn ratio(num: &Outcome, den: &Outcome, den_name: &str) -> Result<f64, String> {
+    let n = valid_rps(num)?;
+    let d = valid_rps(den).map_err(|e| format!("{den_name} {e}"))?;
+    Ok(n / d)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+async fn run_backend(ctx: &Ctx<'_>, backend: Backend, pg_db: &str) -> Result<Section, String> {
+    let args = ctx.args;
+    let load = ctx.load;
+    let dir = ctx.tmp.join(match backend {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    });
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let scripts = Scripts::new(&dir, load.threads);
+
+    // The database, migrated by tally's own migrator.
+    let (url, pk_db, commits_url) = match backend {
+        Backend::Sqlite => (
+            format!("sqlite://{}?mode=rwc", dir.join("tally.db").display()),
+            dir.join("pk.db").display().to_string(),
+            format!("sqlite://{}?mode=rwc", dir.join("commits.db").display()),
+        ),
+        Backend::Postgres => {
+            let admin = pg_connect(&args.pg_url).await.map_err(|e| {
+                format!("skipped: PostgreSQL is not reachable ({e}); start it or pass --backends sqlite")
+            })?;
+            admin
+                .execute_unprepared(&format!("DROP DATABASE IF EXISTS {pg_db} WITH (FORCE)"))
+                .await
+                .map_err(|e| format!("drop {pg_db}: {e}"))?;
+            admin
+                .execute_unprepared(&format!("CREATE DATABASE {pg_db}"))
+                .await
+                .map_err(|e| format!("create {pg_db}: {e}"))?;
+            admin.close().await.ok();
+            let url = pg_url_with_db(&args.pg_url, pg_db);
+            (url.clone(), url.clone(), url)
+        }
+    };
+    let db = Db::connect(&Settings {
+        database_url: url.clone(),
+        ..Settings::default()
+    })
+    .await
+    .map_err(|e| format!("connect: {e}"))?;
+    db.migrate().await.map_err(|e| format!("migrate: {e}"))?;
+    let version = db_version(&db.conn).await;
+    eprintln!("  {} {version}; seeding", backend.name());
+
+    let mut seeder = Seeder::new();
+    let seed_started = Instant::now();
+    seeder.seed_base(&db.conn, SMALL_OTHERS).await?;
+    seed::recount(&db.conn).await?;
+    let small_count = seed::comment_count(&db.conn).await?;
+    let small_seed_secs = seed_started.elapsed().as_secs_f64();
+
+    // Ceilings on this backend.
+    eprintln!("  ceiling: bare primary-key read");
+    let pk = measure_pk(ctx, &dir, &pk_db).await;
+    let dur = Duration::from_secs(load.duration);
+    eprintln!(
+        "  ceiling: raw single-row commits, 1 connection, {}s",
+        load.duration
+    );
+    let raw1 = ceiling::raw_commits(&commits_url, dur, 1).await;
+    eprintln!(
+        "  ceiling: raw single-row commits, 64 tasks, {}s",
+        load.duration
+    );
+    let raw64 = ceiling::raw_commits(&commits_url, dur, 64).await;
+    for (n, r) in [("1 connection", &raw1), ("64 tasks", &raw64)] {
+        match r {
+            Ok(v) => eprintln!("  raw commits, {n}: {v:.0}/s"),
+            Err(e) => eprintln!("  raw commits, {n}: FAILED: {e}"),
+        }
+    }
+
+    // Scenarios on the 10 k database.
+    let (server, port, _) = start_tally(ctx, &url, &dir, "10k").await?;
+    let pid = server.pid();
+    let client = reqwest::Client::new();
+    let hot = format!("/api/v1/articles/{}/rating", seed::HOT);
+    get_json(&client, port, &hot, None).await?;
+    let (pages, last_cursor) = last_page_cursor(&client, port).await?;
+    let thread = format!("/api/v1/articles/{}/comments?limit=20", seed::THREAD);
+    let batch: String = (1..=50)
+        .map(|i| format!("article_id=a-{i}"))
+        .collect::<Vec<_>>()
+        .join("&");
+    let queue = "/api/v1/moderation/queue";
+    get_json(&client, port, queue, Some(&ctx.moderator)).await?;
+
+    let run = async |name: &str, script: Result<PathBuf, String>| -> Outcome {
+        scenario(load, port, pid, name, script).await
+    };
+    let agg = run("aggregate GET", scripts.get("aggregate", &hot, None)).await;
+    let batch50 = run(
+        "batch of 50",
+        scripts.get("batch50", &format!("/api/v1/ratings?{batch}"), None),
+    )
+    .await;
+    let first = run(
+        "thread first page",
+        scripts.get("first-page", &thread, None),
+    )
+    .await;
+    let last = run(
+        "thread last page",
+        scripts.get("last-page", &format!("{thread}&cursor={last_cursor}"), None),
+    )
+    .await;
+    let put = run(
+        "PUT rating",
+        scripts.put_rating("put-rating", seed::HOT, &ctx.readers),
+    )
+    .await;
+    let post = run(
+        "POST comment",
+        scripts.post_comment("post-comment", seed::HOT, &ctx.readers),
+    )
+    .await;
+    let queue_small = run(
+        "moderation queue 10k",
+        scripts.get("queue-10k", queue, Some(&ctx.moderator)),
+    )
+    .await;
+    let mixed_small = run("mixed 90/10", scripts.mixed("mixed-10k", 100, &ctx.readers)).await;
+    server.terminate(STOP_GRACE);
+
+    // Grow to --big-comments.
+    let have = seed::comment_count(&db.conn).await?;
+    let grow_started = Instant::now();
+    if args.big_comments > have {
+        eprintln!("  growing to {} comments", args.big_comments);
+        seeder
+            .add_others(&db.conn, args.big_comments - have)
+            .await?;
+        seed::recount(&db.conn).await?;
+    }
+    let big_count = seed::comment_count(&db.conn).await?;
+    let grow_secs = grow_started.elapsed().as_secs_f64();
+    db.conn.close_by_ref().await.ok();
+
+    // Cold start: spawn → first 200 from /readyz, median of five.
+    let mut starts = vec![];
+    for i in 0..COLD_STARTS {
+        let (child, _, t) = start_tally(ctx, &url, &dir, &format!("cold-{i}")).await?;
+        child.terminate(STOP_GRACE);
+        eprintln!("  cold start {}: {:.1} ms", i + 1, t.as_secs_f64() * 1e3);
+        starts.push(t.as_secs_f64() * 1e3);
+    }
+    let cold_ms = median(starts.clone());
+    let cold_max = starts.iter().copied().fold(0.0, f64::max);
+
+    // Scenarios on the big database.
+    let (server, port, _) = start_tally(ctx, &url, &dir, "1m").await?;
+    let pid = server.pid();
+    get_json(&client, port, queue, Some(&ctx.moderator)).await?;
+    let run = async |name: &str, script: Result<PathBuf, String>| -> Outcome {
+        scenario(load, port, pid, name, script).await
+    };
+    let queue_big = run(
+        "moderation queue 1M",
+        scripts.get("queue-1m", queue, Some(&ctx.moderator)),
+    )
+    .await;
+    let mixed_big = run(
+        "mixed 90/10 at 1M",
+        scripts.mixed("mixed-1m", 100, &ctx.readers),
+    )
+    .await;
+    server.terminate(STOP_GRACE);
+
+    // The tables.
+    let big = human(big_count);
+    let static_c = ctx.static_ceiling;
+    let x = "×";
+    let pk_name = format!("bare {} primary-key read", backend.name());
+    let ceilings = vec![
+        report::row(
+            "bare actix static JSON (~200 B)",
+            static_c,
+            None,
+            "",
+            Target::None,
+        ),
+        report::row(
+            &format!("{pk_name} (actix + sea-orm, random id of 10 000)"),
+            &pk,
+            None,
+            "",
+            Target::None,
+        ),
+        commits_row("raw single-row commits, 1 connection (commits/s)", &raw1),
+        commits_row("raw single-row commits, 64 tasks (commits/s, info)", &raw64),
+    ];
+    let raw1_outcome: Outcome = raw1.clone().map(fake_measurement);
+    let rss_big = [&queue_big, &mixed_big]
+        .iter()
+        .filter_map(|o| o.as_ref().ok().and_then(|m| m.rss_mb))
+        .fold(None, |acc: Option<f64>, v| {
+            Some(acc.map_or(v, |a| a.max(v)))
+        });
+    let mut rows = vec![
+        report::row(
+            "cached aggregate GET (hot article)",
+            &agg,
+            Some(ratio(&agg, static_c, "static ceiling")),
+            " × static",
+            Target::AtLeast(0.8),
+        ),
+        report::row(
+            "batch of 50 aggregates",
+            &batch50,
+            Some(ratio(&batch50, static_c, "static ceiling")),
+            " × static",
+            Target::AtLeast(0.5),
+        ),
+        report::row(
+            "thread first page (10 000 comments, limit 20)",
+            &first,
+            Some(ratio(&first, &pk, "pk ceiling")),
+            " × pk read",
+            Target::AtLeast(0.5),
+        ),
+        report::row(
+            &format!("thread last page (page {pages})"),
+            &last,
+            Some(ratio(&last, &first, "first page")),
+            " × first page",
+            Target::AtLeast(0.9),
+        ),
+        report::row(
+            "PUT rating, distinct users (hot article)",
+            &put,
+            Some(ratio(&put, &raw1_outcome, "raw commit rate")),
+            " × raw commits",
+            Target::AtLeast(1.0),
+        ),
+        report::row(
+            "POST comment, distinct users (hot article)",
+            &post,
+            Some(ratio(&post, &raw1_outcome, "raw commit rate")),
+            " × raw commits",
+            Target::AtLeast(1.0),
+        ),
+        report::row(
+            &format!("moderation queue page ({} comments)", human(small_count)),
+            &queue_small,
+            None,
+            "",
+            Target::None,
+        ),
+        report::row(
+            "mixed 90 % GET aggregate / 10 % PUT rating (100 articles)",
+            &mixed_small,
+            None,
+            "",
+            Target::None,
+        ),
+        report::row(
+            &format!("moderation queue page ({big} comments)"),
+            &queue_big,
+            // Time per request at the same concurrency: the inverse of throughput.
+            Some(ratio(&queue_small, &queue_big, "1 M run")),
+            &format!(" {x} the 10 k time"),
+            Target::AtMost(1.5),
+        ),
+        report::row(
+            &format!("mixed 90/10 ({big} comments)"),
+            &mixed_big,
+            None,
+            "",
+            Target::None,
+        ),
+    ];
+    rows.push(report::value_row(
+        &format!("server peak RSS under load ({big} comments)"),
+        Row {
+            rps: "–".into(),
+            p50: "–".into(),
+            p99: "–".into(),
+            rss: rss_big.map_or("–".into(), |v| format!("{v:.1}")),
+            ratio: "–".into(),
+            ..Row::default()
+        },
+        rss_big.ok_or_else(|| "no 1 M run measured".to_owned()),
+        Target::AtMost(RSS_TARGET_MB),
+        " MB",
+    ));
+    rows.push(report::value_row(
+        &format!(
+            "cold start to ready ({big} comments; p50 = median, p99 = worst of {COLD_STARTS})"
+        ),
+        Row {
+            rps: "–".into(),
+            p50: format!("{cold_ms:.1} ms"),
+            p99: format!("{cold_max:.1} ms"),
+            rss: "–".into(),
+            ratio: "–".into(),
+            ..Row::default()
+        },
+        Ok(cold_ms),
+        Target::AtMost(COLD_START_TARGET_MS),
+        " ms",
+    ));
+
+    let mut notes = vec![
+        format!("{} {version}", backend.name()),
+        format!(
+            "data: {} articles + `hot` ({} ratings) + `thread` ({} approved top-level comments); \
+             general comments 10 % pending, 82 % approved, 4 % rejected, 3 % spam, 1 % deleted, \
+             a fifth of them replies, 1 % of the approved flagged",
+            seed::ARTICLES,
+            seed::HOT_RATINGS,
+            seed::THREAD_COMMENTS
+        ),
+        format!(
+            "10 k database: {small_count} comments ({SMALL_OTHERS} general + the thread), seeded in {small_seed_secs:.1} s; \
+             grown to {big_count} comments in {grow_secs:.1} s (direct inserts + recount)"
+        ),
+        "ratios are throughputs divided by the ceiling measured in this run (queue at 1 M: \
+         time per request at the same concurrency, 10 k req/s ÷ 1 M req/s)"
+            .into(),
+        "cold start: spawn of the release binary to the first 200 from /readyz (polled every \
+         ~1 ms), migrations checked at start as by default, warm page cache"
+            .into(),
+    ];
+    if backend == Backend::Postgres {
+        notes.push(
+            "the pk ceiling for PostgreSQL is the same bare read on PostgreSQL; the raw commit \
+             rate uses the server's defaults (synchronous_commit on)"
+                .into(),
+        );
+    } else {
+        notes.push(
+            "SQLite: WAL, synchronous FULL, busy timeout 5 s for tally, the pk ceiling and the \
+             raw commits (tally's own `Db`, its writer lock and BEGIN IMMEDIATE)"
+                .into(),
+        );
+    }
+    Ok(Section {
+        title: backend.name().to_owned(),
+        notes,
+        ceilings,
+        rows,
+    })
+}
+
+fn fake_measurement(rate: f64) -> Measurement {
+    Measurement {
+        wrk: wrk::WrkResult {
+            requests: 1,
+            rps: rate,
+            p50_ms: 0.0,
+            p99_ms: 0.0,
+            non_2xx: 0,
+            socket_errors: 0,
+        },
+        rss_mb: None,
+    }
+}
+
+fn commits_row(name: &str, r: &Result<f64, String>) -> Row {
+    Row {
+        scenario: name.to_owned(),
+        rps: match r {
+            Ok(v) => format!("{v:.0}"),
+            Err(e) => format!("FAILED: {e}"),
+        },
+        p50: "–".into(),
+        p99: "–".into(),
+        rss: "–".into(),
+        ..Row::default()
+    }
+}
+
+fn human(n: u64) -> String {
+    if n >= 1_000_000 && n % 1_000_000 < 50_000 {
+        format!("{:.0} M", n as f64 / 1e6)
+    } else if n >= 1_000_000 {
+        format!("{:.2} M", n as f64 / 1e6)
+    } else {
+        format!("{:.0} k", n as f64 / 1e3)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bench_database_replaces_the_url_path() {
+        assert_eq!(
+            pg_url_with_db("postgres://postgres@127.0.0.1:5432/test", "tally_bench_1"),
+            "postgres://postgres@127.0.0.1:5432/tally_bench_1"
+        );
+        assert_eq!(
+            pg_url_with_db("postgres://u:p@db/x?sslmode=disable", "b"),
+            "postgres://u:p@db/b?sslmode=disable"
+        );
+        assert_eq!(
+            pg_url_with_db("postgres://db:5432", "b"),
+            "postgres://db:5432/b"
+        );
+    }
+}

@@ -1,0 +1,43 @@
+//! tally-bench: the benchmark harness (see BENCHMARKS.md).
+//!
+//! `tally-bench [options]` seeds a database per backend, drives the release `tally`
+//! binary over 127.0.0.1 with wrk and prints a table of req/s, p50, p99 and peak RSS per
+//! scenario, each as a ratio to a ceiling measured in the same run. The ceiling servers
+//! are subcommands of this binary, run as child processes so that the load generator,
+//! the server under test and the harness are separate processes.
+//!
+//! Map: [`cli`] options; [`harness`] the run, backend by backend; [`seed`] direct inserts
+//! and recounts; [`ceiling`] the bare actix servers and the raw commit rate; [`wrk`]
+//! lua scripts, running wrk and parsing its output; [`proc`] child processes, readiness,
+//! RSS; [`report`] the machine header and the tables.
+
+mod ceiling;
+mod cli;
+mod harness;
+mod proc;
+mod report;
+mod seed;
+mod tokens;
+mod wrk;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::CeilingStatic { bind }) => ceiling::serve_static(&bind),
+        Some(Command::CeilingSqlitePk { bind, db, rows }) => ceiling::serve_pk(&bind, &db, rows),
+        None => harness::main(cli.run),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tally-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
