@@ -13,7 +13,8 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init(&settings.log);
+    // Flushes the log lines still queued when main returns.
+    let _log_guard = telemetry::init(&settings.log);
     match cli::run(cli, settings).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

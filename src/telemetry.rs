@@ -10,6 +10,7 @@ use actix_web::{
     middleware::Next,
 };
 use tracing::Instrument;
+use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 
 use crate::metrics::{Metrics, RequestLabels};
 use tracing_subscriber::EnvFilter;
@@ -18,15 +19,25 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Installs the global subscriber. `filter` is a tracing filter such as `info` or
 /// `tally=debug,sqlx=warn`; an unusable one falls back to `info`.
-pub fn init(filter: &str) {
+///
+/// Lines are written to stderr by a background thread, so a request never waits on the
+/// write (a pipe or a slow terminal). Nothing is dropped: when that thread falls behind,
+/// callers wait for room. Keep the returned guard alive until exit: dropping it flushes
+/// what is still queued.
+pub fn init(filter: &str) -> WorkerGuard {
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let (writer, guard) = NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("tally-log")
+        .finish(std::io::stderr());
     let _ = tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter)
         .with_current_span(true)
         .with_span_list(false)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .try_init();
+    guard
 }
 
 /// Accepts a client's `X-Request-Id` (if short and printable) or makes one, echoes it,
