@@ -37,6 +37,11 @@ pub struct Settings {
     /// `TALLY_AGGREGATE_CACHE_TTL_MS`: how long a cached aggregate may be served, which
     /// bounds how late writes through other instances show (0: no cache).
     pub aggregate_cache_ttl_ms: u64,
+    /// `TALLY_PAGE_CACHE_ENTRIES`: anonymous comment-list pages kept in memory (0: no cache).
+    pub page_cache_entries: usize,
+    /// `TALLY_PAGE_CACHE_TTL_MS`: how long a cached page may be served, which bounds how
+    /// late writes through other instances show (0: no cache).
+    pub page_cache_ttl_ms: u64,
 }
 
 /// How tokens are verified. At most one of `secret` and `public_key_file` is set; with
@@ -82,6 +87,8 @@ impl Default for Settings {
             db_acquire_timeout_secs: 3,
             aggregate_cache_entries: 10_000,
             aggregate_cache_ttl_ms: 1_000,
+            page_cache_entries: 1_000,
+            page_cache_ttl_ms: 1_000,
         }
     }
 }
@@ -178,6 +185,18 @@ impl Settings {
                 d.aggregate_cache_ttl_ms,
                 parse_num,
             )?,
+            page_cache_entries: parse_or(
+                "TALLY_PAGE_CACHE_ENTRIES",
+                get("TALLY_PAGE_CACHE_ENTRIES"),
+                d.page_cache_entries,
+                parse_num,
+            )?,
+            page_cache_ttl_ms: parse_or(
+                "TALLY_PAGE_CACHE_TTL_MS",
+                get("TALLY_PAGE_CACHE_TTL_MS"),
+                d.page_cache_ttl_ms,
+                parse_num,
+            )?,
         })
     }
 }
@@ -246,6 +265,8 @@ mod tests {
         assert!(s.jwt.secret.is_none());
         assert_eq!(s.aggregate_cache_entries, 10_000);
         assert_eq!(s.aggregate_cache_ttl_ms, 1_000);
+        assert_eq!(s.page_cache_entries, 1_000);
+        assert_eq!(s.page_cache_ttl_ms, 1_000);
     }
 
     #[test]

@@ -29,6 +29,9 @@ pub struct AppState {
     pub write_limiter: Option<WriteLimiter>,
     /// Rating aggregates ready to send; every rating write invalidates its article's.
     pub aggregates: AggregateCache<CachedAggregate>,
+    /// Comment-list pages as anonymous readers get them, keyed by the database's write
+    /// epoch (see `Db::write_epoch`), so any committed write retires them all.
+    pub pages: AggregateCache<web::Bytes>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +74,10 @@ impl Application {
             aggregates: AggregateCache::new(
                 settings.aggregate_cache_entries,
                 Duration::from_millis(settings.aggregate_cache_ttl_ms),
+            ),
+            pages: AggregateCache::new(
+                settings.page_cache_entries,
+                Duration::from_millis(settings.page_cache_ttl_ms),
             ),
             settings,
         });

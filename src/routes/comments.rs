@@ -219,15 +219,60 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let id = article_id(&path)?;
     let q = params.parse(Sort::Newest)?;
-    let page = comments::list_top_level(
-        &state.db,
-        user.as_ref(),
-        &id,
-        state.settings.auto_create_articles,
-        q,
-    )
-    .await?;
-    Ok(HttpResponse::Ok().json(page))
+    if user.is_some() {
+        // `mine` and the caller's own pending comments: never shared.
+        let page = comments::list_top_level(
+            &state.db,
+            user.as_ref(),
+            &id,
+            state.settings.auto_create_articles,
+            q,
+        )
+        .await?;
+        return Ok(HttpResponse::Ok().json(page));
+    }
+    let key = page_key("article", id.as_str(), &q, state.db.write_epoch());
+    cached_page(&state, key, async {
+        comments::list_top_level(&state.db, None, &id, state.settings.auto_create_articles, q).await
+    })
+    .await
+}
+
+/// The cache key of an anonymous page: the write epoch read *before* the database is,
+/// so a page read around a commit is filed under the epoch that commit retired.
+fn page_key(kind: &str, of: &str, q: &ListQuery, epoch: u64) -> String {
+    let cursor = q
+        .cursor
+        .as_ref()
+        .map(|c| format!("{}|{}", c.created_at.timestamp_micros(), c.id))
+        .unwrap_or_default();
+    format!("{epoch}|{kind}|{of}|{:?}|{}|{cursor}", q.sort, q.limit)
+}
+
+/// Answers an anonymous comment page from [`AppState::pages`], or reads it with `read`,
+/// serialises it once and keeps it. Pages are keyed by the write epoch, so any write
+/// committed through this instance retires every cached page; writes through other
+/// instances show within `TALLY_PAGE_CACHE_TTL_MS`.
+async fn cached_page(
+    state: &AppState,
+    key: String,
+    read: impl std::future::Future<Output = Result<Page<CommentView>, ApiError>>,
+) -> Result<HttpResponse, ApiError> {
+    let body = match state.pages.get(&key) {
+        Ok(hit) => hit,
+        Err(ticket) => {
+            let page = read.await?;
+            let body = web::Bytes::from(
+                serde_json::to_vec(&page).map_err(|e| ApiError::Internal(e.to_string()))?,
+            );
+            let body = std::sync::Arc::new(body);
+            state.pages.fill(ticket, &key, body.clone());
+            body
+        }
+    };
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(web::Bytes::clone(&body)))
 }
 
 /// `GET /api/v1/comments/{id}/replies`: replies, oldest first by default.
@@ -256,8 +301,15 @@ pub async fn replies(
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<HttpResponse, ApiError> {
     let q = params.parse(Sort::Oldest)?;
-    let page = comments::list_replies(&state.db, user.as_ref(), &path, q).await?;
-    Ok(HttpResponse::Ok().json(page))
+    if user.is_some() {
+        let page = comments::list_replies(&state.db, user.as_ref(), &path, q).await?;
+        return Ok(HttpResponse::Ok().json(page));
+    }
+    let key = page_key("replies", &path, &q, state.db.write_epoch());
+    cached_page(&state, key, async {
+        comments::list_replies(&state.db, None, &path, q).await
+    })
+    .await
 }
 
 /// `GET /api/v1/comments/{id}`: one comment; 404 for what the caller may not see.

@@ -1,7 +1,12 @@
 //! Connecting, migrating and opening write transactions on SQLite or PostgreSQL; the
 //! group-committed writes of [`Db::write`] are in [`super::group_commit`].
 
-use std::{ops::Deref, sync::Arc, time::Duration};
+use std::{
+    ops::Deref,
+    sync::atomic::{AtomicU64, Ordering},
+    sync::Arc,
+    time::Duration,
+};
 
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
@@ -23,6 +28,9 @@ pub struct Db {
     sqlite_writer: Option<Arc<Mutex<()>>>,
     /// The group-commit writer behind [`Db::write`]; `None` in the writer's own copy.
     group: Option<GroupCommit>,
+    /// Bumped after every write transaction of this process ended in a COMMIT (see
+    /// [`Db::write_epoch`]).
+    epoch: Arc<AtomicU64>,
 }
 
 /// A write transaction. On SQLite it holds the write lock from `BEGIN IMMEDIATE` on,
@@ -30,6 +38,7 @@ pub struct Db {
 pub struct WriteTx {
     tx: DatabaseTransaction,
     _writer: Option<OwnedMutexGuard<()>>,
+    epoch: Arc<AtomicU64>,
 }
 
 impl Deref for WriteTx {
@@ -41,7 +50,11 @@ impl Deref for WriteTx {
 
 impl WriteTx {
     pub async fn commit(self) -> Result<(), DbErr> {
-        self.tx.commit().await
+        let done = self.tx.commit().await;
+        // Also after a failed COMMIT: a lost connection leaves it unknown whether it
+        // took effect, and retiring cached reads for nothing costs only a re-read.
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        done
     }
 
     /// Rolls back before the SQLite writer lock is let go (dropping also rolls back,
@@ -83,6 +96,7 @@ impl Db {
             conn,
             sqlite_writer,
             group: None,
+            epoch: Arc::new(AtomicU64::new(0)),
         };
         db.group = GroupCommit::spawn(db.clone());
         db
@@ -110,7 +124,17 @@ impl Db {
         Ok(WriteTx {
             tx,
             _writer: writer,
+            epoch: self.epoch.clone(),
         })
+    }
+
+    /// A number that changes after every write transaction of this process committed
+    /// (every write goes through [`Db::begin_write`]). A value read from the database
+    /// after reading epoch `e` is current for as long as the epoch is still `e`: cached
+    /// reads keyed by it retire themselves on the next commit, with no invalidation to
+    /// forget. Writes through other processes do not move it.
+    pub fn write_epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
     }
 
     /// Runs `work` as part of a group-committed write transaction (see

@@ -288,8 +288,21 @@ async fn logs_are_json_lines_with_the_request_id_and_no_sql_at_info() {
         .unwrap();
     assert_eq!(res.status(), 201);
     assert_eq!(res.headers()["x-request-id"], "trace-me-42");
-    served.child.kill().unwrap();
-    served.child.wait().unwrap();
+    // Lines are written by a background thread; a clean stop flushes what is queued.
+    let pid = served.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(35);
+    while served.child.try_wait().unwrap().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "tally did not stop after SIGTERM"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     std::thread::sleep(std::time::Duration::from_millis(100));
 
     let logs = served.logs.lock().unwrap().clone();

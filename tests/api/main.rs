@@ -20,5 +20,6 @@ mod idempotency;
 mod moderation;
 mod openapi;
 mod outage;
+mod page_cache;
 mod rate_limit;
 mod ratings;
