@@ -312,11 +312,11 @@ async fn logs_are_json_lines_with_the_request_id_and_no_sql_at_info() {
         .collect();
     let request_line = parsed
         .iter()
-        .find(|v| v["fields"]["message"] == "request" && v["span"]["request_id"] == "trace-me-42")
+        .find(|v| v["fields"]["message"] == "request" && v["fields"]["request_id"] == "trace-me-42")
         .unwrap_or_else(|| panic!("no request log line with the request id in {logs:#?}"));
     assert_eq!(request_line["fields"]["status"], 201);
     assert_eq!(
-        request_line["span"]["route"],
+        request_line["fields"]["route"],
         "/api/v1/articles/{article_id}/comments"
     );
     for line in &logs {
