@@ -99,15 +99,16 @@ fn star_column(stars: Stars) -> article::Column {
     }
 }
 
-/// Adds `sign` (±1) ratings of `stars` to the article's counters.
+/// Adds `sign` (±1) ratings of `stars` to the article's counters; returns the article
+/// row as this update left it (`RETURNING`, so no second read is needed).
 async fn count(
     conn: &impl ConnectionTrait,
     article_id: &str,
     stars: Stars,
     sign: i64,
-) -> Result<(), ApiError> {
+) -> Result<Option<article::Model>, ApiError> {
     let col = star_column(stars);
-    article::Entity::update_many()
+    let updated = article::Entity::update_many()
         .col_expr(col, Expr::col(col).add(sign))
         .col_expr(
             article::Column::RatingCount,
@@ -118,9 +119,9 @@ async fn count(
             Expr::col(article::Column::RatingSum).add(sign * i64::from(stars.get())),
         )
         .filter(article::Column::Id.eq(article_id))
-        .exec(conn)
+        .exec_with_returning(conn)
         .await?;
-    Ok(())
+    Ok(updated.into_iter().next())
 }
 
 fn stored_stars(r: &rating::Model) -> Result<Stars, ApiError> {
@@ -134,13 +135,17 @@ async fn my_rating(
     r: rating::Model,
 ) -> Result<MyRating, ApiError> {
     let a = articles::find(conn, article_id).await?;
-    Ok(MyRating {
+    Ok(rating_view(article_id, r, a.as_ref()))
+}
+
+fn rating_view(article_id: &ArticleId, r: rating::Model, a: Option<&article::Model>) -> MyRating {
+    MyRating {
         article_id: r.article_id,
         stars: r.stars,
         created_at: r.created_at,
         updated_at: r.updated_at,
-        rating: AggregateView::new(article_id.as_str(), articles::aggregate_of(a.as_ref())),
-    })
+        rating: AggregateView::new(article_id.as_str(), articles::aggregate_of(a)),
+    }
 }
 
 /// Rates an article. Returns the rating and whether it was the user's first. Under an
@@ -208,8 +213,10 @@ pub async fn put_in(
         .exec_without_returning(tx)
         .await?;
     let created = inserted > 0;
+    let mut created_at = now;
+    let mut article_after = None;
     if created {
-        count(tx, article_id.as_str(), stars, 1).await?;
+        article_after = count(tx, article_id.as_str(), stars, 1).await?;
     } else {
         let old = rating::Entity::find_by_id((article_id.to_string(), user.id.clone()))
             .lock(LockType::NoKeyUpdate)
@@ -217,6 +224,7 @@ pub async fn put_in(
             .await?
             .ok_or_else(|| ApiError::Internal("rating vanished during update".into()))?;
         let old_stars = stored_stars(&old)?;
+        created_at = old.created_at;
         rating::Entity::update_many()
             .col_expr(rating::Column::Stars, Expr::value(i16::from(stars.get())))
             .col_expr(rating::Column::UpdatedAt, Expr::value(now))
@@ -226,14 +234,22 @@ pub async fn put_in(
             .await?;
         if old_stars != stars {
             count(tx, article_id.as_str(), old_stars, -1).await?;
-            count(tx, article_id.as_str(), stars, 1).await?;
+            article_after = count(tx, article_id.as_str(), stars, 1).await?;
         }
     }
-    let r = rating::Entity::find_by_id((article_id.to_string(), user.id.clone()))
-        .one(tx)
-        .await?
-        .ok_or_else(|| ApiError::Internal("rating missing after write".into()))?;
-    let view = my_rating(tx, article_id, r).await?;
+    // The row as just written: no need to read it back.
+    let r = rating::Model {
+        article_id: article_id.to_string(),
+        user_id: user.id.clone(),
+        stars: i16::from(stars.get()),
+        created_at,
+        updated_at: now,
+    };
+    let view = match article_after {
+        Some(a) => rating_view(article_id, r, Some(&a)),
+        // The same stars again: the counters did not move, so read them.
+        None => my_rating(tx, article_id, r).await?,
+    };
     if let Some(req) = idempotency {
         idempotency::complete(tx, req, if created { 201 } else { 200 }, &view).await?;
     }
