@@ -482,6 +482,23 @@ async fn run_backend(ctx: &Ctx<'_>, backend: Backend, pg_db: &str) -> Result<Sec
         scripts.get("last-page", &format!("{thread}&cursor={last_cursor}"), None),
     )
     .await;
+    // A signed-in reader's pages are never served from the shared page cache: these two
+    // show the cost of reading a page from the database.
+    let reader = ctx.readers.first().map(String::as_str);
+    let first_signed = run(
+        "thread first page, signed in",
+        scripts.get("first-page-signed", &thread, reader),
+    )
+    .await;
+    let last_signed = run(
+        "thread last page, signed in",
+        scripts.get(
+            "last-page-signed",
+            &format!("{thread}&cursor={last_cursor}"),
+            reader,
+        ),
+    )
+    .await;
     let put = run(
         "PUT rating",
         scripts.put_rating("put-rating", seed::HOT, &ctx.readers),
@@ -590,18 +607,32 @@ async fn run_backend(ctx: &Ctx<'_>, backend: Backend, pg_db: &str) -> Result<Sec
             Target::AtLeast(0.5),
         ),
         report::row(
-            "thread first page (10 000 comments, limit 20)",
+            "thread first page (10 000 comments, limit 20, anonymous)",
             &first,
             Some(ratio(&first, &pk, "pk ceiling")),
             " × pk read",
             Target::AtLeast(0.5),
         ),
         report::row(
-            &format!("thread last page (page {pages})"),
+            &format!("thread last page (page {pages}, anonymous)"),
             &last,
             Some(ratio(&last, &first, "first page")),
             " × first page",
             Target::AtLeast(0.9),
+        ),
+        report::row(
+            "thread first page, signed-in reader (uncached)",
+            &first_signed,
+            Some(ratio(&first_signed, &pk, "pk ceiling")),
+            " × pk read",
+            Target::None,
+        ),
+        report::row(
+            &format!("thread last page (page {pages}), signed-in reader (uncached)"),
+            &last_signed,
+            Some(ratio(&last_signed, &first_signed, "first page")),
+            " × first page",
+            Target::None,
         ),
         report::row(
             "PUT rating, distinct users (hot article)",
