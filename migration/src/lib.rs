@@ -9,7 +9,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261123_000001_init;
 mod m20261123_000002_bans_listing;
 mod m20261123_000003_flat_queue;
-mod m20261123_000004_top_level_index;
+mod m20261123_000004_listing_indexes;
 
 pub struct Migrator;
 
@@ -20,7 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000001_init::Migration),
             Box::new(m20261123_000002_bans_listing::Migration),
             Box::new(m20261123_000003_flat_queue::Migration),
-            Box::new(m20261123_000004_top_level_index::Migration),
+            Box::new(m20261123_000004_listing_indexes::Migration),
         ]
     }
 }

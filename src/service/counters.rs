@@ -45,21 +45,25 @@ pub async fn status_changed(
     // Any other order lets two transactions on PostgreSQL wait on each other.
     let listed =
         |s: Option<ModerationStatus>| i64::from(s.is_some_and(|s| s.is_listed(c.reply_count)));
-    listed_changed(
-        conn,
-        &c.article_id,
-        c.parent_id.clone(),
-        listed(Some(to)) - listed(from),
-    )
-    .await?;
-
+    let listed_delta = listed(Some(to)) - listed(from);
     let approved = |s: Option<ModerationStatus>| i64::from(s == Some(ModerationStatus::Approved));
     let approved_delta = approved(Some(to)) - approved(from);
-    if approved_delta != 0 {
+    // A top-level comment moves both article counters: one UPDATE of the article row.
+    let top_level_delta = if c.parent_id.is_none() {
+        listed_delta
+    } else {
+        listed_changed(conn, &c.article_id, c.parent_id.clone(), listed_delta).await?;
+        0
+    };
+    if approved_delta != 0 || top_level_delta != 0 {
         article::Entity::update_many()
             .col_expr(
                 article::Column::CommentCount,
                 Expr::col(article::Column::CommentCount).add(approved_delta),
+            )
+            .col_expr(
+                article::Column::TopLevelCount,
+                Expr::col(article::Column::TopLevelCount).add(top_level_delta),
             )
             .filter(article::Column::Id.eq(&c.article_id))
             .exec(conn)

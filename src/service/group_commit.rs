@@ -284,27 +284,54 @@ async fn rerun_alone(db: &Db, jobs: Vec<Box<dyn Job>>) {
     }
 }
 
-/// Runs several jobs in one transaction and commits once. Optimistic first: the jobs
-/// run straight in the transaction, no savepoints (two statements fewer per job). Should
-/// any of them fail, nothing of that attempt is kept and the batch runs again with a
-/// savepoint per job ([`run_batch_isolated`]), so only the failing job is refused.
-async fn run_batch(db: &Db, jobs: Vec<Box<dyn Job>>) {
+/// Opens a batch's transaction (on PostgreSQL with the batch's lock timeout). When that
+/// fails, the jobs are settled here (503 if the database is out of reach, else each run
+/// alone) and `None` comes back.
+async fn begin_batch(
+    db: &Db,
+    jobs: Vec<Box<dyn Job>>,
+) -> Option<(super::db::WriteTx, Vec<Box<dyn Job>>)> {
     let tx = match db.begin_write().await {
         Ok(tx) => tx,
         Err(e) => {
             if unreachable(e) {
-                return fail_all(jobs, || ApiError::Unavailable);
+                fail_all(jobs, || ApiError::Unavailable);
+            } else {
+                rerun_alone(db, jobs).await;
             }
-            return rerun_alone(db, jobs).await;
+            return None;
         }
     };
     if db.backend() == DbBackend::Postgres {
         let set = format!("SET LOCAL lock_timeout = '{BATCH_LOCK_TIMEOUT}'");
         if tx.execute_unprepared(&set).await.is_err() {
             let _ = tx.rollback().await;
-            return rerun_alone(db, jobs).await;
+            rerun_alone(db, jobs).await;
+            return None;
         }
     }
+    Some((tx, jobs))
+}
+
+/// A batch's COMMIT failed. A lost connection leaves it unknown whether it took effect,
+/// so a rerun could write twice: the callers get 503, as a single write would. Any
+/// other failure rolled it back: each job runs again alone.
+async fn commit_failed(db: &Db, jobs: Vec<Box<dyn Job>>, e: sea_orm::DbErr) {
+    if unreachable(e) {
+        fail_all(jobs, || ApiError::Unavailable);
+    } else {
+        rerun_alone(db, jobs).await;
+    }
+}
+
+/// Runs several jobs in one transaction and commits once. Optimistic first: the jobs
+/// run straight in the transaction, no savepoints (two statements fewer per job). Should
+/// any of them fail, nothing of that attempt is kept and the batch runs again with a
+/// savepoint per job ([`run_batch_isolated`]), so only the failing job is refused.
+async fn run_batch(db: &Db, jobs: Vec<Box<dyn Job>>) {
+    let Some((tx, jobs)) = begin_batch(db, jobs).await else {
+        return;
+    };
     let mut jobs = jobs;
     let mut all_ok = true;
     for job in jobs.iter_mut() {
@@ -324,35 +351,15 @@ async fn run_batch(db: &Db, jobs: Vec<Box<dyn Job>>) {
                 job.answer();
             }
         }
-        // As in `run_batch_isolated`: an unknown outcome is 503, anything else reruns.
-        Err(e) => {
-            if unreachable(e) {
-                fail_all(jobs, || ApiError::Unavailable);
-            } else {
-                rerun_alone(db, jobs).await;
-            }
-        }
+        Err(e) => commit_failed(db, jobs, e).await,
     }
 }
 
 /// Runs several jobs in one transaction, each in a savepoint, then commits and answers.
 async fn run_batch_isolated(db: &Db, jobs: Vec<Box<dyn Job>>) {
-    let tx = match db.begin_write().await {
-        Ok(tx) => tx,
-        Err(e) => {
-            if unreachable(e) {
-                return fail_all(jobs, || ApiError::Unavailable);
-            }
-            return rerun_alone(db, jobs).await;
-        }
+    let Some((tx, jobs)) = begin_batch(db, jobs).await else {
+        return;
     };
-    if db.backend() == DbBackend::Postgres {
-        let set = format!("SET LOCAL lock_timeout = '{BATCH_LOCK_TIMEOUT}'");
-        if tx.execute_unprepared(&set).await.is_err() {
-            let _ = tx.rollback().await;
-            return rerun_alone(db, jobs).await;
-        }
-    }
     let mut ran: Vec<(Box<dyn Job>, bool)> = Vec::with_capacity(jobs.len());
     let mut pending = jobs.into_iter();
     let mut broken = false;
@@ -394,15 +401,6 @@ async fn run_batch_isolated(db: &Db, jobs: Vec<Box<dyn Job>>) {
             }
             rerun_alone(db, again).await;
         }
-        Err(e) => {
-            let jobs = ran.into_iter().map(|(job, _)| job).collect();
-            // A lost connection leaves it unknown whether the COMMIT took effect, so a
-            // rerun could write twice: the callers get 503, as a single write would.
-            if unreachable(e) {
-                fail_all(jobs, || ApiError::Unavailable);
-            } else {
-                rerun_alone(db, jobs).await;
-            }
-        }
+        Err(e) => commit_failed(db, ran.into_iter().map(|(job, _)| job).collect(), e).await,
     }
 }

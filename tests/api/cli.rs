@@ -191,24 +191,33 @@ async fn acknowledged_writes_survive_a_kill_9_and_sigterm_stops_cleanly() {
         acknowledged as usize
     );
 
-    let pid = second.child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    let status = sigterm_and_wait(&mut second.child).await;
+    assert!(status.success(), "SIGTERM is a clean stop: {status:?}");
+}
+
+/// Sends SIGTERM to `child` and waits (at most 35 s) for it to exit.
+async fn sigterm_and_wait(child: &mut std::process::Child) -> std::process::ExitStatus {
+    sigterm(child);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(35);
-    let status = loop {
-        if let Some(status) = second.child.try_wait().unwrap() {
-            break status;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
         }
         assert!(
             std::time::Instant::now() < deadline,
             "tally did not stop after SIGTERM"
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
-    assert!(status.success(), "SIGTERM is a clean stop: {status:?}");
+    }
+}
+
+fn sigterm(child: &std::process::Child) {
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
 }
 
 #[tokio::test]
@@ -234,12 +243,7 @@ async fn sigterm_lets_in_flight_writes_finish_and_loses_nothing_acknowledged() {
         })
         .collect();
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    let pid = served.child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    sigterm(&served.child);
     let mut acknowledged = 0;
     for w in writes {
         // Requests that arrive after the listener closed fail to connect; none may fail
@@ -289,20 +293,7 @@ async fn logs_are_json_lines_with_the_request_id_and_no_sql_at_info() {
     assert_eq!(res.status(), 201);
     assert_eq!(res.headers()["x-request-id"], "trace-me-42");
     // Lines are written by a background thread; a clean stop flushes what is queued.
-    let pid = served.child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(35);
-    while served.child.try_wait().unwrap().is_none() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "tally did not stop after SIGTERM"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    sigterm_and_wait(&mut served.child).await;
     std::thread::sleep(std::time::Duration::from_millis(100));
 
     let logs = served.logs.lock().unwrap().clone();

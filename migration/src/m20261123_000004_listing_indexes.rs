@@ -1,9 +1,15 @@
+//! Indexes for flat-cost listings and checks.
+//!
 //! Top-level comment pages in keyset order straight from an index: a partial index on
 //! (article_id, created_at, id) over comments without a parent. The old
 //! `idx_comments_thread` (article_id, parent_id, created_at, id) could not give that
 //! order on PostgreSQL, whose planner does not treat `parent_id IS NULL` as an equality,
 //! so the first page of a long thread sorted the whole thread. Replies keep
 //! `idx_comments_replies`.
+//!
+//! Also (author_id, fingerprint, created_at): the repeat rule looks for the same text by
+//! the same author in the last hours, which otherwise scans all of a prolific author's
+//! comments on every post.
 
 use sea_orm_migration::prelude::*;
 
@@ -12,6 +18,7 @@ pub struct Migration;
 
 const TOP_LEVEL: &str = "idx_comments_top_level";
 const OLD_THREAD: &str = "idx_comments_thread";
+const REPEATS: &str = "idx_comments_author_fingerprint";
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
@@ -27,6 +34,16 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
+        m.create_index(
+            Index::create()
+                .name(REPEATS)
+                .table(Comments::Table)
+                .col(Comments::AuthorId)
+                .col(Comments::Fingerprint)
+                .col(Comments::CreatedAt)
+                .to_owned(),
+        )
+        .await?;
         m.drop_index(
             Index::drop()
                 .name(OLD_THREAD)
@@ -37,6 +54,13 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.drop_index(
+            Index::drop()
+                .name(REPEATS)
+                .table(Comments::Table)
+                .to_owned(),
+        )
+        .await?;
         m.create_index(
             Index::create()
                 .name(OLD_THREAD)
@@ -64,5 +88,7 @@ enum Comments {
     Id,
     ArticleId,
     ParentId,
+    AuthorId,
+    Fingerprint,
     CreatedAt,
 }
