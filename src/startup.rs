@@ -4,8 +4,7 @@ use std::{net::TcpListener, sync::Arc, time::Duration};
 
 use actix_web::{
     dev::Server,
-    http::header,
-    middleware::{from_fn, DefaultHeaders, ErrorHandlers},
+    middleware::{from_fn, ErrorHandlers},
     web, App, HttpServer,
 };
 
@@ -145,7 +144,6 @@ fn run(
                     .error_handler(|_, _| crate::error::ApiError::not_found("resource").into()),
             )
             .wrap(ErrorHandlers::new().default_handler(problem_for_framework_errors))
-            .wrap(DefaultHeaders::new().add((header::X_CONTENT_TYPE_OPTIONS, "nosniff")))
             .wrap(from_fn(telemetry::request_log))
             .configure(routes::configure)
     })

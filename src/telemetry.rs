@@ -1,4 +1,5 @@
-//! Logs: JSON lines on stderr, one per request with its id, method, route and status.
+//! Logs: JSON lines on stderr, one per request with its id, method, route and status;
+//! the request-log middleware also sets the headers every response carries.
 
 use std::time::Instant;
 
@@ -6,7 +7,7 @@ use actix_web::web;
 use actix_web::{
     body::MessageBody,
     dev::{ServiceRequest, ServiceResponse},
-    http::header::{HeaderName, HeaderValue, CONTENT_TYPE},
+    http::header::{HeaderName, HeaderValue, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS},
     middleware::Next,
 };
 use tracing::Instrument;
@@ -66,6 +67,8 @@ pub async fn request_log(
     if let Ok(v) = HeaderValue::from_str(&id) {
         headers.insert(REQUEST_ID, v);
     }
+    // On every response, errors included (this middleware is the outermost).
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     // The contract's JSON is `application/json; charset=utf-8`; actix's `.json()` omits the charset.
     if headers
         .get(CONTENT_TYPE)
