@@ -3,7 +3,7 @@ use serde::Deserialize;
 use validator::Validate;
 
 use super::extract::{
-    article_id, bad_query, replay, ApiJson, ApiJsonRaw, ApiQuery, IdempotencyHeader,
+    article_id, bad_query, parse_query, replay, ApiJson, ApiJsonRaw, IdempotencyHeader,
 };
 use super::openapi::{
     ArticlePath, BadRequest, CommentPath, Conflict, Forbidden, IdempotencyKeyHeader, NotFound,
@@ -215,10 +215,10 @@ pub async fn list(
     state: web::Data<AppState>,
     MaybeReader(user): MaybeReader,
     path: web::Path<String>,
-    ApiQuery(params): ApiQuery<ListParams>,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let id = article_id(&path)?;
-    let q = params.parse(Sort::Newest)?;
+    let query = || parse_query::<ListParams>(req.query_string())?.parse(Sort::Newest);
     if user.is_some() {
         // `mine` and the caller's own pending comments: never shared.
         let page = comments::list_top_level(
@@ -226,27 +226,31 @@ pub async fn list(
             user.as_ref(),
             &id,
             state.settings.auto_create_articles,
-            q,
+            query()?,
         )
         .await?;
         return Ok(HttpResponse::Ok().json(page));
     }
-    let key = page_key("article", id.as_str(), &q, state.db.write_epoch());
+    let key = page_key("article", id.as_str(), &req, state.db.write_epoch());
     cached_page(&state, key, async {
-        comments::list_top_level(&state.db, None, &id, state.settings.auto_create_articles, q).await
+        comments::list_top_level(
+            &state.db,
+            None,
+            &id,
+            state.settings.auto_create_articles,
+            query()?,
+        )
+        .await
     })
     .await
 }
 
-/// The cache key of an anonymous page: the write epoch read *before* the database is,
-/// so a page read around a commit is filed under the epoch that commit retired.
-fn page_key(kind: &str, of: &str, q: &ListQuery, epoch: u64) -> String {
-    let cursor = q
-        .cursor
-        .as_ref()
-        .map(|c| format!("{}|{}", c.created_at.timestamp_micros(), c.id))
-        .unwrap_or_default();
-    format!("{epoch}|{kind}|{of}|{:?}|{}|{cursor}", q.sort, q.limit)
+/// The cache key of an anonymous page: the write epoch read *before* the database is
+/// (so a page read around a commit is filed under the epoch that commit retired), what
+/// is listed, and the raw query string. A hit needs no parsing at all; a query string
+/// that does not parse is answered 400 and never cached.
+fn page_key(kind: &str, of: &str, req: &HttpRequest, epoch: u64) -> String {
+    format!("{epoch}|{kind}|{}:{of}|{}", of.len(), req.query_string())
 }
 
 /// Answers an anonymous comment page from [`AppState::pages`], or reads it with `read`,
@@ -298,16 +302,16 @@ pub async fn replies(
     state: web::Data<AppState>,
     MaybeReader(user): MaybeReader,
     path: web::Path<String>,
-    ApiQuery(params): ApiQuery<ListParams>,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let q = params.parse(Sort::Oldest)?;
+    let query = || parse_query::<ListParams>(req.query_string())?.parse(Sort::Oldest);
     if user.is_some() {
-        let page = comments::list_replies(&state.db, user.as_ref(), &path, q).await?;
+        let page = comments::list_replies(&state.db, user.as_ref(), &path, query()?).await?;
         return Ok(HttpResponse::Ok().json(page));
     }
-    let key = page_key("replies", &path, &q, state.db.write_epoch());
+    let key = page_key("replies", &path, &req, state.db.write_epoch());
     cached_page(&state, key, async {
-        comments::list_replies(&state.db, None, &path, q).await
+        comments::list_replies(&state.db, None, &path, query()?).await
     })
     .await
 }
