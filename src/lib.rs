@@ -3,7 +3,9 @@
 //! Map of the crate (requests flow one way: routes → service → entity):
 //! - [`routes`]: the HTTP edge, one route table in [`routes::configure`] (its operations
 //!   listed in [`routes::ROUTES`]); the generated OpenAPI spec in [`routes::openapi`].
-//! - [`service`]: use cases, one transaction each; kept counters in [`service::counters`].
+//! - [`service`]: use cases, one transaction each; kept counters in [`service::counters`],
+//!   group-committed writes in [`service::group_commit`], the in-memory aggregates and
+//!   pages in [`service::aggregate_cache`].
 //! - [`entity`]: sea-orm entities; the schema is in the `migration` crate.
 //! - [`domain`]: pure types and rules (ids, stars, bodies, statuses, rating maths, the
 //!   rule pipeline), used by both and importing neither actix nor sea-orm.
