@@ -2,6 +2,8 @@
 //! and status (recorded by the request middleware), plus the moderation queue sizes read
 //! from the kept counters at scrape time, and how many writes each group commit carried.
 
+use std::borrow::Cow;
+
 use prometheus_client::{
     encoding::{text::encode, EncodeLabelSet},
     metrics::{
@@ -15,9 +17,9 @@ use prometheus_client::{
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    pub method: String,
+    pub method: Cow<'static, str>,
     /// The route pattern (`/api/v1/comments/{id}`), never the raw path: bounded cardinality.
-    pub route: String,
+    pub route: Cow<'static, str>,
     pub status: u16,
 }
 

@@ -1,22 +1,50 @@
 //! Logs: JSON lines on stderr, one per request with its id, method, route and status;
 //! the request-log middleware also sets the headers every response carries.
+//!
+//! Lines are formatted by [`JsonLines`], a small formatter written for the one shape we
+//! log: tracing-subscriber's own JSON formatter (serde through a field visitor, span
+//! fields re-parsed for every line) cost more than the rest of a cached answer.
 
-use std::time::Instant;
+use std::{
+    borrow::Cow,
+    fmt::{self, Write as _},
+    time::{Instant, SystemTime},
+};
 
 use actix_web::web;
 use actix_web::{
     body::MessageBody,
     dev::{ServiceRequest, ServiceResponse},
     http::header::{HeaderName, HeaderValue, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS},
+    http::Method,
     middleware::Next,
 };
-use tracing::Instrument;
+use tracing::{
+    field::{Field, Visit},
+    Event, Subscriber,
+};
 use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
+use tracing_subscriber::{
+    fmt::{format::Writer, FmtContext, FormatEvent, FormatFields},
+    registry::LookupSpan,
+    EnvFilter,
+};
 
 use crate::metrics::{Metrics, RequestLabels};
-use tracing_subscriber::EnvFilter;
+use crate::routes::RoutePattern;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+tokio::task_local! {
+    /// The request being handled by this task: lines logged while it runs carry it.
+    static REQUEST: RequestContext;
+}
+
+/// What every line logged during a request says about it (its `span` object).
+struct RequestContext {
+    id: String,
+    method: Cow<'static, str>,
+}
 
 /// Installs the global subscriber. `filter` is a tracing filter such as `info` or
 /// `tally=debug,sqlx=warn`; an unusable one falls back to `info`.
@@ -27,18 +55,183 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// what is still queued.
 pub fn init(filter: &str) -> WorkerGuard {
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    // The background thread writes what it finds queued and flushes when the queue is
+    // empty, so under load one write(2) carries many lines.
     let (writer, guard) = NonBlockingBuilder::default()
         .lossy(false)
         .thread_name("tally-log")
-        .finish(std::io::stderr());
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stderr(),
+        ));
     let _ = tracing_subscriber::fmt()
-        .json()
+        .event_format(JsonLines)
         .with_env_filter(filter)
-        .with_current_span(true)
-        .with_span_list(false)
         .with_writer(writer)
         .try_init();
     guard
+}
+
+/// One JSON object per line: `timestamp` (RFC 3339, UTC, microseconds), `level`,
+/// `fields` (the event's fields, `message` among them), `target`, and, for a line
+/// logged while a request is handled, `span` with that request's `request_id` and
+/// `method`. Strings are escaped as JSON requires; numbers and booleans stay numbers and
+/// booleans.
+pub struct JsonLines;
+
+impl<S, N> FormatEvent<S, N> for JsonLines
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let meta = event.metadata();
+        let mut line = String::with_capacity(256);
+        line.push_str("{\"timestamp\":\"");
+        let now: chrono::DateTime<chrono::Utc> = SystemTime::now().into();
+        line.push_str(&now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
+        line.push_str("\",\"level\":\"");
+        line.push_str(meta.level().as_str());
+        line.push_str("\",\"fields\":{");
+        event.record(&mut JsonFields {
+            out: &mut line,
+            first: true,
+        });
+        line.push_str("},\"target\":");
+        push_json_str(&mut line, meta.target());
+        let _ = REQUEST.try_with(|r| {
+            line.push_str(",\"span\":{\"name\":\"request\",\"request_id\":");
+            push_json_str(&mut line, &r.id);
+            line.push_str(",\"method\":");
+            push_json_str(&mut line, &r.method);
+            line.push('}');
+        });
+        line.push_str("}\n");
+        writer.write_str(&line)
+    }
+}
+
+/// Writes an event's fields as the members of a JSON object.
+struct JsonFields<'a> {
+    out: &'a mut String,
+    first: bool,
+}
+
+impl JsonFields<'_> {
+    fn key(&mut self, field: &Field) {
+        if !std::mem::take(&mut self.first) {
+            self.out.push(',');
+        }
+        push_json_str(self.out, field.name());
+        self.out.push(':');
+    }
+}
+
+impl Visit for JsonFields<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.key(field);
+        push_json_str(self.out, value);
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.key(field);
+        let _ = write!(self.out, "{value}");
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.key(field);
+        let _ = write!(self.out, "{value}");
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.key(field);
+        self.out.push_str(if value { "true" } else { "false" });
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.key(field);
+        if value.is_finite() {
+            let _ = write!(self.out, "{value}");
+        } else {
+            // JSON has no NaN or infinity.
+            self.out.push_str("null");
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.key(field);
+        self.out.push('"');
+        // `message` and `%value` fields arrive here; their text is escaped as written.
+        let _ = write!(Escaped(self.out), "{value:?}");
+        self.out.push('"');
+    }
+}
+
+/// A `fmt::Write` that escapes what it is given for a JSON string.
+struct Escaped<'a>(&'a mut String);
+
+impl fmt::Write for Escaped<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        escape_into(self.0, s);
+        Ok(())
+    }
+}
+
+/// `s` as a JSON string literal (quoted, escaped).
+fn push_json_str(out: &mut String, s: &str) {
+    out.push('"');
+    escape_into(out, s);
+    out.push('"');
+}
+
+/// RFC 8259 escaping: quotes, backslashes and control characters; the rest as it is.
+fn escape_into(out: &mut String, s: &str) {
+    // Ids, routes and most messages need none: one pass to check (without an early
+    // exit, so it vectorises), one copy.
+    if !s.bytes().fold(false, |seen, b| {
+        seen | (b == b'"') | (b == b'\\') | (b < 0x20)
+    }) {
+        out.push_str(s);
+        return;
+    }
+    let mut plain = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escape = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&s[plain..i]);
+        if escape.is_empty() {
+            let _ = write!(out, "\\u{b:04x}");
+        } else {
+            out.push_str(escape);
+        }
+        plain = i + 1;
+    }
+    out.push_str(&s[plain..]);
+}
+
+fn method_label(m: &Method) -> Cow<'static, str> {
+    match *m {
+        Method::GET => Cow::Borrowed("GET"),
+        Method::POST => Cow::Borrowed("POST"),
+        Method::PUT => Cow::Borrowed("PUT"),
+        Method::PATCH => Cow::Borrowed("PATCH"),
+        Method::DELETE => Cow::Borrowed("DELETE"),
+        Method::HEAD => Cow::Borrowed("HEAD"),
+        Method::OPTIONS => Cow::Borrowed("OPTIONS"),
+        _ => Cow::Owned(m.as_str().to_owned()),
+    }
 }
 
 /// Accepts a client's `X-Request-Id` (if short and printable) or makes one, echoes it,
@@ -54,15 +247,22 @@ pub async fn request_log(
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-    let route = req
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let method = req.method().to_string();
-    let metrics = req.app_data::<web::Data<Metrics>>().cloned();
-    let span =
-        tracing::info_span!("request", request_id = %id, method = %req.method(), route = %route);
+    let method = method_label(req.method());
     let start = Instant::now();
-    let mut res = next.call(req).instrument(span).await?;
+    let context = RequestContext {
+        id: id.clone(),
+        method: method.clone(),
+    };
+    let mut res = REQUEST.scope(context, next.call(req)).await?;
+    // Every resource of `routes::configure` names its pattern; anything else (Swagger
+    // UI's assets, 404s) is looked up, which costs a walk of the route table.
+    let route = match res.request().app_data::<RoutePattern>() {
+        Some(p) => Cow::Borrowed(p.0),
+        None => res
+            .request()
+            .match_pattern()
+            .map_or(Cow::Borrowed("unmatched"), Cow::Owned),
+    };
     let headers = res.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&id) {
         headers.insert(REQUEST_ID, v);
@@ -80,27 +280,146 @@ pub async fn request_log(
         );
     }
     let status = res.status().as_u16();
-    // The line carries its own fields rather than the span's: a JSON event inside a span
-    // re-reads the span's stored fields on every line, which costs more than the rest of
-    // a cached answer. Lines logged while the request runs (errors) still carry the span.
+    let elapsed = start.elapsed();
     tracing::info!(
-        request_id = %id,
-        method = %method,
-        route = %route,
+        request_id = id.as_str(),
+        method = &*method,
+        route = &*route,
         status,
-        latency_us = start.elapsed().as_micros() as u64,
+        latency_us = elapsed.as_micros() as u64,
         "request"
     );
-    if let Some(m) = metrics {
+    if let Some(m) = res.request().app_data::<web::Data<Metrics>>() {
         m.observe(
             RequestLabels {
                 method,
                 route,
                 status,
             },
-            start.elapsed().as_secs_f64(),
+            elapsed.as_secs_f64(),
         );
     }
-
     Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        io,
+        sync::{Arc, Mutex},
+    };
+
+    use super::*;
+
+    /// Collects what the subscriber writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn lines_of(log: impl FnOnce()) -> Vec<serde_json::Value> {
+        let out = Captured::default();
+        let sink = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .event_format(JsonLines)
+            .with_env_filter(EnvFilter::new("debug"))
+            .with_writer(move || sink.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, log);
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert!(text.ends_with('\n'), "{text:?}");
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    }
+
+    #[test]
+    fn a_line_is_one_json_object_with_typed_fields() {
+        let lines = lines_of(|| {
+            tracing::info!(
+                text = "quote \" backslash \\ newline \n tab \t bell \u{7} é ✓",
+                shown = %"display \"x\"",
+                n = -3i64,
+                u = 7u64,
+                ok = true,
+                ratio = 0.5f64,
+                nan = f64::NAN,
+                "hello {}",
+                "world"
+            );
+        });
+        assert_eq!(lines.len(), 1);
+        let l = &lines[0];
+        assert_eq!(l["level"], "INFO");
+        assert_eq!(l["target"], module_path!());
+        let ts = l["timestamp"].as_str().unwrap();
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(ts).is_ok() && ts.ends_with('Z') && ts.len() == 27,
+            "{ts}"
+        );
+        let f = &l["fields"];
+        assert_eq!(f["message"], "hello world");
+        assert_eq!(
+            f["text"],
+            "quote \" backslash \\ newline \n tab \t bell \u{7} é ✓"
+        );
+        assert_eq!(f["shown"], "display \"x\"");
+        assert_eq!(f["n"], -3);
+        assert_eq!(f["u"], 7);
+        assert_eq!(f["ok"], true);
+        assert_eq!(f["ratio"], 0.5);
+        assert!(f["nan"].is_null());
+        assert!(l.get("span").is_none(), "no request, no span: {l}");
+    }
+
+    #[tokio::test]
+    async fn lines_logged_during_a_request_name_it() {
+        let out = Captured::default();
+        let sink = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .event_format(JsonLines)
+            .with_writer(move || sink.clone())
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let context = RequestContext {
+            id: "req-\"1\"".into(),
+            method: Cow::Borrowed("POST"),
+        };
+        REQUEST
+            .scope(context, async {
+                tokio::task::yield_now().await;
+                tracing::warn!("inside");
+            })
+            .await;
+        tracing::warn!("outside");
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert_eq!(lines[0]["fields"]["message"], "inside");
+        assert_eq!(lines[0]["span"]["request_id"], "req-\"1\"");
+        assert_eq!(lines[0]["span"]["method"], "POST");
+        assert_eq!(lines[1]["fields"]["message"], "outside");
+        assert!(lines[1].get("span").is_none());
+    }
+
+    #[test]
+    fn escaping_covers_every_control_character() {
+        let all: String = (0u8..0x20).map(char::from).collect();
+        let mut out = String::new();
+        push_json_str(&mut out, &all);
+        let back: String = serde_json::from_str(&out).unwrap();
+        assert_eq!(back, all);
+        assert!(!out.bytes().skip(1).take(out.len() - 2).any(|b| b < 0x20));
+    }
 }

@@ -11,7 +11,7 @@ pub mod moderation;
 pub mod openapi;
 pub mod ratings;
 
-use actix_web::{middleware::from_fn, web};
+use actix_web::{middleware::from_fn, web, Resource};
 
 use crate::{error::ApiError, rate_limit::limit_writes};
 
@@ -27,19 +27,19 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/metrics"),
     ("GET", "/openapi.json"),
     ("GET", "/docs"),
-    ("GET", "/api/v1/ratings"),
-    ("GET", "/api/v1/articles/{article_id}"),
     ("GET", "/api/v1/articles/{article_id}/rating"),
+    ("GET", "/api/v1/articles/{article_id}/comments"),
+    ("POST", "/api/v1/articles/{article_id}/comments"),
+    ("GET", "/api/v1/ratings"),
     ("GET", "/api/v1/articles/{article_id}/ratings/me"),
     ("PUT", "/api/v1/articles/{article_id}/ratings/me"),
     ("DELETE", "/api/v1/articles/{article_id}/ratings/me"),
-    ("GET", "/api/v1/articles/{article_id}/comments"),
-    ("POST", "/api/v1/articles/{article_id}/comments"),
+    ("GET", "/api/v1/comments/{id}/replies"),
     ("GET", "/api/v1/comments/{id}"),
     ("PATCH", "/api/v1/comments/{id}"),
     ("DELETE", "/api/v1/comments/{id}"),
-    ("GET", "/api/v1/comments/{id}/replies"),
     ("POST", "/api/v1/comments/{id}/flags"),
+    ("GET", "/api/v1/articles/{article_id}"),
     ("GET", "/api/v1/moderation/queue"),
     ("GET", "/api/v1/moderation/stats"),
     ("POST", "/api/v1/moderation/comments/{id}/decision"),
@@ -63,65 +63,85 @@ pub fn allowed_methods(pattern: &str) -> Option<String> {
     (!methods.is_empty()).then(|| methods.join(", "))
 }
 
+/// The prefix of every API route.
+const API: &str = "/api/v1";
+
+/// The route pattern a request matched, for its log line and metrics. Every resource of
+/// [`configure`] carries its own as app data, so the request-log middleware reads it
+/// instead of matching the path against the route table once more.
+#[derive(Debug, Clone, Copy)]
+pub struct RoutePattern(pub &'static str);
+
+fn resource(pattern: &'static str) -> Resource {
+    web::resource(pattern).app_data(RoutePattern(pattern))
+}
+
+/// A resource under [`API`], given by its full pattern (as in [`ROUTES`]).
+fn api(pattern: &'static str) -> Resource {
+    debug_assert!(pattern.starts_with(API), "{pattern} is not under {API}");
+    let relative = pattern.strip_prefix(API).unwrap_or(pattern);
+    web::resource(relative).app_data(RoutePattern(pattern))
+}
+
 /// Every route of the service. Resources wrapped in `limit_writes` spend the caller's
 /// write budget on every non-GET request; moderation and admin tools are not limited.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/healthz").get(health::healthz))
-        .service(web::resource("/readyz").get(health::readyz))
-        .service(web::resource("/metrics").get(health::metrics))
-        .service(web::resource(openapi::SPEC_PATH).get(openapi::openapi_json))
-        .service(web::resource("/docs").get(openapi::docs))
+    cfg.service(resource("/healthz").get(health::healthz))
+        .service(resource("/readyz").get(health::readyz))
+        .service(resource("/metrics").get(health::metrics))
+        .service(resource(openapi::SPEC_PATH).get(openapi::openapi_json))
+        .service(resource("/docs").get(openapi::docs))
         .service(openapi::docs_assets())
         .service(
-            web::scope("/api/v1")
-                .service(web::resource("/ratings").get(ratings::batch))
-                .service(web::resource("/articles/{article_id}").get(articles::summary))
-                .service(web::resource("/articles/{article_id}/rating").get(ratings::aggregate))
+            web::scope(API)
+                // Every pattern is exact, so order decides only how many are tried:
+                // the most requested come first (each dynamic one tried costs a regex).
+                .service(api("/api/v1/articles/{article_id}/rating").get(ratings::aggregate))
                 .service(
-                    web::resource("/articles/{article_id}/ratings/me")
+                    api("/api/v1/articles/{article_id}/comments")
+                        .wrap(from_fn(limit_writes))
+                        .get(comments::list)
+                        .post(comments::create),
+                )
+                .service(api("/api/v1/ratings").get(ratings::batch))
+                .service(
+                    api("/api/v1/articles/{article_id}/ratings/me")
                         .wrap(from_fn(limit_writes))
                         .get(ratings::get_mine)
                         .put(ratings::put_mine)
                         .delete(ratings::delete_mine),
                 )
+                .service(api("/api/v1/comments/{id}/replies").get(comments::replies))
                 .service(
-                    web::resource("/articles/{article_id}/comments")
-                        .wrap(from_fn(limit_writes))
-                        .get(comments::list)
-                        .post(comments::create),
-                )
-                .service(
-                    web::resource("/comments/{id}")
+                    api("/api/v1/comments/{id}")
                         .wrap(from_fn(limit_writes))
                         .get(comments::get)
                         .patch(comments::edit)
                         .delete(comments::delete),
                 )
-                .service(web::resource("/comments/{id}/replies").get(comments::replies))
                 .service(
-                    web::resource("/comments/{id}/flags")
+                    api("/api/v1/comments/{id}/flags")
                         .wrap(from_fn(limit_writes))
                         .post(flags::create),
                 )
-                .service(web::resource("/moderation/queue").get(moderation::queue))
-                .service(web::resource("/moderation/stats").get(moderation::stats))
+                .service(api("/api/v1/articles/{article_id}").get(articles::summary))
+                .service(api("/api/v1/moderation/queue").get(moderation::queue))
+                .service(api("/api/v1/moderation/stats").get(moderation::stats))
+                .service(api("/api/v1/moderation/comments/{id}/decision").post(moderation::decide))
+                .service(api("/api/v1/moderation/decisions").post(moderation::decide_many))
+                .service(api("/api/v1/moderation/log").get(moderation::log))
                 .service(
-                    web::resource("/moderation/comments/{id}/decision").post(moderation::decide),
-                )
-                .service(web::resource("/moderation/decisions").post(moderation::decide_many))
-                .service(web::resource("/moderation/log").get(moderation::log))
-                .service(
-                    web::resource("/moderation/bans")
+                    api("/api/v1/moderation/bans")
                         .get(moderation::bans)
                         .post(moderation::ban),
                 )
-                .service(web::resource("/moderation/bans/{user_id}").delete(moderation::unban))
+                .service(api("/api/v1/moderation/bans/{user_id}").delete(moderation::unban))
                 .service(
-                    web::resource("/admin/settings")
+                    api("/api/v1/admin/settings")
                         .get(admin::get_settings)
                         .put(admin::put_settings),
                 )
-                .service(web::resource("/admin/articles/{article_id}").put(admin::put_article)),
+                .service(api("/api/v1/admin/articles/{article_id}").put(admin::put_article)),
         )
         .default_service(web::to(not_found));
 }

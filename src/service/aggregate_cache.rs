@@ -32,11 +32,13 @@ pub struct AggregateCache<V> {
     /// Entries per shard; `shards.len() * per_shard` never exceeds the configured bound.
     per_shard: usize,
     ttl: Duration,
-    hasher: std::hash::RandomState,
+    /// foldhash (as actix-http uses): seeded per process, several times faster than
+    /// SipHash on short ids, and a shard holds a bounded number of entries anyway.
+    hasher: foldhash::fast::RandomState,
 }
 
 struct Shard<V> {
-    map: HashMap<Box<str>, Slot<V>>,
+    map: HashMap<Box<str>, Slot<V>, foldhash::fast::RandomState>,
     /// Bumped by every invalidation in this shard; fills taken before are refused.
     generation: u64,
 }
@@ -70,14 +72,14 @@ impl<V> AggregateCache<V> {
             shards: (0..shards)
                 .map(|_| {
                     Mutex::new(Shard {
-                        map: HashMap::new(),
+                        map: HashMap::default(),
                         generation: 0,
                     })
                 })
                 .collect(),
             per_shard,
             ttl,
-            hasher: std::hash::RandomState::new(),
+            hasher: foldhash::fast::RandomState::default(),
         }
     }
 

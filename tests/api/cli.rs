@@ -310,6 +310,15 @@ async fn logs_are_json_lines_with_the_request_id_and_no_sql_at_info() {
         request_line["fields"]["route"],
         "/api/v1/articles/{article_id}/comments"
     );
+    assert_eq!(request_line["fields"]["method"], "POST");
+    assert!(request_line["fields"]["latency_us"].is_u64());
+    // A line logged while the request ran names the request it belongs to.
+    let created = parsed
+        .iter()
+        .find(|v| v["fields"]["message"] == "comment created")
+        .unwrap_or_else(|| panic!("no 'comment created' line in {logs:#?}"));
+    assert_eq!(created["span"]["request_id"], "trace-me-42");
+    assert_eq!(created["level"], "INFO");
     for line in &logs {
         assert!(
             !line.contains("INSERT INTO") && !line.contains("SELECT \""),

@@ -150,6 +150,17 @@ async fn every_listed_route_is_served_and_other_methods_are_405_with_allow() {
             }
         }
     }
+    // Each of those requests was counted under its route's own pattern (which the
+    // request-log middleware reads from the resource, not from the route table).
+    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    for (method, path) in ROUTES {
+        let label = format!(r#"tally_http_requests_total{{method="{method}",route="{path}","#);
+        assert!(metrics.contains(&label), "no {label} in\n{metrics}");
+    }
+    assert!(
+        !metrics.contains(r#"route="unmatched""#),
+        "a routed request was counted as unmatched:\n{metrics}"
+    );
 }
 
 #[tokio::test]
