@@ -2,6 +2,7 @@ use std::{
     borrow::Cow,
     collections::{hash_map::Entry, HashMap},
     sync::Arc,
+    time::{Duration, Instant},
 };
 
 use actix_web::{
@@ -386,7 +387,34 @@ pub struct AggregateList {
     ),
 )]
 pub async fn batch(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let ids = article_ids(req.query_string());
+    // The whole body is kept too (in the page cache, by the raw query), under the
+    // aggregates' version: any rating write through this instance retires it, and it
+    // never outlives the oldest aggregate it was built from.
+    let key = format!(
+        "{}|ratings|{}",
+        state.aggregates.version(),
+        req.query_string()
+    );
+    let body = match state.pages.get(&key) {
+        Ok(hit) => hit,
+        Err(ticket) => {
+            let (body, until) = batch_body(&state, req.query_string()).await?;
+            let body = Arc::new(web::Bytes::from(body));
+            state
+                .pages
+                .fill_until(ticket, &key, body.clone(), Some(until));
+            body
+        }
+    };
+    Ok(HttpResponse::Ok()
+        .content_type(JSON)
+        .body(web::Bytes::clone(&body)))
+}
+
+/// The body of `GET /api/v1/ratings` for `query`, and until when it is current (when
+/// the first of the cached aggregates it joins expires).
+async fn batch_body(state: &AppState, query: &str) -> Result<(Vec<u8>, Instant), ApiError> {
+    let ids = article_ids(query);
     for id in &ids {
         ArticleId::check(id).map_err(bad_query)?;
     }
@@ -398,13 +426,16 @@ pub async fn batch(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
     }
     // Each id looked up once, so duplicates get the same answer. Hits as they are; every
     // miss (its ticket taken now, before the read) in one query.
+    let started = Instant::now();
+    let mut until: Option<Instant> = None;
     let mut found: HashMap<&str, Option<Arc<CachedAggregate>>, foldhash::fast::RandomState> =
         HashMap::with_capacity_and_hasher(ids.len(), Default::default());
     let mut misses = vec![];
     for id in &ids {
         if let Entry::Vacant(slot) = found.entry(id) {
-            match state.aggregates.get(id) {
-                Ok(hit) => {
+            match state.aggregates.get_until(id) {
+                Ok((hit, expires)) => {
+                    until = Some(until.map_or(expires, |u| u.min(expires)));
                     slot.insert(Some(hit));
                 }
                 Err(ticket) => {
@@ -415,6 +446,10 @@ pub async fn batch(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
         }
     }
     if !misses.is_empty() {
+        // No later than the misses' own entries expire (their tickets are younger).
+        let ttl = Duration::from_millis(state.settings.aggregate_cache_ttl_ms);
+        let read = started + ttl;
+        until = Some(until.map_or(read, |u| u.min(read)));
         let wanted: Vec<&str> = misses.iter().map(|(id, _)| *id).collect();
         let rows = articles::find_many(&state.db.conn, &wanted).await?;
         for (id, ticket) in misses {
@@ -444,7 +479,7 @@ pub async fn batch(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
         body.extend_from_slice(&e.json);
     }
     body.extend_from_slice(b"]}");
-    Ok(HttpResponse::Ok().content_type(JSON).body(body))
+    Ok((body, until.unwrap_or_else(Instant::now)))
 }
 
 /// The `article_id` values of a query string, exactly as `form_urlencoded::parse` reads

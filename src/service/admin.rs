@@ -46,7 +46,10 @@ pub async fn put_settings(
         },
     )
     .await?;
-    tx.commit().await?;
+    let committed = tx.commit().await;
+    // Also when the COMMIT failed: whether it took effect is then unknown.
+    policies.invalidate();
+    committed?;
     settings(db, policies).await
 }
 

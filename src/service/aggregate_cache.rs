@@ -35,6 +35,8 @@ pub struct AggregateCache<V> {
     /// foldhash (as actix-http uses): seeded per process, several times faster than
     /// SipHash on short ids, and a shard holds a bounded number of entries anyway.
     hasher: foldhash::fast::RandomState,
+    /// Bumped by every invalidation, of any id (see [`AggregateCache::version`]).
+    version: std::sync::atomic::AtomicU64,
 }
 
 struct Shard<V> {
@@ -80,6 +82,7 @@ impl<V> AggregateCache<V> {
             per_shard,
             ttl,
             hasher: foldhash::fast::RandomState::default(),
+            version: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -112,6 +115,12 @@ impl<V> AggregateCache<V> {
     /// The live value for `id`, or on a miss the ticket to fill it with after reading the
     /// database. A disabled cache always misses.
     pub fn get(&self, id: &str) -> Result<Arc<V>, Ticket> {
+        self.get_until(id).map(|(value, _)| value)
+    }
+
+    /// As [`get`](Self::get), with the instant the value stops being served (for
+    /// something built from several values, which must not outlive any of them).
+    pub fn get_until(&self, id: &str) -> Result<(Arc<V>, Instant), Ticket> {
         let now = Instant::now();
         if !self.is_enabled() {
             return Err(Ticket {
@@ -123,7 +132,7 @@ impl<V> AggregateCache<V> {
         let shard = self.shard_of(id);
         let mut s = self.lock(shard);
         match s.map.get(id) {
-            Some(slot) if slot.expires > now => return Ok(slot.value.clone()),
+            Some(slot) if slot.expires > now => return Ok((slot.value.clone(), slot.expires)),
             Some(_) => {
                 s.map.remove(id);
             }
@@ -140,6 +149,17 @@ impl<V> AggregateCache<V> {
     /// `ticket` was taken (then the value may predate a commit and is dropped). Returns
     /// whether it was stored.
     pub fn fill(&self, ticket: Ticket, id: &str, value: Arc<V>) -> bool {
+        self.fill_until(ticket, id, value, None)
+    }
+
+    /// As [`fill`](Self::fill), but served no later than `not_after` either.
+    pub fn fill_until(
+        &self,
+        ticket: Ticket,
+        id: &str,
+        value: Arc<V>,
+        not_after: Option<Instant>,
+    ) -> bool {
         if !self.is_enabled() || ticket.shard != self.shard_of(id) {
             return false;
         }
@@ -147,6 +167,7 @@ impl<V> AggregateCache<V> {
         let Some(expires) = ticket.taken.checked_add(self.ttl) else {
             return false;
         };
+        let expires = not_after.map_or(expires, |t| t.min(expires));
         if expires <= Instant::now() {
             return false;
         }
@@ -169,9 +190,20 @@ impl<V> AggregateCache<V> {
         true
     }
 
+    /// A number that changes at every [`invalidate`](Self::invalidate), of any id: a
+    /// value built from several entries after reading version `v` is current while the
+    /// version is still `v`.
+    pub fn version(&self) -> u64 {
+        self.version.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Forgets `id` and refuses every fill whose ticket was taken before now. Call it
     /// after the write that changed the article's rating has committed.
     pub fn invalidate(&self, id: &str) {
+        // Also when disabled: what is built from this cache's values elsewhere (the
+        // batch bodies of `routes::ratings::batch`) is keyed by the version.
+        self.version
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if !self.is_enabled() {
             return;
         }
@@ -193,6 +225,28 @@ mod tests {
 
     fn ticket(c: &AggregateCache<u32>, id: &str) -> Ticket {
         c.get(id).expect_err("a miss")
+    }
+
+    #[test]
+    fn every_invalidation_moves_the_version_and_fills_can_be_cut_short() {
+        let c = cache(100, LONG);
+        let v = c.version();
+        c.invalidate("a");
+        assert_ne!(c.version(), v);
+        let v = c.version();
+        c.invalidate("never-cached");
+        assert_ne!(c.version(), v, "any id, cached or not");
+        let off = cache(0, LONG);
+        let v = off.version();
+        off.invalidate("a");
+        assert_ne!(off.version(), v, "also when the cache is off");
+
+        let soon = Instant::now() + Duration::from_millis(30);
+        assert!(c.fill_until(ticket(&c, "b"), "b", Arc::new(2), Some(soon)));
+        let (value, until) = c.get_until("b").unwrap();
+        assert_eq!((*value, until), (2, soon));
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(c.get("b").is_err(), "not served past its bound");
     }
 
     #[test]

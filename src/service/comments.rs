@@ -173,9 +173,20 @@ async fn evaluate(
     if let Some(id) = exclude_id {
         repeat = repeat.filter(comment::Column::Id.ne(id));
     }
-    let is_repeat = repeat.count(conn).await? > 0;
+    // Whether one such comment exists: its id alone, at most one row (a COUNT would
+    // wrap the whole select in a subquery).
+    let is_repeat = repeat
+        .select_only()
+        .column(comment::Column::Id)
+        .into_tuple::<String>()
+        .one(conn)
+        .await?
+        .is_some();
     let author_approved = if policy.policy.trusted_after_approved > 0 && !is_guest {
         // The kept per-author count: one primary-key read, however prolific the author.
+        // Approvals deferred by a group-committed batch (`counters::deferring`) are not
+        // in it yet, but cannot matter: a comment is approved automatically only when
+        // its author already passes this rule.
         author_count::Entity::find_by_id(author_id)
             .one(conn)
             .await?

@@ -26,7 +26,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, TransactionTrait};
 use tokio::sync::{mpsc, oneshot};
 
-use super::db::Db;
+use super::{counters, db::Db};
 use crate::error::ApiError;
 
 /// The most jobs committed by one transaction.
@@ -215,13 +215,17 @@ async fn writer(db: Db, mut rx: mpsc::Receiver<Box<dyn Job>>, batch_sizes: Histo
             continue;
         }
         batch_sizes.observe(batch.len() as f64);
-        if batch.len() == 1 {
-            for job in batch {
-                run_alone(&db, job).await;
+        // New comments' counters are written once per transaction (`counters::deferring`).
+        counters::deferring(async {
+            if batch.len() == 1 {
+                for job in batch {
+                    run_alone(&db, job).await;
+                }
+            } else {
+                run_batch(&db, batch).await;
             }
-        } else {
-            run_batch(&db, batch).await;
-        }
+        })
+        .await;
     }
 }
 
@@ -232,14 +236,14 @@ where
     F: for<'t> Fn(&'t DatabaseTransaction) -> JobFuture<'t, T> + Send + 'static,
 {
     let (reply, answer) = oneshot::channel();
-    run_alone(
+    counters::deferring(run_alone(
         db,
         Box::new(TypedJob {
             work,
             result: None,
             reply,
         }),
-    )
+    ))
     .await;
     answer
         .await
@@ -250,8 +254,12 @@ where
 async fn run_alone(db: &Db, mut job: Box<dyn Job>) {
     match db.begin_write().await {
         Ok(tx) => {
-            if let Ran::Ok = job.run(&tx, false).await {
-                if let Err(e) = tx.commit().await {
+            counters::discard_deferred();
+            if let Ran::Ok = run_counted(&mut job, &tx, false).await {
+                if let Err(e) = counters::apply_deferred(&*tx).await {
+                    job.fail(e.into());
+                    let _ = tx.rollback().await;
+                } else if let Err(e) = tx.commit().await {
                     job.fail(e.into());
                 }
             } else {
@@ -262,6 +270,15 @@ async fn run_alone(db: &Db, mut job: Box<dyn Job>) {
         Err(e) => job.fail(e.into()),
     }
     job.answer();
+}
+
+/// Runs a job, keeping the counters it deferred only if it succeeded. The transaction
+/// it runs in must be new (`counters::discard_deferred` was called when it began).
+async fn run_counted(job: &mut Box<dyn Job>, tx: &DatabaseTransaction, in_batch: bool) -> Ran {
+    counters::job_started();
+    let ran = job.run(tx, in_batch).await;
+    counters::job_ended(matches!(ran, Ran::Ok));
+    ran
 }
 
 /// Whether a batch failure means the database is out of reach: rerunning each job would
@@ -302,6 +319,8 @@ async fn begin_batch(
             return None;
         }
     };
+    // Nothing deferred by an earlier, rolled-back attempt may be written by this one.
+    counters::discard_deferred();
     if db.backend() == DbBackend::Postgres {
         let set = format!("SET LOCAL lock_timeout = '{BATCH_LOCK_TIMEOUT}'");
         if tx.execute_unprepared(&set).await.is_err() {
@@ -335,7 +354,7 @@ async fn run_batch(db: &Db, jobs: Vec<Box<dyn Job>>) {
     let mut jobs = jobs;
     let mut all_ok = true;
     for job in jobs.iter_mut() {
-        if !matches!(job.run(&tx, true).await, Ran::Ok) {
+        if !matches!(run_counted(job, &tx, true).await, Ran::Ok) {
             all_ok = false;
             break;
         }
@@ -344,6 +363,10 @@ async fn run_batch(db: &Db, jobs: Vec<Box<dyn Job>>) {
         // Release the SQLite writer lock before the isolated run takes it again.
         let _ = tx.rollback().await;
         return run_batch_isolated(db, jobs).await;
+    }
+    if counters::apply_deferred(&*tx).await.is_err() {
+        let _ = tx.rollback().await;
+        return rerun_alone(db, jobs).await;
     }
     match tx.commit().await {
         Ok(()) => {
@@ -372,11 +395,14 @@ async fn run_batch_isolated(db: &Db, jobs: Vec<Box<dyn Job>>) {
                 break;
             }
         };
-        let (closed, again) = match job.run(&savepoint, true).await {
+        counters::job_started();
+        let outcome = job.run(&savepoint, true).await;
+        let (closed, again) = match outcome {
             Ran::Ok => (savepoint.commit().await, false),
             Ran::Failed { again } => (savepoint.rollback().await, again),
             Ran::Panicked => (savepoint.rollback().await, false),
         };
+        counters::job_ended(matches!(outcome, Ran::Ok) && closed.is_ok());
         ran.push((job, again));
         if closed.is_err() {
             broken = true;
@@ -388,6 +414,10 @@ async fn run_batch_isolated(db: &Db, jobs: Vec<Box<dyn Job>>) {
         let _ = tx.rollback().await;
         let all = ran.into_iter().map(|(job, _)| job).chain(pending).collect();
         return rerun_alone(db, all).await;
+    }
+    if counters::apply_deferred(&*tx).await.is_err() {
+        let _ = tx.rollback().await;
+        return rerun_alone(db, ran.into_iter().map(|(job, _)| job).collect()).await;
     }
     match tx.commit().await {
         Ok(()) => {

@@ -295,3 +295,30 @@ async fn bad_article_registrations_are_refused() {
     assert_problem(res, 400, "bad_request").await;
     assert_eq!(app.scalar("SELECT COUNT(*) FROM articles").await, 0);
 }
+
+#[tokio::test]
+async fn a_policy_saved_through_another_instance_applies_here_within_a_second() {
+    let app = spawn_app().await;
+    let peer = crate::helpers::spawn_peer(&app, |_| {}).await;
+    // This instance reads (and keeps) the default policy: comments go live.
+    let live = app.comment("policy-peer", "u-1", "before", None).await;
+    assert_eq!(live["status"], "approved");
+
+    let res = app
+        .client
+        .put(peer.url("/api/v1/admin/settings"))
+        .bearer_auth(app.admin("admin-1"))
+        .json(&a_policy())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "saved through the peer");
+
+    // Within the freshness bound either policy may apply here; after it, the new one.
+    tokio::time::sleep(
+        tally::service::settings::POLICY_FRESH_FOR + std::time::Duration::from_millis(200),
+    )
+    .await;
+    let held = app.comment("policy-peer", "u-2", "after", None).await;
+    assert_eq!(held["status"], "pending", "pre-moderation applies: {held}");
+}

@@ -278,6 +278,11 @@ async fn writes_through_another_instance_show_once_the_ttl_has_passed() {
     let peer = spawn_peer(&app, |_| {}).await;
     app.rate(ARTICLE, "u-1", 5).await;
     assert_eq!(aggregate(&app).await["count"], 1, "now cached here");
+    assert_eq!(
+        batch_aggregate(&app).await["count"],
+        1,
+        "the batch body too"
+    );
 
     let res = app
         .client
@@ -298,4 +303,7 @@ async fn writes_through_another_instance_show_once_the_ttl_has_passed() {
     let agg = aggregate(&app).await;
     assert_eq!(agg["count"], 2, "{agg}");
     assert_eq!(histogram(&agg), [1, 0, 0, 0, 1]);
+    // The batch body (kept by the page cache, whose TTL is longer) expires with the
+    // aggregates it was built from.
+    assert_eq!(batch_aggregate(&app).await, agg);
 }

@@ -610,3 +610,96 @@ async fn on_postgres_a_batched_write_stuck_on_a_lock_lets_its_batch_commit_and_r
     assert!(matches!(stuck, Ok(true)), "then commits: {stuck:?}");
     assert_rating_counters_match_recounts(&app).await;
 }
+
+/// A write that stores a new top-level comment and counts it (deferred, in a batch),
+/// then fails when `fail` says so: its counts must go with its rows.
+fn count_a_comment(db: &Db, id: &str, fail: bool) -> JoinHandle<Result<(), ApiError>> {
+    let (db, id) = (db.clone(), id.to_owned());
+    tokio::spawn(async move {
+        db.write(move |tx| {
+            let id = id.clone();
+            Box::pin(async move {
+                let now = chrono::Utc::now();
+                let model = tally::entity::comment::Model {
+                    id,
+                    article_id: "hot".into(),
+                    parent_id: None,
+                    author_id: "u-count".into(),
+                    author_name: "U".into(),
+                    is_guest: false,
+                    body: "counted".into(),
+                    status: "approved".into(),
+                    version: 1,
+                    reply_count: 0,
+                    flag_count: 0,
+                    auto_score: 0.0,
+                    auto_reasons: "[]".into(),
+                    fingerprint: None,
+                    created_at: now,
+                    updated_at: now,
+                    edited_at: None,
+                };
+                let active: tally::entity::comment::ActiveModel = model.clone().into();
+                sea_orm::EntityTrait::insert(active)
+                    .exec_without_returning(tx)
+                    .await?;
+                tally::service::counters::status_changed(
+                    tx,
+                    &model,
+                    None,
+                    tally::domain::ModerationStatus::Approved,
+                )
+                .await?;
+                if fail {
+                    return Err(ApiError::Forbidden("failed after counting".into()));
+                }
+                Ok(())
+            })
+        })
+        .await
+    })
+}
+
+#[tokio::test]
+async fn counters_deferred_by_a_batch_are_written_once_and_only_for_the_writes_that_commit() {
+    let app = spawn_app().await;
+    app.comment("hot", "u-0", "the first word", None).await;
+    let db = Db::with_connection(app.db.clone());
+
+    // One batch: two writes that count a comment each, one that counts and fails.
+    let release = Arc::new(Notify::new());
+    let first = hold_writer_without_probe(&db, release.clone()).await;
+    let ok_1 = count_a_comment(&db, "c-ok-1", false);
+    let failed = count_a_comment(&db, "c-failed", true);
+    let ok_2 = count_a_comment(&db, "c-ok-2", false);
+    until_queued(&db, 3).await;
+    release.notify_one();
+    first.await.unwrap().unwrap();
+    ok_1.await.unwrap().expect("commits");
+    assert!(matches!(failed.await.unwrap(), Err(ApiError::Forbidden(_))));
+    ok_2.await.unwrap().expect("commits");
+
+    // And one write alone (no batch): counted by the same deferral.
+    count_a_comment(&db, "c-alone", false)
+        .await
+        .unwrap()
+        .expect("commits");
+
+    assert_eq!(
+        app.scalar("SELECT comment_count FROM articles WHERE id = 'hot'")
+            .await,
+        4,
+        "u-0's, the two of the batch and the one alone"
+    );
+    assert_eq!(
+        app.scalar("SELECT approved FROM author_counts WHERE author_id = 'u-count'")
+            .await,
+        3
+    );
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM comments WHERE id = 'c-failed'")
+            .await,
+        0
+    );
+    app.assert_counters_match_recounts().await;
+}

@@ -11,7 +11,6 @@ use tally::{
     auth::{JwtKeys, Role},
     config::{JwtSettings, Settings},
     domain::Policy,
-    service::settings::PolicyCache,
     startup::Application,
 };
 
@@ -292,14 +291,21 @@ impl TestApp {
         res.json().await.expect("json")
     }
 
-    /// Stores a moderation policy directly (the admin API has its own tests).
+    /// Replaces the moderation policy through the admin API (the instance keeps the
+    /// policy it read for a second, so a row written behind its back would not apply
+    /// at once).
     pub async fn set_policy(&self, f: impl FnOnce(&mut Policy)) {
         let mut p = Policy::default();
         f(&mut p);
-        PolicyCache::default()
-            .put(&self.db, &p)
-            .await
-            .expect("store policy");
+        let body = serde_json::to_value(&p).expect("policy as JSON");
+        let res = self
+            .put(
+                "/api/v1/admin/settings",
+                Some(&self.admin("policy-admin")),
+                &body,
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::OK, "store policy");
     }
 
     /// Runs a query returning one integer (cast to BIGINT: PostgreSQL sums are NUMERIC).

@@ -465,6 +465,7 @@ async fn the_log_lists_newest_first_filters_by_comment_and_actor_and_pages() {
         .moderator_get("/api/v1/moderation/log?actor=mod-2")
         .await;
     let first = app.moderator_get("/api/v1/moderation/log?limit=3").await;
+    assert_eq!(all["items"][4]["action"], "settings", "the oldest: {all}");
     let cursor = first["next_cursor"].as_str().expect("a second page");
     let second = app
         .moderator_get(&format!("/api/v1/moderation/log?limit=3&cursor={cursor}"))
@@ -476,7 +477,11 @@ async fn the_log_lists_newest_first_filters_by_comment_and_actor_and_pages() {
         .iter()
         .map(|e| e["id"].as_i64().unwrap())
         .collect();
-    assert_eq!(entry_ids.len(), 4, "two holds and two decisions");
+    assert_eq!(
+        entry_ids.len(),
+        5,
+        "the settings change (pre-moderation), two holds and two decisions"
+    );
     assert!(entry_ids.windows(2).all(|w| w[0] > w[1]), "newest first");
     let e = &all["items"][0];
     for key in [
