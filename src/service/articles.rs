@@ -1,7 +1,10 @@
 //! Articles: created on first write (unless turned off), summaries, admin registration.
 
 use sea_orm::{
-    sea_query::OnConflict, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
+    sea_query::{Expr, OnConflict, SelectStatement},
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, QuerySelect,
+    QueryTrait,
 };
 use serde::Serialize;
 
@@ -27,6 +30,47 @@ pub async fn find_many(
         .filter(article::Column::Id.is_in(ids.iter().copied()))
         .all(conn)
         .await?)
+}
+
+/// What a user's write checks before it writes, read in one round trip: 403 `banned`
+/// while `user_id` has a ban in force, then the article as [`for_write`] gives it, and
+/// whether the rows `also` selects exist (`None` when not asked). An unknown article
+/// falls back to one query each (it is then created, once).
+pub async fn for_user_write(
+    conn: &impl ConnectionTrait,
+    id: &ArticleId,
+    user_id: &str,
+    auto_create: bool,
+    also: Option<SelectStatement>,
+) -> Result<(article::Model, Option<bool>), ApiError> {
+    let mut query = article::Entity::find_by_id(id.as_str()).expr_as(
+        Expr::exists(super::moderation::bans_in_force(user_id)),
+        "banned",
+    );
+    if let Some(sub) = &also {
+        query = query.expr_as(Expr::exists(sub.clone()), "also");
+    }
+    let row = conn
+        .query_one_raw(query.build(conn.get_database_backend()))
+        .await?;
+    let Some(row) = row else {
+        super::moderation::ensure_not_banned(conn, user_id).await?;
+        let article = for_write(conn, id, auto_create).await?;
+        let also = match also {
+            Some(sub) => Some(super::exists(conn, sub).await?),
+            None => None,
+        };
+        return Ok((article, also));
+    };
+    if row.try_get::<bool>("", "banned")? {
+        return Err(ApiError::Banned);
+    }
+    let article = article::Model::from_query_result(&row, "")?;
+    let also = match also {
+        Some(_) => Some(row.try_get::<bool>("", "also")?),
+        None => None,
+    };
+    Ok((article, also))
 }
 
 /// The article a write goes to: created now if unknown and `auto_create` is on, 404 otherwise.

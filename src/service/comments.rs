@@ -4,8 +4,10 @@
 
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::{
-    sea_query::LockType, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::{Expr, LockType, Query, SelectStatement},
+    ActiveValue::Set,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -145,6 +147,27 @@ struct Candidate<'a> {
     body: &'a str,
     /// The comment being edited, which is no repeat of itself.
     exclude_id: Option<&'a str>,
+    /// The text's fingerprint and whether it repeats, when already known (read with
+    /// the article, see `create_in`); else `evaluate` finds out.
+    known: Option<(String, bool)>,
+}
+
+/// The author's other comments with the same fingerprint within the repeat window
+/// (not deleted), as a subquery for an EXISTS.
+fn repeat_query(author_id: &str, fingerprint: &str, exclude_id: Option<&str>) -> SelectStatement {
+    let since = super::now() - Duration::hours(REPEAT_WINDOW_HOURS);
+    let mut q = Query::select()
+        .expr(Expr::val(1))
+        .from(comment::Entity)
+        .and_where(comment::Column::AuthorId.eq(author_id))
+        .and_where(comment::Column::CreatedAt.gt(since))
+        .and_where(comment::Column::Fingerprint.eq(fingerprint))
+        .and_where(comment::Column::Status.ne(ModerationStatus::Deleted.as_str()))
+        .to_owned();
+    if let Some(id) = exclude_id {
+        q.and_where(comment::Column::Id.ne(id));
+    }
+    q
 }
 
 /// Runs the rule pipeline for a new or edited text; also returns the text's fingerprint
@@ -160,28 +183,17 @@ async fn evaluate(
         is_guest,
         body,
         exclude_id,
+        known,
     } = c;
-    let fingerprint = fingerprint(body);
-    let fingerprint = fingerprint.as_str();
     let policy = policies.get(conn).await?;
-    let since = super::now() - Duration::hours(REPEAT_WINDOW_HOURS);
-    let mut repeat = comment::Entity::find()
-        .filter(comment::Column::AuthorId.eq(author_id))
-        .filter(comment::Column::CreatedAt.gt(since))
-        .filter(comment::Column::Fingerprint.eq(fingerprint))
-        .filter(comment::Column::Status.ne(ModerationStatus::Deleted.as_str()));
-    if let Some(id) = exclude_id {
-        repeat = repeat.filter(comment::Column::Id.ne(id));
-    }
-    // Whether one such comment exists: its id alone, at most one row (a COUNT would
-    // wrap the whole select in a subquery).
-    let is_repeat = repeat
-        .select_only()
-        .column(comment::Column::Id)
-        .into_tuple::<String>()
-        .one(conn)
-        .await?
-        .is_some();
+    let (fingerprint, is_repeat) = match known {
+        Some(known) => known,
+        None => {
+            let fp = fingerprint(body);
+            let repeat = super::exists(conn, repeat_query(author_id, &fp, exclude_id)).await?;
+            (fp, repeat)
+        }
+    };
     let author_approved = if policy.policy.trusted_after_approved > 0 && !is_guest {
         // The kept per-author count: one primary-key read, however prolific the author.
         // Approvals deferred by a group-committed batch (`counters::deferring`) are not
@@ -201,7 +213,7 @@ async fn evaluate(
         author_approved,
         is_repeat,
     });
-    Ok((eval, fingerprint.to_owned()))
+    Ok((eval, fingerprint))
 }
 
 /// Logs a rule's decision to hold or reject a comment, with actor `system`.
@@ -298,10 +310,7 @@ pub async fn create_in(
         }
     }
     let (author_id, author_name, caller) = match &author {
-        Author::User(u) => {
-            moderation::ensure_not_banned(tx, &u.id).await?;
-            (u.id.clone(), u.name.clone(), Some(u))
-        }
+        Author::User(u) => (u.id.clone(), u.name.clone(), Some(u)),
         Author::Guest(name) => {
             if !policies.get(tx).await?.policy.guest_comments {
                 return Err(ApiError::Forbidden(
@@ -309,12 +318,22 @@ pub async fn create_in(
                 ));
             }
             let id = format!("guest:{}", name.as_str());
-            moderation::ensure_not_banned(tx, &id).await?;
             (id, name.as_str().to_owned(), None)
         }
     };
     let is_guest = caller.is_none();
-    let article = articles::for_write(tx, article_id, auto_create).await?;
+    let body = input.body.into_inner();
+    // The ban check, the article and the repeat rule's lookup in one round trip.
+    let fp = fingerprint(&body);
+    let (article, repeat) = articles::for_user_write(
+        tx,
+        article_id,
+        &author_id,
+        auto_create,
+        Some(repeat_query(&author_id, &fp, None)),
+    )
+    .await?;
+    let known = repeat.map(|r| (fp, r));
     if !article.comments_open {
         return Err(ApiError::CommentsClosed);
     }
@@ -332,7 +351,6 @@ pub async fn create_in(
             ));
         }
     }
-    let body = input.body.into_inner();
     let (eval, fp) = evaluate(
         tx,
         policies,
@@ -342,6 +360,7 @@ pub async fn create_in(
             is_guest,
             body: &body,
             exclude_id: None,
+            known,
         },
     )
     .await?;
@@ -620,6 +639,7 @@ pub async fn edit(
             is_guest: false,
             body: &body,
             exclude_id: Some(&c.id),
+            known: None,
         },
     )
     .await?;

@@ -11,6 +11,10 @@
 //! database error) is then rolled back to its savepoint alone and the others commit. Every caller is answered only after the COMMIT
 //! returned: nothing is acknowledged before it is durable.
 //!
+//! The counters of new top-level comments are deferred while a transaction runs (see
+//! `counters::deferring`): each job's join the transaction's only if that job
+//! succeeded, and they are written together just before the COMMIT.
+//!
 //! When the batch itself fails (BEGIN, a SAVEPOINT or the COMMIT), its jobs run again,
 //! each alone in its own transaction, and get their own outcome; when the database is
 //! unreachable they get 503 at once instead. Jobs are therefore `Fn` over owned inputs.

@@ -17,6 +17,24 @@ pub mod ratings;
 pub mod settings;
 
 use chrono::{DateTime, SubsecRound, Utc};
+use sea_orm::{
+    sea_query::{Expr, Query, SelectStatement},
+    ConnectionTrait,
+};
+
+use crate::error::ApiError;
+
+/// Whether `sub` selects any row: `SELECT EXISTS (sub)`, one round trip.
+pub async fn exists(conn: &impl ConnectionTrait, sub: SelectStatement) -> Result<bool, ApiError> {
+    let query = Query::select()
+        .expr_as(Expr::exists(sub), "found")
+        .to_owned();
+    let row = conn
+        .query_one_raw(conn.get_database_backend().build(&query))
+        .await?
+        .ok_or_else(|| ApiError::Internal("SELECT EXISTS gave no row".into()))?;
+    Ok(row.try_get::<bool>("", "found")?)
+}
 
 /// The current time at the precision both databases store (microseconds), so a value
 /// read back compares equal to the one written (keyset cursors depend on it).

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    sea_query::{Expr, ExprTrait, OnConflict},
+    sea_query::{Expr, ExprTrait, OnConflict, Query, SelectStatement},
     ActiveValue::Set,
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, Order, QueryFilter, QueryOrder,
     QuerySelect,
@@ -41,6 +41,16 @@ pub async fn ensure_not_banned(conn: &impl ConnectionTrait, user_id: &str) -> Re
         Some(_) => Err(ApiError::Banned),
         None => Ok(()),
     }
+}
+
+/// The bans of `user_id` in force, as a subquery (for an EXISTS).
+pub fn bans_in_force(user_id: &str) -> SelectStatement {
+    Query::select()
+        .expr(Expr::val(1))
+        .from(ban::Entity)
+        .and_where(ban::Column::UserId.eq(user_id))
+        .cond_where(in_force())
+        .to_owned()
 }
 
 /// Bans that have not expired: an expired ban stops applying by itself.

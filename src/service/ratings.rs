@@ -192,8 +192,7 @@ pub async fn put_in(
             return Ok(Outcome::Replay(stored));
         }
     }
-    super::moderation::ensure_not_banned(tx, &user.id).await?;
-    articles::for_write(tx, article_id, auto_create).await?;
+    articles::for_user_write(tx, article_id, &user.id, auto_create, None).await?;
     let now = super::now();
     let row = rating::ActiveModel {
         article_id: Set(article_id.to_string()),

@@ -941,3 +941,69 @@ async fn counters_equal_recounts_after_a_random_mix_of_operations() {
     assert!(comments.len() > 20, "the mix made comments");
     app.assert_counters_match_recounts().await;
 }
+
+#[tokio::test]
+async fn a_repeated_text_waits_on_the_same_or_a_new_article_and_a_ban_holds_on_new_articles() {
+    let app = spawn_app().await;
+    let first = app
+        .comment("a-1", "u-1", "Great piece, read it twice!", None)
+        .await;
+    assert_eq!(first["status"], "approved");
+    // The same words again (case and punctuation aside), on the same article: held.
+    let again = app
+        .comment("a-1", "u-1", "great piece read it twice", None)
+        .await;
+    assert_eq!(again["status"], "pending", "{again}");
+    // And on an article nobody wrote to yet (it is created by this comment).
+    let elsewhere = app
+        .comment("a-new", "u-1", "Great piece, read it twice", None)
+        .await;
+    assert_eq!(elsewhere["status"], "pending", "{elsewhere}");
+    let reasons = app
+        .scalar(&format!(
+            "SELECT COUNT(*) FROM comments WHERE id IN ('{}', '{}') AND auto_reasons LIKE '%repeat_post%'",
+            again["id"].as_str().unwrap(),
+            elsewhere["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(reasons, 2);
+    // Someone else's same words are no repeat.
+    let other = app
+        .comment("a-1", "u-2", "Great piece, read it twice!", None)
+        .await;
+    assert_eq!(other["status"], "approved");
+
+    let moderator = app.moderator("mod-1");
+    let res = app
+        .post(
+            "/api/v1/moderation/bans",
+            Some(&moderator),
+            &json!({"user_id": "u-1", "reason": "repeats"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let reader = app.reader("u-1");
+    for res in [
+        app.post(
+            "/api/v1/articles/never-written/comments",
+            Some(&reader),
+            &json!({"body": "hi"}),
+        )
+        .await,
+        app.put(
+            "/api/v1/articles/never-written/ratings/me",
+            Some(&reader),
+            &json!({"stars": 5}),
+        )
+        .await,
+    ] {
+        assert_problem(res, 403, "banned").await;
+    }
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM articles WHERE id = 'never-written'")
+            .await,
+        0,
+        "a refused write creates no article"
+    );
+    app.assert_counters_match_recounts().await;
+}
