@@ -2,7 +2,7 @@
 //! and status (recorded by the request middleware), plus the moderation queue sizes read
 //! from the kept counters at scrape time, and how many writes each group commit carried.
 
-use std::borrow::Cow;
+use std::{borrow::Cow, cell::RefCell, collections::HashMap, sync::Arc};
 
 use prometheus_client::{
     encoding::{text::encode, EncodeLabelSet},
@@ -93,6 +93,14 @@ impl Metrics {
         self.requests.get_or_create(&labels).inc();
     }
 
+    /// The counter and histogram of one label set (shared with the registry).
+    fn handles(&self, labels: &RequestLabels) -> (Counter, Histogram) {
+        (
+            self.requests.get_or_create(labels).clone(),
+            self.latency.get_or_create(labels).clone(),
+        )
+    }
+
     /// The text exposition, with the queue sizes as given.
     pub fn render(&self, queues: &[(&str, i64)]) -> String {
         for (name, size) in queues {
@@ -106,6 +114,32 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);
         out
+    }
+}
+
+/// One worker thread's handles on the request metrics: recording a request then takes
+/// no lock on the families' maps and no SipHash (the families are looked up once per
+/// label set and worker). Built in the per-worker app factory; not `Send`.
+pub struct WorkerMetrics {
+    shared: Arc<Metrics>,
+    handles: RefCell<HashMap<RequestLabels, (Counter, Histogram), foldhash::fast::RandomState>>,
+}
+
+impl WorkerMetrics {
+    pub fn new(shared: Arc<Metrics>) -> Self {
+        WorkerMetrics {
+            shared,
+            handles: RefCell::default(),
+        }
+    }
+
+    pub fn observe(&self, labels: RequestLabels, seconds: f64) {
+        let mut handles = self.handles.borrow_mut();
+        let (requests, latency) = handles
+            .entry(labels)
+            .or_insert_with_key(|labels| self.shared.handles(labels));
+        latency.observe(seconds);
+        requests.inc();
     }
 }
 
@@ -136,6 +170,36 @@ mod tests {
         );
         assert!(
             text.contains(r#"tally_moderation_queue_size{queue="pending"} 4"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_workers_handles_count_in_the_shared_registry() {
+        let shared = Arc::new(Metrics::default());
+        let (a, b) = (
+            WorkerMetrics::new(shared.clone()),
+            WorkerMetrics::new(shared.clone()),
+        );
+        let labels = |status| RequestLabels {
+            method: "GET".into(),
+            route: "/healthz".into(),
+            status,
+        };
+        a.observe(labels(200), 0.001);
+        b.observe(labels(200), 0.001);
+        a.observe(labels(200), 0.001);
+        a.observe(labels(404), 0.001);
+        shared.observe(labels(200), 0.001);
+        let text = shared.render(&[]);
+        assert!(
+            text.contains(
+                r#"tally_http_requests_total{method="GET",route="/healthz",status="200"} 4"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"tally_http_request_duration_seconds_count{method="GET",route="/healthz",status="404"} 1"#),
             "{text}"
         );
     }

@@ -12,7 +12,7 @@ use crate::{
     auth::{JwtKeys, KeyError, Role},
     config::Settings,
     error::problem_for_framework_errors,
-    metrics::Metrics,
+    metrics::{Metrics, WorkerMetrics},
     rate_limit::WriteLimiter,
     routes::{self, ratings::CachedAggregate},
     service::{aggregate_cache::AggregateCache, db::Db, settings::PolicyCache},
@@ -131,12 +131,14 @@ fn run(
     let keys = web::Data::new(keys);
     let metrics =
         web::Data::new(Metrics::default().with_write_batch_sizes(state.db.write_batch_sizes()));
+    let shared_metrics = metrics.clone().into_inner();
     let addr = listener.local_addr().ok();
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
             .app_data(keys.clone())
             .app_data(metrics.clone())
+            .app_data(WorkerMetrics::new(shared_metrics.clone()))
             // The raw body reader's own cap (actix defaults to 256 KiB); `ApiJson` also checks.
             .app_data(web::PayloadConfig::new(state.settings.max_body_bytes))
             .app_data(

@@ -11,7 +11,6 @@ use std::{
     time::{Instant, SystemTime},
 };
 
-use actix_web::web;
 use actix_web::{
     body::MessageBody,
     dev::{ServiceRequest, ServiceResponse},
@@ -30,7 +29,7 @@ use tracing_subscriber::{
     EnvFilter,
 };
 
-use crate::metrics::{Metrics, RequestLabels};
+use crate::metrics::{RequestLabels, WorkerMetrics};
 use crate::routes::RoutePattern;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -93,8 +92,7 @@ where
         let meta = event.metadata();
         let mut line = String::with_capacity(256);
         line.push_str("{\"timestamp\":\"");
-        let now: chrono::DateTime<chrono::Utc> = SystemTime::now().into();
-        line.push_str(&now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
+        push_timestamp(&mut line, SystemTime::now());
         line.push_str("\",\"level\":\"");
         line.push_str(meta.level().as_str());
         line.push_str("\",\"fields\":{");
@@ -114,6 +112,30 @@ where
         line.push_str("}\n");
         writer.write_str(&line)
     }
+}
+
+/// `now` as RFC 3339 in UTC with microseconds (`2026-11-24T01:21:40.055711Z`). The
+/// date and time of day are formatted once per second and thread.
+fn push_timestamp(out: &mut String, now: SystemTime) {
+    thread_local! {
+        static SECOND: std::cell::RefCell<(u64, String)> =
+            const { std::cell::RefCell::new((u64::MAX, String::new())) };
+    }
+    let since = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = since.as_secs();
+    SECOND.with(|cached| {
+        let mut cached = cached.borrow_mut();
+        if cached.0 != secs {
+            let at: chrono::DateTime<chrono::Utc> =
+                (SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs)).into();
+            cached.1 = at.format("%Y-%m-%dT%H:%M:%S").to_string();
+            cached.0 = secs;
+        }
+        out.push_str(&cached.1);
+    });
+    let _ = write!(out, ".{:06}Z", since.subsec_micros());
 }
 
 /// Writes an event's fields as the members of a JSON object.
@@ -289,7 +311,7 @@ pub async fn request_log(
         latency_us = elapsed.as_micros() as u64,
         "request"
     );
-    if let Some(m) = res.request().app_data::<web::Data<Metrics>>() {
+    if let Some(m) = res.request().app_data::<WorkerMetrics>() {
         m.observe(
             RequestLabels {
                 method,
@@ -411,6 +433,23 @@ mod tests {
         assert_eq!(lines[0]["span"]["method"], "POST");
         assert_eq!(lines[1]["fields"]["message"], "outside");
         assert!(lines[1].get("span").is_none());
+    }
+
+    #[test]
+    fn timestamps_are_rfc_3339_with_microseconds_across_seconds() {
+        for t in [
+            SystemTime::UNIX_EPOCH + std::time::Duration::from_micros(1_795_000_000_000_007),
+            SystemTime::UNIX_EPOCH + std::time::Duration::from_micros(1_795_000_000_999_999),
+            SystemTime::UNIX_EPOCH + std::time::Duration::from_micros(1_795_000_001_000_000),
+        ] {
+            let mut out = String::new();
+            push_timestamp(&mut out, t);
+            let expected: chrono::DateTime<chrono::Utc> = t.into();
+            assert_eq!(
+                out,
+                expected.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+            );
+        }
     }
 
     #[test]
