@@ -32,15 +32,10 @@ pub const SYSTEM: &str = "system";
 
 /// 403 `banned` while the user has a ban that has not expired.
 pub async fn ensure_not_banned(conn: &impl ConnectionTrait, user_id: &str) -> Result<(), ApiError> {
-    let active = ban::Entity::find()
-        .filter(ban::Column::UserId.eq(user_id))
-        .filter(in_force())
-        .one(conn)
-        .await?;
-    match active {
-        Some(_) => Err(ApiError::Banned),
-        None => Ok(()),
+    if super::exists(conn, bans_in_force(user_id)).await? {
+        return Err(ApiError::Banned);
     }
+    Ok(())
 }
 
 /// The bans of `user_id` in force, as a subquery (for an EXISTS).
