@@ -44,9 +44,11 @@ pub enum Command {
 pub async fn run(cli: Cli, settings: Settings) -> Result<(), String> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
-            let app = Application::build(settings.clone())
+            let mut app = Application::build(settings.clone())
                 .await
                 .map_err(|e| e.to_string())?;
+            app.stop_on_signals()
+                .map_err(|e| format!("cannot handle signals: {e}"))?;
             tracing::info!(port = app.port(), bind = %settings.bind, "tally listening");
             app.print_trial_tokens();
             app.run_until_stopped().await.map_err(|e| e.to_string())

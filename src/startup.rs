@@ -33,6 +33,33 @@ pub struct AppState {
     pub pages: AggregateCache<web::Bytes>,
 }
 
+/// The stop signals, registered with the OS as soon as this is built.
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    quit: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(StopSignals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            quit: signal(SignalKind::quit())?,
+        })
+    }
+
+    /// Waits for one; whether the stop should be graceful.
+    async fn wait(mut self) -> bool {
+        tokio::select! {
+            _ = self.term.recv() => true,
+            _ = self.int.recv() => true,
+            _ = self.quit.recv() => false,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("{0}")]
@@ -46,6 +73,8 @@ pub enum StartError {
 pub struct Application {
     port: u16,
     server: Server,
+    /// Set by [`Application::stop_on_signals`].
+    signals: Option<StopSignals>,
     pub keys: Arc<JwtKeys>,
     pub db: Db,
 }
@@ -84,6 +113,7 @@ impl Application {
         Ok(Application {
             port,
             server,
+            signals: None,
             keys,
             db,
         })
@@ -116,8 +146,26 @@ impl Application {
         }
     }
 
-    /// Serves until SIGTERM / SIGINT, then lets in-flight requests finish.
+    /// Makes SIGTERM and SIGINT stop the server gracefully (in-flight requests get up to
+    /// 30 s) and SIGQUIT stop it at once. The handlers are in place when this returns,
+    /// so a signal that comes right after the server says it is listening is never
+    /// the default one that kills the process (actix's own handlers would only be
+    /// installed once the server is first polled).
+    pub fn stop_on_signals(&mut self) -> std::io::Result<()> {
+        self.signals = Some(StopSignals::install()?);
+        Ok(())
+    }
+
+    /// Serves until stopped: by a signal after [`stop_on_signals`](Self::stop_on_signals),
+    /// or through [`handle`](Self::handle).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        if let Some(signals) = self.signals {
+            let handle = self.server.handle();
+            tokio::spawn(async move {
+                let graceful = signals.wait().await;
+                handle.stop(graceful).await;
+            });
+        }
         self.server.await
     }
 }
@@ -149,7 +197,9 @@ fn run(
             .wrap(from_fn(telemetry::request_log))
             .configure(routes::configure)
     })
-    .shutdown_timeout(30);
+    .shutdown_timeout(30)
+    // Signals are ours (`Application::stop_on_signals`), installed before start-up ends.
+    .disable_signals();
     if let Some(n) = workers {
         server = server.workers(n);
     }

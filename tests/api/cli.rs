@@ -221,6 +221,19 @@ fn sigterm(child: &std::process::Child) {
 }
 
 #[tokio::test]
+async fn a_sigterm_right_after_the_listening_line_is_a_clean_stop() {
+    // The handlers must be in place before the server says it listens: a signal in
+    // that window used to take the default action and kill the process.
+    let db = crate::helpers::TestDb::fresh().await;
+    for _ in 0..3 {
+        let mut served = serve(&db.url);
+        sigterm(&served.child);
+        let status = served.child.wait().unwrap();
+        assert!(status.success(), "{status}");
+    }
+}
+
+#[tokio::test]
 async fn sigterm_lets_in_flight_writes_finish_and_loses_nothing_acknowledged() {
     let db = crate::helpers::TestDb::fresh().await;
     let client = reqwest::Client::new();
@@ -254,7 +267,12 @@ async fn sigterm_lets_in_flight_writes_finish_and_loses_nothing_acknowledged() {
             Err(_) => {}
         }
     }
-    assert!(served.child.wait().unwrap().success());
+    let status = served.child.wait().unwrap();
+    assert!(
+        status.success(),
+        "{status}: {:#?}",
+        served.logs.lock().unwrap()
+    );
 
     let mut again = serve(&db.url);
     let page: serde_json::Value = client
