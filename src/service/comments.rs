@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use super::{
     articles, counters,
-    db::Db,
+    db::{Db, Route},
     idempotency::{self, IdempotentRequest, Outcome},
     moderation::{self, LogEntry, SYSTEM},
     settings::PolicyCache,
@@ -265,8 +265,15 @@ pub async fn create(
     let policies = policies.clone();
     let article_id = article_id.clone();
     let idempotency = idempotency.cloned();
+    // A reply locks its parents while its batch runs: a thread's replies share a writer.
+    // A new thread's counters are all deferred, so it goes by author (see `Route`).
+    let route = match (&input.parent_id, &author) {
+        (Some(_), _) => Route::article(article_id.as_str()),
+        (None, Author::User(u)) => Route::user(&u.id),
+        (None, Author::Guest(name)) => Route::user(name.as_str()),
+    };
     let outcome = db
-        .write(move |tx| {
+        .write(route, move |tx| {
             let (policies, author, article_id, input, idempotency) = (
                 policies.clone(),
                 author.clone(),

@@ -2,13 +2,24 @@
 //! the same transaction as the change, so that article comment counts, reply counts and
 //! queue sizes always equal a recount of the rows.
 //!
-//! Inside a group-committed batch (see [`deferring`]), the counters of new top-level
-//! comments are added up in memory instead and written by [`apply_deferred`] just before
-//! the batch commits: one UPDATE per article and per queue and one INSERT for all the
-//! authors, instead of three statements per comment. Same transaction, so the counters
-//! still equal a recount at every commit.
+//! Inside a group-committed batch (see [`deferring`]), the counters that new comments and
+//! ratings move on shared rows (articles, queues, authors) are added up in memory instead
+//! and written by [`apply_deferred`] just before the batch commits: one UPDATE per
+//! article and per queue and one INSERT for all the authors, instead of several
+//! statements per write. Same transaction, so the counters still equal a recount at every
+//! commit. A batch therefore locks shared rows only at its end, in one global order
+//! (articles, queues, authors, each sorted by key), which is what lets several writers
+//! run batches side by side on PostgreSQL without waiting on each other's rows mid-way
+//! (see `group_commit`). A write that must answer with its article's aggregate asks for
+//! it with [`watch_rating`]: it is told the histogram as it stood right after it, in
+//! commit order, once the counters are written.
 
-use std::{cell::RefCell, collections::BTreeMap, future::Future};
+use std::{
+    cell::RefCell,
+    collections::{BTreeMap, BTreeSet},
+    future::Future,
+    sync::{Arc, Mutex},
+};
 
 use sea_orm::{
     sea_query::{Alias, Expr, ExprTrait, LockType, OnConflict},
@@ -16,9 +27,11 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect,
 };
 
+use super::idempotency::{self, IdempotentRequest};
 use crate::{
-    domain::ModerationStatus,
-    entity::{article, author_count, comment, queue_counter},
+    domain::{ModerationStatus, Stars},
+    entity::{article, author_count, comment, moderation_log, queue_counter},
+    error::ApiError,
 };
 
 /// Adds `delta` to one queue size.
@@ -48,9 +61,6 @@ pub async fn status_changed(
     if from == Some(to) {
         return Ok(());
     }
-    if from.is_none() && c.parent_id.is_none() && defer_new(c, to) {
-        return Ok(());
-    }
     // Lock order, the same in every write: comment rows bottom-up (the comment, then its
     // ancestors), then the article row, then the queue counters, then the author's counts.
     // Any other order lets two transactions on PostgreSQL wait on each other.
@@ -59,13 +69,15 @@ pub async fn status_changed(
     let listed_delta = listed(Some(to)) - listed(from);
     let approved = |s: Option<ModerationStatus>| i64::from(s == Some(ModerationStatus::Approved));
     let approved_delta = approved(Some(to)) - approved(from);
-    // A top-level comment moves both article counters: one UPDATE of the article row.
-    let top_level_delta = if c.parent_id.is_none() {
-        listed_delta
-    } else {
-        listed_changed(conn, &c.article_id, c.parent_id.clone(), listed_delta).await?;
-        0
+    // A reply's listing climbs its thread (comment rows, locked now); what reaches the
+    // top moves the article's top-level count.
+    let top_level_delta = match &c.parent_id {
+        None => listed_delta,
+        Some(parent) => climb(conn, Some(parent.clone()), listed_delta).await?,
     };
+    if from.is_none() && defer_new(c, approved_delta, top_level_delta, to) {
+        return Ok(());
+    }
     if approved_delta != 0 || top_level_delta != 0 {
         article::Entity::update_many()
             .col_expr(
@@ -132,25 +144,18 @@ async fn bump_author(
     Ok(())
 }
 
-/// A comment under `parent` became listed (+1) or unlisted (-1). A deleted parent shows
-/// as a tombstone only while it has listed replies, so the change can climb the thread.
-async fn listed_changed(
+/// A comment under `parent` became listed (+1) or unlisted (-1): the parents' reply
+/// counts move. A deleted parent shows as a tombstone only while it has listed replies,
+/// so the change can climb the thread; returns what reaches the top (the change of the
+/// article's count of listed top-level comments), for the caller to apply.
+async fn climb(
     conn: &impl ConnectionTrait,
-    article_id: &str,
     mut parent: Option<String>,
     mut delta: i64,
-) -> Result<(), DbErr> {
+) -> Result<i64, DbErr> {
     while delta != 0 {
         let Some(parent_id) = parent else {
-            article::Entity::update_many()
-                .col_expr(
-                    article::Column::TopLevelCount,
-                    Expr::col(article::Column::TopLevelCount).add(delta),
-                )
-                .filter(article::Column::Id.eq(article_id))
-                .exec(conn)
-                .await?;
-            return Ok(());
+            return Ok(delta);
         };
         // Lock the parent (PostgreSQL) so its status and count are read and written as one.
         let Some(p) = comment::Entity::find_by_id(&parent_id)
@@ -158,7 +163,7 @@ async fn listed_changed(
             .one(conn)
             .await?
         else {
-            return Ok(());
+            return Ok(0);
         };
         comment::Entity::update_many()
             .col_expr(
@@ -174,43 +179,90 @@ async fn listed_changed(
         delta = after - before;
         parent = p.parent_id;
     }
-    Ok(())
+    Ok(0)
 }
 
 /// Counter changes added up while a batch runs. `job` holds the running job's own, which
 /// join `batch` only when that job succeeded; a failed job's are dropped with it.
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct Deferred {
     batch: Deltas,
     job: Deltas,
+    /// The running job's request for its article's histogram after it.
+    job_watch: Option<Watch>,
+    /// The rating changes of the batch's jobs and their requests, in the order the
+    /// jobs ran.
+    changes: Vec<Change>,
 }
 
 #[derive(Debug, Default)]
 struct Deltas {
     /// Article id → (comment_count, top_level_count).
     articles: BTreeMap<String, [i64; 2]>,
+    /// Article id → ratings added (removed: negative) per number of stars, 1..=5.
+    ratings: BTreeMap<String, [i64; 5]>,
     queues: BTreeMap<&'static str, i64>,
     /// Author id → (approved, rejected, spam).
     authors: BTreeMap<String, [i64; 3]>,
+    /// Moderation log entries, in the order they were made.
+    log: Vec<moderation_log::ActiveModel>,
+}
+
+fn add<const N: usize>(into: &mut [i64; N], from: [i64; N]) {
+    for (a, b) in into.iter_mut().zip(from) {
+        *a += b;
+    }
 }
 
 impl Deltas {
     fn merge(&mut self, other: Deltas) {
-        for (id, [a, b]) in other.articles {
-            let e = self.articles.entry(id).or_default();
-            e[0] += a;
-            e[1] += b;
+        for (id, d) in other.articles {
+            add(self.articles.entry(id).or_default(), d);
+        }
+        for (id, d) in other.ratings {
+            add(self.ratings.entry(id).or_default(), d);
         }
         for (q, n) in other.queues {
             *self.queues.entry(q).or_default() += n;
         }
         for (id, d) in other.authors {
-            let e = self.authors.entry(id).or_default();
-            for i in 0..3 {
-                e[i] += d[i];
-            }
+            add(self.authors.entry(id).or_default(), d);
         }
+        self.log.extend(other.log);
     }
+}
+
+/// Where a write that deferred its rating counters learns its article's histogram as it
+/// stood right after that write (see [`watch_rating`]). Filled just before the COMMIT.
+#[derive(Debug, Clone, Default)]
+pub struct RatingAfter(Arc<Mutex<Option<[i64; 5]>>>);
+
+impl RatingAfter {
+    /// The histogram, once the batch's counters were written.
+    pub fn get(&self) -> Option<[i64; 5]> {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set(&self, histogram: [i64; 5]) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(histogram);
+    }
+}
+
+/// An idempotent write's stored answer, made from its article's histogram after it.
+pub type Completion =
+    Box<dyn Fn([i64; 5]) -> (IdempotentRequest, u16, serde_json::Value) + Send + Sync>;
+
+struct Watch {
+    article_id: String,
+    after: RatingAfter,
+    complete: Option<Completion>,
+}
+
+/// One job's rating changes on one article, and what it asked to be told.
+struct Change {
+    article_id: String,
+    own: [i64; 5],
+    watch: Option<Watch>,
 }
 
 tokio::task_local! {
@@ -218,7 +270,7 @@ tokio::task_local! {
 }
 
 /// Runs `batch` (a group-committed transaction's work) with the counters of new
-/// top-level comments deferred. Inside it, mark each job with [`job_started`] and
+/// comments and of ratings deferred. Inside it, mark each job with [`job_started`] and
 /// [`job_ended`], and call [`apply_deferred`] before committing.
 pub async fn deferring<F: Future>(batch: F) -> F::Output {
     DEFERRED
@@ -233,7 +285,11 @@ pub fn discard_deferred() {
 
 /// A job of the batch starts: nothing of it is counted yet.
 pub fn job_started() {
-    let _ = DEFERRED.try_with(|d| d.borrow_mut().job = Deltas::default());
+    let _ = DEFERRED.try_with(|d| {
+        let mut d = d.borrow_mut();
+        d.job = Deltas::default();
+        d.job_watch = None;
+    });
 }
 
 /// The job that ran last ended: its counter changes join the batch's if it succeeded.
@@ -241,26 +297,87 @@ pub fn job_ended(succeeded: bool) {
     let _ = DEFERRED.try_with(|d| {
         let mut d = d.borrow_mut();
         let job = std::mem::take(&mut d.job);
+        let watch = d.job_watch.take();
         if succeeded {
+            let mut watch = watch;
+            for (id, own) in &job.ratings {
+                let watch = watch.take_if(|w| w.article_id == *id);
+                d.changes.push(Change {
+                    article_id: id.clone(),
+                    own: *own,
+                    watch,
+                });
+            }
+            if let Some(w) = watch {
+                // Asked, but changed nothing there (the same stars again).
+                d.changes.push(Change {
+                    article_id: w.article_id.clone(),
+                    own: [0; 5],
+                    watch: Some(w),
+                });
+            }
             d.batch.merge(job);
         }
     });
 }
 
-/// Records a new top-level comment's counters for later, if a batch is deferring them.
-fn defer_new(c: &comment::Model, to: ModerationStatus) -> bool {
+/// Records a new comment's counters for later, if a batch is deferring them.
+fn defer_new(c: &comment::Model, approved: i64, top_level: i64, to: ModerationStatus) -> bool {
     DEFERRED
         .try_with(|d| {
             let job = &mut d.borrow_mut().job;
-            let article = job.articles.entry(c.article_id.clone()).or_default();
-            article[0] += i64::from(to == ModerationStatus::Approved);
-            article[1] += i64::from(to.is_listed(c.reply_count));
+            add(
+                job.articles.entry(c.article_id.clone()).or_default(),
+                [approved, top_level],
+            );
             *job.queues.entry(to.as_str()).or_default() += 1;
             if let Some(i) = author_slot(to) {
                 job.authors.entry(c.author_id.clone()).or_default()[i] += 1;
             }
         })
         .is_ok()
+}
+
+/// Records that a rating of `stars` was added (`sign` 1) or removed (-1) on the
+/// article, if a batch is deferring rating counters; `false` when none is (the caller
+/// then updates the article itself).
+pub fn defer_rating(article_id: &str, stars: Stars, sign: i64) -> bool {
+    DEFERRED
+        .try_with(|d| {
+            let job = &mut d.borrow_mut().job;
+            let slot = usize::from(stars.get()) - 1;
+            job.ratings.entry(article_id.to_owned()).or_default()[slot] += sign;
+        })
+        .is_ok()
+}
+
+/// Keeps a moderation log entry to be inserted with the batch's others, just before the
+/// COMMIT (one INSERT for all); gives it back when no batch is deferring (the caller
+/// inserts it then). Log rows are new rows: inserting them later locks nothing.
+pub fn defer_log(row: moderation_log::ActiveModel) -> Option<moderation_log::ActiveModel> {
+    let mut row = Some(row);
+    let _ = DEFERRED.try_with(|d| d.borrow_mut().job.log.extend(row.take()));
+    row
+}
+
+/// Whether the running write is inside a batch that defers counters.
+pub fn is_deferring() -> bool {
+    DEFERRED.try_with(|_| ()).is_ok()
+}
+
+/// Asks for the article's rating histogram as it stands right after the running job
+/// (in commit order: every write committed before, this batch's jobs up to this one),
+/// to be put in `after` once the batch's counters are written. With `complete`, the
+/// job's idempotent answer is stored then too, made from that histogram. Only inside a
+/// batch that defers counters ([`is_deferring`]).
+pub fn watch_rating(article_id: &str, after: &RatingAfter, complete: Option<Completion>) {
+    let _ = DEFERRED.try_with(|d| {
+        d.borrow_mut().job_watch = Some(Watch {
+            article_id: article_id.to_owned(),
+            after: after.clone(),
+            complete,
+        });
+    });
 }
 
 fn author_slot(status: ModerationStatus) -> Option<usize> {
@@ -272,34 +389,129 @@ fn author_slot(status: ModerationStatus) -> Option<usize> {
     }
 }
 
+fn star_column(slot: usize) -> article::Column {
+    match slot {
+        0 => article::Column::Stars1,
+        1 => article::Column::Stars2,
+        2 => article::Column::Stars3,
+        3 => article::Column::Stars4,
+        _ => article::Column::Stars5,
+    }
+}
+
+fn histogram(a: &article::Model) -> [i64; 5] {
+    [a.stars_1, a.stars_2, a.stars_3, a.stars_4, a.stars_5]
+}
+
+/// Writes one article's deferred counters; returns its histogram after them when
+/// `watched` (read if nothing changed).
+async fn apply_article(
+    conn: &impl ConnectionTrait,
+    id: &str,
+    [comments, top_level]: [i64; 2],
+    stars: [i64; 5],
+    watched: bool,
+) -> Result<Option<[i64; 5]>, DbErr> {
+    let mut update = article::Entity::update_many().filter(article::Column::Id.eq(id));
+    let mut changed = false;
+    let mut set = |col: article::Column, delta: i64| {
+        if delta != 0 {
+            let u = std::mem::replace(&mut update, article::Entity::update_many());
+            update = u.col_expr(col, Expr::col(col).add(delta));
+            changed = true;
+        }
+    };
+    set(article::Column::CommentCount, comments);
+    set(article::Column::TopLevelCount, top_level);
+    for (slot, d) in stars.iter().enumerate() {
+        set(star_column(slot), *d);
+    }
+    set(article::Column::RatingCount, stars.iter().sum());
+    set(
+        article::Column::RatingSum,
+        stars.iter().zip(1..).map(|(d, s)| d * s).sum(),
+    );
+    match (changed, watched) {
+        (false, false) => Ok(None),
+        (true, false) => update.exec(conn).await.map(|_| None),
+        (true, true) => Ok(update
+            .exec_with_returning(conn)
+            .await?
+            .first()
+            .map(histogram)),
+        (false, true) => Ok(article::Entity::find_by_id(id)
+            .one(conn)
+            .await?
+            .as_ref()
+            .map(histogram)),
+    }
+}
+
 /// Writes the batch's deferred counters (articles, then queues, then authors: the lock
-/// order of every write) and forgets them.
-pub async fn apply_deferred(conn: &impl ConnectionTrait) -> Result<(), DbErr> {
-    let Ok(d) = DEFERRED.try_with(|d| std::mem::take(&mut d.borrow_mut().batch)) else {
+/// order of every write), tells the watching jobs their histograms, stores their
+/// idempotent answers, and forgets it all.
+pub async fn apply_deferred(conn: &impl ConnectionTrait) -> Result<(), ApiError> {
+    let Ok((d, changes)) = DEFERRED.try_with(|d| {
+        let mut d = d.borrow_mut();
+        (std::mem::take(&mut d.batch), std::mem::take(&mut d.changes))
+    }) else {
         return Ok(());
     };
-    for (id, [comments, top_level]) in &d.articles {
-        if *comments == 0 && *top_level == 0 {
-            continue;
+    let watched: BTreeSet<&str> = changes
+        .iter()
+        .filter_map(|c| c.watch.as_ref().map(|w| w.article_id.as_str()))
+        .collect();
+    let ids: BTreeSet<&str> = (d.articles.keys().chain(d.ratings.keys()))
+        .map(String::as_str)
+        .chain(watched.iter().copied())
+        .collect();
+    let mut after: BTreeMap<&str, [i64; 5]> = BTreeMap::new();
+    for id in ids {
+        let counts = d.articles.get(id).copied().unwrap_or_default();
+        let stars = d.ratings.get(id).copied().unwrap_or_default();
+        if let Some(h) = apply_article(conn, id, counts, stars, watched.contains(id)).await? {
+            after.insert(id, h);
         }
-        article::Entity::update_many()
-            .col_expr(
-                article::Column::CommentCount,
-                Expr::col(article::Column::CommentCount).add(*comments),
-            )
-            .col_expr(
-                article::Column::TopLevelCount,
-                Expr::col(article::Column::TopLevelCount).add(*top_level),
-            )
-            .filter(article::Column::Id.eq(id))
-            .exec(conn)
-            .await?;
+    }
+    // Each watcher sees the final histogram less what the jobs after it changed.
+    for c in changes.iter().rev() {
+        let Some(h) = after.get_mut(c.article_id.as_str()) else {
+            if c.watch.is_some() {
+                return Err(ApiError::Internal(format!(
+                    "article {} vanished before its counters were written",
+                    c.article_id
+                )));
+            }
+            continue;
+        };
+        if let Some(w) = &c.watch {
+            w.after.set(*h);
+        }
+        add(h, c.own.map(|d| -d));
     }
     for (queue, n) in &d.queues {
         bump_queue(conn, queue, *n).await?;
     }
-    let rows: Vec<author_count::ActiveModel> = d
-        .authors
+    apply_authors(conn, &d.authors).await?;
+    if !d.log.is_empty() {
+        moderation_log::Entity::insert_many(d.log)
+            .exec_without_returning(conn)
+            .await?;
+    }
+    for w in changes.iter().filter_map(|c| c.watch.as_ref()) {
+        if let (Some(complete), Some(h)) = (&w.complete, w.after.get()) {
+            let (req, status, body) = complete(h);
+            idempotency::complete(conn, &req, status, &body).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn apply_authors(
+    conn: &impl ConnectionTrait,
+    authors: &BTreeMap<String, [i64; 3]>,
+) -> Result<(), DbErr> {
+    let rows: Vec<author_count::ActiveModel> = authors
         .iter()
         .filter(|(_, n)| n.iter().any(|v| *v != 0))
         .map(

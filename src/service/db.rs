@@ -26,11 +26,51 @@ pub struct Db {
     /// SQLite has one writer at a time. Queuing writers here, in the process, instead of
     /// in SQLite's busy handler keeps them fair and never surfaces SQLITE_BUSY as a 500.
     sqlite_writer: Option<Arc<Mutex<()>>>,
-    /// The group-commit writer behind [`Db::write`]; `None` in the writer's own copy.
-    group: Option<GroupCommit>,
+    /// The group-commit writers behind [`Db::write`]; none in a writer's own copy.
+    writers: Arc<[GroupCommit]>,
     /// Bumped after every write transaction of this process ended in a COMMIT (see
     /// [`Db::write_epoch`]).
     epoch: Arc<AtomicU64>,
+}
+
+/// How many group-commit writers a PostgreSQL pool gets (SQLite has one writer at a
+/// time, so one). Each holds one connection while its batch runs. A batch is bound by
+/// round trips to the database, not by CPU: two writers overlap them. A batch takes its
+/// shared row locks (article, queue and author counters) only at its end, in one global
+/// order (`counters::apply_deferred`), so two writers' batches wait on each other at
+/// most for a COMMIT, never in a cycle.
+pub const POSTGRES_WRITERS: usize = 2;
+
+/// Which writer a group-committed write goes to. Writes that lock the same rows while
+/// their batch runs (not only at its end) must go to the same writer: a user's own rows
+/// (their ratings, their idempotency keys) by user, a thread's comment rows (a reply
+/// locks its parents) by article.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route(u64);
+
+impl Route {
+    /// The first writer: for a write that locks no rows while its batch runs, or a `Db`
+    /// with one writer.
+    pub const ANY: Route = Route(0);
+
+    pub fn user(id: &str) -> Route {
+        Route::of("user", id)
+    }
+
+    pub fn article(id: &str) -> Route {
+        Route::of("article", id)
+    }
+
+    fn of(kind: &str, id: &str) -> Route {
+        use std::hash::BuildHasher;
+        // Fixed seed: the same key goes to the same writer for the life of the process.
+        Route(foldhash::fast::FixedState::with_seed(0).hash_one((kind, id)))
+    }
+
+    fn writer(self, writers: usize) -> usize {
+        // Lossless: the remainder is below `writers`.
+        (self.0 % writers.max(1) as u64) as usize
+    }
 }
 
 /// A write transaction. On SQLite it holds the write lock from `BEGIN IMMEDIATE` on,
@@ -86,19 +126,34 @@ impl Db {
         Ok(Db::with_connection(conn))
     }
 
-    /// Wraps an open pool and spawns its group-commit writer on the current tokio
-    /// runtime (without a runtime, `write` runs each write alone). On SQLite the writer lock is per `Db`: two `Db`s on one file queue for
-    /// each other in SQLite's busy handler instead.
+    /// Wraps an open pool and spawns its group-commit writers on the current tokio
+    /// runtime: one on SQLite, [`POSTGRES_WRITERS`] on PostgreSQL (without a runtime,
+    /// `write` runs each write alone). On SQLite the writer lock is per `Db`: two `Db`s
+    /// on one file queue for each other in SQLite's busy handler instead.
     pub fn with_connection(conn: DatabaseConnection) -> Db {
-        let sqlite_writer =
-            (conn.get_database_backend() == DbBackend::Sqlite).then(|| Arc::new(Mutex::new(())));
+        let writers = match conn.get_database_backend() {
+            DbBackend::Postgres => POSTGRES_WRITERS,
+            _ => 1,
+        };
+        Db::with_writers(conn, writers)
+    }
+
+    /// [`Db::with_connection`] with `writers` group-commit writers (at least one; SQLite
+    /// always gets one).
+    pub fn with_writers(conn: DatabaseConnection, writers: usize) -> Db {
+        let sqlite = conn.get_database_backend() == DbBackend::Sqlite;
+        let sqlite_writer = sqlite.then(|| Arc::new(Mutex::new(())));
         let mut db = Db {
             conn,
             sqlite_writer,
-            group: None,
+            writers: Arc::new([]),
             epoch: Arc::new(AtomicU64::new(0)),
         };
-        db.group = GroupCommit::spawn(db.clone());
+        let n = if sqlite { 1 } else { writers.max(1) };
+        let batch_sizes = group_commit::batch_size_histogram();
+        db.writers = (0..n)
+            .map_while(|_| GroupCommit::spawn(db.clone(), batch_sizes.clone()))
+            .collect();
         db
     }
 
@@ -138,28 +193,29 @@ impl Db {
     }
 
     /// Runs `work` as part of a group-committed write transaction (see
-    /// [`group_commit`]) and returns its result once that transaction committed; an
-    /// error result means nothing of `work` was written. `work` may run more than once
-    /// (only the last run counts), so it owns (clones) its inputs.
-    pub async fn write<T, F>(&self, work: F) -> Result<T, ApiError>
+    /// [`group_commit`]) on the writer `route` picks, and returns its result once that
+    /// transaction committed; an error result means nothing of `work` was written.
+    /// `work` may run more than once (only the last run counts), so it owns (clones) its
+    /// inputs.
+    pub async fn write<T, F>(&self, route: Route, work: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
         F: for<'t> Fn(&'t DatabaseTransaction) -> JobFuture<'t, T> + Send + 'static,
     {
-        match &self.group {
-            Some(group) => group.submit(work).await,
+        match self.writers.get(route.writer(self.writers.len())) {
+            Some(writer) => writer.submit(work).await,
             None => group_commit::run_unbatched(self, work).await,
         }
     }
 
-    /// Writes waiting for the group-commit writer.
+    /// Writes waiting for the group-commit writers.
     pub fn queued_writes(&self) -> usize {
-        self.group.as_ref().map_or(0, GroupCommit::queued)
+        self.writers.iter().map(GroupCommit::queued).sum()
     }
 
-    /// How many writes each group-committed transaction carried.
+    /// How many writes each group-committed transaction carried (all writers).
     pub fn write_batch_sizes(&self) -> Option<prometheus_client::metrics::histogram::Histogram> {
-        self.group.as_ref().map(GroupCommit::batch_sizes)
+        self.writers.first().map(GroupCommit::batch_sizes)
     }
 
     /// Whether the database answers a trivial query.

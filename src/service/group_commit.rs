@@ -11,9 +11,17 @@
 //! database error) is then rolled back to its savepoint alone and the others commit. Every caller is answered only after the COMMIT
 //! returned: nothing is acknowledged before it is durable.
 //!
-//! The counters of new top-level comments are deferred while a transaction runs (see
-//! `counters::deferring`): each job's join the transaction's only if that job
-//! succeeded, and they are written together just before the COMMIT.
+//! The counters that new comments and ratings move on shared rows (articles, queues,
+//! authors) and the moderation log entries of new comments are deferred while a
+//! transaction runs (see `counters::deferring`): each job's join the transaction's only
+//! if that job succeeded, and they are written together just before the COMMIT. A
+//! rating is answered with its article's aggregate as it stood right after it.
+//!
+//! SQLite has one writer. On PostgreSQL a `Db` has [`super::db::POSTGRES_WRITERS`], each
+//! with its own queue and transaction; `Db::write` picks one by [`super::db::Route`] (by
+//! user, or by article for replies), so the rows a job locks while its batch runs are
+//! never wanted by another writer's batch, and the shared rows are locked only at the
+//! end, in one order. Two batches then wait on each other at most for a COMMIT.
 //!
 //! When the batch itself fails (BEGIN, a SAVEPOINT or the COMMIT), its jobs run again,
 //! each alone in its own transaction, and get their own outcome; when the database is
@@ -143,7 +151,12 @@ where
     }
 }
 
-/// The handle on a `Db`'s writer task.
+/// The histogram of jobs per transaction: 1, 2, 4 … 128.
+pub fn batch_size_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(1.0, 2.0, 8))
+}
+
+/// The handle on one of a `Db`'s writer tasks.
 #[derive(Clone)]
 pub struct GroupCommit {
     queue: mpsc::Sender<Box<dyn Job>>,
@@ -159,14 +172,13 @@ impl fmt::Debug for GroupCommit {
 }
 
 impl GroupCommit {
-    /// Spawns the writer on the current tokio runtime (`None` outside of one). `db` must
-    /// have no writer of its own (the task would keep its own queue open and never end);
-    /// the task ends when every handle is dropped.
-    pub fn spawn(db: Db) -> Option<GroupCommit> {
+    /// Spawns a writer on the current tokio runtime (`None` outside of one), observing
+    /// its batch sizes into `batch_sizes`. `db` must have no writer of its own (the task
+    /// would keep its own queue open and never end); the task ends when every handle is
+    /// dropped.
+    pub fn spawn(db: Db, batch_sizes: Histogram) -> Option<GroupCommit> {
         let runtime = tokio::runtime::Handle::try_current().ok()?;
         let (queue, rx) = mpsc::channel(QUEUE_CAPACITY);
-        // 1, 2, 4 … 128 jobs per transaction.
-        let batch_sizes = Histogram::new(exponential_buckets(1.0, 2.0, 8));
         runtime.spawn(writer(db, rx, batch_sizes.clone()));
         Some(GroupCommit { queue, batch_sizes })
     }
@@ -261,7 +273,7 @@ async fn run_alone(db: &Db, mut job: Box<dyn Job>) {
             counters::discard_deferred();
             if let Ran::Ok = run_counted(&mut job, &tx, false).await {
                 if let Err(e) = counters::apply_deferred(&*tx).await {
-                    job.fail(e.into());
+                    job.fail(e);
                     let _ = tx.rollback().await;
                 } else if let Err(e) = tx.commit().await {
                     job.fail(e.into());
@@ -336,6 +348,17 @@ async fn begin_batch(
     Some((tx, jobs))
 }
 
+/// Writes a batch's deferred counters. On PostgreSQL without the batch's lock timeout:
+/// every batch takes these locks last and in the same order, and no other transaction
+/// of ours waits on a batch while holding one of them (comment rows come first in every
+/// write), so waiting here can only be for a COMMIT, not a cycle.
+async fn apply_batch_counters(db: &Db, tx: &DatabaseTransaction) -> Result<(), ApiError> {
+    if db.backend() == DbBackend::Postgres {
+        tx.execute_unprepared("SET LOCAL lock_timeout = 0").await?;
+    }
+    counters::apply_deferred(tx).await
+}
+
 /// A batch's COMMIT failed. A lost connection leaves it unknown whether it took effect,
 /// so a rerun could write twice: the callers get 503, as a single write would. Any
 /// other failure rolled it back: each job runs again alone.
@@ -368,7 +391,7 @@ async fn run_batch(db: &Db, jobs: Vec<Box<dyn Job>>) {
         let _ = tx.rollback().await;
         return run_batch_isolated(db, jobs).await;
     }
-    if counters::apply_deferred(&*tx).await.is_err() {
+    if apply_batch_counters(db, &tx).await.is_err() {
         let _ = tx.rollback().await;
         return rerun_alone(db, jobs).await;
     }
@@ -419,7 +442,7 @@ async fn run_batch_isolated(db: &Db, jobs: Vec<Box<dyn Job>>) {
         let all = ran.into_iter().map(|(job, _)| job).chain(pending).collect();
         return rerun_alone(db, all).await;
     }
-    if counters::apply_deferred(&*tx).await.is_err() {
+    if apply_batch_counters(db, &tx).await.is_err() {
         let _ = tx.rollback().await;
         return rerun_alone(db, ran.into_iter().map(|(job, _)| job).collect()).await;
     }

@@ -80,9 +80,12 @@ pub async fn append_log(conn: &impl ConnectionTrait, e: LogEntry<'_>) -> Result<
         reason: Set(e.reason),
         ..Default::default()
     };
-    moderation_log::Entity::insert(row)
-        .exec_without_returning(conn)
-        .await?;
+    // Inside a group-committed batch the entry joins the batch's one INSERT.
+    if let Some(row) = super::counters::defer_log(row) {
+        moderation_log::Entity::insert(row)
+            .exec_without_returning(conn)
+            .await?;
+    }
     Ok(())
 }
 

@@ -1,18 +1,19 @@
 //! Ratings: one per user per article, counters kept on the article in the same
-//! transaction as the rating row.
+//! transaction as the rating row (written at the end of the group-committed batch, see
+//! `counters::defer_rating`).
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    sea_query::{Expr, ExprTrait, LockType, OnConflict},
+    sea_query::{Expr, LockType, OnConflict},
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter,
-    QuerySelect, Statement,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect,
 };
 use serde::Serialize;
 
 use super::{
-    articles,
-    db::Db,
+    articles, counters,
+    counters::RatingAfter,
+    db::{Db, Route},
     idempotency::{self, IdempotentRequest, Outcome},
 };
 use crate::{
@@ -80,7 +81,7 @@ impl AggregateView {
 }
 
 /// A caller's own rating with the article's aggregate after it.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct MyRating {
     pub article_id: String,
     #[schema(minimum = 1, maximum = 5)]
@@ -88,92 +89,6 @@ pub struct MyRating {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub rating: AggregateView,
-}
-
-fn star_column(stars: Stars) -> article::Column {
-    match stars.get() {
-        1 => article::Column::Stars1,
-        2 => article::Column::Stars2,
-        3 => article::Column::Stars3,
-        4 => article::Column::Stars4,
-        _ => article::Column::Stars5,
-    }
-}
-
-/// Adds `sign` (±1) ratings of `stars` to the article's counters; returns the article
-/// row as this update left it (`RETURNING`, so no second read is needed).
-async fn count(
-    conn: &impl ConnectionTrait,
-    article_id: &str,
-    stars: Stars,
-    sign: i64,
-) -> Result<Option<article::Model>, ApiError> {
-    let col = star_column(stars);
-    let updated = article::Entity::update_many()
-        .col_expr(col, Expr::col(col).add(sign))
-        .col_expr(
-            article::Column::RatingCount,
-            Expr::col(article::Column::RatingCount).add(sign),
-        )
-        .col_expr(
-            article::Column::RatingSum,
-            Expr::col(article::Column::RatingSum).add(sign * i64::from(stars.get())),
-        )
-        .filter(article::Column::Id.eq(article_id))
-        .exec_with_returning(conn)
-        .await?;
-    Ok(updated.into_iter().next())
-}
-
-/// PostgreSQL: a first rating's INSERT and its article's counters in ONE statement (a
-/// data-modifying CTE, one round trip instead of two), returning the article row as it
-/// left it. `None` when the user had rated the article already: nothing was written.
-async fn insert_counted(
-    tx: &impl ConnectionTrait,
-    article_id: &str,
-    user_id: &str,
-    stars: Stars,
-    now: DateTime<Utc>,
-) -> Result<Option<article::Model>, ApiError> {
-    use sea_orm::{EntityName, Iden, IdenStatic};
-    let (ratings, articles) = (rating::Entity.table_name(), article::Entity.table_name());
-    let col = star_column(stars).as_str();
-    let (count, sum) = (
-        article::Column::RatingCount.as_str(),
-        article::Column::RatingSum.as_str(),
-    );
-    let r = |c: rating::Column| c.to_string();
-    let sql = format!(
-        r#"WITH ins AS (
-  INSERT INTO "{ratings}" ("{}", "{}", "{}", "{}", "{}") VALUES ($1, $2, $3, $4, $4)
-  ON CONFLICT ("{}", "{}") DO NOTHING RETURNING 1
-)
-UPDATE "{articles}" SET "{col}" = "{col}" + 1, "{count}" = "{count}" + 1, "{sum}" = "{sum}" + $3
-FROM ins WHERE "{articles}"."{}" = $1
-RETURNING "{articles}".*"#,
-        r(rating::Column::ArticleId),
-        r(rating::Column::UserId),
-        r(rating::Column::Stars),
-        r(rating::Column::CreatedAt),
-        r(rating::Column::UpdatedAt),
-        r(rating::Column::ArticleId),
-        r(rating::Column::UserId),
-        article::Column::Id.as_str(),
-    );
-    let stmt = Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        sql,
-        [
-            article_id.into(),
-            user_id.into(),
-            i16::from(stars.get()).into(),
-            now.into(),
-        ],
-    );
-    match tx.query_one_raw(stmt).await? {
-        Some(row) => Ok(Some(article::Model::from_query_result(&row, "")?)),
-        None => Ok(None),
-    }
 }
 
 fn stored_stars(r: &rating::Model) -> Result<Stars, ApiError> {
@@ -202,7 +117,8 @@ fn rating_view(article_id: &ArticleId, r: rating::Model, a: Option<&article::Mod
 
 /// Rates an article. Returns the rating and whether it was the user's first. Under an
 /// idempotency key, a request already done is replayed and nothing is written.
-/// Group-committed (`Db::write`): answered once the rating is durable.
+/// Group-committed (`Db::write`): answered once the rating is durable, with the article's
+/// aggregate as it stood right after this rating (in commit order).
 pub async fn put(
     db: &Db,
     user: &User,
@@ -211,40 +127,64 @@ pub async fn put(
     auto_create: bool,
     idempotency: Option<&IdempotentRequest>,
 ) -> Result<Outcome<(MyRating, bool)>, ApiError> {
-    let (user, article_id, idempotency) = (user.clone(), article_id.clone(), idempotency.cloned());
-    db.write(move |tx| {
-        let (user, article_id, idempotency) =
-            (user.clone(), article_id.clone(), idempotency.clone());
-        Box::pin(async move {
-            put_in(
-                tx,
-                &user,
-                &article_id,
-                stars,
-                auto_create,
-                idempotency.as_ref(),
-            )
-            .await
+    let after = RatingAfter::default();
+    let (user, id, idempotency) = (user.clone(), article_id.clone(), idempotency.cloned());
+    let route = Route::user(&user.id);
+    let mut outcome = db
+        .write(route, {
+            let after = after.clone();
+            move |tx| {
+                let (user, id, idempotency, after) =
+                    (user.clone(), id.clone(), idempotency.clone(), after.clone());
+                Box::pin(async move {
+                    put_in(
+                        tx,
+                        &user,
+                        &id,
+                        stars,
+                        auto_create,
+                        idempotency.as_ref(),
+                        &after,
+                    )
+                    .await
+                })
+            }
         })
-    })
-    .await
+        .await?;
+    if let Outcome::Done((view, _)) = &mut outcome {
+        let histogram = after.get().ok_or_else(|| {
+            ApiError::Internal("a rating was committed without its aggregate".into())
+        })?;
+        view.rating = AggregateView::new(article_id.as_str(), Aggregate { histogram });
+    }
+    Ok(outcome)
 }
 
-/// `put` inside the caller's write transaction.
-pub async fn put_in(
+fn not_batched() -> ApiError {
+    ApiError::Internal("ratings are written through Db::write only".into())
+}
+
+/// `put` inside a group-committed write: the article's counters are deferred to the end
+/// of the batch (`counters::defer_rating`), and `after` gets the aggregate then.
+async fn put_in(
     tx: &impl ConnectionTrait,
     user: &User,
     article_id: &ArticleId,
     stars: Stars,
     auto_create: bool,
     idempotency: Option<&IdempotentRequest>,
+    after: &RatingAfter,
 ) -> Result<Outcome<(MyRating, bool)>, ApiError> {
+    if !counters::is_deferring() {
+        return Err(not_batched());
+    }
     if let Some(req) = idempotency {
         if let Some(stored) = idempotency::claim(tx, req).await? {
             return Ok(Outcome::Replay(stored));
         }
     }
-    articles::for_user_write(tx, article_id, &user.id, auto_create, None).await?;
+    let (article, _) =
+        articles::for_user_write(tx, article_id, &user.id, auto_create, None).await?;
     let now = super::now();
     let row = rating::ActiveModel {
         article_id: Set(article_id.to_string()),
@@ -255,28 +195,19 @@ pub async fn put_in(
     };
     // Insert-or-nothing first: a concurrent first rating by the same user waits on the
     // unique key and then takes the update path, so the counters are never doubled.
-    let (created, mut article_after) = if tx.get_database_backend() == DbBackend::Postgres {
-        match insert_counted(tx, article_id.as_str(), &user.id, stars, now).await? {
-            Some(article) => (true, Some(article)),
-            None => (false, None),
-        }
-    } else {
-        let inserted = rating::Entity::insert(row)
-            .on_conflict(
-                OnConflict::columns([rating::Column::ArticleId, rating::Column::UserId])
-                    .do_nothing()
-                    .to_owned(),
-            )
-            .exec_without_returning(tx)
-            .await?;
-        if inserted > 0 {
-            (true, count(tx, article_id.as_str(), stars, 1).await?)
-        } else {
-            (false, None)
-        }
-    };
+    let inserted = rating::Entity::insert(row)
+        .on_conflict(
+            OnConflict::columns([rating::Column::ArticleId, rating::Column::UserId])
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(tx)
+        .await?;
+    let created = inserted > 0;
     let mut created_at = now;
-    if !created {
+    if created {
+        counters::defer_rating(article_id.as_str(), stars, 1);
+    } else {
         let old = rating::Entity::find_by_id((article_id.to_string(), user.id.clone()))
             .lock(LockType::NoKeyUpdate)
             .one(tx)
@@ -292,11 +223,12 @@ pub async fn put_in(
             .exec(tx)
             .await?;
         if old_stars != stars {
-            count(tx, article_id.as_str(), old_stars, -1).await?;
-            article_after = count(tx, article_id.as_str(), stars, 1).await?;
+            counters::defer_rating(article_id.as_str(), old_stars, -1);
+            counters::defer_rating(article_id.as_str(), stars, 1);
         }
     }
-    // The row as just written: no need to read it back.
+    // The row as just written: no need to read it back. The aggregate in it is the one
+    // read before this batch's counters; `put` replaces it with `after`'s.
     let r = rating::Model {
         article_id: article_id.to_string(),
         user_id: user.id.clone(),
@@ -304,14 +236,19 @@ pub async fn put_in(
         created_at,
         updated_at: now,
     };
-    let view = match article_after {
-        Some(a) => rating_view(article_id, r, Some(&a)),
-        // The same stars again: the counters did not move, so read them.
-        None => my_rating(tx, article_id, r).await?,
-    };
-    if let Some(req) = idempotency {
-        idempotency::complete(tx, req, if created { 201 } else { 200 }, &view).await?;
-    }
+    let view = rating_view(article_id, r, Some(&article));
+    // An idempotent answer is stored once the aggregate is known, just before COMMIT.
+    let complete = idempotency.map(|req| {
+        let (req, view, id) = (req.clone(), view.clone(), article_id.clone());
+        let status: u16 = if created { 201 } else { 200 };
+        Box::new(move |histogram| {
+            let mut view = view.clone();
+            view.rating = AggregateView::new(id.as_str(), Aggregate { histogram });
+            let body = serde_json::to_value(&view).unwrap_or_default();
+            (req.clone(), status, body)
+        }) as counters::Completion
+    });
+    counters::watch_rating(article_id.as_str(), after, complete);
     Ok(Outcome::Done((view, created)))
 }
 
@@ -333,19 +270,22 @@ pub async fn get(
 /// Removes the caller's rating (nothing to do when there is none). Group-committed.
 pub async fn delete(db: &Db, user: &User, article_id: &ArticleId) -> Result<(), ApiError> {
     let (user_id, article_id) = (user.id.clone(), article_id.clone());
-    db.write(move |tx| {
+    db.write(Route::user(&user.id), move |tx| {
         let (user_id, article_id) = (user_id.clone(), article_id.clone());
         Box::pin(async move { delete_in(tx, &user_id, &article_id).await })
     })
     .await
 }
 
-/// `delete` inside the caller's write transaction.
-pub async fn delete_in(
+/// `delete` inside a group-committed write (counters deferred like `put_in`'s).
+async fn delete_in(
     tx: &impl ConnectionTrait,
     user_id: &str,
     article_id: &ArticleId,
 ) -> Result<(), ApiError> {
+    if !counters::is_deferring() {
+        return Err(not_batched());
+    }
     let old = rating::Entity::find_by_id((article_id.to_string(), user_id.to_owned()))
         .lock(LockType::NoKeyUpdate)
         .one(tx)
@@ -357,7 +297,7 @@ pub async fn delete_in(
             .filter(rating::Column::UserId.eq(user_id))
             .exec(tx)
             .await?;
-        count(tx, article_id.as_str(), stars, -1).await?;
+        counters::defer_rating(article_id.as_str(), stars, -1);
     }
     Ok(())
 }

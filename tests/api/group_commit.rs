@@ -24,7 +24,7 @@ use tally::{
     metrics::Metrics,
     service::{
         comments::{self, Author, NewComment},
-        db::Db,
+        db::{Db, Route},
         idempotency::{IdempotentRequest, Outcome},
         ratings,
         settings::PolicyCache,
@@ -34,12 +34,16 @@ use tokio::{sync::Notify, task::JoinHandle};
 
 use crate::helpers::{spawn_app, test_settings, TestApp, TestDb};
 
+/// Any route: the `Db`s of these tests have one writer.
+const ROUTE: Route = Route::ANY;
+
 /// A `Db` (with its own writer) on a fresh database with a scratch table.
 async fn scratch_db() -> (Db, TestDb) {
     let database = TestDb::fresh().await;
     let mut settings = test_settings();
     settings.database_url = database.url.clone();
-    let db = Db::connect(&settings).await.expect("connect");
+    // One writer: these tests hold it to gather a batch behind it.
+    let db = Db::with_writers(Db::connect(&settings).await.expect("connect").conn, 1);
     db.conn
         .execute_unprepared("CREATE TABLE gc_probe (n INTEGER NOT NULL)")
         .await
@@ -84,7 +88,7 @@ async fn hold_writer(db: &Db, release: Arc<Notify>) -> JoinHandle<Result<(), Api
     let handle = tokio::spawn({
         let (db, started) = (db.clone(), started.clone());
         async move {
-            db.write(move |tx| {
+            db.write(ROUTE, move |tx| {
                 let (started, release) = (started.clone(), release.clone());
                 Box::pin(async move {
                     insert(tx, 0).await?;
@@ -122,7 +126,7 @@ async fn writes_queued_behind_a_busy_writer_are_committed_by_one_transaction() {
             // A connection of the pool outside the writer's transaction.
             let outside = db.conn.clone();
             tokio::spawn(async move {
-                db.write(move |tx| {
+                db.write(ROUTE, move |tx| {
                     let outside = outside.clone();
                     Box::pin(async move {
                         insert(tx, i).await?;
@@ -178,7 +182,7 @@ async fn a_failing_or_panicking_write_is_rolled_back_alone_and_the_batch_commits
     let write = |n: i64, fail: Option<fn() -> ApiError>, panic: bool| {
         let db = db.clone();
         tokio::spawn(async move {
-            db.write(move |tx| {
+            db.write(ROUTE, move |tx| {
                 Box::pin(async move {
                     insert(tx, n).await?;
                     if panic {
@@ -199,7 +203,7 @@ async fn a_failing_or_panicking_write_is_rolled_back_alone_and_the_batch_commits
     let flaky = {
         let (db, runs) = (db.clone(), runs.clone());
         tokio::spawn(async move {
-            db.write(move |tx| {
+            db.write(ROUTE, move |tx| {
                 let runs = runs.clone();
                 Box::pin(async move {
                     insert(tx, 6).await?;
@@ -259,7 +263,9 @@ async fn a_failing_or_panicking_write_is_rolled_back_alone_and_the_batch_commits
 
     // The writer survived the panic.
     let after = db
-        .write(|tx| Box::pin(async move { insert(tx, 7).await.map(|()| 7) }))
+        .write(ROUTE, |tx| {
+            Box::pin(async move { insert(tx, 7).await.map(|()| 7) })
+        })
         .await;
     assert!(matches!(after, Ok(7)), "{after:?}");
 }
@@ -272,8 +278,10 @@ async fn a_write_whose_caller_went_away_does_not_break_its_batch() {
     let spawn_write = |n: i64| {
         let db = db.clone();
         tokio::spawn(async move {
-            db.write(move |tx| Box::pin(async move { insert(tx, n).await.map(|()| n) }))
-                .await
+            db.write(ROUTE, move |tx| {
+                Box::pin(async move { insert(tx, n).await.map(|()| n) })
+            })
+            .await
         })
     };
     let kept = spawn_write(1);
@@ -354,7 +362,7 @@ async fn refused_comments_and_ratings_in_a_batch_get_their_4xx_and_the_rest_comm
     assert_eq!(res.status(), 201);
 
     // A second writer on the app's pool, so the test can hold it.
-    let db = Db::with_connection(app.db.clone());
+    let db = Db::with_writers(app.db.clone(), 1);
     let policies = PolicyCache::default();
     let hot = ArticleId::parse("hot").unwrap();
     let release = Arc::new(Notify::new());
@@ -488,7 +496,7 @@ async fn hold_writer_without_probe(
     let handle = tokio::spawn({
         let (db, started) = (db.clone(), started.clone());
         async move {
-            db.write(move |_| {
+            db.write(ROUTE, move |_| {
                 let (started, release) = (started.clone(), release.clone());
                 Box::pin(async move {
                     started.notify_one();
@@ -560,7 +568,8 @@ async fn many_concurrent_ratings_and_comments_on_one_article_are_all_acknowledge
 
 /// PostgreSQL only: a write in a batch that waits on a row lock held elsewhere gives up
 /// after `BATCH_LOCK_TIMEOUT` and runs again alone, so the rest of its batch commits and
-/// is answered while that lock is still held.
+/// is answered while that lock is still held. (A rating change locks the user's rating
+/// row while the batch runs; the article's counters wait for the batch's end.)
 #[tokio::test]
 async fn on_postgres_a_batched_write_stuck_on_a_lock_lets_its_batch_commit_and_runs_alone() {
     if std::env::var("TEST_DATABASE_URL")
@@ -571,23 +580,29 @@ async fn on_postgres_a_batched_write_stuck_on_a_lock_lets_its_batch_commit_and_r
         return; // SQLite has one writer: nothing else can hold a row lock.
     }
     let app = spawn_app().await;
-    app.rate("locked", "u-0", 3).await;
-    let db = Db::with_connection(app.db.clone());
+    app.rate("locked", "u-1", 3).await;
+    let db = Db::with_writers(app.db.clone(), 1);
     let release = Arc::new(Notify::new());
     let first = hold_writer_without_probe(&db, release.clone()).await;
+    // Ok(created) once answered.
     let rate = |article: &str, user: &str| {
         let (db, article, user) = (db.clone(), ArticleId::parse(article).unwrap(), reader(user));
         tokio::spawn(async move {
             let stars = Stars::try_from(5_i64).unwrap();
             ratings::put(&db, &user, &article, stars, true, None)
                 .await
-                .map(|outcome| matches!(outcome, Outcome::Done((_, true))))
+                .map(|outcome| match outcome {
+                    Outcome::Done((view, created)) => (view.rating.count, created),
+                    Outcome::Replay(_) => (-1, false),
+                })
         })
     };
 
     let other = sea_orm::TransactionTrait::begin(&app.db).await.unwrap();
     other
-        .execute_unprepared("SELECT id FROM articles WHERE id = 'locked' FOR UPDATE")
+        .execute_unprepared(
+            "SELECT 1 FROM ratings WHERE article_id = 'locked' AND user_id = 'u-1' FOR UPDATE",
+        )
         .await
         .unwrap();
     let stuck = rate("locked", "u-1");
@@ -600,23 +615,119 @@ async fn on_postgres_a_batched_write_stuck_on_a_lock_lets_its_batch_commit_and_r
         .await
         .expect("the batch-mate is answered while the lock is still held")
         .unwrap();
-    assert!(matches!(free, Ok(true)), "{free:?}");
+    assert!(matches!(free, Ok((1, true))), "{free:?}");
     assert!(
         !stuck.is_finished(),
         "the stuck write waits for the lock, alone"
     );
     other.rollback().await.unwrap();
     let stuck = stuck.await.unwrap();
-    assert!(matches!(stuck, Ok(true)), "then commits: {stuck:?}");
+    assert!(matches!(stuck, Ok((1, false))), "then commits: {stuck:?}");
+    let stars: i64 = app
+        .scalar("SELECT stars_5 FROM articles WHERE id = 'locked'")
+        .await;
+    assert_eq!(stars, 1, "the change moved the counters");
     assert_rating_counters_match_recounts(&app).await;
 }
 
-/// A write that stores a new top-level comment and counts it (deferred, in a batch),
-/// then fails when `fail` says so: its counts must go with its rows.
+/// Ratings in one batch: each is answered with its article's aggregate as it stood
+/// right after it (the batch's counters are written once, at its end), a user rating
+/// twice in the batch included.
+#[tokio::test]
+async fn ratings_in_one_batch_are_each_answered_with_the_aggregate_right_after_them() {
+    let app = spawn_app().await;
+    app.rate("hot", "u-0", 4).await;
+    let db = Db::with_writers(app.db.clone(), 1);
+    let release = Arc::new(Notify::new());
+    let first = hold_writer_without_probe(&db, release.clone()).await;
+    let rate = |user: &str, stars: i64| {
+        let (db, user) = (db.clone(), reader(user));
+        tokio::spawn(async move {
+            let article = ArticleId::parse("hot").unwrap();
+            let stars = Stars::try_from(stars).unwrap();
+            match ratings::put(&db, &user, &article, stars, true, None).await {
+                Ok(Outcome::Done((view, _))) => {
+                    let h = &view.rating.histogram;
+                    Ok([h.one, h.two, h.three, h.four, h.five])
+                }
+                Ok(Outcome::Replay(_)) => Err("replayed".to_owned()),
+                Err(e) => Err(format!("{e:?}")),
+            }
+        })
+    };
+    // Spawned one after the other, so they queue (and run) in this order.
+    let a = rate("u-1", 5);
+    until_queued(&db, 1).await;
+    let b = rate("u-2", 3);
+    until_queued(&db, 2).await;
+    let c = rate("u-1", 1);
+    until_queued(&db, 3).await;
+    let d = {
+        let (db, user) = (db.clone(), reader("u-2"));
+        tokio::spawn(
+            async move { ratings::delete(&db, &user, &ArticleId::parse("hot").unwrap()).await },
+        )
+    };
+    until_queued(&db, 4).await;
+    release.notify_one();
+    first.await.unwrap().unwrap();
+
+    assert_eq!(a.await.unwrap(), Ok([0, 0, 0, 1, 1]), "u-1's 5 on u-0's 4");
+    assert_eq!(b.await.unwrap(), Ok([0, 0, 1, 1, 1]), "u-2's 3");
+    assert_eq!(c.await.unwrap(), Ok([1, 0, 1, 1, 0]), "u-1's 5 became 1");
+    d.await.unwrap().expect("u-2's rating removed");
+    let agg: Value = app
+        .get("/api/v1/articles/hot/rating", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        agg["histogram"],
+        json!({"1": 1, "2": 0, "3": 0, "4": 1, "5": 0})
+    );
+    assert_rating_counters_match_recounts(&app).await;
+}
+
+/// Concurrent first ratings through the service's own writers (two on PostgreSQL, whose
+/// batches write their counters side by side): the answers' counts are exactly 1..=N,
+/// as if the ratings had been made one after the other, and the counters add up.
+#[tokio::test]
+async fn concurrent_first_ratings_are_answered_as_if_one_after_the_other() {
+    let app = spawn_app().await;
+    const N: usize = 48;
+    let puts = (0..N).map(|i| {
+        let token = app.reader(&format!("serial-{i}"));
+        let app = &app;
+        async move {
+            let res = app
+                .put(
+                    "/api/v1/articles/serial/ratings/me",
+                    Some(&token),
+                    &json!({"stars": i % 5 + 1}),
+                )
+                .await;
+            assert_eq!(res.status(), 201);
+            let body: Value = res.json().await.unwrap();
+            let h = &body["rating"]["histogram"];
+            let sum: i64 = (1..=5).map(|s| h[s.to_string()].as_i64().unwrap()).sum();
+            assert_eq!(body["rating"]["count"], sum, "{body}");
+            sum
+        }
+    });
+    let mut counts = join_all(puts).await;
+    counts.sort_unstable();
+    assert_eq!(counts, (1..=N as i64).collect::<Vec<_>>());
+    assert_rating_counters_match_recounts(&app).await;
+}
+
+/// A write that stores a new top-level comment, counts it and logs it (both deferred, in
+/// a batch), then fails when `fail` says so: its counts and log entry must go with its
+/// rows.
 fn count_a_comment(db: &Db, id: &str, fail: bool) -> JoinHandle<Result<(), ApiError>> {
     let (db, id) = (db.clone(), id.to_owned());
     tokio::spawn(async move {
-        db.write(move |tx| {
+        db.write(ROUTE, move |tx| {
             let id = id.clone();
             Box::pin(async move {
                 let now = chrono::Utc::now();
@@ -650,6 +761,17 @@ fn count_a_comment(db: &Db, id: &str, fail: bool) -> JoinHandle<Result<(), ApiEr
                     tally::domain::ModerationStatus::Approved,
                 )
                 .await?;
+                let log = tally::service::moderation::LogEntry {
+                    actor_id: "system",
+                    actor_name: "system",
+                    action: "hold",
+                    comment_id: Some(&model.id),
+                    subject_user_id: Some(&model.author_id),
+                    from_status: None,
+                    to_status: Some("approved"),
+                    reason: None,
+                };
+                tally::service::moderation::append_log(tx, log).await?;
                 if fail {
                     return Err(ApiError::Forbidden("failed after counting".into()));
                 }
@@ -664,7 +786,7 @@ fn count_a_comment(db: &Db, id: &str, fail: bool) -> JoinHandle<Result<(), ApiEr
 async fn counters_deferred_by_a_batch_are_written_once_and_only_for_the_writes_that_commit() {
     let app = spawn_app().await;
     app.comment("hot", "u-0", "the first word", None).await;
-    let db = Db::with_connection(app.db.clone());
+    let db = Db::with_writers(app.db.clone(), 1);
 
     // One batch: two writes that count a comment each, one that counts and fails.
     let release = Arc::new(Notify::new());
@@ -698,6 +820,17 @@ async fn counters_deferred_by_a_batch_are_written_once_and_only_for_the_writes_t
     );
     assert_eq!(
         app.scalar("SELECT COUNT(*) FROM comments WHERE id = 'c-failed'")
+            .await,
+        0
+    );
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM moderation_log WHERE subject_user_id = 'u-count'")
+            .await,
+        3,
+        "logged once per committed write, not for the failed one"
+    );
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM moderation_log WHERE comment_id = 'c-failed'")
             .await,
         0
     );
