@@ -464,12 +464,7 @@ async fn refused_comments_and_ratings_in_a_batch_get_their_4xx_and_the_rest_comm
         .await
         .unwrap();
     assert_eq!(replies["items"][0]["id"], reply.as_str());
-    let agg: Value = app
-        .get("/api/v1/articles/hot/rating", None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let agg = app.get_json("/api/v1/articles/hot/rating").await;
     assert_eq!(agg["count"], 2, "{agg}");
     assert_eq!(agg["histogram"]["4"], 1);
     assert_eq!(agg["histogram"]["2"], 1);
@@ -511,6 +506,9 @@ async fn hold_writer_without_probe(
     handle
 }
 
+/// Through the service's own writers (two on PostgreSQL, whose batches write their
+/// counters side by side). Each rating is answered with the aggregate right after it in
+/// commit order, so the answers' counts are exactly 1..=N, as if made one by one.
 #[tokio::test]
 async fn many_concurrent_ratings_and_comments_on_one_article_are_all_acknowledged_and_counted() {
     let app = spawn_app().await;
@@ -519,13 +517,19 @@ async fn many_concurrent_ratings_and_comments_on_one_article_are_all_acknowledge
         let token = app.reader(&format!("rater-{i}"));
         let app = &app;
         async move {
-            app.put(
-                "/api/v1/articles/hot/ratings/me",
-                Some(&token),
-                &json!({"stars": i % 5 + 1}),
-            )
-            .await
-            .status()
+            let res = app
+                .put(
+                    "/api/v1/articles/hot/ratings/me",
+                    Some(&token),
+                    &json!({"stars": i % 5 + 1}),
+                )
+                .await;
+            let status = res.status();
+            let body: Value = res.json().await.unwrap_or_default();
+            let h = &body["rating"]["histogram"];
+            let sum: i64 = (1..=5).filter_map(|s| h[s.to_string()].as_i64()).sum();
+            assert_eq!(body["rating"]["count"], sum, "{body}");
+            (status, sum)
         }
     });
     let comments = (0..N).map(|i| {
@@ -542,15 +546,13 @@ async fn many_concurrent_ratings_and_comments_on_one_article_are_all_acknowledge
         }
     });
     let (rated, commented) = tokio::join!(join_all(ratings), join_all(comments));
-    assert!(rated.iter().all(|s| *s == 201), "{rated:?}");
+    assert!(rated.iter().all(|(s, _)| *s == 201), "{rated:?}");
+    let mut counts: Vec<i64> = rated.iter().map(|(_, n)| *n).collect();
+    counts.sort_unstable();
+    assert_eq!(counts, (1..=N as i64).collect::<Vec<_>>());
     assert!(commented.iter().all(|s| *s == 201), "{commented:?}");
 
-    let agg: Value = app
-        .get("/api/v1/articles/hot/rating", None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let agg = app.get_json("/api/v1/articles/hot/rating").await;
     assert_eq!(agg["count"], N);
     for s in 1..=5 {
         assert_eq!(agg["histogram"][s.to_string()], N / 5, "{agg}");
@@ -676,48 +678,11 @@ async fn ratings_in_one_batch_are_each_answered_with_the_aggregate_right_after_t
     assert_eq!(b.await.unwrap(), Ok([0, 0, 1, 1, 1]), "u-2's 3");
     assert_eq!(c.await.unwrap(), Ok([1, 0, 1, 1, 0]), "u-1's 5 became 1");
     d.await.unwrap().expect("u-2's rating removed");
-    let agg: Value = app
-        .get("/api/v1/articles/hot/rating", None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let agg = app.get_json("/api/v1/articles/hot/rating").await;
     assert_eq!(
         agg["histogram"],
         json!({"1": 1, "2": 0, "3": 0, "4": 1, "5": 0})
     );
-    assert_rating_counters_match_recounts(&app).await;
-}
-
-/// Concurrent first ratings through the service's own writers (two on PostgreSQL, whose
-/// batches write their counters side by side): the answers' counts are exactly 1..=N,
-/// as if the ratings had been made one after the other, and the counters add up.
-#[tokio::test]
-async fn concurrent_first_ratings_are_answered_as_if_one_after_the_other() {
-    let app = spawn_app().await;
-    const N: usize = 48;
-    let puts = (0..N).map(|i| {
-        let token = app.reader(&format!("serial-{i}"));
-        let app = &app;
-        async move {
-            let res = app
-                .put(
-                    "/api/v1/articles/serial/ratings/me",
-                    Some(&token),
-                    &json!({"stars": i % 5 + 1}),
-                )
-                .await;
-            assert_eq!(res.status(), 201);
-            let body: Value = res.json().await.unwrap();
-            let h = &body["rating"]["histogram"];
-            let sum: i64 = (1..=5).map(|s| h[s.to_string()].as_i64().unwrap()).sum();
-            assert_eq!(body["rating"]["count"], sum, "{body}");
-            sum
-        }
-    });
-    let mut counts = join_all(puts).await;
-    counts.sort_unstable();
-    assert_eq!(counts, (1..=N as i64).collect::<Vec<_>>());
     assert_rating_counters_match_recounts(&app).await;
 }
 

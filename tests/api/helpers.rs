@@ -226,6 +226,15 @@ impl TestApp {
             .expect("request")
     }
 
+    /// The JSON body of an anonymous GET.
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.get(path, None)
+            .await
+            .json()
+            .await
+            .expect("a JSON body")
+    }
+
     pub async fn send_json(
         &self,
         method: Method,
