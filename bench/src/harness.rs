@@ -448,7 +448,9 @@ async fn run_backend(ctx: &Ctx<'_>, backend: Backend, pg_db: &str) -> Result<Sec
     // checkpoint of their WAL): drop them and checkpoint now.
     match backend {
         Backend::Sqlite => {
-            let _ = std::fs::remove_file(dir.join("commits.db"));
+            for file in ["commits.db", "commits.db-wal", "commits.db-shm"] {
+                let _ = std::fs::remove_file(dir.join(file));
+            }
         }
         Backend::Postgres => {
             for sql in ["DROP TABLE IF EXISTS bench_commits", "CHECKPOINT"] {

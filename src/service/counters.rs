@@ -297,9 +297,8 @@ pub fn job_ended(succeeded: bool) {
     let _ = DEFERRED.try_with(|d| {
         let mut d = d.borrow_mut();
         let job = std::mem::take(&mut d.job);
-        let watch = d.job_watch.take();
+        let mut watch = d.job_watch.take();
         if succeeded {
-            let mut watch = watch;
             for (id, own) in &job.ratings {
                 let watch = watch.take_if(|w| w.article_id == *id);
                 d.changes.push(Change {
@@ -339,16 +338,14 @@ fn defer_new(c: &comment::Model, approved: i64, top_level: i64, to: ModerationSt
 }
 
 /// Records that a rating of `stars` was added (`sign` 1) or removed (-1) on the
-/// article, if a batch is deferring rating counters; `false` when none is (the caller
-/// then updates the article itself).
-pub fn defer_rating(article_id: &str, stars: Stars, sign: i64) -> bool {
-    DEFERRED
-        .try_with(|d| {
-            let job = &mut d.borrow_mut().job;
-            let slot = usize::from(stars.get()) - 1;
-            job.ratings.entry(article_id.to_owned()).or_default()[slot] += sign;
-        })
-        .is_ok()
+/// article. Only inside a batch that defers counters ([`is_deferring`]): ratings are
+/// written through `Db::write` alone.
+pub fn defer_rating(article_id: &str, stars: Stars, sign: i64) {
+    let _ = DEFERRED.try_with(|d| {
+        let job = &mut d.borrow_mut().job;
+        let slot = usize::from(stars.get()) - 1;
+        job.ratings.entry(article_id.to_owned()).or_default()[slot] += sign;
+    });
 }
 
 /// Keeps a moderation log entry to be inserted with the batch's others, just before the
@@ -400,7 +397,7 @@ fn star_column(slot: usize) -> article::Column {
 }
 
 fn histogram(a: &article::Model) -> [i64; 5] {
-    [a.stars_1, a.stars_2, a.stars_3, a.stars_4, a.stars_5]
+    super::articles::aggregate_of(Some(a)).histogram
 }
 
 /// Writes one article's deferred counters; returns its histogram after them when
@@ -412,24 +409,28 @@ async fn apply_article(
     stars: [i64; 5],
     watched: bool,
 ) -> Result<Option<[i64; 5]>, DbErr> {
-    let mut update = article::Entity::update_many().filter(article::Column::Id.eq(id));
-    let mut changed = false;
-    let mut set = |col: article::Column, delta: i64| {
-        if delta != 0 {
-            let u = std::mem::replace(&mut update, article::Entity::update_many());
-            update = u.col_expr(col, Expr::col(col).add(delta));
-            changed = true;
-        }
-    };
-    set(article::Column::CommentCount, comments);
-    set(article::Column::TopLevelCount, top_level);
-    for (slot, d) in stars.iter().enumerate() {
-        set(star_column(slot), *d);
-    }
-    set(article::Column::RatingCount, stars.iter().sum());
-    set(
-        article::Column::RatingSum,
-        stars.iter().zip(1..).map(|(d, s)| d * s).sum(),
+    let deltas: Vec<(article::Column, i64)> = [
+        (article::Column::CommentCount, comments),
+        (article::Column::TopLevelCount, top_level),
+        (article::Column::RatingCount, stars.iter().sum()),
+        (
+            article::Column::RatingSum,
+            stars.iter().zip(1..).map(|(d, s)| d * s).sum(),
+        ),
+    ]
+    .into_iter()
+    .chain(
+        stars
+            .iter()
+            .enumerate()
+            .map(|(slot, d)| (star_column(slot), *d)),
+    )
+    .filter(|(_, delta)| *delta != 0)
+    .collect();
+    let changed = !deltas.is_empty();
+    let update = deltas.into_iter().fold(
+        article::Entity::update_many().filter(article::Column::Id.eq(id)),
+        |update, (col, delta)| update.col_expr(col, Expr::col(col).add(delta)),
     );
     match (changed, watched) {
         (false, false) => Ok(None),

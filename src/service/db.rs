@@ -131,11 +131,7 @@ impl Db {
     /// `write` runs each write alone). On SQLite the writer lock is per `Db`: two `Db`s
     /// on one file queue for each other in SQLite's busy handler instead.
     pub fn with_connection(conn: DatabaseConnection) -> Db {
-        let writers = match conn.get_database_backend() {
-            DbBackend::Postgres => POSTGRES_WRITERS,
-            _ => 1,
-        };
-        Db::with_writers(conn, writers)
+        Db::with_writers(conn, POSTGRES_WRITERS)
     }
 
     /// [`Db::with_connection`] with `writers` group-commit writers (at least one; SQLite

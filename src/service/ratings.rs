@@ -91,6 +91,13 @@ pub struct MyRating {
     pub rating: AggregateView,
 }
 
+impl MyRating {
+    /// The aggregate after this rating, from its article's histogram then.
+    fn set_histogram(&mut self, histogram: [i64; 5]) {
+        self.rating = AggregateView::new(&self.article_id, Aggregate { histogram });
+    }
+}
+
 fn stored_stars(r: &rating::Model) -> Result<Stars, ApiError> {
     Stars::try_from(i64::from(r.stars))
         .map_err(|_| ApiError::Internal(format!("stored rating out of range: {}", r.stars)))
@@ -155,7 +162,7 @@ pub async fn put(
         let histogram = after.get().ok_or_else(|| {
             ApiError::Internal("a rating was committed without its aggregate".into())
         })?;
-        view.rating = AggregateView::new(article_id.as_str(), Aggregate { histogram });
+        view.set_histogram(histogram);
     }
     Ok(outcome)
 }
@@ -239,11 +246,11 @@ async fn put_in(
     let view = rating_view(article_id, r, Some(&article));
     // An idempotent answer is stored once the aggregate is known, just before COMMIT.
     let complete = idempotency.map(|req| {
-        let (req, view, id) = (req.clone(), view.clone(), article_id.clone());
+        let (req, view) = (req.clone(), view.clone());
         let status: u16 = if created { 201 } else { 200 };
         Box::new(move |histogram| {
             let mut view = view.clone();
-            view.rating = AggregateView::new(id.as_str(), Aggregate { histogram });
+            view.set_histogram(histogram);
             let body = serde_json::to_value(&view).unwrap_or_default();
             (req.clone(), status, body)
         }) as counters::Completion
