@@ -4,20 +4,22 @@
 # whatever else the machine is doing). For finding where a request's cost goes; the
 # targets are judged by bench/run.sh.
 #
-#   bench/profile.sh aggregate|batch|post [TALLY_BIN]
+#   bench/profile.sh aggregate|batch|page|post [TALLY_BIN]
 #
 # Starts TALLY_BIN (default target/release/tally, build it first) under callgrind with
 # one worker on a throwaway SQLite file, seeds through the API (a rating on each of
 # a-1 … a-50), warms up for 2 s, then counts 8 s of `wrk -t1 -c4` on the scenario:
 #   aggregate  GET /api/v1/articles/a-1/rating (a cache hit)
 #   batch      GET /api/v1/ratings with a-1 … a-50
+#   page       GET /api/v1/articles/a-1/comments as a signed-in reader (never cached),
+#              after 60 comments on a-1 through the API
 #   post       POST /api/v1/articles/a-1/comments, one reader, a new text each time
 # and prints instructions ÷ requests answered, for the whole process and, for `post`,
 # for the thread that runs the group-commit writer (the main thread). The callgrind
 # file stays in the temp dir it names. Needs valgrind and wrk (apt-get install).
 set -euo pipefail
 
-scenario="${1:?usage: bench/profile.sh aggregate|batch|post [TALLY_BIN]}"
+scenario="${1:?usage: bench/profile.sh aggregate|batch|page|post [TALLY_BIN]}"
 bin="${2:-target/release/tally}"
 for tool in valgrind callgrind_control callgrind_annotate wrk curl; do
     command -v "$tool" >/dev/null || { echo "profile.sh: $tool is missing" >&2; exit 2; }
@@ -53,6 +55,15 @@ script=()
 case "$scenario" in
     aggregate) url="$url/api/v1/articles/a-1/rating" ;;
     batch) url="$url/api/v1/ratings?$(seq -s '&' -f 'article_id=a-%g' 1 50)" ;;
+    page)
+        for i in $(seq 1 60); do
+            curl -sf -o /dev/null -X POST -H "Authorization: Bearer $token" \
+                -H 'Content-Type: application/json' -d "{\"body\": \"seeded comment $i\"}" \
+                "$url/api/v1/articles/a-1/comments"
+        done
+        url="$url/api/v1/articles/a-1/comments"
+        script=(-H "Authorization: Bearer $token")
+        ;;
     post)
         cat >"$dir/post.lua" <<EOF
 counter = 0
@@ -77,7 +88,7 @@ sleep 1
 total=0
 main=0
 for f in "$dir"/callgrind.out.1-*; do
-    n="$(callgrind_annotate "$f" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')"
+    n="$(callgrind_annotate "$f" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print ($1 == "." ? 0 : $1)}')"
     total=$((total + n))
     # The main thread's file holds the runtime that runs the group-commit writer.
     if callgrind_annotate --inclusive=yes "$f" 2>/dev/null | grep -q 'tally::main'; then

@@ -3,11 +3,15 @@
 //!
 //! Lines are formatted by [`JsonLines`], a small formatter written for the one shape we
 //! log: tracing-subscriber's own JSON formatter (serde through a field visitor, span
-//! fields re-parsed for every line) cost more than the rest of a cached answer.
+//! fields re-parsed for every line) cost more than the rest of a cached answer. The
+//! access line, one per request, is formatted in the same shape without tracing's
+//! dispatch (see [`access_line`]) when [`init`] installed the batched writer.
 
 use std::{
     borrow::Cow,
     fmt::{self, Write as _},
+    io::Write as _,
+    sync::OnceLock,
     time::{Instant, SystemTime},
 };
 
@@ -20,9 +24,8 @@ use actix_web::{
 };
 use tracing::{
     field::{Field, Visit},
-    Event, Subscriber,
+    Event, Level, Subscriber,
 };
-use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::{
     fmt::{format::Writer, FmtContext, FormatEvent, FormatFields},
     registry::LookupSpan,
@@ -45,30 +48,37 @@ struct RequestContext {
     method: Cow<'static, str>,
 }
 
+mod batched;
+
+/// Where [`init`] sends lines; the access line is written to it directly.
+static WRITER: OnceLock<batched::BatchedWriter> = OnceLock::new();
+
 /// Installs the global subscriber. `filter` is a tracing filter such as `info` or
 /// `tally=debug,sqlx=warn`; an unusable one falls back to `info`.
 ///
-/// Lines are written to stderr by a background thread, so a request never waits on the
-/// write (a pipe or a slow terminal). Nothing is dropped: when that thread falls behind,
-/// callers wait for room. Keep the returned guard alive until exit: dropping it flushes
-/// what is still queued.
-pub fn init(filter: &str) -> WorkerGuard {
+/// Lines are written to stderr by a background thread in batches ([`batched`]), so a
+/// request never waits on the write (a pipe or a slow terminal) nor wakes that thread
+/// per line. Nothing is dropped: when the thread falls behind, callers wait for room.
+/// Keep the returned guard alive until exit: dropping it writes what is still pending.
+/// Without a thread (the system refused one), lines are written to stderr directly.
+pub fn init(filter: &str) -> Option<batched::Guard> {
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    // The background thread writes what it finds queued and flushes when the queue is
-    // empty, so under load one write(2) carries many lines.
-    let (writer, guard) = NonBlockingBuilder::default()
-        .lossy(false)
-        .thread_name("tally-log")
-        .finish(std::io::BufWriter::with_capacity(
-            64 * 1024,
-            std::io::stderr(),
-        ));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .event_format(JsonLines)
-        .with_env_filter(filter)
-        .with_writer(writer)
-        .try_init();
-    guard
+        .with_env_filter(filter);
+    match batched::spawn(std::io::stderr(), batched::LINGER, batched::MAX_PENDING) {
+        Ok((writer, guard)) => {
+            if builder.with_writer(writer.clone()).try_init().is_ok() {
+                let _ = WRITER.set(writer);
+            }
+            Some(guard)
+        }
+        Err(e) => {
+            let _ = builder.with_writer(std::io::stderr).try_init();
+            tracing::warn!(error = %e, "no log thread; writing log lines directly");
+            None
+        }
+    }
 }
 
 /// One JSON object per line: `timestamp` (RFC 3339, UTC, microseconds), `level`,
@@ -256,6 +266,35 @@ fn method_label(m: &Method) -> Cow<'static, str> {
     }
 }
 
+/// The access line of a request, exactly as [`JsonLines`] formats
+/// `tracing::info!(request_id, method, route, status, latency_us, "request")` logged
+/// from this module after the request ended, without going through tracing's dispatch
+/// and field visitors (most of the cost of a cached answer's line).
+fn access_line(
+    at: SystemTime,
+    id: &str,
+    method: &str,
+    route: &str,
+    status: u16,
+    latency_us: u64,
+) -> String {
+    let mut line = String::with_capacity(256);
+    line.push_str("{\"timestamp\":\"");
+    push_timestamp(&mut line, at);
+    line.push_str("\",\"level\":\"INFO\",\"fields\":{\"message\":\"request\",\"request_id\":");
+    push_json_str(&mut line, id);
+    line.push_str(",\"method\":");
+    push_json_str(&mut line, method);
+    line.push_str(",\"route\":");
+    push_json_str(&mut line, route);
+    let _ = writeln!(
+        line,
+        ",\"status\":{status},\"latency_us\":{latency_us}}},\"target\":\"{}\"}}",
+        module_path!()
+    );
+    line
+}
+
 /// Accepts a client's `X-Request-Id` (if short and printable) or makes one, echoes it,
 /// and logs the request when it ends. Query strings are not logged.
 pub async fn request_log(
@@ -303,14 +342,23 @@ pub async fn request_log(
     }
     let status = res.status().as_u16();
     let elapsed = start.elapsed();
-    tracing::info!(
-        request_id = id.as_str(),
-        method = &*method,
-        route = &*route,
-        status,
-        latency_us = elapsed.as_micros() as u64,
-        "request"
-    );
+    let latency_us = elapsed.as_micros() as u64;
+    match WRITER.get() {
+        Some(w) if tracing::enabled!(Level::INFO) => {
+            let line = access_line(SystemTime::now(), &id, &method, &route, status, latency_us);
+            let _ = (&*w).write_all(line.as_bytes());
+        }
+        Some(_) => {}
+        // Not installed by `init` (tests, or no log thread): through tracing, same shape.
+        None => tracing::info!(
+            request_id = id.as_str(),
+            method = &*method,
+            route = &*route,
+            status,
+            latency_us,
+            "request"
+        ),
+    }
     if let Some(m) = res.request().app_data::<WorkerMetrics>() {
         m.observe(
             RequestLabels {
@@ -400,6 +448,40 @@ mod tests {
         assert_eq!(f["ratio"], 0.5);
         assert!(f["nan"].is_null());
         assert!(l.get("span").is_none(), "no request, no span: {l}");
+    }
+
+    #[test]
+    fn the_access_line_is_the_line_tracing_would_write() {
+        let id = "id \"with\" \\ quotes";
+        let (route, status, latency_us) = ("/api/v1/articles/{article_id}/rating", 200u16, 365u64);
+        let mut through_tracing = lines_of(|| {
+            tracing::info!(
+                target: "tally::telemetry",
+                request_id = id,
+                method = "GET",
+                route,
+                status,
+                latency_us,
+                "request"
+            );
+        })
+        .remove(0);
+        let text = access_line(SystemTime::now(), id, "GET", route, status, latency_us);
+        assert!(
+            text.ends_with("}\n") && text.matches('\n').count() == 1,
+            "{text:?}"
+        );
+        let mut direct: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let ts = direct["timestamp"].as_str().unwrap().to_owned();
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(&ts).is_ok() && ts.len() == 27,
+            "{ts}"
+        );
+        for line in [&mut direct, &mut through_tracing] {
+            line.as_object_mut().unwrap().remove("timestamp");
+        }
+        assert_eq!(direct, through_tracing);
+        assert_eq!(direct["fields"]["request_id"], id);
     }
 
     #[tokio::test]

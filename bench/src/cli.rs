@@ -83,4 +83,8 @@ pub struct RunArgs {
     /// Distinct readers (JWTs) the write scenarios rotate through.
     #[arg(long, default_value_t = 20_000)]
     pub readers: u32,
+    /// Rounds of the cached reads and the static ceiling, measured in turns (each ratio
+    /// is the median of its rounds' ratios).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rounds: u32,
 }

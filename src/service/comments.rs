@@ -4,10 +4,10 @@
 
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::{
-    sea_query::{Expr, LockType, Query, SelectStatement},
+    sea_query::{Expr, ExprTrait, LockType, Query, SelectStatement},
     ActiveValue::Set,
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    QueryTrait, Select,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -25,7 +25,7 @@ use crate::{
         normalise_for_repeat, Action, ArticleId, AuthorName, CommentBody, Cursor, Evaluation,
         ModerationMode, ModerationStatus, Sort, Submission,
     },
-    entity::{author_count, comment},
+    entity::{article, author_count, comment},
     error::ApiError,
 };
 
@@ -494,22 +494,39 @@ fn visibility(caller: Option<&User>) -> Condition {
     cond
 }
 
-/// Top-level comments of an article (`parent` None) or the replies to one comment.
+/// The caller's own pending comments in a thread (top level of an article, or the
+/// replies to `parent`): they see them, so they count in the page's `total`.
+fn own_pending(user: &User, article_id: &str, parent: Option<&str>) -> Select<comment::Entity> {
+    comment::Entity::find()
+        .select_only()
+        .expr(Expr::col(comment::Column::Id).count())
+        .filter(comment::Column::ArticleId.eq(article_id))
+        .filter(thread_of(parent))
+        .filter(comment::Column::AuthorId.eq(&user.id))
+        .filter(comment::Column::IsGuest.eq(false))
+        .filter(comment::Column::Status.eq(ModerationStatus::Pending.as_str()))
+}
+
+fn thread_of(parent: Option<&str>) -> Condition {
+    Condition::all().add(match parent {
+        Some(p) => comment::Column::ParentId.eq(p),
+        None => comment::Column::ParentId.is_null(),
+    })
+}
+
+/// Top-level comments of an article (`parent` None) or the replies to one comment, of
+/// which there are `total` for the caller.
 async fn list(
     conn: &impl ConnectionTrait,
     caller: Option<&User>,
     article_id: &str,
     parent: Option<&str>,
-    listed_total: i64,
+    total: i64,
     q: ListQuery,
 ) -> Result<Page<CommentView>, ApiError> {
-    let parent_cond = match parent {
-        Some(p) => comment::Column::ParentId.eq(p),
-        None => comment::Column::ParentId.is_null(),
-    };
     let mut select = comment::Entity::find()
         .filter(comment::Column::ArticleId.eq(article_id))
-        .filter(parent_cond.clone())
+        .filter(thread_of(parent))
         .filter(visibility(caller));
     if let Some(c) = &q.cursor {
         select = select.filter(after_cursor(
@@ -530,19 +547,6 @@ async fn list(
         .all(conn)
         .await?;
     let page = paginate(rows, q.limit, comment_cursor);
-    let own_pending = match caller {
-        Some(u) => {
-            comment::Entity::find()
-                .filter(comment::Column::ArticleId.eq(article_id))
-                .filter(parent_cond)
-                .filter(comment::Column::AuthorId.eq(&u.id))
-                .filter(comment::Column::IsGuest.eq(false))
-                .filter(comment::Column::Status.eq(ModerationStatus::Pending.as_str()))
-                .count(conn)
-                .await? as i64
-        }
-        None => 0,
-    };
     Ok(Page {
         items: page
             .items
@@ -550,11 +554,12 @@ async fn list(
             .map(|c| view(c, caller, false))
             .collect(),
         next_cursor: page.next_cursor,
-        total: listed_total + own_pending,
+        total,
     })
 }
 
-/// `GET /articles/{id}/comments`.
+/// `GET /articles/{id}/comments`. The article's count and the caller's own pending
+/// comments are read in one statement, so a page is two.
 pub async fn list_top_level(
     db: &Db,
     caller: Option<&User>,
@@ -562,13 +567,25 @@ pub async fn list_top_level(
     auto_create: bool,
     q: ListQuery,
 ) -> Result<Page<CommentView>, ApiError> {
-    let article = articles::find(&db.conn, article_id).await?;
-    let total = match &article {
-        Some(a) => a.top_level_count,
+    let id = article_id.as_str();
+    let own = match caller {
+        Some(u) => own_pending(u, id, None).into_query().into(),
+        None => Expr::val(0i64),
+    };
+    let counts: Option<(i64, i64)> = article::Entity::find_by_id(id)
+        .select_only()
+        .column(article::Column::TopLevelCount)
+        .expr(own)
+        .into_tuple()
+        .one(&db.conn)
+        .await?;
+    let total = match counts {
+        Some((listed, own)) => listed + own,
+        // No article, so no comments yet.
         None if auto_create => 0,
         None => return Err(ApiError::not_found("article")),
     };
-    list(&db.conn, caller, article_id.as_str(), None, total, q).await
+    list(&db.conn, caller, id, None, total, q).await
 }
 
 /// `GET /comments/{id}/replies`.
@@ -582,12 +599,20 @@ pub async fn list_replies(
     let parent = parent
         .filter(|p| visible_to(p, caller))
         .ok_or_else(|| ApiError::not_found("comment"))?;
+    let own = match caller {
+        Some(u) => own_pending(u, &parent.article_id, Some(&parent.id))
+            .into_tuple::<i64>()
+            .one(&db.conn)
+            .await?
+            .unwrap_or(0),
+        None => 0,
+    };
     list(
         &db.conn,
         caller,
         &parent.article_id,
         Some(&parent.id),
-        parent.reply_count,
+        parent.reply_count + own,
         q,
     )
     .await

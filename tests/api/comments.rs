@@ -446,10 +446,21 @@ async fn the_author_sees_their_own_pending_comments_and_nobody_else_does() {
     let id = c["id"].as_str().unwrap();
     let author = app.reader("u-1");
 
+    // Their pending reply, and a pending comment elsewhere, count only where they are.
+    let reply = app.comment(ARTICLE, "u-1", "and a reply", Some(id)).await;
+    assert_eq!(reply["status"], "pending");
+    app.comment("another-article", "u-1", "elsewhere", None)
+        .await;
+
     let mine = json_of(app.get(LIST, Some(&author)).await).await;
     assert_eq!(mine["total"], 1);
+    assert_eq!(mine["items"].as_array().unwrap().len(), 1);
     assert_eq!(mine["items"][0]["mine"], true);
     assert_eq!(mine["items"][0]["status"], "pending");
+    let replies = format!("/api/v1/comments/{id}/replies");
+    let my_replies = json_of(app.get(&replies, Some(&author)).await).await;
+    assert_eq!(my_replies["total"], 1);
+    assert_eq!(my_replies["items"][0]["id"], reply["id"]);
     assert_eq!(
         app.get(&format!("/api/v1/comments/{id}"), Some(&author))
             .await
