@@ -73,9 +73,11 @@ async fn run_with_cleanup(args: RunArgs) -> Result<(), String> {
     // The run's future is dropped by now: every server it started has been killed.
     if args.backends.contains(&Backend::Postgres) {
         if let Ok(admin) = pg_connect(&args.pg_url).await {
-            let sql = format!("DROP DATABASE IF EXISTS {pg_db} WITH (FORCE)");
-            if let Err(e) = admin.execute_unprepared(&sql).await {
-                eprintln!("tally-bench: could not drop database {pg_db}: {e}");
+            for name in [pg_db.clone(), small_pg_db(&pg_db)] {
+                let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                if let Err(e) = admin.execute_unprepared(&sql).await {
+                    eprintln!("tally-bench: could not drop database {name}: {e}");
+                }
             }
             admin.close().await.ok();
         }
@@ -85,6 +87,30 @@ async fn run_with_cleanup(args: RunArgs) -> Result<(), String> {
         eprintln!("tally-bench: could not remove {dir}: {e}");
     }
     outcome
+}
+
+/// The PostgreSQL copy of the 10 k database.
+fn small_pg_db(pg_db: &str) -> String {
+    format!("{pg_db}_10k")
+}
+
+/// `CREATE DATABASE to TEMPLATE from`, retried while a session (autovacuum) lingers on
+/// the template.
+async fn copy_pg_database(admin_url: &str, from: &str, to: &str) -> Result<(), String> {
+    let admin = pg_connect(admin_url).await?;
+    let sql = format!("CREATE DATABASE {to} TEMPLATE {from}");
+    let mut result = Ok(());
+    for _ in 0..50 {
+        result = admin.execute_unprepared(&sql).await.map(|_| ());
+        match &result {
+            Err(e) if e.to_string().contains("being accessed by other users") => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            _ => break,
+        }
+    }
+    admin.close().await.ok();
+    result.map_err(|e| format!("copy {from} to {to}: {e}"))
 }
 
 async fn pg_connect(url: &str) -> Result<DatabaseConnection, String> {
@@ -251,13 +277,13 @@ async fn start_static(self_exe: &Path, tmp: &Path) -> Result<(Child, u16), Strin
     Ok((child, port))
 }
 
-/// Of runs measured in rounds, the one whose ratio to the same round's `den` is the
-/// median, that ratio, and every round's ratio.
+/// Of runs measured in rounds, the round whose ratio to the same round's `den` is the
+/// median (or the first that failed), that ratio, and every round's ratio.
 fn median_round(
     num: &[Outcome],
     den: &[Outcome],
     den_name: &str,
-) -> (Outcome, Result<f64, String>, Vec<f64>) {
+) -> (usize, Result<f64, String>, Vec<f64>) {
     let ratios: Result<Vec<f64>, String> = num
         .iter()
         .zip(den)
@@ -268,14 +294,11 @@ fn median_round(
             let mut order: Vec<usize> = (0..r.len()).collect();
             order.sort_by(|a, b| r[*a].total_cmp(&r[*b]));
             let m = order[order.len() / 2];
-            (num[m].clone(), Ok(r[m]), r)
+            (m, Ok(r[m]), r)
         }
         Err(e) => {
-            let shown = num
-                .iter()
-                .find(|o| valid_rps(o).is_err())
-                .unwrap_or(&num[0]);
-            (shown.clone(), Err(e), vec![])
+            let failed = num.iter().position(|o| valid_rps(o).is_err());
+            (failed.unwrap_or(0), Err(e), vec![])
         }
     }
 }
@@ -457,7 +480,7 @@ async fn run_backend(ctx: &Ctx<'_>, backend: Backend, pg_db: &str) -> Result<Sec
             (url.clone(), url.clone(), url)
         }
     };
-    let db = Db::connect(&Settings {
+    let mut db = Db::connect(&Settings {
         database_url: url.clone(),
         ..Settings::default()
     })
@@ -572,10 +595,14 @@ async fn run_backend(ctx: &Ctx<'_>, backend: Backend, pg_db: &str) -> Result<Sec
     let static_c = &median_run(&statics);
     let [aggs, batches, firsts, lasts] = &reads;
     let pks = vec![pk.clone(); firsts.len()];
-    let (agg, agg_ratio, agg_rounds) = median_round(aggs, &statics, "static ceiling");
-    let (batch50, batch_ratio, batch_rounds) = median_round(batches, &statics, "static ceiling");
-    let (first, first_ratio, first_rounds) = median_round(firsts, &pks, "pk ceiling");
-    let (last, last_ratio, last_rounds) = median_round(lasts, firsts, "first page");
+    let (i, agg_ratio, agg_rounds) = median_round(aggs, &statics, "static ceiling");
+    let agg = aggs[i].clone();
+    let (i, batch_ratio, batch_rounds) = median_round(batches, &statics, "static ceiling");
+    let batch50 = batches[i].clone();
+    let (i, first_ratio, first_rounds) = median_round(firsts, &pks, "pk ceiling");
+    let first = firsts[i].clone();
+    let (i, last_ratio, last_rounds) = median_round(lasts, firsts, "first page");
+    let last = lasts[i].clone();
     let rounds_note = format!(
         "cached reads: {} rounds, each a run of the static ceiling, the aggregate GET, the \
          batch, the first and the last page in turn; a row shows the round with the median \
@@ -614,16 +641,39 @@ async fn run_backend(ctx: &Ctx<'_>, backend: Backend, pg_db: &str) -> Result<Sec
         scripts.post_comment("post-comment", seed::HOT, &ctx.readers),
     )
     .await;
-    let queue_small = run(
-        "moderation queue 10k",
-        scripts.get("queue-10k", queue, Some(&ctx.moderator)),
-    )
-    .await;
     let mixed_small = run("mixed 90/10", scripts.mixed("mixed-10k", 100, &ctx.readers)).await;
     server.terminate(STOP_GRACE);
 
-    // Grow to --big-comments.
+    // A copy of the 10 k database as it stands now, so that the queue page can be
+    // measured on both sizes in turns at the end (the same drift argument as above).
     let have = seed::comment_count(&db.conn).await?;
+    eprintln!("  copying the 10 k database ({have} comments)");
+    let small_url = match backend {
+        Backend::Sqlite => {
+            db.conn
+                .execute_unprepared("PRAGMA wal_checkpoint(TRUNCATE)")
+                .await
+                .map_err(|e| format!("checkpoint: {e}"))?;
+            let copy = dir.join("tally-10k.db");
+            std::fs::copy(dir.join("tally.db"), &copy)
+                .map_err(|e| format!("copy the 10 k database: {e}"))?;
+            format!("sqlite://{}?mode=rwc", copy.display())
+        }
+        Backend::Postgres => {
+            // A template must have no other sessions: close ours for the copy.
+            db.conn.close_by_ref().await.ok();
+            copy_pg_database(&args.pg_url, pg_db, &small_pg_db(pg_db)).await?;
+            db = Db::connect(&Settings {
+                database_url: url.clone(),
+                ..Settings::default()
+            })
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+            pg_url_with_db(&args.pg_url, &small_pg_db(pg_db))
+        }
+    };
+
+    // Grow to --big-comments.
     let grow_started = Instant::now();
     if args.big_comments > have {
         eprintln!("  growing to {} comments", args.big_comments);
@@ -654,11 +704,31 @@ async fn run_backend(ctx: &Ctx<'_>, backend: Backend, pg_db: &str) -> Result<Sec
     let run = async |name: &str, script: Result<PathBuf, String>| -> Outcome {
         scenario(load, port, pid, name, script).await
     };
-    let queue_big = run(
-        "moderation queue 1M",
-        scripts.get("queue-1m", queue, Some(&ctx.moderator)),
-    )
-    .await;
+    let (small_server, small_port, _) = start_tally(ctx, &small_url, &dir, "10k-copy").await?;
+    get_json(&client, small_port, queue, Some(&ctx.moderator)).await?;
+    let queue_script = scripts.get("queue", queue, Some(&ctx.moderator));
+    let (mut smalls, mut bigs) = (vec![], vec![]);
+    for round in 1..=args.rounds {
+        let of = format!("(round {round}/{})", args.rounds);
+        smalls.push(
+            scenario(
+                load,
+                small_port,
+                small_server.pid(),
+                &format!("moderation queue 10k {of}"),
+                queue_script.clone(),
+            )
+            .await,
+        );
+        bigs.push(run(&format!("moderation queue 1M {of}"), queue_script.clone()).await);
+    }
+    small_server.terminate(STOP_GRACE);
+    // Time per request at the same concurrency is the inverse of throughput: the
+    // round with the median throughput ratio has the median time ratio.
+    let (i, big_per_small, queue_rounds) = median_round(&bigs, &smalls, "10 k run");
+    let (queue_small, queue_big) = (smalls[i].clone(), bigs[i].clone());
+    let queue_ratio = big_per_small.map(|r| 1.0 / r);
+    let queue_rounds: Vec<f64> = queue_rounds.iter().map(|r| 1.0 / r).collect();
     let mixed_big = run(
         "mixed 90/10 at 1M",
         scripts.mixed("mixed-1m", 100, &ctx.readers),
@@ -753,7 +823,7 @@ async fn run_backend(ctx: &Ctx<'_>, backend: Backend, pg_db: &str) -> Result<Sec
             Target::AtLeast(1.0),
         ),
         report::row(
-            &format!("moderation queue page ({} comments)", human(small_count)),
+            &format!("moderation queue page ({} comments)", human(have)),
             &queue_small,
             None,
             "",
@@ -769,8 +839,7 @@ async fn run_backend(ctx: &Ctx<'_>, backend: Backend, pg_db: &str) -> Result<Sec
         report::row(
             &format!("moderation queue page ({big} comments)"),
             &queue_big,
-            // Time per request at the same concurrency: the inverse of throughput.
-            Some(ratio(&queue_small, &queue_big, "1 M run")),
+            Some(queue_ratio),
             &format!(" {x} the 10 k time"),
             Target::AtMost(1.5),
         ),
@@ -835,6 +904,14 @@ async fn run_backend(ctx: &Ctx<'_>, backend: Backend, pg_db: &str) -> Result<Sec
             .into(),
     ];
     notes.push(rounds_note);
+    notes.push(format!(
+        "moderation queue: the 10 k database ({} comments, copied after the 10 k \
+         scenarios) and the {big} one served side by side, {} rounds of a run on each in \
+         turn; time ratios by round: {}",
+        have,
+        args.rounds,
+        list_ratios(&queue_rounds)
+    ));
     if backend == Backend::Postgres {
         notes.push(
             "the pk ceiling for PostgreSQL is the same bare read on PostgreSQL; the raw commit \
@@ -924,8 +1001,8 @@ mod tests {
         // median rates (90 ÷ 100).
         let num = runs(&[50.0, 90.0, 96.0]);
         let den = runs(&[100.0, 100.0, 120.0]);
-        let (shown, ratio, all) = median_round(&num, &den, "static");
-        assert_eq!(valid_rps(&shown).unwrap(), 96.0);
+        let (round, ratio, all) = median_round(&num, &den, "static");
+        assert_eq!(round, 2);
         assert!((ratio.unwrap() - 0.8).abs() < 1e-12);
         assert_eq!(list_ratios(&all), "0.50, 0.90, 0.80");
         assert_eq!(valid_rps(&median_run(&den)).unwrap(), 100.0);
@@ -935,8 +1012,8 @@ mod tests {
     fn a_failed_round_fails_the_ratio_and_is_the_one_shown() {
         let num = vec![Ok(fake_measurement(50.0)), Err("wrk died".to_owned())];
         let den = runs(&[100.0, 100.0]);
-        let (shown, ratio, all) = median_round(&num, &den, "static");
-        assert_eq!(shown.unwrap_err(), "wrk died");
+        let (round, ratio, all) = median_round(&num, &den, "static");
+        assert_eq!(round, 1);
         assert!(ratio.unwrap_err().contains("wrk died"));
         assert!(all.is_empty());
         assert_eq!(median_run(&num).unwrap_err(), "wrk died");
