@@ -169,8 +169,10 @@ async fn run(args: &RunArgs, tmp: &Path, pg_db: &str) -> Result<(), String> {
     let repo = std::env::current_dir().map_err(|e| e.to_string())?;
     let mut header = report::machine_header(&repo);
     header.push(format!(
-        "load: wrk -t{} -c{} -d{}s --latency, one run per scenario, all over 127.0.0.1",
-        load.threads, load.connections, load.duration
+        "load: wrk -t{} -c{} -d{}s --latency per run, all over 127.0.0.1; the cached reads \
+         with the static ceiling, and the queue page on both sizes, in {} rounds; the other \
+         scenarios one run each",
+        load.threads, load.connections, load.duration, args.rounds
     ));
     header.push(
         "tally runs with TALLY_WRITE_RATE_PER_MIN=0: the per-user write limit (20/min by \
