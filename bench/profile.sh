@@ -44,10 +44,12 @@ for _ in $(seq 1 600); do
     sleep 0.1
 done
 token="$(TALLY_JWT_SECRET="$secret" "$bin" token --sub profile-reader)"
+send() { # method path json: one write as the profiled reader
+    curl -sf -o /dev/null -X "$1" -H "Authorization: Bearer $token" \
+        -H 'Content-Type: application/json' -d "$3" "http://127.0.0.1:$port$2"
+}
 for i in $(seq 1 50); do
-    curl -sf -o /dev/null -X PUT -H "Authorization: Bearer $token" \
-        -H 'Content-Type: application/json' -d '{"stars": 4}' \
-        "http://127.0.0.1:$port/api/v1/articles/a-$i/ratings/me"
+    send PUT "/api/v1/articles/a-$i/ratings/me" '{"stars": 4}'
 done
 
 url="http://127.0.0.1:$port"
@@ -57,9 +59,7 @@ case "$scenario" in
     batch) url="$url/api/v1/ratings?$(seq -s '&' -f 'article_id=a-%g' 1 50)" ;;
     page)
         for i in $(seq 1 60); do
-            curl -sf -o /dev/null -X POST -H "Authorization: Bearer $token" \
-                -H 'Content-Type: application/json' -d "{\"body\": \"seeded comment $i\"}" \
-                "$url/api/v1/articles/a-1/comments"
+            send POST /api/v1/articles/a-1/comments "{\"body\": \"seeded comment $i\"}"
         done
         url="$url/api/v1/articles/a-1/comments"
         script=(-H "Authorization: Bearer $token")
