@@ -100,18 +100,12 @@ where
         event: &Event<'_>,
     ) -> fmt::Result {
         let meta = event.metadata();
-        let mut line = String::with_capacity(256);
-        line.push_str("{\"timestamp\":\"");
-        push_timestamp(&mut line, SystemTime::now());
-        line.push_str("\",\"level\":\"");
-        line.push_str(meta.level().as_str());
-        line.push_str("\",\"fields\":{");
+        let mut line = open_line(SystemTime::now(), meta.level());
         event.record(&mut JsonFields {
             out: &mut line,
             first: true,
         });
-        line.push_str("},\"target\":");
-        push_json_str(&mut line, meta.target());
+        close_fields(&mut line, meta.target());
         let _ = REQUEST.try_with(|r| {
             line.push_str(",\"span\":{\"name\":\"request\",\"request_id\":");
             push_json_str(&mut line, &r.id);
@@ -122,6 +116,23 @@ where
         line.push_str("}\n");
         writer.write_str(&line)
     }
+}
+
+/// A line up to its `fields` object's opening brace.
+fn open_line(at: SystemTime, level: &Level) -> String {
+    let mut line = String::with_capacity(256);
+    line.push_str("{\"timestamp\":\"");
+    push_timestamp(&mut line, at);
+    line.push_str("\",\"level\":\"");
+    line.push_str(level.as_str());
+    line.push_str("\",\"fields\":{");
+    line
+}
+
+/// Closes the `fields` object and adds the `target`.
+fn close_fields(line: &mut String, target: &str) {
+    line.push_str("},\"target\":");
+    push_json_str(line, target);
 }
 
 /// `now` as RFC 3339 in UTC with microseconds (`2026-11-24T01:21:40.055711Z`). The
@@ -278,20 +289,16 @@ fn access_line(
     status: u16,
     latency_us: u64,
 ) -> String {
-    let mut line = String::with_capacity(256);
-    line.push_str("{\"timestamp\":\"");
-    push_timestamp(&mut line, at);
-    line.push_str("\",\"level\":\"INFO\",\"fields\":{\"message\":\"request\",\"request_id\":");
+    let mut line = open_line(at, &Level::INFO);
+    line.push_str("\"message\":\"request\",\"request_id\":");
     push_json_str(&mut line, id);
     line.push_str(",\"method\":");
     push_json_str(&mut line, method);
     line.push_str(",\"route\":");
     push_json_str(&mut line, route);
-    let _ = writeln!(
-        line,
-        ",\"status\":{status},\"latency_us\":{latency_us}}},\"target\":\"{}\"}}",
-        module_path!()
-    );
+    let _ = write!(line, ",\"status\":{status},\"latency_us\":{latency_us}");
+    close_fields(&mut line, module_path!());
+    line.push_str("}\n");
     line
 }
 

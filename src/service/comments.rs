@@ -484,14 +484,17 @@ fn visibility(caller: Option<&User>) -> Condition {
                 .add(comment::Column::ReplyCount.gt(0)),
         );
     if let Some(u) = caller {
-        cond = cond.add(
-            Condition::all()
-                .add(comment::Column::AuthorId.eq(&u.id))
-                .add(comment::Column::IsGuest.eq(false))
-                .add(comment::Column::Status.eq(ModerationStatus::Pending.as_str())),
-        );
+        cond = cond.add(pending_by(u));
     }
     cond
+}
+
+/// Comments by `user` still waiting for moderation: only they (and moderators) see them.
+fn pending_by(user: &User) -> Condition {
+    Condition::all()
+        .add(comment::Column::AuthorId.eq(&user.id))
+        .add(comment::Column::IsGuest.eq(false))
+        .add(comment::Column::Status.eq(ModerationStatus::Pending.as_str()))
 }
 
 /// The caller's own pending comments in a thread (top level of an article, or the
@@ -502,9 +505,7 @@ fn own_pending(user: &User, article_id: &str, parent: Option<&str>) -> Select<co
         .expr(Expr::col(comment::Column::Id).count())
         .filter(comment::Column::ArticleId.eq(article_id))
         .filter(thread_of(parent))
-        .filter(comment::Column::AuthorId.eq(&user.id))
-        .filter(comment::Column::IsGuest.eq(false))
-        .filter(comment::Column::Status.eq(ModerationStatus::Pending.as_str()))
+        .filter(pending_by(user))
 }
 
 fn thread_of(parent: Option<&str>) -> Condition {
