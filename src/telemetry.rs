@@ -120,7 +120,8 @@ where
 
 /// A line up to its `fields` object's opening brace.
 fn open_line(at: SystemTime, level: &Level) -> String {
-    let mut line = String::with_capacity(256);
+    // An access line is about 270 bytes: room for it without growing.
+    let mut line = String::with_capacity(384);
     line.push_str("{\"timestamp\":\"");
     push_timestamp(&mut line, at);
     line.push_str("\",\"level\":\"");
@@ -156,7 +157,26 @@ fn push_timestamp(out: &mut String, now: SystemTime) {
         }
         out.push_str(&cached.1);
     });
-    let _ = write!(out, ".{:06}Z", since.subsec_micros());
+    out.push('.');
+    push_decimal(out, u64::from(since.subsec_micros()), 6);
+    out.push('Z');
+}
+
+/// `n` in decimal, zero-padded to at least `width` digits, `width` at most 20 (what
+/// `write!(out, "{n:0width$}")` writes, without the formatting machinery: this is on
+/// every request).
+fn push_decimal(out: &mut String, mut n: u64, width: usize) {
+    debug_assert!(width <= 20, "at most 20 digits");
+    let mut digits = [b'0'; 20];
+    let mut start = digits.len();
+    while n > 0 || start == digits.len() {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    let start = start.min(digits.len().saturating_sub(width));
+    // Only ASCII digits were written.
+    out.push_str(std::str::from_utf8(&digits[start..]).unwrap_or_default());
 }
 
 /// Writes an event's fields as the members of a JSON object.
@@ -296,7 +316,10 @@ fn access_line(
     push_json_str(&mut line, method);
     line.push_str(",\"route\":");
     push_json_str(&mut line, route);
-    let _ = write!(line, ",\"status\":{status},\"latency_us\":{latency_us}");
+    line.push_str(",\"status\":");
+    push_decimal(&mut line, u64::from(status), 1);
+    line.push_str(",\"latency_us\":");
+    push_decimal(&mut line, latency_us, 1);
     close_fields(&mut line, module_path!());
     line.push_str("}\n");
     line
@@ -399,6 +422,28 @@ mod tests {
         }
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
+        }
+    }
+
+    #[test]
+    fn decimals_are_written_as_format_writes_them() {
+        for n in [
+            0,
+            1,
+            9,
+            10,
+            42,
+            99_999,
+            100_000,
+            999_999,
+            1_000_000,
+            u64::MAX,
+        ] {
+            for width in [1, 6, 20] {
+                let mut out = String::from("x");
+                push_decimal(&mut out, n, width);
+                assert_eq!(out, format!("x{n:0width$}"), "{n} width {width}");
+            }
         }
     }
 

@@ -86,64 +86,69 @@ fn api(pattern: &'static str) -> Resource {
 /// Every route of the service. Resources wrapped in `limit_writes` spend the caller's
 /// write budget on every non-GET request; moderation and admin tools are not limited.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/healthz").get(health::healthz))
+    // The API first: the table is tried in order, and the routes before it would each
+    // cost every API request a match attempt (Swagger UI's `/docs/{_:.*}` a regex).
+    cfg.service(api_scope())
+        .service(resource("/healthz").get(health::healthz))
         .service(resource("/readyz").get(health::readyz))
         .service(resource("/metrics").get(health::metrics))
         .service(resource(openapi::SPEC_PATH).get(openapi::openapi_json))
         .service(resource("/docs").get(openapi::docs))
         .service(openapi::docs_assets())
-        .service(
-            web::scope(API)
-                // Every pattern is exact, so order decides only how many are tried:
-                // the most requested come first (each dynamic one tried costs a regex).
-                .service(api("/api/v1/articles/{article_id}/rating").get(ratings::aggregate))
-                .service(
-                    api("/api/v1/articles/{article_id}/comments")
-                        .wrap(from_fn(limit_writes))
-                        .get(comments::list)
-                        .post(comments::create),
-                )
-                .service(api("/api/v1/ratings").get(ratings::batch))
-                .service(
-                    api("/api/v1/articles/{article_id}/ratings/me")
-                        .wrap(from_fn(limit_writes))
-                        .get(ratings::get_mine)
-                        .put(ratings::put_mine)
-                        .delete(ratings::delete_mine),
-                )
-                .service(api("/api/v1/comments/{id}/replies").get(comments::replies))
-                .service(
-                    api("/api/v1/comments/{id}")
-                        .wrap(from_fn(limit_writes))
-                        .get(comments::get)
-                        .patch(comments::edit)
-                        .delete(comments::delete),
-                )
-                .service(
-                    api("/api/v1/comments/{id}/flags")
-                        .wrap(from_fn(limit_writes))
-                        .post(flags::create),
-                )
-                .service(api("/api/v1/articles/{article_id}").get(articles::summary))
-                .service(api("/api/v1/moderation/queue").get(moderation::queue))
-                .service(api("/api/v1/moderation/stats").get(moderation::stats))
-                .service(api("/api/v1/moderation/comments/{id}/decision").post(moderation::decide))
-                .service(api("/api/v1/moderation/decisions").post(moderation::decide_many))
-                .service(api("/api/v1/moderation/log").get(moderation::log))
-                .service(
-                    api("/api/v1/moderation/bans")
-                        .get(moderation::bans)
-                        .post(moderation::ban),
-                )
-                .service(api("/api/v1/moderation/bans/{user_id}").delete(moderation::unban))
-                .service(
-                    api("/api/v1/admin/settings")
-                        .get(admin::get_settings)
-                        .put(admin::put_settings),
-                )
-                .service(api("/api/v1/admin/articles/{article_id}").put(admin::put_article)),
-        )
         .default_service(web::to(not_found));
+}
+
+/// Everything under `/api/v1`, the hottest route (the aggregate GET) first.
+fn api_scope() -> actix_web::Scope {
+    web::scope(API)
+        // Every pattern is exact, so order decides only how many are tried:
+        // the most requested come first (each dynamic one tried costs a regex).
+        .service(api("/api/v1/articles/{article_id}/rating").get(ratings::aggregate))
+        .service(
+            api("/api/v1/articles/{article_id}/comments")
+                .wrap(from_fn(limit_writes))
+                .get(comments::list)
+                .post(comments::create),
+        )
+        .service(api("/api/v1/ratings").get(ratings::batch))
+        .service(
+            api("/api/v1/articles/{article_id}/ratings/me")
+                .wrap(from_fn(limit_writes))
+                .get(ratings::get_mine)
+                .put(ratings::put_mine)
+                .delete(ratings::delete_mine),
+        )
+        .service(api("/api/v1/comments/{id}/replies").get(comments::replies))
+        .service(
+            api("/api/v1/comments/{id}")
+                .wrap(from_fn(limit_writes))
+                .get(comments::get)
+                .patch(comments::edit)
+                .delete(comments::delete),
+        )
+        .service(
+            api("/api/v1/comments/{id}/flags")
+                .wrap(from_fn(limit_writes))
+                .post(flags::create),
+        )
+        .service(api("/api/v1/articles/{article_id}").get(articles::summary))
+        .service(api("/api/v1/moderation/queue").get(moderation::queue))
+        .service(api("/api/v1/moderation/stats").get(moderation::stats))
+        .service(api("/api/v1/moderation/comments/{id}/decision").post(moderation::decide))
+        .service(api("/api/v1/moderation/decisions").post(moderation::decide_many))
+        .service(api("/api/v1/moderation/log").get(moderation::log))
+        .service(
+            api("/api/v1/moderation/bans")
+                .get(moderation::bans)
+                .post(moderation::ban),
+        )
+        .service(api("/api/v1/moderation/bans/{user_id}").delete(moderation::unban))
+        .service(
+            api("/api/v1/admin/settings")
+                .get(admin::get_settings)
+                .put(admin::put_settings),
+        )
+        .service(api("/api/v1/admin/articles/{article_id}").put(admin::put_article))
 }
 
 async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
