@@ -6,8 +6,8 @@ use chrono::{DateTime, Duration, Utc};
 use sea_orm::{
     sea_query::{Expr, ExprTrait, LockType, Query, SelectStatement},
     ActiveValue::Set,
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    QueryTrait, Select,
+    ColumnTrait, Condition, ConnectionTrait, DerivePartialModel, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, QueryTrait, Select,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -86,12 +86,56 @@ pub struct Page<T> {
 }
 
 pub fn status_of(c: &comment::Model) -> ModerationStatus {
+    parse_status(&c.status)
+}
+
+fn parse_status(status: &str) -> ModerationStatus {
     // The CHECK constraint admits only the five names, so this never falls back.
-    ModerationStatus::parse(&c.status).unwrap_or(ModerationStatus::Pending)
+    ModerationStatus::parse(status).unwrap_or(ModerationStatus::Pending)
 }
 
 fn is_mine(c: &comment::Model, caller: Option<&User>) -> bool {
-    !c.is_guest && caller.is_some_and(|u| u.id == c.author_id)
+    written_by(&c.author_id, c.is_guest, caller)
+}
+
+fn written_by(author_id: &str, is_guest: bool, caller: Option<&User>) -> bool {
+    !is_guest && caller.is_some_and(|u| u.id == author_id)
+}
+
+/// The columns a [`CommentView`] is made of: what a listing reads (the moderation
+/// columns, the fingerprint and the version stay in the database).
+#[derive(Debug, Clone, DerivePartialModel)]
+#[sea_orm(entity = "comment::Entity")]
+pub struct Shown {
+    pub id: String,
+    pub article_id: String,
+    pub parent_id: Option<String>,
+    pub author_id: String,
+    pub author_name: String,
+    pub is_guest: bool,
+    pub body: String,
+    pub status: String,
+    pub reply_count: i64,
+    pub created_at: DateTime<Utc>,
+    pub edited_at: Option<DateTime<Utc>>,
+}
+
+impl From<comment::Model> for Shown {
+    fn from(c: comment::Model) -> Self {
+        Shown {
+            id: c.id,
+            article_id: c.article_id,
+            parent_id: c.parent_id,
+            author_id: c.author_id,
+            author_name: c.author_name,
+            is_guest: c.is_guest,
+            body: c.body,
+            status: c.status,
+            reply_count: c.reply_count,
+            created_at: c.created_at,
+            edited_at: c.edited_at,
+        }
+    }
 }
 
 /// Whether `caller` may see `c`: listed comments, their own pending ones, and for
@@ -105,9 +149,10 @@ pub fn visible_to(c: &comment::Model, caller: Option<&User>) -> bool {
 }
 
 /// The view of `c` for `caller`; `with_author_id` is for moderator tools.
-pub fn view(c: comment::Model, caller: Option<&User>, with_author_id: bool) -> CommentView {
-    let mine = is_mine(&c, caller);
-    let status = status_of(&c);
+pub fn view(c: impl Into<Shown>, caller: Option<&User>, with_author_id: bool) -> CommentView {
+    let c: Shown = c.into();
+    let mine = written_by(&c.author_id, c.is_guest, caller);
+    let status = parse_status(&c.status);
     let (author, body) = if status == ModerationStatus::Deleted {
         (None, String::new())
     } else {
@@ -545,9 +590,13 @@ async fn list(
         .order_by(comment::Column::CreatedAt, order.clone())
         .order_by(comment::Column::Id, order)
         .limit(q.limit + 1)
+        .into_partial_model::<Shown>()
         .all(conn)
         .await?;
-    let page = paginate(rows, q.limit, comment_cursor);
+    let page = paginate(rows, q.limit, |c: &Shown| Cursor {
+        created_at: c.created_at,
+        id: c.id.clone(),
+    });
     Ok(Page {
         items: page
             .items
