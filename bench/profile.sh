@@ -4,7 +4,7 @@
 # whatever else the machine is doing). For finding where a request's cost goes; the
 # targets are judged by bench/run.sh.
 #
-#   bench/profile.sh aggregate|batch|page|post [TALLY_BIN]
+#   bench/profile.sh aggregate|batch|page|post|static [TALLY_BIN]
 #
 # Starts TALLY_BIN (default target/release/tally, build it first) under callgrind with
 # one worker on a throwaway SQLite file, seeds through the API (a rating on each of
@@ -14,12 +14,15 @@
 #   page       GET /api/v1/articles/a-1/comments as a signed-in reader (never cached),
 #              after 60 comments on a-1 through the API
 #   post       POST /api/v1/articles/a-1/comments, one reader, a new text each time
+#   static     the harness's bare actix-web static JSON ceiling (`tally-bench
+#              ceiling-static`, next to TALLY_BIN), with its default workers: what the
+#              aggregate's count compares with
 # and prints instructions ÷ requests answered, for the whole process and, for `post`,
 # for the thread that runs the group-commit writer (the main thread). The callgrind
 # file stays in the temp dir it names. Needs valgrind and wrk (apt-get install).
 set -euo pipefail
 
-scenario="${1:?usage: bench/profile.sh aggregate|batch|page|post [TALLY_BIN]}"
+scenario="${1:?usage: bench/profile.sh aggregate|batch|page|post|static [TALLY_BIN]}"
 bin="${2:-target/release/tally}"
 for tool in valgrind callgrind_control callgrind_annotate wrk curl; do
     command -v "$tool" >/dev/null || { echo "profile.sh: $tool is missing" >&2; exit 2; }
@@ -33,14 +36,21 @@ pid=""
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; }
 trap cleanup EXIT
 
+profiled=("$bin" serve)
+ready=/readyz
+if [ "$scenario" = static ]; then
+    profiled=("$(dirname "$bin")/tally-bench" ceiling-static --bind "127.0.0.1:$port")
+    ready=/
+    [ -x "${profiled[0]}" ] || { echo "profile.sh: no ${profiled[0]} (cargo build --release -p tally-bench)" >&2; exit 2; }
+fi
 env -i PATH="$PATH" TALLY_DATABASE_URL="sqlite://$dir/tally.db?mode=rwc" \
     TALLY_BIND="127.0.0.1:$port" TALLY_JWT_SECRET="$secret" TALLY_WORKERS=1 \
     TALLY_WRITE_RATE_PER_MIN=0 \
     valgrind --tool=callgrind --separate-threads=yes \
-    --callgrind-out-file="$dir/callgrind.out" "$bin" serve >"$dir/server.log" 2>&1 &
+    --callgrind-out-file="$dir/callgrind.out" "${profiled[@]}" >"$dir/server.log" 2>&1 &
 pid=$!
 for _ in $(seq 1 600); do
-    curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break
+    curl -sf "http://127.0.0.1:$port$ready" >/dev/null && break
     sleep 0.1
 done
 token="$(TALLY_JWT_SECRET="$secret" "$bin" token --sub profile-reader)"
@@ -48,9 +58,11 @@ send() { # method path json: one write as the profiled reader
     curl -sf -o /dev/null -X "$1" -H "Authorization: Bearer $token" \
         -H 'Content-Type: application/json' -d "$3" "http://127.0.0.1:$port$2"
 }
-for i in $(seq 1 50); do
-    send PUT "/api/v1/articles/a-$i/ratings/me" '{"stars": 4}'
-done
+if [ "$scenario" != static ]; then
+    for i in $(seq 1 50); do
+        send PUT "/api/v1/articles/a-$i/ratings/me" '{"stars": 4}'
+    done
+fi
 
 url="http://127.0.0.1:$port"
 script=()
@@ -76,6 +88,7 @@ end
 EOF
         script=(-s "$dir/post.lua")
         ;;
+    static) ;;
     *) echo "profile.sh: unknown scenario $scenario" >&2; exit 2 ;;
 esac
 
