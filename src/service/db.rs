@@ -153,8 +153,23 @@ impl Db {
         db
     }
 
+    /// Applies the pending migrations, in one transaction that first takes a lock, so
+    /// that instances starting together on one fresh database (replicas, a restart
+    /// overlapping the old process) do not race: the first migrates, the others wait
+    /// for its commit and then find nothing pending. SQLite: the write lock, from
+    /// `BEGIN IMMEDIATE` on (a waiting process gives up after the busy timeout, 5 s).
+    /// PostgreSQL: a transaction-scoped advisory lock per schema, so instances on other
+    /// schemas of the same database never wait for each other.
     pub async fn migrate(&self) -> Result<(), DbErr> {
-        Migrator::up(&self.conn, None).await
+        let tx = self.begin_write().await?;
+        if self.backend() == DbBackend::Postgres {
+            tx.execute_unprepared(
+                "SELECT pg_advisory_xact_lock(hashtext('tally migrations ' || current_schema()))",
+            )
+            .await?;
+        }
+        Migrator::up(&*tx, None).await?;
+        tx.commit().await
     }
 
     pub fn backend(&self) -> DbBackend {

@@ -17,6 +17,7 @@ mod flat_queue;
 mod group_commit;
 mod health;
 mod idempotency;
+mod migrations;
 mod moderation;
 mod openapi;
 mod outage;
