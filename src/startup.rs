@@ -15,7 +15,7 @@ use crate::{
     metrics::{Metrics, WorkerMetrics},
     rate_limit::WriteLimiter,
     routes::{self, ratings::CachedAggregate},
-    service::{aggregate_cache::AggregateCache, db::Db, settings::PolicyCache},
+    service::{aggregate_cache::AggregateCache, db::Db, idempotency, settings::PolicyCache},
     telemetry,
 };
 
@@ -166,7 +166,10 @@ impl Application {
                 handle.stop(graceful).await;
             });
         }
-        self.server.await
+        let purge = tokio::spawn(idempotency::purge_periodically(self.db.clone()));
+        let served = self.server.await;
+        purge.abort();
+        served
     }
 }
 

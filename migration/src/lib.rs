@@ -10,6 +10,7 @@ mod m20261123_000001_init;
 mod m20261123_000002_bans_listing;
 mod m20261123_000003_flat_queue;
 mod m20261123_000004_listing_indexes;
+mod m20261124_000005_idempotency_purge;
 
 pub struct Migrator;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000002_bans_listing::Migration),
             Box::new(m20261123_000003_flat_queue::Migration),
             Box::new(m20261123_000004_listing_indexes::Migration),
+            Box::new(m20261124_000005_idempotency_purge::Migration),
         ]
     }
 }

@@ -8,13 +8,14 @@
 //! the uncommitted row; it then sees the committed row and replays it. Only successful
 //! responses are stored: a failed write rolls back its claim, so a retry runs afresh.
 
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 use sea_orm::{
-    sea_query::{Expr, OnConflict},
+    sea_query::{Expr, ExprTrait, OnConflict, Query},
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
 };
 
+use super::db::Db;
 use crate::{
     domain::IdempotencyKey,
     entity::idempotency_key::{self, Column},
@@ -23,6 +24,50 @@ use crate::{
 
 /// How long a key is remembered; an older key counts as unused.
 pub const KEY_TTL_HOURS: i64 = 24;
+
+/// Expired keys deleted per write transaction by [`purge_expired`]: short transactions,
+/// so requests' writes are never held up for long.
+pub const PURGE_BATCH: u64 = 1_000;
+
+/// Deletes the keys created before `cutoff` (use `now - KEY_TTL_HOURS`), `batch` per
+/// write transaction, and returns how many. An expired key would be forgotten on reuse
+/// anyway (see [`claim`]); this keeps the table from growing with keys never reused.
+/// Safe to run from several instances at once: a key deleted twice is deleted once.
+pub async fn purge_expired(db: &Db, cutoff: DateTime<Utc>, batch: u64) -> Result<u64, DbErr> {
+    let batch = Ord::max(batch, 1);
+    // Looked for first with a read: a write transaction for nothing would still retire
+    // the caches keyed by the write epoch.
+    let any = idempotency_key::Entity::find()
+        .filter(Column::CreatedAt.lt(cutoff))
+        .one(&db.conn)
+        .await?;
+    if any.is_none() {
+        return Ok(0);
+    }
+    let mut purged = 0;
+    loop {
+        let expired = Query::select()
+            .columns([Column::Scope, Column::Key])
+            .from(idempotency_key::Entity)
+            .and_where(Column::CreatedAt.lt(cutoff))
+            .limit(batch)
+            .to_owned();
+        let tx = db.begin_write().await?;
+        let deleted = idempotency_key::Entity::delete_many()
+            .filter(
+                Expr::tuple([Expr::col(Column::Scope), Expr::col(Column::Key)])
+                    .in_subquery(expired),
+            )
+            .exec(&*tx)
+            .await?
+            .rows_affected;
+        tx.commit().await?;
+        purged += deleted;
+        if deleted < batch {
+            return Ok(purged);
+        }
+    }
+}
 
 /// A write request made under an `Idempotency-Key`.
 #[derive(Debug, Clone)]
@@ -49,6 +94,28 @@ pub enum Outcome<T> {
     Done(T),
     /// The key was used before for the same request: its response, nothing written.
     Replay(StoredResponse),
+}
+
+/// How often a running server purges expired keys.
+pub const PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Purges expired keys at start and every [`PURGE_EVERY`], logging what it deleted;
+/// runs until dropped (the server aborts it when it stops).
+pub async fn purge_periodically(db: Db) {
+    let mut every = tokio::time::interval(PURGE_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let cutoff = super::now() - Duration::hours(KEY_TTL_HOURS);
+        match purge_expired(&db, cutoff, PURGE_BATCH).await {
+            Ok(0) => {}
+            Ok(purged) => tracing::info!(purged, "expired idempotency keys deleted"),
+            Err(e) => tracing::warn!(
+                error = %e,
+                "purging expired idempotency keys failed; retrying at the next interval"
+            ),
+        }
+    }
 }
 
 /// Claims `req`'s key inside the caller's write transaction. `None`: the key is new (or

@@ -3,9 +3,12 @@
 
 use chrono::{Duration, Utc};
 use reqwest::{header::HeaderValue, Method};
-use sea_orm::{sea_query::Expr, EntityTrait};
+use sea_orm::{sea_query::Expr, ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{json, Value};
-use tally::entity::idempotency_key;
+use tally::{
+    entity::idempotency_key,
+    service::{db::Db, idempotency},
+};
 
 use crate::helpers::{assert_problem, error_fields, spawn_app, TestApp};
 
@@ -306,4 +309,38 @@ async fn requests_without_a_key_are_not_deduplicated() {
     }
     assert_eq!(comments_stored(&app).await, 2);
     assert_eq!(keys_stored(&app).await, 0);
+}
+
+#[tokio::test]
+async fn expired_keys_are_purged_in_batches_and_live_ones_kept() {
+    let app = spawn_app().await;
+    for i in 1..=5 {
+        let res = post_comment(&app, &format!("u-{i}"), "k", &format!("Comment {i}.")).await;
+        assert_eq!(res.status().as_u16(), 201);
+    }
+    // Three of the five are older than the TTL.
+    idempotency_key::Entity::update_many()
+        .col_expr(
+            idempotency_key::Column::CreatedAt,
+            Expr::value(Utc::now() - Duration::hours(25)),
+        )
+        .filter(idempotency_key::Column::Scope.is_in(["user:u-1", "user:u-2", "user:u-3"]))
+        .exec(&app.db)
+        .await
+        .unwrap();
+    let db = Db::with_connection(app.db.clone());
+    let cutoff = Utc::now() - Duration::hours(idempotency::KEY_TTL_HOURS);
+
+    // Two per transaction: a full batch, then a short one.
+    assert_eq!(idempotency::purge_expired(&db, cutoff, 2).await.unwrap(), 3);
+    assert_eq!(keys_stored(&app).await, 2);
+    assert_eq!(
+        idempotency::purge_expired(&db, cutoff, 2).await.unwrap(),
+        0,
+        "nothing left to purge"
+    );
+    // A live key still replays.
+    let replay = post_comment(&app, "u-4", "k", "Comment 4.").await;
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    assert_eq!(comments_stored(&app).await, 5);
 }
