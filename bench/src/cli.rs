@@ -83,9 +83,13 @@ pub struct RunArgs {
     /// Distinct readers (JWTs) the write scenarios rotate through.
     #[arg(long, default_value_t = 20_000)]
     pub readers: u32,
-    /// Rounds of the cached reads and the static ceiling, measured in turns (each ratio
-    /// is the median of its rounds' ratios). Five by default: on shared cores a single
-    /// 10 s run of the same server moves by ±10 %, and a median of three still flips.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Rounds of the cached reads and the static ceiling, and of the queue page on both
+    /// sizes, measured in turns (each ratio is the median of its rounds' ratios). On
+    /// shared cores the machine's speed drifts within seconds: many short rounds keep
+    /// the two runs of a ratio close together in time, and the median drops outliers.
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u32).range(1..))]
     pub rounds: u32,
+    /// Seconds per wrk run within the rounds (the other scenarios run `--duration`).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
+    pub round_secs: u64,
 }

@@ -169,10 +169,10 @@ async fn run(args: &RunArgs, tmp: &Path, pg_db: &str) -> Result<(), String> {
     let repo = std::env::current_dir().map_err(|e| e.to_string())?;
     let mut header = report::machine_header(&repo);
     header.push(format!(
-        "load: wrk -t{} -c{} -d{}s --latency per run, all over 127.0.0.1; the cached reads \
-         with the static ceiling, and the queue page on both sizes, in {} rounds; the other \
-         scenarios one run each",
-        load.threads, load.connections, load.duration, args.rounds
+        "load: wrk -t{} -c{} --latency, all over 127.0.0.1; the cached reads with the static \
+         ceiling, and the queue page on both sizes, in {} rounds of {} s runs in turn; the \
+         other scenarios one run each of {} s",
+        load.threads, load.connections, args.rounds, args.round_secs, load.duration
     ));
     header.push(
         "tally runs with TALLY_WRITE_RATE_PER_MIN=0: the per-user write limit (20/min by \
@@ -556,6 +556,11 @@ async fn run_backend(ctx: &Ctx<'_>, backend: Backend, pg_db: &str) -> Result<Sec
     let run = async |name: &str, script: Result<PathBuf, String>| -> Outcome {
         scenario(load, port, pid, name, script).await
     };
+    // The runs within rounds: short, so the runs a ratio divides are close in time.
+    let short = Load {
+        duration: args.round_secs,
+        ..load
+    };
 
     // The cached reads and the static ceiling they are divided by, in turns, round after
     // round: these shared machines' speed drifts over minutes (CPU steal), and a single
@@ -584,13 +589,14 @@ async fn run_backend(ctx: &Ctx<'_>, backend: Backend, pg_db: &str) -> Result<Sec
         let name = format!("bare actix static JSON {of}");
         eprintln!("  {name}");
         let o = match &static_script {
-            Ok(s) => measure(load, static_port, static_server.pid(), s).await,
+            Ok(s) => measure(short, static_port, static_server.pid(), s).await,
             Err(e) => Err(e.clone()),
         };
         log_outcome(&name, &o);
         statics.push(o);
         for ((name, script), outcomes) in cached_reads.iter().zip(reads.iter_mut()) {
-            outcomes.push(run(&format!("{name} {of}"), script.clone()).await);
+            outcomes
+                .push(scenario(short, port, pid, &format!("{name} {of}"), script.clone()).await);
         }
     }
     static_server.terminate(STOP_GRACE);
@@ -714,7 +720,7 @@ async fn run_backend(ctx: &Ctx<'_>, backend: Backend, pg_db: &str) -> Result<Sec
         let of = format!("(round {round}/{})", args.rounds);
         smalls.push(
             scenario(
-                load,
+                short,
                 small_port,
                 small_server.pid(),
                 &format!("moderation queue 10k {of}"),
@@ -722,7 +728,16 @@ async fn run_backend(ctx: &Ctx<'_>, backend: Backend, pg_db: &str) -> Result<Sec
             )
             .await,
         );
-        bigs.push(run(&format!("moderation queue 1M {of}"), queue_script.clone()).await);
+        bigs.push(
+            scenario(
+                short,
+                port,
+                pid,
+                &format!("moderation queue 1M {of}"),
+                queue_script.clone(),
+            )
+            .await,
+        );
     }
     small_server.terminate(STOP_GRACE);
     // Time per request at the same concurrency is the inverse of throughput: the
