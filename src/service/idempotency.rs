@@ -12,7 +12,7 @@ use chrono::{DateTime, Duration, Utc};
 use sea_orm::{
     sea_query::{Expr, ExprTrait, OnConflict, Query},
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect,
 };
 
 use super::db::Db;
@@ -38,7 +38,10 @@ pub async fn purge_expired(db: &Db, cutoff: DateTime<Utc>, batch: u64) -> Result
     // Looked for first with a read: a write transaction for nothing would still retire
     // the caches keyed by the write epoch.
     let any = idempotency_key::Entity::find()
+        .select_only()
+        .column(Column::Scope)
         .filter(Column::CreatedAt.lt(cutoff))
+        .into_tuple::<String>()
         .one(&db.conn)
         .await?;
     if any.is_none() {
