@@ -3,10 +3,9 @@
 //! causes are logged with the request id and never returned.
 
 use actix_web::{
-    body::{BoxBody, MessageBody},
+    body::{BoxBody, EitherBody, MessageBody},
     dev::ServiceResponse,
     http::{header, StatusCode},
-    middleware::ErrorHandlerResponse,
     HttpResponse, ResponseError,
 };
 use sea_orm::DbErr;
@@ -314,17 +313,20 @@ fn is_connection_lost(e: &DbErr) -> bool {
 }
 
 /// Safety net for responses actix produces itself (unknown route, wrong method, bodies
-/// from extractors we did not configure): any error response that is not already a
-/// problem becomes one, with the code matching its status.
+/// from extractors we did not configure): any error response (4xx, 5xx) that is not
+/// already a problem becomes one, with the code matching its status. Applied to every
+/// response by `telemetry::RequestLog`.
 pub fn problem_for_framework_errors<B: MessageBody + 'static>(
     res: ServiceResponse<B>,
-) -> actix_web::Result<ErrorHandlerResponse<B>> {
-    let is_problem = res
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
-    if is_problem {
-        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+) -> ServiceResponse<EitherBody<B>> {
+    let status = res.status();
+    let is_problem = || {
+        res.headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()))
+    };
+    if !(status.is_client_error() || status.is_server_error()) || is_problem() {
+        return res.map_into_left_body();
     }
     let error = match res.status() {
         StatusCode::NOT_FOUND => ApiError::NotFound("no such route".into()),
@@ -356,8 +358,7 @@ pub fn problem_for_framework_errors<B: MessageBody + 'static>(
     if let Some(allow) = allow.and_then(|a| header::HeaderValue::from_str(&a).ok()) {
         response.headers_mut().insert(header::ALLOW, allow);
     }
-    let res = ServiceResponse::new(req, response.map_into_boxed_body()).map_into_right_body::<B>();
-    Ok(ErrorHandlerResponse::Response(res.map_body(|_, b| b)))
+    ServiceResponse::new(req, response.map_into_boxed_body()).map_into_right_body::<B>()
 }
 
 pub type BoxedResponse = HttpResponse<BoxBody>;

@@ -2,35 +2,41 @@
 
 use std::{net::TcpListener, sync::Arc, time::Duration};
 
-use actix_web::{
-    dev::Server,
-    middleware::{from_fn, ErrorHandlers},
-    web, App, HttpServer,
-};
+use actix_web::{dev::Server, web, App, HttpServer};
 
 use crate::{
     auth::{JwtKeys, KeyError, Role},
     config::Settings,
-    error::problem_for_framework_errors,
     metrics::{Metrics, WorkerMetrics},
     rate_limit::WriteLimiter,
     routes::{self, ratings::CachedAggregate},
-    service::{aggregate_cache::AggregateCache, db::Db, idempotency, settings::PolicyCache},
+    service::{
+        aggregate_cache::{AggregateCache, WorkerCopies},
+        db::Db,
+        idempotency,
+        settings::PolicyCache,
+    },
     telemetry,
 };
 
-/// What every request can reach.
+/// Entries of each cache a worker keeps its own copies of, at most.
+const WORKER_COPIES: usize = 1024;
+
+/// What every request can reach. Cloning shares everything in it: each worker gets its
+/// own clone (its own `web::Data`), so extracting the state on one core never writes
+/// to a reference count that the other cores' requests write too.
+#[derive(Clone)]
 pub struct AppState {
     pub db: Db,
     pub policies: PolicyCache,
-    pub settings: Settings,
+    pub settings: Arc<Settings>,
     /// `None` when `write_rate_per_min` is 0.
-    pub write_limiter: Option<WriteLimiter>,
+    pub write_limiter: Option<Arc<WriteLimiter>>,
     /// Rating aggregates ready to send; every rating write invalidates its article's.
-    pub aggregates: AggregateCache<CachedAggregate>,
+    pub aggregates: Arc<AggregateCache<CachedAggregate>>,
     /// Comment-list pages as anonymous readers get them, keyed by the database's write
     /// epoch (see `Db::write_epoch`), so any committed write retires them all.
-    pub pages: AggregateCache<web::Bytes>,
+    pub pages: Arc<AggregateCache<web::Bytes>>,
 }
 
 /// The stop signals, registered with the OS as soon as this is built.
@@ -95,20 +101,20 @@ impl Application {
             .map_err(|e| StartError::Bind(settings.bind.clone(), e))?
             .port();
         let workers = settings.workers;
-        let state = web::Data::new(AppState {
+        let state = AppState {
             db: db.clone(),
             policies: PolicyCache::default(),
-            write_limiter: WriteLimiter::new(settings.write_rate_per_min),
-            aggregates: AggregateCache::new(
+            write_limiter: WriteLimiter::new(settings.write_rate_per_min).map(Arc::new),
+            aggregates: Arc::new(AggregateCache::new(
                 settings.aggregate_cache_entries,
                 Duration::from_millis(settings.aggregate_cache_ttl_ms),
-            ),
-            pages: AggregateCache::new(
+            )),
+            pages: Arc::new(AggregateCache::new(
                 settings.page_cache_entries,
                 Duration::from_millis(settings.page_cache_ttl_ms),
-            ),
-            settings,
-        });
+            )),
+            settings: Arc::new(settings),
+        };
         let server = run(listener, state, keys.clone(), workers)?;
         Ok(Application {
             port,
@@ -175,7 +181,7 @@ impl Application {
 
 fn run(
     listener: TcpListener,
-    state: web::Data<AppState>,
+    state: AppState,
     keys: Arc<JwtKeys>,
     workers: Option<usize>,
 ) -> Result<Server, StartError> {
@@ -186,18 +192,24 @@ fn run(
     let addr = listener.local_addr().ok();
     let mut server = HttpServer::new(move || {
         App::new()
-            .app_data(state.clone())
+            .app_data(web::Data::new(state.clone()))
             .app_data(keys.clone())
             .app_data(metrics.clone())
             .app_data(WorkerMetrics::new(shared_metrics.clone()))
+            // Each worker's copies of the hot cache entries (see `aggregate_cache`).
+            .app_data(WorkerCopies::<CachedAggregate>::new(
+                state.settings.aggregate_cache_entries.min(WORKER_COPIES),
+            ))
+            .app_data(WorkerCopies::<web::Bytes>::new(
+                state.settings.page_cache_entries.min(WORKER_COPIES),
+            ))
             // The raw body reader's own cap (actix defaults to 256 KiB); `ApiJson` also checks.
             .app_data(web::PayloadConfig::new(state.settings.max_body_bytes))
             .app_data(
                 web::PathConfig::default()
                     .error_handler(|_, _| crate::error::ApiError::not_found("resource").into()),
             )
-            .wrap(ErrorHandlers::new().default_handler(problem_for_framework_errors))
-            .wrap(from_fn(telemetry::request_log))
+            .wrap(telemetry::RequestLog)
             .configure(routes::configure)
     })
     .shutdown_timeout(30)

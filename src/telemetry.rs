@@ -16,12 +16,12 @@ use std::{
 };
 
 use actix_web::{
-    body::MessageBody,
-    dev::{ServiceRequest, ServiceResponse},
+    body::{EitherBody, MessageBody},
+    dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform},
     http::header::{HeaderName, HeaderValue, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS},
     http::Method,
-    middleware::Next,
 };
+use futures_util::future::LocalBoxFuture;
 use tracing::{
     field::{Field, Visit},
     Event, Level, Subscriber,
@@ -32,6 +32,7 @@ use tracing_subscriber::{
     EnvFilter,
 };
 
+use crate::error::problem_for_framework_errors;
 use crate::metrics::{RequestLabels, WorkerMetrics};
 use crate::routes::RoutePattern;
 
@@ -44,14 +45,24 @@ tokio::task_local! {
 
 /// What every line logged during a request says about it (its `span` object).
 struct RequestContext {
-    id: String,
+    /// The client's `X-Request-Id` (checked to be printable ASCII) or one we made.
+    id: HeaderValue,
     method: Cow<'static, str>,
+}
+
+impl RequestContext {
+    fn id(&self) -> &str {
+        // Printable ASCII either way (see `RequestLog`), so never the fallback.
+        self.id.to_str().unwrap_or_default()
+    }
 }
 
 mod batched;
 
-/// Where [`init`] sends lines; the access line is written to it directly.
-static WRITER: OnceLock<batched::BatchedWriter> = OnceLock::new();
+/// Where [`init`] sends lines, set when the filter lets access lines through: they are
+/// then written to it directly. (The filter is fixed once installed, so asking it once
+/// answers for every request.)
+static ACCESS_LOG: OnceLock<batched::BatchedWriter> = OnceLock::new();
 
 /// Installs the global subscriber. `filter` is a tracing filter such as `info` or
 /// `tally=debug,sqlx=warn`; an unusable one falls back to `info`.
@@ -68,8 +79,10 @@ pub fn init(filter: &str) -> Option<batched::Guard> {
         .with_env_filter(filter);
     match batched::spawn(std::io::stderr(), batched::LINGER, batched::MAX_PENDING) {
         Ok((writer, guard)) => {
-            if builder.with_writer(writer.clone()).try_init().is_ok() {
-                let _ = WRITER.set(writer);
+            if builder.with_writer(writer.clone()).try_init().is_ok()
+                && tracing::enabled!(Level::INFO)
+            {
+                let _ = ACCESS_LOG.set(writer);
             }
             Some(guard)
         }
@@ -100,7 +113,9 @@ where
         event: &Event<'_>,
     ) -> fmt::Result {
         let meta = event.metadata();
-        let mut line = open_line(SystemTime::now(), meta.level());
+        // An access line is about 270 bytes: room for it without growing.
+        let mut line = String::with_capacity(384);
+        open_line(&mut line, SystemTime::now(), meta.level());
         event.record(&mut JsonFields {
             out: &mut line,
             first: true,
@@ -108,7 +123,7 @@ where
         close_fields(&mut line, meta.target());
         let _ = REQUEST.try_with(|r| {
             line.push_str(",\"span\":{\"name\":\"request\",\"request_id\":");
-            push_json_str(&mut line, &r.id);
+            push_json_str(&mut line, r.id());
             line.push_str(",\"method\":");
             push_json_str(&mut line, &r.method);
             line.push('}');
@@ -118,16 +133,13 @@ where
     }
 }
 
-/// A line up to its `fields` object's opening brace.
-fn open_line(at: SystemTime, level: &Level) -> String {
-    // An access line is about 270 bytes: room for it without growing.
-    let mut line = String::with_capacity(384);
+/// Appends a line up to its `fields` object's opening brace.
+fn open_line(line: &mut String, at: SystemTime, level: &Level) {
     line.push_str("{\"timestamp\":\"");
-    push_timestamp(&mut line, at);
+    push_timestamp(line, at);
     line.push_str("\",\"level\":\"");
     line.push_str(level.as_str());
     line.push_str("\",\"fields\":{");
-    line
 }
 
 /// Closes the `fields` object and adds the `target`.
@@ -297,54 +309,165 @@ fn method_label(m: &Method) -> Cow<'static, str> {
     }
 }
 
-/// The access line of a request, exactly as [`JsonLines`] formats
+/// Appends the access line of a request to `line`, exactly as [`JsonLines`] formats
 /// `tracing::info!(request_id, method, route, status, latency_us, "request")` logged
 /// from this module after the request ended, without going through tracing's dispatch
 /// and field visitors (most of the cost of a cached answer's line).
 fn access_line(
+    line: &mut String,
     at: SystemTime,
     id: &str,
     method: &str,
     route: &str,
     status: u16,
     latency_us: u64,
-) -> String {
-    let mut line = open_line(at, &Level::INFO);
+) {
+    open_line(line, at, &Level::INFO);
     line.push_str("\"message\":\"request\",\"request_id\":");
-    push_json_str(&mut line, id);
+    push_json_str(line, id);
     line.push_str(",\"method\":");
-    push_json_str(&mut line, method);
+    push_json_str(line, method);
     line.push_str(",\"route\":");
-    push_json_str(&mut line, route);
+    push_json_str(line, route);
     line.push_str(",\"status\":");
-    push_decimal(&mut line, u64::from(status), 1);
+    push_decimal(line, u64::from(status), 1);
     line.push_str(",\"latency_us\":");
-    push_decimal(&mut line, latency_us, 1);
-    close_fields(&mut line, module_path!());
+    push_decimal(line, latency_us, 1);
+    close_fields(line, module_path!());
     line.push_str("}\n");
-    line
 }
 
-/// Accepts a client's `X-Request-Id` (if short and printable) or makes one, echoes it,
-/// and logs the request when it ends. Query strings are not logged.
-pub async fn request_log(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let id = req
-        .headers()
-        .get(&REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-    let method = method_label(req.method());
-    let start = Instant::now();
-    let context = RequestContext {
-        id: id.clone(),
-        method: method.clone(),
-    };
-    let mut res = REQUEST.scope(context, next.call(req)).await?;
+/// Writes the access line to the log thread's buffer, formatted in this thread's own
+/// reusable buffer (no allocation per request).
+fn write_access_line(
+    w: &batched::BatchedWriter,
+    id: &str,
+    method: &str,
+    route: &str,
+    status: u16,
+    latency_us: u64,
+) {
+    thread_local! {
+        static LINE: std::cell::RefCell<String> =
+            std::cell::RefCell::new(String::with_capacity(384));
+    }
+    LINE.with(|line| {
+        let mut line = line.borrow_mut();
+        line.clear();
+        access_line(
+            &mut line,
+            SystemTime::now(),
+            id,
+            method,
+            route,
+            status,
+            latency_us,
+        );
+        let _ = (&*w).write_all(line.as_bytes());
+    });
+}
+
+/// A client's `X-Request-Id` is kept if it is 1–128 printable ASCII characters.
+fn acceptable_request_id(v: &HeaderValue) -> bool {
+    let b = v.as_bytes();
+    !b.is_empty() && b.len() <= 128 && b.iter().all(u8::is_ascii_graphic)
+}
+
+/// A new request id: a UUIDv7 (the Unix time in milliseconds, then 74 random bits) drawn
+/// from this thread's RNG. uuid's `now_v7` would keep a process-wide counter behind a
+/// mutex that every worker takes on every request; ids need to be unique and roughly
+/// time-ordered, not strictly monotonic.
+fn new_request_id(now: SystemTime) -> HeaderValue {
+    let millis = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let id = uuid::Builder::from_unix_timestamp_millis(millis, &rand::random()).into_uuid();
+    let mut text = uuid::Uuid::encode_buffer();
+    // Hex digits and hyphens: always a valid header value.
+    HeaderValue::from_str(id.hyphenated().encode_lower(&mut text))
+        .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
+
+/// The outermost middleware, on every request:
+/// - accepts a client's `X-Request-Id` (if short and printable) or makes one, and echoes
+///   it; lines logged while the request is handled name it;
+/// - turns error responses actix made itself into problems
+///   ([`problem_for_framework_errors`]);
+/// - adds `X-Content-Type-Options: nosniff` and the JSON charset;
+/// - logs the access line (query strings are not logged) and records the metrics.
+///
+/// One middleware written for the purpose rather than `from_fn` and actix's
+/// `ErrorHandlers`: each layer boxes a future or clones its handlers and moves the
+/// request and response through, and those two cost several per cent of a cached
+/// aggregate's throughput (BENCHMARKS.md).
+pub struct RequestLog;
+
+impl<S, B> Transform<S, ServiceRequest> for RequestLog
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    S::Future: 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = actix_web::Error;
+    type Transform = RequestLogService<S>;
+    type InitError = ();
+    type Future = std::future::Ready<Result<Self::Transform, Self::InitError>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        std::future::ready(Ok(RequestLogService { service }))
+    }
+}
+
+/// [`RequestLog`] around a service.
+pub struct RequestLogService<S> {
+    service: S,
+}
+
+impl<S, B> Service<ServiceRequest> for RequestLogService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    S::Future: 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        let start = Instant::now();
+        let id = match req.headers().get(&REQUEST_ID) {
+            Some(v) if acceptable_request_id(v) => v.clone(),
+            _ => new_request_id(SystemTime::now()),
+        };
+        let context = RequestContext {
+            id,
+            method: method_label(req.method()),
+        };
+        let handled = REQUEST.scope(context, self.service.call(req));
+        Box::pin(async move {
+            let mut handled = std::pin::pin!(handled);
+            let result = handled.as_mut().await;
+            // The context comes back out of the finished future: no copy of the id was needed.
+            let Some(RequestContext { id, method }) = handled.as_mut().take_value() else {
+                return result.map(ServiceResponse::map_into_left_body);
+            };
+            let mut res = problem_for_framework_errors(result?);
+            finish(&mut res, start, id, method);
+            Ok(res)
+        })
+    }
+}
+
+/// Logs and counts a response, and adds the headers every response carries.
+fn finish<B>(
+    res: &mut ServiceResponse<B>,
+    start: Instant,
+    id: HeaderValue,
+    method: Cow<'static, str>,
+) {
     // Every resource of `routes::configure` names its pattern; anything else (Swagger
     // UI's assets, 404s) is looked up, which costs a walk of the route table.
     let route = match res.request().app_data::<RoutePattern>() {
@@ -354,34 +477,16 @@ pub async fn request_log(
             .match_pattern()
             .map_or(Cow::Borrowed("unmatched"), Cow::Owned),
     };
-    let headers = res.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        headers.insert(REQUEST_ID, v);
-    }
-    // On every response, errors included (this middleware is the outermost).
-    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    // The contract's JSON is `application/json; charset=utf-8`; actix's `.json()` omits the charset.
-    if headers
-        .get(CONTENT_TYPE)
-        .is_some_and(|v| v == "application/json")
-    {
-        headers.insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("application/json; charset=utf-8"),
-        );
-    }
     let status = res.status().as_u16();
     let elapsed = start.elapsed();
-    let latency_us = elapsed.as_micros() as u64;
-    match WRITER.get() {
-        Some(w) if tracing::enabled!(Level::INFO) => {
-            let line = access_line(SystemTime::now(), &id, &method, &route, status, latency_us);
-            let _ = (&*w).write_all(line.as_bytes());
-        }
-        Some(_) => {}
-        // Not installed by `init` (tests, or no log thread): through tracing, same shape.
+    let latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+    let id_text = id.to_str().unwrap_or_default();
+    match ACCESS_LOG.get() {
+        Some(w) => write_access_line(w, id_text, &method, &route, status, latency_us),
+        // Not installed by `init` (tests, no log thread, or filtered out): through
+        // tracing, same shape.
         None => tracing::info!(
-            request_id = id.as_str(),
+            request_id = id_text,
             method = &*method,
             route = &*route,
             status,
@@ -399,7 +504,19 @@ pub async fn request_log(
             elapsed.as_secs_f64(),
         );
     }
-    Ok(res)
+    let headers = res.headers_mut();
+    headers.insert(REQUEST_ID, id);
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    // The contract's JSON is `application/json; charset=utf-8`; actix's `.json()` omits the charset.
+    if headers
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v == "application/json")
+    {
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
+    }
 }
 
 #[cfg(test)]
@@ -518,7 +635,16 @@ mod tests {
             );
         })
         .remove(0);
-        let text = access_line(SystemTime::now(), id, "GET", route, status, latency_us);
+        let mut text = String::new();
+        access_line(
+            &mut text,
+            SystemTime::now(),
+            id,
+            "GET",
+            route,
+            status,
+            latency_us,
+        );
         assert!(
             text.ends_with("}\n") && text.matches('\n').count() == 1,
             "{text:?}"
@@ -546,7 +672,7 @@ mod tests {
             .finish();
         let _guard = tracing::subscriber::set_default(subscriber);
         let context = RequestContext {
-            id: "req-\"1\"".into(),
+            id: HeaderValue::from_static("req-\"1\""),
             method: Cow::Borrowed("POST"),
         };
         REQUEST

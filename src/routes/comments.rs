@@ -3,7 +3,8 @@ use serde::Deserialize;
 use validator::Validate;
 
 use super::extract::{
-    article_id, bad_query, parse_query, replay, ApiJson, ApiJsonRaw, IdempotencyHeader,
+    article_id, bad_query, parse_query, replay, worker_copies, ApiJson, ApiJsonRaw,
+    IdempotencyHeader,
 };
 use super::openapi::{
     ArticlePath, BadRequest, CommentPath, Conflict, Forbidden, IdempotencyKeyHeader, NotFound,
@@ -232,7 +233,7 @@ pub async fn list(
         return Ok(HttpResponse::Ok().json(page));
     }
     let key = page_key("article", id.as_str(), &req, state.db.write_epoch());
-    cached_page(&state, key, async {
+    cached_page(&state, &req, key, async {
         comments::list_top_level(
             &state.db,
             None,
@@ -259,24 +260,26 @@ fn page_key(kind: &str, of: &str, req: &HttpRequest, epoch: u64) -> String {
 /// instances show within `TALLY_PAGE_CACHE_TTL_MS`.
 async fn cached_page(
     state: &AppState,
+    req: &HttpRequest,
     key: String,
     read: impl std::future::Future<Output = Result<Page<CommentView>, ApiError>>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = match state.pages.get(&key) {
-        Ok(hit) => hit,
+    let body = match state.pages.get_copy(worker_copies(req)?, &key) {
+        Ok((hit, _)) => web::Bytes::clone(&hit),
         Err(ticket) => {
             let page = read.await?;
             let body = web::Bytes::from(
                 serde_json::to_vec(&page).map_err(|e| ApiError::Internal(e.to_string()))?,
             );
-            let body = std::sync::Arc::new(body);
-            state.pages.fill(ticket, &key, body.clone());
+            state
+                .pages
+                .fill(ticket, &key, std::sync::Arc::new(body.clone()));
             body
         }
     };
     Ok(HttpResponse::Ok()
-        .content_type("application/json")
-        .body(web::Bytes::clone(&body)))
+        .content_type(super::json_content_type())
+        .body(body))
 }
 
 /// `GET /api/v1/comments/{id}/replies`: replies, oldest first by default.
@@ -310,7 +313,7 @@ pub async fn replies(
         return Ok(HttpResponse::Ok().json(page));
     }
     let key = page_key("replies", &path, &req, state.db.write_epoch());
-    cached_page(&state, key, async {
+    cached_page(&state, &req, key, async {
         comments::list_replies(&state.db, None, &path, query()?).await
     })
     .await

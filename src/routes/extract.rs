@@ -18,7 +18,10 @@ use crate::{
     auth::User,
     domain::{request_hash, FieldError, IdempotencyKey},
     error::ApiError,
-    service::idempotency::{IdempotentRequest, StoredResponse},
+    service::{
+        aggregate_cache::WorkerCopies,
+        idempotency::{IdempotentRequest, StoredResponse},
+    },
     startup::AppState,
 };
 
@@ -338,6 +341,13 @@ pub fn article_id(raw: &str) -> Result<crate::domain::ArticleId, ApiError> {
 /// Turns a field error found in a query string into a 400.
 pub fn bad_query(e: FieldError) -> ApiError {
     ApiError::BadRequest("bad query string".into(), vec![e])
+}
+
+/// This worker's copies of the entries of one of `AppState`'s caches (every worker's
+/// app gets its own, see `startup`).
+pub fn worker_copies<V: 'static>(req: &HttpRequest) -> Result<&WorkerCopies<V>, ApiError> {
+    req.app_data::<WorkerCopies<V>>()
+        .ok_or_else(|| ApiError::Internal("no worker copies in this app".into()))
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ pub mod moderation;
 pub mod openapi;
 pub mod ratings;
 
-use actix_web::{middleware::from_fn, web, Resource};
+use actix_web::{http::header::HeaderValue, middleware::from_fn, web, Resource};
 
 use crate::{error::ApiError, rate_limit::limit_writes};
 
@@ -61,6 +61,12 @@ pub fn allowed_methods(pattern: &str) -> Option<String> {
         .map(|(method, _)| *method)
         .collect();
     (!methods.is_empty()).then(|| methods.join(", "))
+}
+
+/// The contract's JSON content type (what `telemetry` makes of actix's `.json()`), as a
+/// header value that needs no parsing per response.
+pub fn json_content_type() -> HeaderValue {
+    HeaderValue::from_static("application/json; charset=utf-8")
 }
 
 /// The prefix of every API route.

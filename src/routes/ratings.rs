@@ -12,7 +12,7 @@ use actix_web::{
 use serde::{de::Error as _, Deserialize, Deserializer, Serialize};
 use validator::Validate;
 
-use super::extract::{article_id, bad_query, replay, ApiJsonRaw, IdempotencyHeader};
+use super::extract::{article_id, bad_query, replay, worker_copies, ApiJsonRaw, IdempotencyHeader};
 use super::openapi::{
     ArticleIdSchema, ArticlePath, BadRequest, Conflict, Forbidden, IdempotencyKeyHeader,
     IfNoneMatchHeader, NotFound, PayloadTooLarge, RateLimited, Unauthorized, Unavailable,
@@ -23,6 +23,7 @@ use crate::{
     domain::{Aggregate, ArticleId, FieldError, Stars},
     error::ApiError,
     service::{
+        aggregate_cache::WorkerCopy,
         articles,
         idempotency::Outcome,
         ratings::{self, AggregateView, MyRating},
@@ -35,9 +36,6 @@ pub const AGGREGATE_MAX_AGE: u32 = 10;
 
 /// The aggregate's `Cache-Control`: `AGGREGATE_MAX_AGE` written out (a test checks).
 const AGGREGATE_CACHE_CONTROL: &str = "public, max-age=10";
-
-/// The contract's JSON content type (what `telemetry` makes of actix's `.json()`).
-const JSON: &str = "application/json; charset=utf-8";
 
 /// A rating: whole stars, 1–5.
 #[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
@@ -271,18 +269,17 @@ pub async fn aggregate(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = article_id(&path)?;
-    let entry = match state.aggregates.get(id.as_str()) {
-        Ok(hit) => hit,
+    match state.aggregates.get_copy(worker_copies(&req)?, id.as_str()) {
+        Ok((hit, _)) => aggregate_response(&req, &hit),
         Err(ticket) => {
             // The ticket was taken before this read, so a write committed meanwhile
             // makes the fill a no-op instead of caching the older value.
             let agg = ratings::aggregate(&state.db.conn, &id).await?;
             let entry = Arc::new(CachedAggregate::new(id.as_str(), agg)?);
             state.aggregates.fill(ticket, id.as_str(), entry.clone());
-            entry
+            aggregate_response(&req, &entry)
         }
-    };
-    aggregate_response(&req, &entry)
+    }
 }
 
 /// What `GET …/rating` answers for one article in either form, serialised once per
@@ -329,6 +326,29 @@ impl CachedAggregate {
     }
 }
 
+impl WorkerCopy for CachedAggregate {
+    fn worker_copy(&self) -> Self {
+        CachedAggregate {
+            json: self.json.worker_copy(),
+            json_etag: copy_header(&self.json_etag),
+            ld: self.ld.as_ref().map(WorkerCopy::worker_copy),
+            ld_etag: copy_header(&self.ld_etag),
+        }
+    }
+}
+
+/// The cached pages (`AppState::pages`) are bodies.
+impl WorkerCopy for web::Bytes {
+    fn worker_copy(&self) -> Self {
+        web::Bytes::copy_from_slice(self)
+    }
+}
+
+fn copy_header(v: &HeaderValue) -> HeaderValue {
+    // The bytes of a valid header value are valid.
+    HeaderValue::from_bytes(v.as_bytes()).unwrap_or_else(|_| v.clone())
+}
+
 fn aggregate_response(
     req: &HttpRequest,
     entry: &CachedAggregate,
@@ -351,10 +371,14 @@ fn aggregate_response(
         return Ok(res.finish());
     }
     if !ld {
-        return Ok(res.content_type(JSON).body(entry.json.clone()));
+        return Ok(res
+            .content_type(super::json_content_type())
+            .body(entry.json.clone()));
     }
     match &entry.ld {
-        Some(body) => Ok(res.content_type("application/ld+json").body(body.clone())),
+        Some(body) => Ok(res
+            .content_type(HeaderValue::from_static("application/ld+json"))
+            .body(body.clone())),
         None => Err(ApiError::NotFound(
             "no ratings yet, so no AggregateRating".into(),
         )),
@@ -395,20 +419,20 @@ pub async fn batch(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
         state.aggregates.version(),
         req.query_string()
     );
-    let body = match state.pages.get(&key) {
-        Ok(hit) => hit,
+    let body = match state.pages.get_copy(worker_copies(&req)?, &key) {
+        Ok((hit, _)) => web::Bytes::clone(&hit),
         Err(ticket) => {
             let (body, until) = batch_body(&state, req.query_string()).await?;
-            let body = Arc::new(web::Bytes::from(body));
+            let body = web::Bytes::from(body);
             state
                 .pages
-                .fill_until(ticket, &key, body.clone(), Some(until));
+                .fill_until(ticket, &key, Arc::new(body.clone()), Some(until));
             body
         }
     };
     Ok(HttpResponse::Ok()
-        .content_type(JSON)
-        .body(web::Bytes::clone(&body)))
+        .content_type(super::json_content_type())
+        .body(body))
 }
 
 /// The body of `GET /api/v1/ratings` for `query`, and until when it is current (when

@@ -3,19 +3,29 @@
 //! tracing-appender's non-blocking writer sends each line through a channel, and its
 //! thread, idle between lines most of the time, is woken by nearly every send: a futex
 //! wake and a context switch per request, on the same two cores that serve requests.
-//! Here a line is appended to one shared buffer under a mutex. Only the line that finds
-//! the buffer empty wakes the thread, which then lingers for a moment so that more lines
-//! arrive, takes the whole buffer and writes it with one `write(2)`. Under load that is
-//! a wake per linger period instead of one per line.
+//! Here a line is appended to a buffer under a mutex. Only the line that finds its
+//! buffer empty wakes the thread, which then lingers for a moment so that more lines
+//! arrive, takes the buffers and writes each with one `write(2)`. Under load that is a
+//! wake per linger period instead of one per line.
+//!
+//! There are [`SHARDS`] buffers and a thread always appends to the same one: its lines
+//! stay in their order, and two workers logging every request do not take the same lock
+//! and write the same memory on every line (which costs more than the copy itself once
+//! the cores pass that memory back and forth). Lines of different threads written in
+//! the same linger period may appear grouped by buffer rather than by time.
 //!
 //! One `write` call stays contiguous in the output (tracing-subscriber hands over a
-//! whole line in one). Nothing is dropped while the [`Guard`] lives: a writer that finds `max_pending` bytes
-//! already waiting blocks until the thread has taken them. Dropping the guard writes
-//! what is pending and stops the thread; lines logged after that are discarded.
+//! whole line in one). Nothing is dropped while the [`Guard`] lives: a writer that finds
+//! `max_pending` bytes already waiting in its buffer blocks until the thread has taken
+//! them. Dropping the guard writes what is pending and stops the thread; lines logged
+//! after that are discarded.
 
 use std::{
     io::{self, Write},
-    sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError},
+    sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc, Condvar, Mutex, MutexGuard, PoisonError,
+    },
     thread::{self, JoinHandle},
     time::Duration,
 };
@@ -25,34 +35,64 @@ use tracing_subscriber::fmt::MakeWriter;
 /// How long the thread lets lines gather after the first one arrives.
 pub const LINGER: Duration = Duration::from_millis(20);
 
-/// Bytes waiting for the thread past which writers block (back-pressure, never loss).
-pub const MAX_PENDING: usize = 4 << 20;
+/// Bytes waiting in one buffer past which its writers block (back-pressure, never loss).
+pub const MAX_PENDING: usize = 1 << 20;
+
+/// Buffers; threads are spread over them in the order they first log.
+pub const SHARDS: usize = 8;
+
+/// The buffer of the calling thread.
+fn shard_of_this_thread() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+    }
+    SHARD.with(|s| *s)
+}
+
+/// One buffer, on cache lines of its own (two cores writing neighbouring buffers would
+/// otherwise still pass one line back and forth).
+#[derive(Default)]
+#[repr(align(128))]
+struct Shard {
+    pending: Mutex<Vec<u8>>,
+    /// Signalled when the thread takes this buffer.
+    drained: Condvar,
+}
+
+impl Shard {
+    fn lock(&self) -> MutexGuard<'_, Vec<u8>> {
+        // A panic while holding the lock leaves at worst a partial line behind.
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
 
 #[derive(Default)]
-struct State {
-    pending: Vec<u8>,
+struct Wake {
+    /// A line landed in an empty buffer since the thread last looked.
+    signalled: bool,
     closed: bool,
 }
 
 #[derive(Default)]
 struct Shared {
-    state: Mutex<State>,
-    /// Signalled when a line lands in an empty buffer, and at shutdown.
+    shards: [Shard; SHARDS],
+    wake: Mutex<Wake>,
+    /// Signalled with `wake.signalled` set, and at shutdown.
     filled: Condvar,
-    /// Signalled when the thread takes the buffer.
-    drained: Condvar,
+    /// `wake.closed`, readable without its lock.
+    closed: AtomicBool,
     max_pending: usize,
 }
 
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock leaves at worst a partial line behind.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    fn wake(&self) -> MutexGuard<'_, Wake> {
+        self.wake.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 /// The `MakeWriter` to give tracing-subscriber: every writer it makes appends to the
-/// shared buffer.
+/// calling thread's buffer.
 #[derive(Clone)]
 pub struct BatchedWriter(Arc<Shared>);
 
@@ -86,27 +126,39 @@ pub fn spawn(
 }
 
 fn write_batches(shared: &Shared, mut out: impl Write, linger: Duration) {
-    let mut batch = Vec::new();
+    // What was taken from each buffer; swapped with it, so no allocation in steady state.
+    let mut batches: [Vec<u8>; SHARDS] = Default::default();
     loop {
-        let mut state = shared.lock();
-        while state.pending.is_empty() && !state.closed {
-            state = shared
+        let mut wake = shared.wake();
+        while !wake.signalled && !wake.closed {
+            wake = shared
                 .filled
-                .wait(state)
+                .wait(wake)
                 .unwrap_or_else(PoisonError::into_inner);
         }
-        if !state.closed {
-            drop(state);
+        // Reset before taking the buffers: a line that lands in one after it was taken
+        // signals again, and one that lands before is taken now.
+        wake.signalled = false;
+        let closed = wake.closed;
+        drop(wake);
+        if !closed {
             thread::sleep(linger);
-            state = shared.lock();
         }
-        std::mem::swap(&mut state.pending, &mut batch);
-        let closed = state.closed;
-        drop(state);
-        shared.drained.notify_all();
-        // Nowhere to report a failed write to but the stream that failed.
-        let _ = out.write_all(&batch).and_then(|()| out.flush());
-        batch.clear();
+        for (shard, batch) in shared.shards.iter().zip(batches.iter_mut()) {
+            let mut pending = shard.lock();
+            if pending.is_empty() {
+                continue;
+            }
+            std::mem::swap(&mut *pending, batch);
+            drop(pending);
+            shard.drained.notify_all();
+        }
+        for batch in batches.iter_mut().filter(|b| !b.is_empty()) {
+            // Nowhere to report a failed write to but the stream that failed.
+            let _ = out.write_all(batch);
+            batch.clear();
+        }
+        let _ = out.flush();
         if closed {
             return;
         }
@@ -116,20 +168,22 @@ fn write_batches(shared: &Shared, mut out: impl Write, linger: Duration) {
 impl Write for &BatchedWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let shared = &self.0;
-        let mut state = shared.lock();
-        while state.pending.len() >= shared.max_pending && !state.closed {
-            state = shared
+        let shard = &shared.shards[shard_of_this_thread()];
+        let mut pending = shard.lock();
+        while pending.len() >= shared.max_pending && !shared.closed.load(Ordering::Acquire) {
+            pending = shard
                 .drained
-                .wait(state)
+                .wait(pending)
                 .unwrap_or_else(PoisonError::into_inner);
         }
-        if state.closed {
+        if shared.closed.load(Ordering::Acquire) {
             return Ok(buf.len());
         }
-        let was_empty = state.pending.is_empty();
-        state.pending.extend_from_slice(buf);
-        drop(state);
+        let was_empty = pending.is_empty();
+        pending.extend_from_slice(buf);
+        drop(pending);
         if was_empty {
+            shared.wake().signalled = true;
             shared.filled.notify_one();
         }
         Ok(buf.len())
@@ -150,11 +204,17 @@ impl<'a> MakeWriter<'a> for BatchedWriter {
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        self.shared.lock().closed = true;
+        // Set before the thread's last pass, which takes every buffer's lock: a writer
+        // that saw it unset under that lock has appended by then; one after sees it set.
+        self.shared.closed.store(true, Ordering::Release);
+        self.shared.wake().closed = true;
         self.shared.filled.notify_one();
-        self.shared.drained.notify_all();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
+        }
+        // Writers still waiting for room see `closed` and give up.
+        for shard in &self.shared.shards {
+            shard.drained.notify_all();
         }
     }
 }
