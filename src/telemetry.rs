@@ -514,7 +514,11 @@ fn finish<B>(
     if let Some(m) = res.request().app_data::<WorkerMetrics>() {
         m.observe(
             RequestLabels {
-                method,
+                // Bounded: any client can make up a method.
+                method: match method {
+                    Cow::Borrowed(known) => Cow::Borrowed(known),
+                    Cow::Owned(_) => Cow::Borrowed("other"),
+                },
                 route,
                 status,
             },

@@ -60,6 +60,20 @@ async fn metrics_count_requests_by_route_and_status_and_show_queue_sizes() {
     app.get("/healthz", None).await;
     app.get("/api/v1/comments/nope", None).await;
     app.comment("a", "u-1", "hello", None).await;
+    // Methods outside the standard ones are counted together, so made-up methods
+    // cannot grow the metrics without bound.
+    for method in ["BREW", "WHEN"] {
+        let res = app
+            .client
+            .request(
+                reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+                app.url("/healthz"),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 405, "{method}");
+    }
 
     let res = app.get("/metrics", None).await;
     assert_eq!(res.status(), 200);
@@ -74,6 +88,8 @@ async fn metrics_count_requests_by_route_and_status_and_show_queue_sizes() {
     has(
         r#"tally_http_request_duration_seconds_count{method="POST",route="/api/v1/articles/{article_id}/comments",status="201"} 1"#,
     );
+    has(r#"tally_http_requests_total{method="other",route="/healthz",status="405"} 2"#);
+    assert!(!text.contains("BREW"), "no label per made-up method");
     has(r#"tally_moderation_queue_size{queue="approved"} 1"#);
     has(r#"tally_moderation_queue_size{queue="pending"} 0"#);
     assert!(

@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Compares tally builds on the cached aggregate GET, against the static ceiling, in one
+# run: for deciding whether a change helps, where the full harness (bench/run.sh)
+# judges the targets.
+#
+#   bench/compare.sh [ROUNDS] TALLY_BIN...
+#
+# Starts the harness's bare actix-web static JSON ceiling (`tally-bench ceiling-static`,
+# next to the first TALLY_BIN) and every TALLY_BIN (`serve`, SQLite in a temp dir, write
+# limit off, one rating on a-1), then runs ROUNDS rounds (default 8) of a 2 s
+# `wrk -t2 -c64` on each in turn: `/` on the ceiling, `/api/v1/articles/a-1/rating` (a
+# cache hit) on each build. It prints, per build, the median over rounds of
+#   - req/s ÷ the ceiling's req/s in the same round,
+#   - req/s ÷ the first build's req/s in the same round (1.00 for the first),
+#   - context switches per request, machine-wide (/proc/stat `ctxt` before and after
+#     the run, divided by the requests answered), for the ceiling too.
+# Builds to compare must be kept as separate files (cp target/release/tally /tmp/a).
+# Needs wrk and curl. Everything stops at the end; nothing is written outside a temp dir.
+set -euo pipefail
+
+rounds=8
+if [[ "${1:-}" =~ ^[0-9]+$ ]]; then
+    rounds=$1
+    shift
+fi
+[ $# -ge 1 ] || { echo "usage: bench/compare.sh [ROUNDS] TALLY_BIN..." >&2; exit 2; }
+for tool in wrk curl; do
+    command -v "$tool" >/dev/null || { echo "compare.sh: $tool is missing" >&2; exit 2; }
+done
+for bin in "$@"; do
+    [ -x "$bin" ] || { echo "compare.sh: no $bin" >&2; exit 2; }
+done
+ceiling_bin="$(dirname "$1")/tally-bench"
+[ -x "$ceiling_bin" ] || { echo "compare.sh: no $ceiling_bin (cargo build --release -p tally-bench)" >&2; exit 2; }
+
+dir="$(mktemp -d)"
+secret="compare-secret-compare-secret-0123456789"
+pids=()
+ports=()
+names=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$dir"
+}
+trap cleanup EXIT
+
+wait_ready() { # port path
+    for _ in $(seq 1 300); do
+        curl -sf -o /dev/null "http://127.0.0.1:$1$2" && return 0
+        sleep 0.05
+    done
+    echo "compare.sh: nothing answers on port $1" >&2
+    exit 1
+}
+
+port=$((20000 + RANDOM % 20000))
+"$ceiling_bin" ceiling-static --bind "127.0.0.1:$port" >/dev/null 2>&1 &
+pids+=($!); ports+=("$port"); names+=("static ceiling")
+wait_ready "$port" /
+
+for i in $(seq 1 $#); do
+    bin="${!i}"
+    port=$((port + 1))
+    mkdir -p "$dir/$i"
+    env -i PATH="$PATH" TALLY_DATABASE_URL="sqlite://$dir/$i/tally.db?mode=rwc" \
+        TALLY_BIND="127.0.0.1:$port" TALLY_JWT_SECRET="$secret" TALLY_WRITE_RATE_PER_MIN=0 \
+        "$bin" serve >"$dir/$i/server.log" 2>&1 &
+    pids+=($!); ports+=("$port"); names+=("$bin")
+    wait_ready "$port" /readyz
+    token="$(TALLY_JWT_SECRET="$secret" "$bin" token --sub compare-reader)"
+    curl -sf -o /dev/null -X PUT -H "Authorization: Bearer $token" \
+        -H 'Content-Type: application/json' -d '{"stars": 4}' \
+        "http://127.0.0.1:$port/api/v1/articles/a-1/ratings/me"
+done
+
+ctxt() { awk '/^ctxt/ {print $2}' /proc/stat; }
+results="$dir/results"
+: >"$results"
+for round in $(seq 1 "$rounds"); do
+    for i in "${!ports[@]}"; do
+        path=/api/v1/articles/a-1/rating
+        [ "$i" -eq 0 ] && path=/
+        before=$(ctxt)
+        out="$(wrk -t2 -c64 -d2s "http://127.0.0.1:${ports[$i]}$path")"
+        after=$(ctxt)
+        if echo "$out" | grep -q "Non-2xx\|Socket errors"; then
+            echo "compare.sh: errors in round $round on ${names[$i]}:" >&2
+            echo "$out" >&2
+            exit 1
+        fi
+        rps=$(echo "$out" | awk '/^Requests\/sec/ {print $2}')
+        total=$(echo "$out" | awk '/requests in/ {print $1}')
+        echo "$round $i $rps $(( after - before )) $total" >>"$results"
+    done
+    echo "  round $round/$rounds done" >&2
+done
+
+python3 - "$results" "${names[@]}" <<'EOF'
+import statistics, sys
+rows = [line.split() for line in open(sys.argv[1])]
+names = sys.argv[2:]
+by = {}
+for rnd, i, rps, switches, total in rows:
+    by[(int(rnd), int(i))] = (float(rps), int(switches) / max(int(total), 1))
+rounds = sorted({r for r, _ in by})
+print(f"{'build':<40} {'÷ ceiling':>10} {'÷ first build':>14} {'switches/req':>13}")
+for i, name in enumerate(names):
+    switches = statistics.median(by[(r, i)][1] for r in rounds)
+    if i == 0:
+        print(f"{name:<40} {'':>10} {'':>14} {switches:>13.3f}   ({statistics.median(by[(r, 0)][0] for r in rounds):.0f} req/s)")
+        continue
+    to_ceiling = statistics.median(by[(r, i)][0] / by[(r, 0)][0] for r in rounds)
+    to_first = statistics.median(by[(r, i)][0] / by[(r, 1)][0] for r in rounds)
+    print(f"{name:<40} {to_ceiling:>10.3f} {to_first:>14.3f} {switches:>13.3f}")
+EOF
