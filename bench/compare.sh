@@ -5,8 +5,8 @@
 #
 #   bench/compare.sh [ROUNDS] TALLY_BIN...
 #
-# Starts the harness's bare actix-web static JSON ceiling (`tally-bench ceiling-static`,
-# next to the first TALLY_BIN) and every TALLY_BIN (`serve`, SQLite in a temp dir, write
+# Starts the harness's bare actix-web static JSON ceiling (`tally-bench ceiling-static`:
+# $TALLY_BENCH, default target/release/tally-bench) and every TALLY_BIN (`serve`, SQLite in a temp dir, write
 # limit off, one rating on a-1), then runs ROUNDS rounds (default 8) of a 2 s
 # `wrk -t2 -c64` on each in turn: `/` on the ceiling, `/api/v1/articles/a-1/rating` (a
 # cache hit) on each build. It prints, per build, the median over rounds of
@@ -30,7 +30,7 @@ done
 for bin in "$@"; do
     [ -x "$bin" ] || { echo "compare.sh: no $bin" >&2; exit 2; }
 done
-ceiling_bin="$(dirname "$1")/tally-bench"
+ceiling_bin="${TALLY_BENCH:-$(dirname "$0")/../target/release/tally-bench}"
 [ -x "$ceiling_bin" ] || { echo "compare.sh: no $ceiling_bin (cargo build --release -p tally-bench)" >&2; exit 2; }
 
 dir="$(mktemp -d)"
