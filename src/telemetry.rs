@@ -5,7 +5,7 @@
 //! log: tracing-subscriber's own JSON formatter (serde through a field visitor, span
 //! fields re-parsed for every line) cost more than the rest of a cached answer. The
 //! access line, one per request, is formatted in the same shape without tracing's
-//! dispatch (see [`access_line`]) when [`init`] installed the batched writer.
+//! dispatch (see [`Access`]) when [`init`] installed the batched writer.
 
 use std::{
     borrow::Cow,
@@ -309,55 +309,52 @@ fn method_label(m: &Method) -> Cow<'static, str> {
     }
 }
 
-/// Appends the access line of a request to `line`, exactly as [`JsonLines`] formats
-/// `tracing::info!(request_id, method, route, status, latency_us, "request")` logged
-/// from this module after the request ended, without going through tracing's dispatch
-/// and field visitors (most of the cost of a cached answer's line).
-fn access_line(
-    line: &mut String,
+/// What the access line of a request says.
+struct Access<'a> {
+    /// When the request ended.
     at: SystemTime,
-    id: &str,
-    method: &str,
-    route: &str,
+    id: &'a str,
+    method: &'a str,
+    route: &'a str,
     status: u16,
     latency_us: u64,
-) {
-    open_line(line, at, &Level::INFO);
-    line.push_str("\"message\":\"request\",\"request_id\":");
-    push_json_str(line, id);
-    line.push_str(",\"method\":");
-    push_json_str(line, method);
-    line.push_str(",\"route\":");
-    push_json_str(line, route);
-    line.push_str(",\"status\":");
-    push_decimal(line, u64::from(status), 1);
-    line.push_str(",\"latency_us\":");
-    push_decimal(line, latency_us, 1);
-    close_fields(line, module_path!());
-    line.push_str("}\n");
 }
 
-/// Writes the access line to the log thread's buffer, formatted in this thread's own
-/// reusable buffer (no allocation per request).
-fn write_access_line(
-    w: &batched::BatchedWriter,
-    at: SystemTime,
-    id: &str,
-    method: &str,
-    route: &str,
-    status: u16,
-    latency_us: u64,
-) {
-    thread_local! {
-        static LINE: std::cell::RefCell<String> =
-            std::cell::RefCell::new(String::with_capacity(384));
+impl Access<'_> {
+    /// Appends the line to `line`, exactly as [`JsonLines`] formats
+    /// `tracing::info!(request_id, method, route, status, latency_us, "request")` logged
+    /// from this module after the request ended, without going through tracing's
+    /// dispatch and field visitors (most of the cost of a cached answer's line).
+    fn write_to(&self, line: &mut String) {
+        open_line(line, self.at, &Level::INFO);
+        line.push_str("\"message\":\"request\",\"request_id\":");
+        push_json_str(line, self.id);
+        line.push_str(",\"method\":");
+        push_json_str(line, self.method);
+        line.push_str(",\"route\":");
+        push_json_str(line, self.route);
+        line.push_str(",\"status\":");
+        push_decimal(line, u64::from(self.status), 1);
+        line.push_str(",\"latency_us\":");
+        push_decimal(line, self.latency_us, 1);
+        close_fields(line, module_path!());
+        line.push_str("}\n");
     }
-    LINE.with(|line| {
-        let mut line = line.borrow_mut();
-        line.clear();
-        access_line(&mut line, at, id, method, route, status, latency_us);
-        let _ = (&*w).write_all(line.as_bytes());
-    });
+
+    /// Hands the line to the log thread's buffer, formatted in this thread's own
+    /// reusable buffer (no allocation per request).
+    fn log_to(&self, w: &batched::BatchedWriter) {
+        thread_local! {
+            static LINE: std::cell::RefCell<String> =
+                std::cell::RefCell::new(String::with_capacity(384));
+        }
+        LINE.with(|line| {
+            let mut line = line.borrow_mut();
+            line.clear();
+            self.write_to(&mut line);
+            let _ = (&*w).write_all(line.as_bytes());
+        });
+    }
 }
 
 /// A client's `X-Request-Id` is kept if it is 1–128 printable ASCII characters.
@@ -491,15 +488,15 @@ fn finish<B>(
     let latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
     let id_text = id.to_str().unwrap_or_default();
     match ACCESS_LOG.get() {
-        Some(w) => write_access_line(
-            w,
-            started_at + elapsed,
-            id_text,
-            &method,
-            &route,
+        Some(w) => Access {
+            at: started_at + elapsed,
+            id: id_text,
+            method: &method,
+            route: &route,
             status,
             latency_us,
-        ),
+        }
+        .log_to(w),
         // Not installed by `init` (tests, no log thread, or filtered out): through
         // tracing, same shape.
         None => tracing::info!(
@@ -657,15 +654,15 @@ mod tests {
         })
         .remove(0);
         let mut text = String::new();
-        access_line(
-            &mut text,
-            SystemTime::now(),
+        Access {
+            at: SystemTime::now(),
             id,
-            "GET",
+            method: "GET",
             route,
             status,
             latency_us,
-        );
+        }
+        .write_to(&mut text);
         assert!(
             text.ends_with("}\n") && text.matches('\n').count() == 1,
             "{text:?}"
