@@ -19,8 +19,10 @@ use crate::{
     telemetry,
 };
 
-/// Entries of each cache a worker keeps its own copies of, at most.
-const WORKER_COPIES: usize = 1024;
+/// Entries of each cache a worker keeps its own copies of, at most: the hot ones are
+/// what the copies are for, and each worker's copies are memory on top of the shared
+/// cache's (a comment page is a few kB).
+const WORKER_COPIES: usize = 256;
 
 /// What every request can reach. Cloning shares everything in it: each worker gets its
 /// own clone (its own `web::Data`), so extracting the state on one core never writes
