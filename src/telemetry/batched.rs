@@ -68,26 +68,26 @@ impl Shard {
 }
 
 #[derive(Default)]
-struct Wake {
-    /// A line landed in an empty buffer since the thread last looked.
-    signalled: bool,
-    closed: bool,
-}
-
-#[derive(Default)]
 struct Shared {
     shards: [Shard; SHARDS],
-    wake: Mutex<Wake>,
-    /// Signalled with `wake.signalled` set, and at shutdown.
+    /// Set when a line landed in an empty buffer since the thread last looked.
+    signalled: Mutex<bool>,
+    /// Signalled with `signalled` set, and at shutdown (with its lock held, so the
+    /// thread cannot miss it between checking `closed` and waiting).
     filled: Condvar,
-    /// `wake.closed`, readable without its lock.
     closed: AtomicBool,
     max_pending: usize,
 }
 
 impl Shared {
-    fn wake(&self) -> MutexGuard<'_, Wake> {
-        self.wake.lock().unwrap_or_else(PoisonError::into_inner)
+    fn signalled(&self) -> MutexGuard<'_, bool> {
+        self.signalled
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
     }
 }
 
@@ -129,18 +129,18 @@ fn write_batches(shared: &Shared, mut out: impl Write, linger: Duration) {
     // What was taken from each buffer; swapped with it, so no allocation in steady state.
     let mut batches: [Vec<u8>; SHARDS] = Default::default();
     loop {
-        let mut wake = shared.wake();
-        while !wake.signalled && !wake.closed {
-            wake = shared
+        let mut signalled = shared.signalled();
+        while !*signalled && !shared.is_closed() {
+            signalled = shared
                 .filled
-                .wait(wake)
+                .wait(signalled)
                 .unwrap_or_else(PoisonError::into_inner);
         }
         // Reset before taking the buffers: a line that lands in one after it was taken
         // signals again, and one that lands before is taken now.
-        wake.signalled = false;
-        let closed = wake.closed;
-        drop(wake);
+        *signalled = false;
+        let closed = shared.is_closed();
+        drop(signalled);
         if !closed {
             thread::sleep(linger);
         }
@@ -170,20 +170,20 @@ impl Write for &BatchedWriter {
         let shared = &self.0;
         let shard = &shared.shards[shard_of_this_thread()];
         let mut pending = shard.lock();
-        while pending.len() >= shared.max_pending && !shared.closed.load(Ordering::Acquire) {
+        while pending.len() >= shared.max_pending && !shared.is_closed() {
             pending = shard
                 .drained
                 .wait(pending)
                 .unwrap_or_else(PoisonError::into_inner);
         }
-        if shared.closed.load(Ordering::Acquire) {
+        if shared.is_closed() {
             return Ok(buf.len());
         }
         let was_empty = pending.is_empty();
         pending.extend_from_slice(buf);
         drop(pending);
         if was_empty {
-            shared.wake().signalled = true;
+            *shared.signalled() = true;
             shared.filled.notify_one();
         }
         Ok(buf.len())
@@ -207,8 +207,10 @@ impl Drop for Guard {
         // Set before the thread's last pass, which takes every buffer's lock: a writer
         // that saw it unset under that lock has appended by then; one after sees it set.
         self.shared.closed.store(true, Ordering::Release);
-        self.shared.wake().closed = true;
-        self.shared.filled.notify_one();
+        {
+            let _held = self.shared.signalled();
+            self.shared.filled.notify_one();
+        }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
