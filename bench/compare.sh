@@ -13,7 +13,10 @@
 #   - req/s ÷ the ceiling's req/s in the same round,
 #   - req/s ÷ the first build's req/s in the same round (1.00 for the first),
 #   - context switches per request, machine-wide (/proc/stat `ctxt` before and after
-#     the run, divided by the requests answered), for the ceiling too.
+#     the run, divided by the requests answered), for the ceiling too;
+#   - CPU time per request, in microseconds: the server's in user space and in the
+#     kernel (its /proc/<pid>/stat `utime` and `stime`, in clock ticks, before and
+#     after the run) and wrk's (user + system, by bash's `time`), for the ceiling too.
 # Builds to compare must be kept as separate files (cp target/release/tally /tmp/a).
 # Needs wrk and curl. Everything stops at the end; nothing is written outside a temp dir.
 set -euo pipefail
@@ -75,6 +78,9 @@ for i in $(seq 1 $#); do
 done
 
 ctxt() { awk '/^ctxt/ {print $2}' /proc/stat; }
+cpu_ticks() { awk '{print $14, $15}' "/proc/$1/stat"; } # utime stime (after the comm field)
+TIMEFORMAT='%U %S'
+tck=$(getconf CLK_TCK)
 results="$dir/results"
 : >"$results"
 for round in $(seq 1 "$rounds"); do
@@ -82,8 +88,12 @@ for round in $(seq 1 "$rounds"); do
         path=/api/v1/articles/a-1/rating
         [ "$i" -eq 0 ] && path=/
         before=$(ctxt)
-        out="$(wrk -t2 -c64 -d2s "http://127.0.0.1:${ports[$i]}$path")"
+        read -r u0 s0 < <(cpu_ticks "${pids[$i]}")
+        { time wrk -t2 -c64 -d2s "http://127.0.0.1:${ports[$i]}$path" >"$dir/wrk.out"; } 2>"$dir/wrk.time"
+        read -r u1 s1 < <(cpu_ticks "${pids[$i]}")
         after=$(ctxt)
+        out="$(cat "$dir/wrk.out")"
+        read -r wu ws <"$dir/wrk.time"
         if echo "$out" | grep -q "Non-2xx\|Socket errors"; then
             echo "compare.sh: errors in round $round on ${names[$i]}:" >&2
             echo "$out" >&2
@@ -91,26 +101,36 @@ for round in $(seq 1 "$rounds"); do
         fi
         rps=$(echo "$out" | awk '/^Requests\/sec/ {print $2}')
         total=$(echo "$out" | awk '/requests in/ {print $1}')
-        echo "$round $i $rps $(( after - before )) $total" >>"$results"
+        echo "$round $i $rps $(( after - before )) $total $(( u1 - u0 )) $(( s1 - s0 )) $wu $ws" >>"$results"
     done
     echo "  round $round/$rounds done" >&2
 done
 
-python3 - "$results" "${names[@]}" <<'EOF'
+python3 - "$results" "$tck" "${names[@]}" <<'EOF'
 import statistics, sys
 rows = [line.split() for line in open(sys.argv[1])]
-names = sys.argv[2:]
+tck = int(sys.argv[2])
+names = sys.argv[3:]
 by = {}
-for rnd, i, rps, switches, total in rows:
-    by[(int(rnd), int(i))] = (float(rps), int(switches) / max(int(total), 1))
+for rnd, i, rps, switches, total, utime, stime, wuser, wsys in rows:
+    n = max(int(total), 1)
+    by[(int(rnd), int(i))] = (
+        float(rps),
+        int(switches) / n,
+        int(utime) * 1e6 / tck / n,
+        int(stime) * 1e6 / tck / n,
+        (float(wuser) + float(wsys)) * 1e6 / n,
+    )
 rounds = sorted({r for r, _ in by})
-print(f"{'build':<40} {'÷ ceiling':>10} {'÷ first build':>14} {'switches/req':>13}")
+med = lambda i, k: statistics.median(by[(r, i)][k] for r in rounds)
+print(f"{'build':<40} {'÷ ceiling':>10} {'÷ first build':>14} {'switches/req':>13}"
+      f" {'server user µs':>15} {'server sys µs':>14} {'wrk µs':>7}")
 for i, name in enumerate(names):
-    switches = statistics.median(by[(r, i)][1] for r in rounds)
+    cpu = f"{med(i, 2):>15.2f} {med(i, 3):>14.2f} {med(i, 4):>7.2f}"
     if i == 0:
-        print(f"{name:<40} {'':>10} {'':>14} {switches:>13.3f}   ({statistics.median(by[(r, 0)][0] for r in rounds):.0f} req/s)")
+        print(f"{name:<40} {'':>10} {'':>14} {med(i, 1):>13.3f} {cpu}   ({med(0, 0):.0f} req/s)")
         continue
     to_ceiling = statistics.median(by[(r, i)][0] / by[(r, 0)][0] for r in rounds)
     to_first = statistics.median(by[(r, i)][0] / by[(r, 1)][0] for r in rounds)
-    print(f"{name:<40} {to_ceiling:>10.3f} {to_first:>14.3f} {switches:>13.3f}")
+    print(f"{name:<40} {to_ceiling:>10.3f} {to_first:>14.3f} {med(i, 1):>13.3f} {cpu}")
 EOF

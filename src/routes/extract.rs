@@ -334,8 +334,12 @@ pub fn originating_ip(
 
 /// A path segment that must be an article id: 400 naming `article_id` otherwise.
 pub fn article_id(raw: &str) -> Result<crate::domain::ArticleId, ApiError> {
-    crate::domain::ArticleId::parse(raw)
-        .map_err(|e| ApiError::BadRequest("bad article id".into(), vec![e]))
+    crate::domain::ArticleId::parse(raw).map_err(bad_article_id)
+}
+
+/// The 400 of a path segment that is not an article id.
+pub fn bad_article_id(e: FieldError) -> ApiError {
+    ApiError::BadRequest("bad article id".into(), vec![e])
 }
 
 /// Turns a field error found in a query string into a 400.

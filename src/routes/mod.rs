@@ -11,7 +11,12 @@ pub mod moderation;
 pub mod openapi;
 pub mod ratings;
 
-use actix_web::{http::header::HeaderValue, middleware::from_fn, web, Resource};
+use actix_web::{
+    guard::{Guard, GuardContext},
+    http::{header::HeaderValue, Method},
+    middleware::from_fn,
+    web, Resource, Route,
+};
 
 use crate::{error::ApiError, rate_limit::limit_writes};
 
@@ -89,17 +94,34 @@ fn api(pattern: &'static str) -> Resource {
     web::resource(relative).app_data(RoutePattern(pattern))
 }
 
+/// A route answering one method. actix's own method routes (`Resource::get`,
+/// `web::get`, …) also record their method in every request's extensions (a `Vec` and a
+/// boxed entry per request), only for the `Allow` header of actix's 405s; ours are
+/// built from [`ROUTES`] by `error::problem_for_framework_errors`, so this guard only
+/// compares.
+fn on(method: Method) -> Route {
+    web::route().guard(MethodIs(method))
+}
+
+struct MethodIs(Method);
+
+impl Guard for MethodIs {
+    fn check(&self, ctx: &GuardContext<'_>) -> bool {
+        ctx.head().method == self.0
+    }
+}
+
 /// Every route of the service. Resources wrapped in `limit_writes` spend the caller's
 /// write budget on every non-GET request; moderation and admin tools are not limited.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     // The API first: the table is tried in order, and the routes before it would each
     // cost every API request a match attempt (Swagger UI's `/docs/{_:.*}` a regex).
     cfg.service(api_scope())
-        .service(resource("/healthz").get(health::healthz))
-        .service(resource("/readyz").get(health::readyz))
-        .service(resource("/metrics").get(health::metrics))
-        .service(resource(openapi::SPEC_PATH).get(openapi::openapi_json))
-        .service(resource("/docs").get(openapi::docs))
+        .service(resource("/healthz").route(on(Method::GET).to(health::healthz)))
+        .service(resource("/readyz").route(on(Method::GET).to(health::readyz)))
+        .service(resource("/metrics").route(on(Method::GET).to(health::metrics)))
+        .service(resource(openapi::SPEC_PATH).route(on(Method::GET).to(openapi::openapi_json)))
+        .service(resource("/docs").route(on(Method::GET).to(openapi::docs)))
         .service(openapi::docs_assets())
         .default_service(web::to(not_found));
 }
@@ -109,52 +131,66 @@ fn api_scope() -> actix_web::Scope {
     web::scope(API)
         // Every pattern is exact, so order decides only how many are tried:
         // the most requested come first (each dynamic one tried costs a regex).
-        .service(api("/api/v1/articles/{article_id}/rating").get(ratings::aggregate))
+        .service(
+            api("/api/v1/articles/{article_id}/rating")
+                .route(on(Method::GET).to(ratings::aggregate)),
+        )
         .service(
             api("/api/v1/articles/{article_id}/comments")
                 .wrap(from_fn(limit_writes))
-                .get(comments::list)
-                .post(comments::create),
+                .route(on(Method::GET).to(comments::list))
+                .route(on(Method::POST).to(comments::create)),
         )
-        .service(api("/api/v1/ratings").get(ratings::batch))
+        .service(api("/api/v1/ratings").route(on(Method::GET).to(ratings::batch)))
         .service(
             api("/api/v1/articles/{article_id}/ratings/me")
                 .wrap(from_fn(limit_writes))
-                .get(ratings::get_mine)
-                .put(ratings::put_mine)
-                .delete(ratings::delete_mine),
+                .route(on(Method::GET).to(ratings::get_mine))
+                .route(on(Method::PUT).to(ratings::put_mine))
+                .route(on(Method::DELETE).to(ratings::delete_mine)),
         )
-        .service(api("/api/v1/comments/{id}/replies").get(comments::replies))
+        .service(api("/api/v1/comments/{id}/replies").route(on(Method::GET).to(comments::replies)))
         .service(
             api("/api/v1/comments/{id}")
                 .wrap(from_fn(limit_writes))
-                .get(comments::get)
-                .patch(comments::edit)
-                .delete(comments::delete),
+                .route(on(Method::GET).to(comments::get))
+                .route(on(Method::PATCH).to(comments::edit))
+                .route(on(Method::DELETE).to(comments::delete)),
         )
         .service(
             api("/api/v1/comments/{id}/flags")
                 .wrap(from_fn(limit_writes))
-                .post(flags::create),
+                .route(on(Method::POST).to(flags::create)),
         )
-        .service(api("/api/v1/articles/{article_id}").get(articles::summary))
-        .service(api("/api/v1/moderation/queue").get(moderation::queue))
-        .service(api("/api/v1/moderation/stats").get(moderation::stats))
-        .service(api("/api/v1/moderation/comments/{id}/decision").post(moderation::decide))
-        .service(api("/api/v1/moderation/decisions").post(moderation::decide_many))
-        .service(api("/api/v1/moderation/log").get(moderation::log))
+        .service(api("/api/v1/articles/{article_id}").route(on(Method::GET).to(articles::summary)))
+        .service(api("/api/v1/moderation/queue").route(on(Method::GET).to(moderation::queue)))
+        .service(api("/api/v1/moderation/stats").route(on(Method::GET).to(moderation::stats)))
+        .service(
+            api("/api/v1/moderation/comments/{id}/decision")
+                .route(on(Method::POST).to(moderation::decide)),
+        )
+        .service(
+            api("/api/v1/moderation/decisions").route(on(Method::POST).to(moderation::decide_many)),
+        )
+        .service(api("/api/v1/moderation/log").route(on(Method::GET).to(moderation::log)))
         .service(
             api("/api/v1/moderation/bans")
-                .get(moderation::bans)
-                .post(moderation::ban),
+                .route(on(Method::GET).to(moderation::bans))
+                .route(on(Method::POST).to(moderation::ban)),
         )
-        .service(api("/api/v1/moderation/bans/{user_id}").delete(moderation::unban))
+        .service(
+            api("/api/v1/moderation/bans/{user_id}")
+                .route(on(Method::DELETE).to(moderation::unban)),
+        )
         .service(
             api("/api/v1/admin/settings")
-                .get(admin::get_settings)
-                .put(admin::put_settings),
+                .route(on(Method::GET).to(admin::get_settings))
+                .route(on(Method::PUT).to(admin::put_settings)),
         )
-        .service(api("/api/v1/admin/articles/{article_id}").put(admin::put_article))
+        .service(
+            api("/api/v1/admin/articles/{article_id}")
+                .route(on(Method::PUT).to(admin::put_article)),
+        )
 }
 
 async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {

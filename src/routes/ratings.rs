@@ -12,7 +12,9 @@ use actix_web::{
 use serde::{de::Error as _, Deserialize, Deserializer, Serialize};
 use validator::Validate;
 
-use super::extract::{article_id, bad_query, replay, worker_copies, ApiJsonRaw, IdempotencyHeader};
+use super::extract::{
+    article_id, bad_article_id, bad_query, replay, worker_copies, ApiJsonRaw, IdempotencyHeader,
+};
 use super::openapi::{
     ArticleIdSchema, ArticlePath, BadRequest, Conflict, Forbidden, IdempotencyKeyHeader,
     IfNoneMatchHeader, NotFound, PayloadTooLarge, RateLimited, Unauthorized, Unavailable,
@@ -266,12 +268,15 @@ pub struct AggregateRating {
 pub async fn aggregate(
     state: web::Data<AppState>,
     req: HttpRequest,
-    path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = article_id(&path)?;
-    match state.aggregates.get_copy(worker_copies(&req)?, id.as_str()) {
+    // The segment as routed, checked in place: a hit needs no owned id. (It differs from
+    // `web::Path<String>`'s only in `%`, `/` and `+`, which no valid id has.)
+    let raw = req.match_info().query("article_id");
+    ArticleId::check(raw).map_err(bad_article_id)?;
+    match state.aggregates.get_copy(worker_copies(&req)?, raw) {
         Ok((hit, _)) => aggregate_response(&req, &hit),
         Err(ticket) => {
+            let id = ArticleId::parse(raw).map_err(bad_article_id)?;
             // The ticket was taken before this read, so a write committed meanwhile
             // makes the fill a no-op instead of caching the older value.
             let agg = ratings::aggregate(&state.db.conn, &id).await?;

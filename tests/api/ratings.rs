@@ -370,6 +370,46 @@ async fn batch_refuses_bad_id_lists() {
 }
 
 #[tokio::test]
+async fn the_aggregate_refuses_a_bad_article_id_and_reads_an_escaped_good_one() {
+    let app = spawn_app().await;
+    for segment in [
+        "-bad",
+        "bad%20id",
+        "a%2Fb",
+        "a+b",
+        "a%2Bb",
+        "a%25b",
+        "%C3%A9t%C3%A9",
+    ] {
+        let res = app
+            .get(&format!("/api/v1/articles/{segment}/rating"), None)
+            .await;
+        let problem = assert_problem(res, 400, "bad_request").await;
+        assert_eq!(error_fields(&problem), ["article_id"], "{segment}");
+    }
+    // An unreserved character written as an escape is the character itself.
+    let token = app.reader("u-1");
+    let res = app
+        .put(
+            "/api/v1/articles/a-1/ratings/me",
+            Some(&token),
+            &json!({"stars": 3}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    for path in [
+        "/api/v1/articles/a-1/rating",
+        "/api/v1/articles/%61-1/rating",
+    ] {
+        let res = app.get(path, None).await;
+        assert_eq!(res.status(), StatusCode::OK, "{path}");
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["article_id"], "a-1", "{path}");
+        assert_eq!(body["count"], 1, "{path}");
+    }
+}
+
+#[tokio::test]
 async fn a_whole_number_written_with_a_decimal_point_is_a_valid_rating() {
     // JSON Schema's `integer` (the OpenAPI spec says `stars` is one) admits `4.0`.
     let app = spawn_app().await;
