@@ -19,7 +19,7 @@ use actix_web::{
     body::{EitherBody, MessageBody},
     dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform},
     http::header::{HeaderName, HeaderValue, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS},
-    http::Method,
+    http::{Method, StatusCode},
 };
 use futures_util::future::LocalBoxFuture;
 use tracing::{
@@ -148,6 +148,29 @@ fn close_fields(line: &mut String, target: &str) {
     push_json_str(line, target);
 }
 
+/// A method or route label as a JSON string: a borrowed one is a `&'static str` of ours
+/// (a known method's name, a pattern of `routes::ROUTES`, `unmatched`) and is copied as
+/// it is; an owned one (a method we do not know, a pattern actix looked up) is escaped.
+#[expect(
+    clippy::ptr_arg,
+    reason = "whether it is borrowed decides the escaping"
+)]
+fn push_label(out: &mut String, label: &Cow<'static, str>) {
+    match label {
+        Cow::Borrowed(ours) => push_plain_json_str(out, ours),
+        Cow::Owned(other) => push_json_str(out, other),
+    }
+}
+
+/// `s`, which needs no escaping (a string of ours: a route pattern, a method's name, a
+/// module path), as a JSON string literal.
+fn push_plain_json_str(out: &mut String, s: &str) {
+    debug_assert!(!needs_escape(s), "{s:?} needs escaping");
+    out.push('"');
+    out.push_str(s);
+    out.push('"');
+}
+
 /// `now` as RFC 3339 in UTC with microseconds (`2026-11-24T01:21:40.055711Z`). The
 /// date and time of day are formatted once per second and thread.
 fn push_timestamp(out: &mut String, now: SystemTime) {
@@ -187,8 +210,8 @@ fn push_decimal(out: &mut String, mut n: u64, width: usize) {
         n /= 10;
     }
     let start = start.min(digits.len().saturating_sub(width));
-    // Only ASCII digits were written.
-    out.push_str(std::str::from_utf8(&digits[start..]).unwrap_or_default());
+    // One byte each, pushed as `char`s: no UTF-8 check of bytes known to be digits.
+    out.extend(digits[start..].iter().map(|&d| char::from(d)));
 }
 
 /// Writes an event's fields as the members of a JSON object.
@@ -266,11 +289,8 @@ fn push_json_str(out: &mut String, s: &str) {
 
 /// RFC 8259 escaping: quotes, backslashes and control characters; the rest as it is.
 fn escape_into(out: &mut String, s: &str) {
-    // Ids, routes and most messages need none: one pass to check (without an early
-    // exit, so it vectorises), one copy.
-    if !s.bytes().fold(false, |seen, b| {
-        seen | (b == b'"') | (b == b'\\') | (b < 0x20)
-    }) {
+    // Ids and most messages need none: one pass to check, one copy.
+    if !needs_escape(s) {
         out.push_str(s);
         return;
     }
@@ -296,6 +316,14 @@ fn escape_into(out: &mut String, s: &str) {
     out.push_str(&s[plain..]);
 }
 
+/// Whether `s` has a character JSON strings must escape. One pass without an early exit,
+/// so it vectorises.
+fn needs_escape(s: &str) -> bool {
+    s.bytes().fold(false, |seen, b| {
+        seen | (b == b'"') | (b == b'\\') | (b < 0x20)
+    })
+}
+
 fn method_label(m: &Method) -> Cow<'static, str> {
     match *m {
         Method::GET => Cow::Borrowed("GET"),
@@ -314,9 +342,10 @@ struct Access<'a> {
     /// When the request ended.
     at: SystemTime,
     id: &'a str,
-    method: &'a str,
-    route: &'a str,
-    status: u16,
+    /// A borrowed method or route is one of ours and needs no escaping (see [`push_label`]).
+    method: &'a Cow<'static, str>,
+    route: &'a Cow<'static, str>,
+    status: StatusCode,
     latency_us: u64,
 }
 
@@ -330,14 +359,15 @@ impl Access<'_> {
         line.push_str("\"message\":\"request\",\"request_id\":");
         push_json_str(line, self.id);
         line.push_str(",\"method\":");
-        push_json_str(line, self.method);
+        push_label(line, self.method);
         line.push_str(",\"route\":");
-        push_json_str(line, self.route);
+        push_label(line, self.route);
         line.push_str(",\"status\":");
-        push_decimal(line, u64::from(self.status), 1);
+        line.push_str(self.status.as_str());
         line.push_str(",\"latency_us\":");
         push_decimal(line, self.latency_us, 1);
-        close_fields(line, module_path!());
+        line.push_str("},\"target\":");
+        push_plain_json_str(line, module_path!());
         line.push_str("}\n");
     }
 
@@ -483,7 +513,7 @@ fn finish<B>(
             .match_pattern()
             .map_or(Cow::Borrowed("unmatched"), Cow::Owned),
     };
-    let status = res.status().as_u16();
+    let status = res.status();
     let elapsed = start.elapsed();
     let latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
     let id_text = id.to_str().unwrap_or_default();
@@ -503,7 +533,7 @@ fn finish<B>(
             request_id = id_text,
             method = &*method,
             route = &*route,
-            status,
+            status = status.as_u16(),
             latency_us,
             "request"
         ),
@@ -517,7 +547,7 @@ fn finish<B>(
                     Cow::Owned(_) => Cow::Borrowed("other"),
                 },
                 route,
-                status,
+                status: status.as_u16(),
             },
             elapsed.as_secs_f64(),
         );
@@ -640,34 +670,52 @@ mod tests {
     #[test]
     fn the_access_line_is_the_line_tracing_would_write() {
         let id = "id \"with\" \\ quotes";
-        let (route, status, latency_us) = ("/api/v1/articles/{article_id}/rating", 200u16, 365u64);
-        let mut through_tracing = lines_of(|| {
-            tracing::info!(
-                target: "tally::telemetry",
-                request_id = id,
-                method = "GET",
-                route,
+        // Ours (borrowed, copied as they are) and others (owned, escaped).
+        let labels = [
+            ("GET", "/api/v1/articles/{article_id}/rating", false),
+            ("M\"1\\", "/odd/\"{x}\"\n", true),
+        ];
+        for (method, route, owned) in labels {
+            let label = |s: &'static str| {
+                if owned {
+                    Cow::Owned(s.to_owned())
+                } else {
+                    Cow::Borrowed(s)
+                }
+            };
+            let (status, latency_us) = (StatusCode::OK, 365u64);
+            let mut through_tracing = lines_of(|| {
+                tracing::info!(
+                    target: "tally::telemetry",
+                    request_id = id,
+                    method,
+                    route,
+                    status = status.as_u16(),
+                    latency_us,
+                    "request"
+                );
+            })
+            .remove(0);
+            let mut text = String::new();
+            Access {
+                at: SystemTime::now(),
+                id,
+                method: &label(method),
+                route: &label(route),
                 status,
                 latency_us,
-                "request"
-            );
-        })
-        .remove(0);
-        let mut text = String::new();
-        Access {
-            at: SystemTime::now(),
-            id,
-            method: "GET",
-            route,
-            status,
-            latency_us,
+            }
+            .write_to(&mut text);
+            access_line_matches(&text, through_tracing.take(), id);
         }
-        .write_to(&mut text);
+    }
+
+    fn access_line_matches(text: &str, mut through_tracing: serde_json::Value, id: &str) {
         assert!(
             text.ends_with("}\n") && text.matches('\n').count() == 1,
             "{text:?}"
         );
-        let mut direct: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let mut direct: serde_json::Value = serde_json::from_str(text).unwrap();
         let ts = direct["timestamp"].as_str().unwrap().to_owned();
         assert!(
             chrono::DateTime::parse_from_rfc3339(&ts).is_ok() && ts.len() == 27,

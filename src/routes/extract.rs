@@ -347,6 +347,13 @@ pub fn bad_query(e: FieldError) -> ApiError {
     ApiError::BadRequest("bad query string".into(), vec![e])
 }
 
+/// The application state, for a handler that takes only the request.
+pub fn app_state(req: &HttpRequest) -> Result<&AppState, ApiError> {
+    req.app_data::<web::Data<AppState>>()
+        .map(|data| data.get_ref())
+        .ok_or_else(|| ApiError::Internal("no application state in this app".into()))
+}
+
 /// This worker's copies of the entries of one of `AppState`'s caches (every worker's
 /// app gets its own, see `startup`).
 pub fn worker_copies<V: 'static>(req: &HttpRequest) -> Result<&WorkerCopies<V>, ApiError> {
