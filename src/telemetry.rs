@@ -142,9 +142,12 @@ fn open_line(line: &mut String, at: SystemTime, level: &Level) {
     line.push_str("\",\"fields\":{");
 }
 
+/// What closes the `fields` object and opens the `target`.
+const FIELDS_END: &str = "},\"target\":";
+
 /// Closes the `fields` object and adds the `target`.
 fn close_fields(line: &mut String, target: &str) {
-    line.push_str("},\"target\":");
+    line.push_str(FIELDS_END);
     push_json_str(line, target);
 }
 
@@ -366,7 +369,7 @@ impl Access<'_> {
         line.push_str(self.status.as_str());
         line.push_str(",\"latency_us\":");
         push_decimal(line, self.latency_us, 1);
-        line.push_str("},\"target\":");
+        line.push_str(FIELDS_END);
         push_plain_json_str(line, module_path!());
         line.push_str("}\n");
     }

@@ -388,15 +388,7 @@ async fn the_aggregate_refuses_a_bad_article_id_and_reads_an_escaped_good_one() 
         assert_eq!(error_fields(&problem), ["article_id"], "{segment}");
     }
     // An unreserved character written as an escape is the character itself.
-    let token = app.reader("u-1");
-    let res = app
-        .put(
-            "/api/v1/articles/a-1/ratings/me",
-            Some(&token),
-            &json!({"stars": 3}),
-        )
-        .await;
-    assert_eq!(res.status(), StatusCode::CREATED);
+    app.rate("a-1", "u-1", 3).await;
     for path in [
         "/api/v1/articles/a-1/rating",
         "/api/v1/articles/%61-1/rating",
