@@ -9,11 +9,12 @@ use crate::{
     config::Settings,
     metrics::{Metrics, WorkerMetrics},
     rate_limit::WriteLimiter,
-    routes::{self, ratings::CachedAggregate},
+    routes::{self, comments::SharedPage, ratings::CachedAggregate},
     service::{
         aggregate_cache::{AggregateCache, WorkerCopies},
         db::Db,
         idempotency,
+        page_overlay::Overlay,
         settings::PolicyCache,
     },
     telemetry,
@@ -36,9 +37,15 @@ pub struct AppState {
     pub write_limiter: Option<Arc<WriteLimiter>>,
     /// Rating aggregates ready to send; every rating write invalidates its article's.
     pub aggregates: Arc<AggregateCache<CachedAggregate>>,
-    /// Comment-list pages as anonymous readers get them, keyed by the database's write
-    /// epoch (see `Db::write_epoch`), so any committed write retires them all.
+    /// Bodies of `GET /api/v1/ratings` batches, keyed by the aggregates' version.
     pub pages: Arc<AggregateCache<web::Bytes>>,
+    /// Comment-list pages as anonymous readers get them, keyed by the database's write
+    /// epoch (see `Db::write_epoch`), so any committed write retires them all; a
+    /// signed-in reader's page is composed from one of them and their overlay.
+    pub comment_pages: Arc<AggregateCache<SharedPage>>,
+    /// Each signed-in reader's own pending comments (`service::page_overlay`), keyed
+    /// by the write epoch like the pages.
+    pub overlays: Arc<AggregateCache<Overlay>>,
 }
 
 /// The stop signals, registered with the OS as soon as this is built.
@@ -112,6 +119,14 @@ impl Application {
                 Duration::from_millis(settings.aggregate_cache_ttl_ms),
             )),
             pages: Arc::new(AggregateCache::new(
+                settings.page_cache_entries,
+                Duration::from_millis(settings.page_cache_ttl_ms),
+            )),
+            comment_pages: Arc::new(AggregateCache::new(
+                settings.page_cache_entries,
+                Duration::from_millis(settings.page_cache_ttl_ms),
+            )),
+            overlays: Arc::new(AggregateCache::new(
                 settings.page_cache_entries,
                 Duration::from_millis(settings.page_cache_ttl_ms),
             )),
@@ -203,6 +218,12 @@ fn run(
                 state.settings.aggregate_cache_entries.min(WORKER_COPIES),
             ))
             .app_data(WorkerCopies::<web::Bytes>::new(
+                state.settings.page_cache_entries.min(WORKER_COPIES),
+            ))
+            .app_data(WorkerCopies::<SharedPage>::new(
+                state.settings.page_cache_entries.min(WORKER_COPIES),
+            ))
+            .app_data(WorkerCopies::<Overlay>::new(
                 state.settings.page_cache_entries.min(WORKER_COPIES),
             ))
             // The raw body reader's own cap (actix defaults to 256 KiB); `ApiJson` also checks.

@@ -1,3 +1,5 @@
+use std::{rc::Rc, sync::Arc};
+
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use validator::Validate;
@@ -11,12 +13,14 @@ use super::openapi::{
     PayloadTooLarge, RateLimited, Unauthorized, Unavailable, ValidationFailed,
 };
 use crate::{
-    auth::{MaybeReader, Reader},
+    auth::{MaybeReader, Reader, User},
     domain::{parse_limit, AuthorName, CommentBody, Cursor, Sort},
     error::ApiError,
     service::{
+        aggregate_cache::WorkerCopy,
         comments::{self, Author, CommentView, ListQuery, NewComment, Page},
         idempotency::Outcome,
+        page_overlay::{compose, Composed, Overlay, Thread},
     },
     startup::AppState,
 };
@@ -220,30 +224,30 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let id = article_id(&path)?;
     let query = || parse_query::<ListParams>(req.query_string())?.parse(Sort::Newest);
-    if user.is_some() {
-        // `mine` and the caller's own pending comments: never shared.
-        let page = comments::list_top_level(
-            &state.db,
-            user.as_ref(),
-            &id,
-            state.settings.auto_create_articles,
-            query()?,
-        )
-        .await?;
-        return Ok(HttpResponse::Ok().json(page));
+    let read = |caller: Option<User>| {
+        let (state, id) = (&state, &id);
+        async move {
+            let q = query()?;
+            let page = comments::list_top_level(
+                &state.db,
+                caller.as_ref(),
+                id,
+                state.settings.auto_create_articles,
+                q.clone(),
+            )
+            .await?;
+            Ok((page, q))
+        }
+    };
+    let epoch = state.db.write_epoch();
+    let key = page_key("article", id.as_str(), &req, epoch);
+    let thread = Thread::TopLevel {
+        article_id: id.as_str(),
+    };
+    match &user {
+        None => anonymous_page(&state, &req, key, read(None)).await,
+        Some(user) => signed_in_page(&state, &req, key, epoch, user, thread, read).await,
     }
-    let key = page_key("article", id.as_str(), &req, state.db.write_epoch());
-    cached_page(&state, &req, key, async {
-        comments::list_top_level(
-            &state.db,
-            None,
-            &id,
-            state.settings.auto_create_articles,
-            query()?,
-        )
-        .await
-    })
-    .await
 }
 
 /// The cache key of an anonymous page: the write epoch read *before* the database is
@@ -254,32 +258,129 @@ fn page_key(kind: &str, of: &str, req: &HttpRequest, epoch: u64) -> String {
     format!("{epoch}|{kind}|{}:{of}|{}", of.len(), req.query_string())
 }
 
-/// Answers an anonymous comment page from [`AppState::pages`], or reads it with `read`,
-/// serialises it once and keeps it. Pages are keyed by the write epoch, so any write
+/// An anonymous comment page as kept in [`AppState::comment_pages`]: the body ready to
+/// send, and the page itself with the query it answers, from which a signed-in
+/// reader's page is composed (`service::page_overlay`).
+pub struct SharedPage {
+    body: web::Bytes,
+    page: Page<CommentView>,
+    query: ListQuery,
+}
+
+impl WorkerCopy for SharedPage {
+    fn worker_copy(&self) -> Self {
+        SharedPage {
+            body: self.body.worker_copy(),
+            page: self.page.clone(),
+            query: self.query.clone(),
+        }
+    }
+}
+
+impl WorkerCopy for Overlay {
+    fn worker_copy(&self) -> Self {
+        self.clone()
+    }
+}
+
+/// The anonymous page under `key`, from [`AppState::comment_pages`], or read with
+/// `read`, serialised once and kept. Pages are keyed by the write epoch, so any write
 /// committed through this instance retires every cached page; writes through other
 /// instances show within `TALLY_PAGE_CACHE_TTL_MS`.
-async fn cached_page(
+async fn shared_page(
     state: &AppState,
     req: &HttpRequest,
-    key: String,
-    read: impl std::future::Future<Output = Result<Page<CommentView>, ApiError>>,
-) -> Result<HttpResponse, ApiError> {
-    let body = match state.pages.get_copy(worker_copies(req)?, &key) {
-        Ok((hit, _)) => web::Bytes::clone(&hit),
+    key: &str,
+    read: impl std::future::Future<Output = Result<(Page<CommentView>, ListQuery), ApiError>>,
+) -> Result<Rc<SharedPage>, ApiError> {
+    match state.comment_pages.get_copy(worker_copies(req)?, key) {
+        Ok((hit, _)) => Ok(hit),
         Err(ticket) => {
-            let page = read.await?;
+            let (page, query) = read.await?;
             let body = web::Bytes::from(
                 serde_json::to_vec(&page).map_err(|e| ApiError::Internal(e.to_string()))?,
             );
-            state
-                .pages
-                .fill(ticket, &key, std::sync::Arc::new(body.clone()));
-            body
+            let shared = SharedPage { body, page, query };
+            let copy = shared.worker_copy();
+            state.comment_pages.fill(ticket, key, Arc::new(shared));
+            Ok(Rc::new(copy))
         }
-    };
-    Ok(HttpResponse::Ok()
+    }
+}
+
+fn json_body(body: web::Bytes) -> HttpResponse {
+    HttpResponse::Ok()
         .content_type(super::json_content_type())
-        .body(body))
+        .body(body)
+}
+
+/// Answers an anonymous comment page (see [`shared_page`]).
+async fn anonymous_page(
+    state: &AppState,
+    req: &HttpRequest,
+    key: String,
+    read: impl std::future::Future<Output = Result<(Page<CommentView>, ListQuery), ApiError>>,
+) -> Result<HttpResponse, ApiError> {
+    let shared = shared_page(state, req, &key, read).await?;
+    Ok(json_body(web::Bytes::clone(&shared.body)))
+}
+
+/// Answers a signed-in reader's comment page from the anonymous page of the same query
+/// (`key`, read at `epoch`) and the reader's own overlay (their pending comments, kept
+/// per user under the same epoch): the same bytes as reading it for them from the
+/// database, which `read(Some(user))` does when the overlay cannot say (the caches are
+/// off, the anonymous page is an error such as a reply listing of a comment only the
+/// reader may see, or the reader has too much pending).
+async fn signed_in_page<F, Fut>(
+    state: &AppState,
+    req: &HttpRequest,
+    key: String,
+    epoch: u64,
+    user: &User,
+    thread: Thread<'_>,
+    read: F,
+) -> Result<HttpResponse, ApiError>
+where
+    F: Fn(Option<User>) -> Fut,
+    Fut: std::future::Future<Output = Result<(Page<CommentView>, ListQuery), ApiError>>,
+{
+    let uncached = async || -> Result<HttpResponse, ApiError> {
+        let (page, _) = read(Some(user.clone())).await?;
+        Ok(HttpResponse::Ok().json(page))
+    };
+    if !state.comment_pages.is_enabled() || !state.overlays.is_enabled() {
+        return uncached().await;
+    }
+    let Ok(shared) = shared_page(state, req, &key, read(None)).await else {
+        return uncached().await;
+    };
+    let overlay = overlay(state, req, epoch, user).await?;
+    match compose(&shared.page, thread, &shared.query, &overlay, user) {
+        Composed::Shared => Ok(json_body(web::Bytes::clone(&shared.body))),
+        Composed::Own(page) => Ok(HttpResponse::Ok().json(page)),
+        Composed::Uncached => uncached().await,
+    }
+}
+
+/// `user`'s overlay as of `epoch` (read before the pages it is composed with), from
+/// [`AppState::overlays`] or the database. Keyed by the write epoch like the pages, so
+/// any write committed through this instance (their own comment, edit or deletion, a
+/// moderator's decision on it, a ban) retires it.
+async fn overlay(
+    state: &AppState,
+    req: &HttpRequest,
+    epoch: u64,
+    user: &User,
+) -> Result<Rc<Overlay>, ApiError> {
+    let key = format!("{epoch}|{}", user.id);
+    match state.overlays.get_copy(worker_copies(req)?, &key) {
+        Ok((hit, _)) => Ok(hit),
+        Err(ticket) => {
+            let overlay = Overlay::read(&state.db.conn, user).await?;
+            state.overlays.fill(ticket, &key, Arc::new(overlay.clone()));
+            Ok(Rc::new(overlay))
+        }
+    }
 }
 
 /// `GET /api/v1/comments/{id}/replies`: replies, oldest first by default.
@@ -308,15 +409,21 @@ pub async fn replies(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let query = || parse_query::<ListParams>(req.query_string())?.parse(Sort::Oldest);
-    if user.is_some() {
-        let page = comments::list_replies(&state.db, user.as_ref(), &path, query()?).await?;
-        return Ok(HttpResponse::Ok().json(page));
+    let read = |caller: Option<User>| {
+        let (state, path) = (&state, &path);
+        async move {
+            let q = query()?;
+            let page = comments::list_replies(&state.db, caller.as_ref(), path, q.clone()).await?;
+            Ok((page, q))
+        }
+    };
+    let epoch = state.db.write_epoch();
+    let key = page_key("replies", &path, &req, epoch);
+    let thread = Thread::Replies { parent_id: &path };
+    match &user {
+        None => anonymous_page(&state, &req, key, read(None)).await,
+        Some(user) => signed_in_page(&state, &req, key, epoch, user, thread, read).await,
     }
-    let key = page_key("replies", &path, &req, state.db.write_epoch());
-    cached_page(&state, &req, key, async {
-        comments::list_replies(&state.db, None, &path, query()?).await
-    })
-    .await
 }
 
 /// `GET /api/v1/comments/{id}`: one comment; 404 for what the caller may not see.

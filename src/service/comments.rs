@@ -72,10 +72,16 @@ pub struct CommentView {
     pub reply_count: i64,
     /// Whether the caller wrote it (their own pending comments show only to them).
     pub mine: bool,
+    /// Who `mine` is true for: the author's user id, `None` for a guest. Never sent
+    /// (only moderators see author ids); a shared page keeps it so that a signed-in
+    /// reader's `mine` can be set on a copy (`service::page_overlay`).
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub owner: Option<String>,
 }
 
 /// A page of comments: keyset-paginated, `next_cursor` is `null` on the last page.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
     #[schema(required = true)]
@@ -176,6 +182,7 @@ pub fn view(c: impl Into<Shown>, caller: Option<&User>, with_author_id: bool) ->
         edited_at: c.edited_at,
         reply_count: c.reply_count,
         mine,
+        owner: (!c.is_guest).then_some(c.author_id),
     }
 }
 
@@ -458,6 +465,7 @@ pub async fn get(db: &Db, caller: Option<&User>, id: &str) -> Result<CommentView
     }
 }
 
+#[derive(Debug, Clone)]
 pub struct ListQuery {
     pub sort: Sort,
     pub limit: u64,
@@ -535,7 +543,7 @@ fn visibility(caller: Option<&User>) -> Condition {
 }
 
 /// Comments by `user` still waiting for moderation: only they (and moderators) see them.
-fn pending_by(user: &User) -> Condition {
+pub(crate) fn pending_by(user: &User) -> Condition {
     Condition::all()
         .add(comment::Column::AuthorId.eq(&user.id))
         .add(comment::Column::IsGuest.eq(false))

@@ -13,6 +13,7 @@ pub mod flags;
 pub mod group_commit;
 pub mod idempotency;
 pub mod moderation;
+pub mod page_overlay;
 pub mod ratings;
 pub mod settings;
 

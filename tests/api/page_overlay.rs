@@ -1,0 +1,372 @@
+//! Signed-in comment pages composed from the shared page and the reader's overlay are
+//! exactly what the uncached path answers: the same bytes, for many shapes (own pending
+//! and approved comments on and off the page, guests, tombstones, both sorts, every
+//! cursor, totals, replies), and they follow every write at once.
+//!
+//! The oracle is a second instance on the same database with the page cache off, whose
+//! signed-in pages are read from the database every time. Every write goes through the
+//! first instance, whose cached pages never expire during a test, so only its write
+//! epoch retires them.
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tally::domain::ModerationMode;
+
+use crate::helpers::{spawn_app_with, spawn_peer, PeerApp, TestApp};
+
+const ARTICLE: &str = "overlaid";
+const PAGE: &str = "/api/v1/articles/overlaid/comments";
+
+struct Pair {
+    app: TestApp,
+    oracle: PeerApp,
+}
+
+async fn pair() -> Pair {
+    let app = spawn_app_with(|s| s.page_cache_ttl_ms = 600_000).await;
+    let oracle = spawn_peer(&app, |s| s.page_cache_entries = 0).await;
+    Pair { app, oracle }
+}
+
+fn id_of(c: &Value) -> String {
+    c["id"].as_str().unwrap().to_owned()
+}
+
+impl Pair {
+    /// The page at `path` for `token`, through the overlay and from the oracle: the same
+    /// status, content type and bytes. Returns the page.
+    async fn same(&self, path: &str, token: &str) -> Value {
+        let got = self.app.get(path, Some(token)).await;
+        let want = self
+            .app
+            .client
+            .get(self.oracle.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(got.status(), want.status(), "{path}");
+        assert_eq!(
+            got.headers().get("content-type"),
+            want.headers().get("content-type"),
+            "{path}"
+        );
+        let (got, want) = (got.bytes().await.unwrap(), want.bytes().await.unwrap());
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(&want),
+            "{path}"
+        );
+        serde_json::from_slice(&got).unwrap()
+    }
+
+    /// Every page of `base` (any query but the cursor), for each of `tokens`, in both
+    /// sorts and several sizes, cold and warm, after an anonymous read and before one.
+    async fn all_pages_match(&self, base: &str, tokens: &[String]) {
+        for sort in ["newest", "oldest"] {
+            for limit in [1, 2, 3, 7, 100] {
+                let first = format!("{base}?sort={sort}&limit={limit}");
+                for (i, token) in tokens.iter().enumerate() {
+                    let mut path = first.clone();
+                    for _ in 0..200 {
+                        if i % 2 == 1 {
+                            // The shared page is filled by an anonymous read first
+                            // (a 404 for a thread only some readers may see).
+                            self.app.get(&path, None).await;
+                        }
+                        let page = self.same(&path, token).await;
+                        // Again, now from the caches.
+                        self.same(&path, token).await;
+                        match page["next_cursor"].as_str() {
+                            Some(c) => path = format!("{first}&cursor={c}"),
+                            None => break,
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn signed_in_pages_are_the_uncached_ones_in_every_shape() {
+    let p = pair().await;
+    let app = &p.app;
+    app.set_policy(|p| {
+        p.moderation_mode = ModerationMode::Pre;
+        p.guest_comments = true;
+    })
+    .await;
+    let approve = async |c: &Value| {
+        let res = app
+            .decide(
+                "mod-1",
+                &id_of(c),
+                &json!({"action": "approve", "expected_version": 1}),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
+    };
+    // Interleaved in time: approved comments of several readers, pending ones of u-1
+    // and u-2, a rejected one of u-1, a guest's (named like u-1), replies.
+    let mut parents = vec![];
+    for i in 0..9 {
+        let author = ["u-1", "u-2", "u-3"][i % 3];
+        let c = app
+            .comment(ARTICLE, author, &format!("Approved {i}"), None)
+            .await;
+        approve(&c).await;
+        parents.push(c);
+        let pending_by = ["u-1", "u-2"][i % 2];
+        app.comment(ARTICLE, pending_by, &format!("Waiting {i}"), None)
+            .await;
+    }
+    let rejected = app.comment(ARTICLE, "u-1", "Rejected", None).await;
+    let res = app
+        .decide(
+            "mod-1",
+            &id_of(&rejected),
+            &json!({"action": "reject", "expected_version": 1}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = app
+        .post(
+            PAGE,
+            None,
+            &json!({"body": "A guest", "author_name": "u-1"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    approve(&res.json().await.unwrap()).await;
+
+    // Replies to an approved parent: approved and pending, by u-1 and others.
+    let parent = id_of(&parents[1]);
+    for i in 0..5 {
+        let author = ["u-1", "u-3"][i % 2];
+        let r = app
+            .comment(ARTICLE, author, &format!("Reply {i}"), Some(&parent))
+            .await;
+        if i < 3 {
+            approve(&r).await;
+        }
+    }
+    // u-1's own approved comment with a reply, then deleted: a tombstone that is theirs.
+    let doomed = id_of(&parents[3]);
+    let r = app
+        .comment(ARTICLE, "u-2", "Reply to the doomed", Some(&doomed))
+        .await;
+    approve(&r).await;
+    let res = app
+        .delete(
+            &format!("/api/v1/comments/{doomed}"),
+            Some(&app.reader("u-1")),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    // A pending top-level comment of u-1's with a pending reply of their own: its
+    // replies are visible to them (and moderators) only.
+    let hidden = app.comment(ARTICLE, "u-1", "Hidden parent", None).await;
+    app.comment(ARTICLE, "u-1", "Hidden reply", Some(&id_of(&hidden)))
+        .await;
+
+    let tokens: Vec<String> = ["u-1", "u-2", "u-3", "u-4"]
+        .iter()
+        .map(|u| app.reader(u))
+        .chain([app.moderator("mod-1"), app.reader("guest:u-1")])
+        .collect();
+    p.all_pages_match(PAGE, &tokens).await;
+    for parent in [&parent, &doomed, &id_of(&hidden)] {
+        p.all_pages_match(&format!("/api/v1/comments/{parent}/replies"), &tokens)
+            .await;
+    }
+
+    // The overlay's content shows: u-1 has pending comments on the page, and their
+    // approved ones are marked.
+    let mine = p.same(&format!("{PAGE}?limit=100"), &tokens[0]).await;
+    let items = mine["items"].as_array().unwrap();
+    assert!(items
+        .iter()
+        .any(|c| c["status"] == "pending" && c["mine"] == true));
+    assert!(items
+        .iter()
+        .any(|c| c["status"] == "approved" && c["mine"] == true));
+    assert!(items
+        .iter()
+        .any(|c| c["status"] == "deleted" && c["mine"] == true));
+    let anonymous: Value = app
+        .get(&format!("{PAGE}?limit=100"), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(mine["total"].as_i64().unwrap() > anonymous["total"].as_i64().unwrap());
+
+    // Errors are the same too.
+    for path in [
+        format!("{PAGE}?sort=sideways"),
+        format!("{PAGE}?cursor=nonsense"),
+        format!("{PAGE}?limit=0"),
+        "/api/v1/comments/no-such-comment/replies".to_owned(),
+        format!("/api/v1/comments/{}/replies", id_of(&rejected)),
+    ] {
+        let got = app.get(&path, Some(&tokens[0])).await;
+        assert!(got.status().is_client_error(), "{path}");
+        let want = app
+            .client
+            .get(p.oracle.url(&path))
+            .bearer_auth(&tokens[0])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(got.status(), want.status(), "{path}");
+    }
+}
+
+#[tokio::test]
+async fn a_readers_page_follows_their_writes_and_decisions_at_once() {
+    let p = pair().await;
+    let app = &p.app;
+    app.set_policy(|p| p.moderation_mode = ModerationMode::Pre)
+        .await;
+    let u1 = app.reader("u-1");
+    let first = app.comment(ARTICLE, "u-2", "Someone else's", None).await;
+    let res = app
+        .decide(
+            "mod-1",
+            &id_of(&first),
+            &json!({"action": "approve", "expected_version": 1}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    // Warm every cache: nothing of u-1's yet.
+    let page = p.same(PAGE, &u1).await;
+    assert_eq!(page["total"], 1);
+    p.same(PAGE, &u1).await;
+
+    // Their new comment waits, and shows to them at once.
+    let waiting = app.comment(ARTICLE, "u-1", "Mine, waiting", None).await;
+    let page = p.same(PAGE, &u1).await;
+    assert_eq!(page["items"][0]["id"], waiting["id"]);
+    assert_eq!(page["items"][0]["mine"], true);
+    assert_eq!(page["total"], 2);
+
+    // An edit shows at once.
+    let res = app
+        .patch(
+            &format!("/api/v1/comments/{}", id_of(&waiting)),
+            Some(&u1),
+            &json!({"body": "Mine, edited"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let page = p.same(PAGE, &u1).await;
+    assert_eq!(page["items"][0]["body"], "Mine, edited");
+
+    // Approved: still theirs, now for everyone; rejected: gone for them too.
+    let res = app
+        .decide(
+            "mod-1",
+            &id_of(&waiting),
+            &json!({"action": "approve", "expected_version": 2}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let page = p.same(PAGE, &u1).await;
+    assert_eq!(page["items"][0]["status"], "approved");
+    assert_eq!(page["items"][0]["mine"], true);
+    let other = app.comment(ARTICLE, "u-1", "Another, waiting", None).await;
+    assert_eq!(p.same(PAGE, &u1).await["total"], 3);
+    let res = app
+        .decide(
+            "mod-1",
+            &id_of(&other),
+            &json!({"action": "reject", "expected_version": 1}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let page = p.same(PAGE, &u1).await;
+    assert_eq!(page["total"], 2);
+
+    // Deleted by them: gone.
+    let res = app
+        .delete(&format!("/api/v1/comments/{}", id_of(&waiting)), Some(&u1))
+        .await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(p.same(PAGE, &u1).await["total"], 1);
+}
+
+#[tokio::test]
+async fn a_reader_with_many_pending_comments_still_gets_their_exact_page() {
+    let p = pair().await;
+    let app = &p.app;
+    app.set_policy(|p| p.moderation_mode = ModerationMode::Pre)
+        .await;
+    // More pending comments than an overlay keeps: the page is read for them.
+    for i in 0..=tally::service::page_overlay::MAX_PENDING {
+        app.comment(ARTICLE, "u-1", &format!("Waiting {i}"), None)
+            .await;
+    }
+    let u1 = app.reader("u-1");
+    p.all_pages_match(PAGE, std::slice::from_ref(&u1)).await;
+    let page = p.same(&format!("{PAGE}?limit=5"), &u1).await;
+    assert_eq!(
+        page["total"],
+        tally::service::page_overlay::MAX_PENDING as i64 + 1
+    );
+}
+
+#[tokio::test]
+async fn signed_in_pages_are_served_from_memory() {
+    // A write through another instance does not move this instance's write epoch: a
+    // page that still lacks it after it was answered came from the caches.
+    let p = pair().await;
+    let app = &p.app;
+    app.set_policy(|p| p.moderation_mode = ModerationMode::Pre)
+        .await;
+    let theirs = app.comment(ARTICLE, "u-2", "Listed", None).await;
+    let res = app
+        .decide(
+            "mod-1",
+            &id_of(&theirs),
+            &json!({"action": "approve", "expected_version": 1}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let waiting = app.comment(ARTICLE, "u-1", "Mine, waiting", None).await;
+    let (u1, u3) = (app.reader("u-1"), app.reader("u-3"));
+    // Warm: the shared page, u-1's overlay (a pending comment: a composed page) and
+    // u-3's (nothing of theirs: the shared bytes).
+    let before_u1 = p.same(PAGE, &u1).await;
+    assert_eq!(before_u1["total"], 2);
+    let before_u3 = p.same(PAGE, &u3).await;
+    assert_eq!(before_u3["total"], 1);
+
+    // u-1 posts again through the other instance.
+    let res = app
+        .client
+        .post(p.oracle.url(PAGE))
+        .bearer_auth(&u1)
+        .json(&json!({"body": "Mine, elsewhere"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+
+    for (token, before) in [(&u1, &before_u1), (&u3, &before_u3)] {
+        let cached: Value = app.get(PAGE, Some(token)).await.json().await.unwrap();
+        assert_eq!(&cached, before, "served from memory");
+    }
+    let fresh: Value = app
+        .client
+        .get(p.oracle.url(PAGE))
+        .bearer_auth(&u1)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(fresh["total"], 3);
+    assert_eq!(before_u1["items"][0]["id"], waiting["id"]);
+}
