@@ -398,6 +398,27 @@ async fn get_json(
     resp.json().await.map_err(|e| format!("GET {path}: {e}"))
 }
 
+/// Posts a comment as `token`'s reader (a unique body).
+async fn post_comment(
+    client: &reqwest::Client,
+    port: u16,
+    path: &str,
+    token: Option<&str>,
+) -> Result<(), String> {
+    let mut req = client
+        .post(format!("http://127.0.0.1:{port}{path}"))
+        .json(&serde_json::json!({"body": "A comment of the signed-in reader's own"}));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.map_err(|e| format!("POST {path}: {e}"))?;
+    let status = resp.status();
+    if !status.is_success() {
+        return Err(format!("POST {path}: {status}"));
+    }
+    Ok(())
+}
+
 /// Walks the thread page by page; returns the number of pages and the cursor that
 /// fetches the last one.
 async fn last_page_cursor(client: &reqwest::Client, port: u16) -> Result<(u32, String), String> {
@@ -567,6 +588,7 @@ async fn run_backend(ctx: &Ctx<'_>, backend: Backend, pg_db: &str) -> Result<Sec
     // run of each could land on either side of a drift.
     let (static_server, static_port) = start_static(&ctx.self_exe, &dir).await?;
     let static_script = scripts.get("ceiling-static", "/", None);
+    let reader = ctx.readers.first().map(String::as_str);
     let cached_reads = [
         ("aggregate GET", scripts.get("aggregate", &hot, None)),
         (
@@ -581,9 +603,15 @@ async fn run_backend(ctx: &Ctx<'_>, backend: Backend, pg_db: &str) -> Result<Sec
             "thread last page",
             scripts.get("last-page", &format!("{thread}&cursor={last_cursor}"), None),
         ),
+        // A signed-in reader (nothing of theirs on the thread): the shared page plus
+        // their overlay, divided by the same round's anonymous first page.
+        (
+            "thread first page, signed in",
+            scripts.get("first-page-signed", &thread, reader),
+        ),
     ];
     let mut statics = vec![];
-    let mut reads: [Vec<Outcome>; 4] = Default::default();
+    let mut reads: [Vec<Outcome>; 5] = Default::default();
     for round in 1..=args.rounds {
         let of = format!("(round {round}/{})", args.rounds);
         let name = format!("bare actix static JSON {of}");
@@ -601,7 +629,7 @@ async fn run_backend(ctx: &Ctx<'_>, backend: Backend, pg_db: &str) -> Result<Sec
     }
     static_server.terminate(STOP_GRACE);
     let static_c = &median_run(&statics);
-    let [aggs, batches, firsts, lasts] = &reads;
+    let [aggs, batches, firsts, lasts, signeds] = &reads;
     let pks = vec![pk.clone(); firsts.len()];
     let (i, agg_ratio, agg_rounds) = median_round(aggs, &statics, "static ceiling");
     let agg = aggs[i].clone();
@@ -611,23 +639,39 @@ async fn run_backend(ctx: &Ctx<'_>, backend: Backend, pg_db: &str) -> Result<Sec
     let first = firsts[i].clone();
     let (i, last_ratio, last_rounds) = median_round(lasts, firsts, "first page");
     let last = lasts[i].clone();
+    let (i, signed_ratio, signed_rounds) = median_round(signeds, firsts, "anonymous first page");
+    let first_signed = signeds[i].clone();
     let rounds_note = format!(
         "cached reads: {} rounds, each a run of the static ceiling, the aggregate GET, the \
-         batch, the first and the last page in turn; a row shows the round with the median \
-         ratio (the ceiling row: the median run). Ratios by round: aggregate {}; batch {}; \
-         first page {}; last ÷ first page {}",
+         batch, the first and the last page, and the first page signed in, in turn; a row \
+         shows the round with the median ratio (the ceiling row: the median run). Ratios by \
+         round: aggregate {}; batch {}; first page {}; last ÷ first page {}; signed-in ÷ \
+         anonymous first page {}",
         args.rounds,
         list_ratios(&agg_rounds),
         list_ratios(&batch_rounds),
         list_ratios(&first_rounds),
-        list_ratios(&last_rounds)
+        list_ratios(&last_rounds),
+        list_ratios(&signed_rounds)
     );
-    // A signed-in reader's pages are never served from the shared page cache: these two
-    // show the cost of reading a page from the database.
-    let reader = ctx.readers.first().map(String::as_str);
-    let first_signed = run(
-        "thread first page, signed in",
-        scripts.get("first-page-signed", &thread, reader),
+    // A reader with a comment of their own on the first page (`mine: true`): their page
+    // is composed (a copy of the shared page, flagged and serialised), not the shared
+    // bytes. The comment is posted now, after the rounds (it is the thread's newest).
+    let owner = ctx
+        .readers
+        .get(1)
+        .or(ctx.readers.first())
+        .map(String::as_str);
+    post_comment(
+        &client,
+        port,
+        &format!("/api/v1/articles/{}/comments", seed::THREAD),
+        owner,
+    )
+    .await?;
+    let own_signed = run(
+        "thread first page, signed in, own comment on it",
+        scripts.get("first-page-own", &thread, owner),
     )
     .await;
     let last_signed = run(
@@ -812,17 +856,24 @@ async fn run_backend(ctx: &Ctx<'_>, backend: Backend, pg_db: &str) -> Result<Sec
             Target::AtLeast(0.9),
         ),
         report::row(
-            "thread first page, signed-in reader (uncached)",
+            "thread first page, signed-in reader (shared page + own overlay)",
             &first_signed,
-            Some(ratio(&first_signed, &pk, "pk ceiling")),
-            " × pk read",
+            Some(signed_ratio),
+            " × anonymous first page",
+            Target::AtLeast(0.5),
+        ),
+        report::row(
+            "thread first page, signed-in reader with a comment of their own on it",
+            &own_signed,
+            Some(ratio(&own_signed, &first, "anonymous first page")),
+            " × anonymous first page",
             Target::None,
         ),
         report::row(
-            &format!("thread last page (page {pages}), signed-in reader (uncached)"),
+            &format!("thread last page (page {pages}), signed-in reader"),
             &last_signed,
-            Some(ratio(&last_signed, &first_signed, "first page")),
-            " × first page",
+            Some(ratio(&last_signed, &first_signed, "signed-in first page")),
+            " × signed-in first page",
             Target::None,
         ),
         report::row(
