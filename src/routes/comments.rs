@@ -292,18 +292,34 @@ async fn shared_page(
     req: &HttpRequest,
     key: &str,
     read: impl std::future::Future<Output = Result<(Page<CommentView>, ListQuery), ApiError>>,
-) -> Result<Rc<SharedPage>, ApiError> {
+) -> Result<Held, ApiError> {
     match state.comment_pages.get_copy(worker_copies(req)?, key) {
-        Ok((hit, _)) => Ok(hit),
+        Ok((hit, _)) => Ok(Held::Copy(hit)),
         Err(ticket) => {
             let (page, query) = read.await?;
             let body = web::Bytes::from(
                 serde_json::to_vec(&page).map_err(|e| ApiError::Internal(e.to_string()))?,
             );
-            let shared = SharedPage { body, page, query };
-            let copy = shared.worker_copy();
-            state.comment_pages.fill(ticket, key, Arc::new(shared));
-            Ok(Rc::new(copy))
+            let shared = Arc::new(SharedPage { body, page, query });
+            state.comment_pages.fill(ticket, key, shared.clone());
+            Ok(Held::Filled(shared))
+        }
+    }
+}
+
+/// A [`SharedPage`] as this request holds it: this worker's copy, or the one it just
+/// read (not copied again for one request).
+enum Held {
+    Copy(Rc<SharedPage>),
+    Filled(Arc<SharedPage>),
+}
+
+impl std::ops::Deref for Held {
+    type Target = SharedPage;
+    fn deref(&self) -> &SharedPage {
+        match self {
+            Held::Copy(p) => p,
+            Held::Filled(p) => p,
         }
     }
 }
