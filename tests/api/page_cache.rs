@@ -1,6 +1,7 @@
 //! Anonymous comment pages served from memory: never stale after a write through this
-//! instance (also under concurrency), the same bytes as an uncached answer, never shared
-//! with signed-in readers, and bounded staleness across instances.
+//! instance (also under concurrency), the same bytes as an uncached answer, a signed-in
+//! reader's own comments never shown to others (their pages: `page_overlay.rs`),
+//! and bounded staleness across instances.
 
 use futures_util::{future, stream, StreamExt};
 use reqwest::StatusCode;
