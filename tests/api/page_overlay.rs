@@ -370,3 +370,53 @@ async fn signed_in_pages_are_served_from_memory() {
     assert_eq!(fresh["total"], 3);
     assert_eq!(before_u1["items"][0]["id"], waiting["id"]);
 }
+
+#[tokio::test]
+async fn a_pending_comment_is_on_its_authors_page_as_soon_as_its_post_is_answered() {
+    use futures_util::{future, stream, StreamExt};
+    let p = pair().await;
+    let app = &p.app;
+    app.set_policy(|p| p.moderation_mode = ModerationMode::Pre)
+        .await;
+    let path = format!("{PAGE}?limit=100");
+    let writers = stream::iter(0..40)
+        .map(|i| {
+            let path = &path;
+            async move {
+                // Each writer posts twice: its overlay is cached in between.
+                let user = format!("u-{}", i % 20);
+                let c = app
+                    .comment(ARTICLE, &user, &format!("Waiting {i}"), None)
+                    .await;
+                let page: Value = app
+                    .get(path, Some(&app.reader(&user)))
+                    .await
+                    .json()
+                    .await
+                    .unwrap();
+                let mine: Vec<&Value> = page["items"].as_array().unwrap().iter().collect();
+                assert!(
+                    mine.iter().any(|m| m["id"] == c["id"] && m["mine"] == true),
+                    "comment {i} missing from its author's page read after its POST"
+                );
+                assert!(mine.iter().all(|m| m["mine"] == true), "only their own");
+            }
+        })
+        .buffer_unordered(8)
+        .collect::<Vec<()>>();
+    // Readers keep filling the caches with pages read around the commits.
+    let readers = future::join_all((0..4).map(|r| {
+        let path = &path;
+        async move {
+            for _ in 0..30 {
+                app.get(path, Some(&app.reader(&format!("u-{r}")))).await;
+                app.get(path, None).await;
+            }
+        }
+    }));
+    future::join(writers, readers).await;
+    for u in 0..20 {
+        let page = p.same(&path, &app.reader(&format!("u-{u}"))).await;
+        assert_eq!(page["total"], 2);
+    }
+}
