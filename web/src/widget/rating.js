@@ -24,7 +24,8 @@ const CSS = `${BASE_CSS}
 .row{display:flex;flex-wrap:wrap;align-items:center;gap:.6em}
 .stars{position:relative;display:inline-block;font-size:1.25em;letter-spacing:.1em;color:var(--_border)}
 .stars span{position:absolute;left:0;top:0;overflow:hidden;white-space:nowrap;color:var(--_star)}
-[role=radiogroup]{display:inline-flex;gap:.1em;border:0;margin:0;padding:0}
+[role=radiogroup]{display:inline-flex;align-items:center;gap:.1em;border:0;margin:0;padding:0}
+[role=radiogroup]>span{margin-right:.3em}
 [role=radiogroup] label{cursor:pointer;font-size:1.4em;color:var(--_border);line-height:1}
 [role=radiogroup] label.on{color:var(--_star)}
 [role=radiogroup] input{position:absolute;opacity:0;width:1px;height:1px}
@@ -99,7 +100,7 @@ export class TallyRating extends HTMLElement {
   group(t) {
     const id = 'g' + Math.random().toString(36).slice(2);
     const g = h('div', { role: 'radiogroup', 'aria-labelledby': id },
-      h('span', { id, class: 'vh' }, t.group));
+      h('span', { id, class: 'muted' }, t.group));
     for (let n = 1; n <= 5; n++) {
       const input = h('input', { type: 'radio', name: 'stars', value: String(n), 'aria-label': t.star(n), checked: this.mine === n });
       input.addEventListener('change', () => this.rate(n));
