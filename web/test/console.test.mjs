@@ -119,8 +119,12 @@ test('two consoles deciding the same item: the second sees the conflict and the 
   await inA.waitFor({ state: 'detached' });
   await inB.getByRole('button', { name: 'Reject' }).click();
   await inB.getByRole('alert').filter({ hasText: 'Another moderator changed this comment first' }).waitFor();
-  await inB.getByText(/now approved/).first().waitFor();
+  await inB.getByRole('alert').filter({ hasText: 'now approved by Ann (version 2)' }).waitFor();
   assert.equal(await status(item.id), 'approved', 'the second decision changed nothing');
+  // Deciding again, knowingly, works from the newer version.
+  await inB.getByRole('button', { name: 'Reject' }).click();
+  await inB.waitFor({ state: 'detached' });
+  assert.equal(await status(item.id), 'rejected');
   await a.close();
   await b.close();
 });

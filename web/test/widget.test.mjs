@@ -30,6 +30,7 @@ async function open(body, opts = {}) {
   const hosts = watchHosts(page);
   const errors = [];
   page.on('pageerror', (e) => errors.push(String(e)));
+  if (opts.before) await opts.before(page);
   await page.goto(pages.base + path);
   return { page, hosts, errors, close: () => ctx.close() };
 }
@@ -194,6 +195,42 @@ describe('<tally-comments>', () => {
     await art.getByRole('button', { name: 'Antworten' }).waitFor();
     await art.getByRole('button', { name: 'Melden' }).waitFor();
     await page.getByRole('combobox', { name: 'Sortierung' }).waitFor();
+    await close();
+  });
+
+  test('shows Helpful votes when the API has them, and survives a sort the server refuses', async () => {
+    // Votes are API 1.1 (their own issue): the answers are shaped here to carry them.
+    const other = await comment('votes-1', 'u-val', 'A comment worth a vote');
+    const { page, close } = await open(`<tally-comments article="votes-1" token="${token('u-voter')}"></tally-comments>`, {
+      before: async (p) => {
+        await p.route(/\/api\/v1\/articles\/votes-1\/comments\?/, async (route) => {
+          if (route.request().url().includes('sort=best')) {
+            return route.fulfill({ status: 400, contentType: 'application/problem+json', headers: { 'Access-Control-Allow-Origin': '*' },
+              body: JSON.stringify({ type: 'about:blank', title: 'Bad request', status: 400, code: 'bad_request', detail: 'sort: unknown' }) });
+          }
+          const res = await route.fetch();
+          const body = await res.json();
+          for (const c of body.items) Object.assign(c, { votes: { up: 2, down: 0 }, my_vote: null });
+          return route.fulfill({ response: res, json: body });
+        });
+        await p.route(`**/api/v1/comments/${other.id}/vote`, (route) => {
+          const up = route.request().method() === 'PUT';
+          return route.fulfill({ status: 200, contentType: 'application/json', headers: { 'Access-Control-Allow-Origin': '*' },
+            json: { votes: { up: up ? 3 : 2, down: 0 }, my_vote: up ? 'up' : null } });
+        });
+      },
+    });
+    const art = page.getByRole('article').filter({ hasText: 'A comment worth a vote' });
+    const helpful = art.getByRole('button', { name: 'Helpful', exact: true });
+    assert.equal(await helpful.getAttribute('aria-pressed'), 'false');
+    await art.getByText('2', { exact: true }).waitFor();
+    await helpful.click();
+    await page.getByRole('article').filter({ hasText: 'A comment worth a vote' }).getByText('3', { exact: true }).waitFor();
+    assert.equal(await page.getByRole('button', { name: 'Helpful', exact: true }).getAttribute('aria-pressed'), 'true');
+    await page.getByRole('combobox', { name: 'Sort' }).selectOption('best');
+    await page.getByText('This sort order is not available.').waitFor();
+    assert.equal(await page.getByRole('combobox', { name: 'Sort' }).inputValue(), 'newest');
+    await page.getByRole('article').filter({ hasText: 'A comment worth a vote' }).waitFor();
     await close();
   });
 

@@ -296,17 +296,21 @@ function settle(id, item) {
 async function conflict(id, p) {
   const entry = items.get(id);
   if (!entry) return;
-  let now = null;
-  try {
-    now = await call('GET', `/comments/${encodeURIComponent(id)}`);
-  } catch {
-    now = null;
-  }
-  const it = { ...entry.item };
-  const m = /current[^0-9]*(\d+)/i.exec(p.detail || '');
+  const it = { ...entry.item, comment: { ...entry.item.comment } };
+  const m = /version (\d+)\D*$/.exec(p.detail || '');
   if (m) it.version = Number(m[1]);
-  if (now) it.comment = { ...it.comment, ...now, author: it.comment.author };
-  const note = `Another moderator changed this comment first: it is now ${it.comment.status} (version ${it.version}). Check it and decide again if needed.`;
+  let by = '';
+  try {
+    // The log's newest row says what happened, whoever did it and whatever the status now.
+    const last = (await call('GET', `/moderation/log?comment_id=${encodeURIComponent(id)}&limit=1`)).items[0];
+    if (last) {
+      it.comment.status = last.to_status || it.comment.status;
+      by = last.actor ? ` by ${last.actor.name || last.actor.id}` : '';
+    }
+  } catch {
+    // Keep what we know; the version is still the newer one.
+  }
+  const note = `Another moderator changed this comment first: it is now ${it.comment.status}${by} (version ${it.version}). Check it and decide again if needed.`;
   const fresh = renderItem(it, note);
   entry.el.replaceWith(fresh);
   items.set(id, { item: it, el: fresh });

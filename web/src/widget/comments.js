@@ -275,7 +275,7 @@ export class TallyComments extends HTMLElement {
             this.fail(e, slot);
           }
         },
-      }, `${t.helpful} (${c.votes.up})`));
+      }, t.helpful), h('span', { class: 'muted votes' }, String(c.votes.up)));
     }
     if (this.signedIn && this.open && c.status === 'approved') {
       tools.append(h('button', { type: 'button', class: 'link', onclick: () => open(this.composer(c, close)) }, t.reply));
