@@ -39,7 +39,12 @@ check_budget() {
         exit 1
     fi
 }
-check_budget web/dist/tally.js "$WIDGET_BUDGET"
+# The widget's budget covers both elements: tally.js and the thread it loads.
+widget_all="$(mktemp)"
+cat web/dist/tally.js web/dist/tally-comments.js >"$widget_all"
+echo "(the widget: web/dist/tally.js + web/dist/tally-comments.js)"
+check_budget "$widget_all" "$WIDGET_BUDGET"
+rm -f "$widget_all"
 check_budget web/dist/console.html "$CONSOLE_BUDGET"
 
 echo "--> building tally (debug) for the browser tests"

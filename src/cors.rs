@@ -1,4 +1,4 @@
-//! CORS for the API and the widget script (API.md "Browsers and embedding").
+//! CORS for the API and the widget's scripts (API.md "Browsers and embedding").
 //!
 //! Our own small middleware rather than `actix-cors`, because the contract differs from
 //! what that crate does in three places: a preflight answers 204 (actix-cors: 200); an
@@ -82,11 +82,12 @@ pub const ALLOW_HEADERS: &str =
 pub const EXPOSE_HEADERS: &str = "ETag, Retry-After, X-Request-Id, Idempotent-Replayed";
 /// Browsers may cache a preflight for a day.
 pub const MAX_AGE: &str = "86400";
-/// Paths outside `/api/v1` that follow the same rules.
-const WIDGET_PATH: &str = "/widget/tally.js";
+/// The widget's scripts follow the same rules (a module loaded from another origin
+/// needs them).
+const WIDGET_DIR: &str = "/widget/";
 
 fn is_cors_path(path: &str) -> bool {
-    path.starts_with("/api/v1/") || path == "/api/v1" || path == WIDGET_PATH
+    path.starts_with("/api/v1/") || path == "/api/v1" || path.starts_with(WIDGET_DIR)
 }
 
 /// The middleware: `App::wrap(Cors::new(origins))`.

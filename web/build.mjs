@@ -7,8 +7,12 @@ const here = new URL('.', import.meta.url).pathname;
 mkdirSync(`${here}dist`, { recursive: true });
 const common = { bundle: true, minify: true, format: 'esm', target: ['es2022'], legalComments: 'none', charset: 'utf8', write: false };
 
-const widget = await build({ ...common, entryPoints: [`${here}src/widget/tally.js`] });
-writeFileSync(`${here}dist/tally.js`, widget.outputFiles[0].text);
+// Two modules: tally.js (the rating, and a loader for the thread) and tally-comments.js
+// (the thread), each self-contained; the small shared core is in both.
+for (const name of ['tally', 'tally-comments']) {
+  const widget = await build({ ...common, entryPoints: [`${here}src/widget/${name}.js`], external: ['./tally-comments.js'] });
+  writeFileSync(`${here}dist/${name}.js`, widget.outputFiles[0].text);
+}
 
 const script = await build({ ...common, entryPoints: [`${here}src/console/console.js`] });
 const style = await build({ ...common, bundle: false, format: undefined, loader: { '.css': 'css' }, entryPoints: [`${here}src/console/console.css`] });
@@ -16,4 +20,4 @@ const page = readFileSync(`${here}src/console/index.html`, 'utf8')
   .replace('/*STYLE*/', () => style.outputFiles[0].text.trim())
   .replace('/*SCRIPT*/', () => script.outputFiles[0].text.trim().replace(/<\/script/gi, '<\\/script'));
 writeFileSync(`${here}dist/console.html`, page);
-console.log('built dist/tally.js and dist/console.html');
+console.log('built dist/tally.js, dist/tally-comments.js and dist/console.html');

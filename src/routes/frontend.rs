@@ -11,19 +11,19 @@ use actix_web::{
 };
 use sha2::{Digest, Sha256};
 
-/// The widget: one ES module defining `<tally-rating>` and `<tally-comments>`.
+/// The widget: an ES module defining `<tally-rating>`, and `<tally-comments>` by loading
+/// [`THREAD_JS`] when a page has one.
 pub const WIDGET_JS: &[u8] = include_bytes!("../../web/dist/tally.js");
+/// The thread's element (`<tally-comments>`), imported by the widget on demand.
+pub const THREAD_JS: &[u8] = include_bytes!("../../web/dist/tally-comments.js");
 /// The console: one self-contained HTML page (its script and style inlined).
 pub const CONSOLE_HTML: &[u8] = include_bytes!("../../web/dist/console.html");
 
-/// A strong validator for the embedded widget, computed once.
-fn widget_etag() -> &'static HeaderValue {
-    static TAG: OnceLock<HeaderValue> = OnceLock::new();
-    TAG.get_or_init(|| {
-        let digest = Sha256::digest(WIDGET_JS);
-        let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-        HeaderValue::from_str(&format!("\"{hex}\"")).unwrap_or(HeaderValue::from_static("\"w\""))
-    })
+/// A strong validator for an embedded file: the start of its SHA-256, in quotes.
+fn etag_of(bytes: &[u8]) -> HeaderValue {
+    let digest = Sha256::digest(bytes);
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    HeaderValue::from_str(&format!("\"{hex}\"")).unwrap_or(HeaderValue::from_static("\"w\""))
 }
 
 /// Whether `If-None-Match` names the current tag (or `*`).
@@ -60,8 +60,40 @@ fn not_modified(req: &HttpRequest, tag: &HeaderValue) -> bool {
 )]
 /// `GET /widget/tally.js`: the embeddable widget, an ES module.
 pub async fn widget(req: HttpRequest) -> HttpResponse {
-    let tag = widget_etag();
-    let fresh = not_modified(&req, tag);
+    static TAG: OnceLock<HeaderValue> = OnceLock::new();
+    script(&req, WIDGET_JS, TAG.get_or_init(|| etag_of(WIDGET_JS)))
+}
+
+#[utoipa::path(
+    get,
+    path = "/widget/tally-comments.js",
+    tag = "front ends",
+    params(
+        ("If-None-Match" = Option<String>, Header, description = "A tag from an earlier answer: 304 when it is still current."),
+    ),
+    responses(
+        (status = 200, description = "The thread's element `<tally-comments>`, an ES module that `/widget/tally.js` imports when a page has one.",
+            content_type = "text/javascript; charset=utf-8", body = String,
+            headers(
+                ("ETag" = String, description = "Strong validator of the script."),
+                ("Cache-Control" = String, description = "`public, max-age=300`."),
+            )),
+        (status = 304, description = "Not modified: the `If-None-Match` tag is current.",
+            headers(
+                ("ETag" = String, description = "Strong validator of the script."),
+                ("Cache-Control" = String, description = "`public, max-age=300`."),
+            )),
+    ),
+)]
+/// `GET /widget/tally-comments.js`: the thread's element, loaded by the widget on demand.
+pub async fn widget_thread(req: HttpRequest) -> HttpResponse {
+    static TAG: OnceLock<HeaderValue> = OnceLock::new();
+    script(&req, THREAD_JS, TAG.get_or_init(|| etag_of(THREAD_JS)))
+}
+
+/// A script with its tag and five minutes of caching; 304 when the caller has it.
+fn script(req: &HttpRequest, body: &'static [u8], tag: &HeaderValue) -> HttpResponse {
+    let fresh = not_modified(req, tag);
     let mut res = if fresh {
         HttpResponse::NotModified()
     } else {
@@ -74,7 +106,7 @@ pub async fn widget(req: HttpRequest) -> HttpResponse {
         return res.finish();
     }
     res.insert_header((header::CONTENT_TYPE, "text/javascript; charset=utf-8"))
-        .body(WIDGET_JS)
+        .body(body)
 }
 
 #[utoipa::path(

@@ -58,6 +58,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/api/v1/admin/settings"),
     ("PUT", "/api/v1/admin/articles/{article_id}"),
     ("GET", "/widget/tally.js"),
+    ("GET", "/widget/tally-comments.js"),
     ("GET", "/console/"),
 ];
 
@@ -127,6 +128,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/docs").route(on(Method::GET).to(openapi::docs)))
         .service(openapi::docs_assets())
         .service(resource("/widget/tally.js").route(on(Method::GET).to(frontend::widget)))
+        .service(
+            resource("/widget/tally-comments.js")
+                .route(on(Method::GET).to(frontend::widget_thread)),
+        )
         .service(resource("/console/").route(on(Method::GET).to(frontend::console)))
         .default_service(web::to(not_found));
 }

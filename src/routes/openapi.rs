@@ -104,6 +104,7 @@ comment goes back to `pending` until a moderator decides."#;
         admin::put_settings,
         admin::put_article,
         super::frontend::widget,
+        super::frontend::widget_thread,
         super::frontend::console,
     ),
     components(

@@ -37,7 +37,7 @@ fn cors_routes() -> Vec<(String, Vec<&'static str>)> {
     let paths: BTreeSet<&str> = ROUTES
         .iter()
         .map(|(_, p)| *p)
-        .filter(|p| p.starts_with("/api/v1/") || *p == "/widget/tally.js")
+        .filter(|p| p.starts_with("/api/v1/") || p.starts_with("/widget/"))
         .collect();
     paths
         .into_iter()
@@ -120,6 +120,7 @@ async fn answers_and_errors_carry_the_origin_and_the_exposed_headers() {
         ),
         (Method::DELETE, "/api/v1/articles/a-1/rating", None, 405),
         (Method::GET, "/widget/tally.js", None, 200),
+        (Method::GET, "/widget/tally-comments.js", None, 200),
     ];
     for (method, path, token, status) in cases {
         let mut req = app.request(method.clone(), path, token.map(|t| t.as_str()));

@@ -49,8 +49,12 @@ async function comment(article, user, body, parent_id) {
 describe('<tally-rating>', () => {
   test('shows the aggregate display text, and nothing to choose without a token', async () => {
     await Promise.all([rate('agg-1', 'u-a', 5), rate('agg-1', 'u-b', 5), rate('agg-1', 'u-c', 4)]);
-    const { page, hosts, errors, close } = await open('<tally-rating article="agg-1"></tally-rating>');
+    const scripts = [];
+    const { page, hosts, errors, close } = await open('<tally-rating article="agg-1"></tally-rating>', {
+      before: async (p) => p.on('request', (r) => r.resourceType() === 'script' && scripts.push(new URL(r.url()).pathname)),
+    });
     await page.getByText('4.7 (3 reviews)').waitFor();
+    assert.deepEqual(scripts, ['/widget/tally.js'], 'the thread\'s code is not loaded for a rating alone');
     assert.equal(await page.getByRole('radiogroup', { name: 'Your rating' }).count(), 0);
     assert.deepEqual([...hosts].sort(), [pages.base, tally.base].sort(), 'no request to any other host');
     assert.deepEqual(errors, []);
