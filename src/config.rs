@@ -42,6 +42,9 @@ pub struct Settings {
     /// `TALLY_PAGE_CACHE_TTL_MS`: how long a cached page may be served, which bounds how
     /// late writes through other instances show (0: no cache).
     pub page_cache_ttl_ms: u64,
+    /// `TALLY_CORS_ORIGINS`: origins allowed to call the API from a browser (`*`, or a
+    /// comma-separated list of exact origins).
+    pub cors_origins: crate::cors::CorsOrigins,
 }
 
 /// How tokens are verified. At most one of `secret` and `public_key_file` is set; with
@@ -89,6 +92,7 @@ impl Default for Settings {
             aggregate_cache_ttl_ms: 1_000,
             page_cache_entries: 1_000,
             page_cache_ttl_ms: 1_000,
+            cors_origins: crate::cors::CorsOrigins::Any,
         }
     }
 }
@@ -196,6 +200,12 @@ impl Settings {
                 get("TALLY_PAGE_CACHE_TTL_MS"),
                 d.page_cache_ttl_ms,
                 parse_num,
+            )?,
+            cors_origins: parse_or(
+                "TALLY_CORS_ORIGINS",
+                get("TALLY_CORS_ORIGINS"),
+                d.cors_origins,
+                crate::cors::CorsOrigins::parse,
             )?,
         })
     }
@@ -318,5 +328,7 @@ mod tests {
         assert_eq!(err.var, "TALLY_AUTO_CREATE_ARTICLES");
         let err = from(&[("TALLY_AGGREGATE_CACHE_TTL_MS", "1s")]).unwrap_err();
         assert_eq!(err.var, "TALLY_AGGREGATE_CACHE_TTL_MS");
+        let err = from(&[("TALLY_CORS_ORIGINS", "example.com")]).unwrap_err();
+        assert_eq!(err.var, "TALLY_CORS_ORIGINS");
     }
 }

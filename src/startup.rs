@@ -233,6 +233,8 @@ fn run(
                     .error_handler(|_, _| crate::error::ApiError::not_found("resource").into()),
             )
             .wrap(telemetry::RequestLog)
+            // Outside the request log, so the problems it builds carry the headers too.
+            .wrap(crate::cors::Cors::new(state.settings.cors_origins.clone()))
             .configure(routes::configure)
     })
     .shutdown_timeout(30)

@@ -6,6 +6,7 @@ pub mod articles;
 pub mod comments;
 pub mod extract;
 pub mod flags;
+pub mod frontend;
 pub mod health;
 pub mod moderation;
 pub mod openapi;
@@ -56,6 +57,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/admin/settings"),
     ("PUT", "/api/v1/admin/settings"),
     ("PUT", "/api/v1/admin/articles/{article_id}"),
+    ("GET", "/widget/tally.js"),
+    ("GET", "/widget/tally-comments.js"),
+    ("GET", "/console/"),
 ];
 
 /// The `Allow` header of a route pattern (`GET, PUT, DELETE`), for 405 answers.
@@ -123,6 +127,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource(openapi::SPEC_PATH).route(on(Method::GET).to(openapi::openapi_json)))
         .service(resource("/docs").route(on(Method::GET).to(openapi::docs)))
         .service(openapi::docs_assets())
+        .service(resource("/widget/tally.js").route(on(Method::GET).to(frontend::widget)))
+        .service(
+            resource("/widget/tally-comments.js")
+                .route(on(Method::GET).to(frontend::widget_thread)),
+        )
+        .service(resource("/console/").route(on(Method::GET).to(frontend::console)))
         .default_service(web::to(not_found));
 }
 

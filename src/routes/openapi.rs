@@ -103,6 +103,9 @@ comment goes back to `pending` until a moderator decides."#;
         admin::get_settings,
         admin::put_settings,
         admin::put_article,
+        super::frontend::widget,
+        super::frontend::widget_thread,
+        super::frontend::console,
     ),
     components(
         // Those named only by parameters (bodies and responses bring in their own).
@@ -134,6 +137,7 @@ comment goes back to `pending` until a moderator decides."#;
         (name = "moderation", description = "Moderator or admin role: queues, decisions, the audit log, bans."),
         (name = "admin", description = "Admin role: the moderation policy and article registration."),
         (name = "operations", description = "Health, metrics and this description."),
+        (name = "front ends", description = "The embeddable widget and the moderation console, served by tally."),
     ),
 )]
 pub struct ApiDoc;
