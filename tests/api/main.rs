@@ -22,5 +22,6 @@ mod moderation;
 mod openapi;
 mod outage;
 mod page_cache;
+mod production;
 mod rate_limit;
 mod ratings;
