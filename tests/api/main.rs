@@ -11,6 +11,7 @@ mod admin;
 mod aggregate_cache;
 mod auth;
 mod cli;
+mod cli_ops;
 mod comments;
 mod flags;
 mod flat_queue;
