@@ -192,6 +192,20 @@ async fn backup(settings: &Settings, file: &std::path::Path) -> Result<(), Strin
     let path = file
         .to_str()
         .ok_or_else(|| format!("backup: {} is not valid UTF-8", file.display()))?;
+    // Never back up a database made up on the spot (the default URL creates one).
+    use std::str::FromStr;
+    let source = sea_orm::sqlx::sqlite::SqliteConnectOptions::from_str(&settings.database_url)
+        .map_err(|e| format!("backup: TALLY_DATABASE_URL: {e}"))?
+        .get_filename()
+        .to_path_buf();
+    if !source.exists() {
+        return Err(format!(
+            "backup: there is no database at {} (TALLY_DATABASE_URL={}); point \
+             TALLY_DATABASE_URL at the database to copy",
+            source.display(),
+            crate::config::masked_url(&settings.database_url)
+        ));
+    }
     let mut settings = settings.clone();
     settings.db_max_connections = 1;
     let db = crate::service::connect::open(&settings).await?;

@@ -203,6 +203,22 @@ async fn backup_copies_a_live_sqlite_database_and_refuses_postgres() {
     assert!(!out.status.success());
     assert!(stderr_of(&out).contains("exists"), "{}", stderr_of(&out));
 
+    // Not a database made up on the spot: the one named must exist.
+    let out = tally()
+        .env(
+            "TALLY_DATABASE_URL",
+            format!(
+                "sqlite://{}?mode=rwc",
+                dir.path().join("absent.db").display()
+            ),
+        )
+        .args(["backup", dir.path().join("other.db").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(stderr_of(&out).contains("absent.db"), "{}", stderr_of(&out));
+    assert!(!dir.path().join("absent.db").exists());
+
     let out = tally()
         .env(
             "TALLY_DATABASE_URL",
