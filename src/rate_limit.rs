@@ -68,6 +68,13 @@ impl WriteLimiter {
         Ok(self)
     }
 
+    /// Connects to Redis now, when the budgets are shared (see `RedisLimiter::warm_up`).
+    pub async fn warm_up(&self) {
+        if let Some(shared) = &self.shared {
+            shared.warm_up().await;
+        }
+    }
+
     /// What `/readyz` says about the limits: `shared`, `per-instance (redis unreachable)`
     /// or `per-instance`. While Redis is unreachable, this tries it again.
     pub async fn mode(&self) -> &'static str {

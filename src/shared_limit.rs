@@ -125,6 +125,14 @@ impl RedisLimiter {
         }
     }
 
+    /// Connects at start, so that the first writes need not wait for it and an
+    /// unreachable Redis is logged at once (the instance then starts on its own limits).
+    pub async fn warm_up(&self) {
+        if self.connection().await.is_some() {
+            tracing::info!("write limits shared through Redis (TALLY_REDIS_URL)");
+        }
+    }
+
     /// For `/readyz`: while degraded, tries Redis again (at most every [`RETRY_EVERY`]),
     /// so an idle instance notices the recovery too. Whether Redis is in use.
     pub async fn probe(&self) -> bool {

@@ -128,6 +128,9 @@ impl Application {
             }
             (limiter, _) => limiter,
         };
+        if let Some(limiter) = &write_limiter {
+            limiter.warm_up().await;
+        }
         let state = AppState {
             db: db.clone(),
             policies: PolicyCache::default(),

@@ -492,3 +492,42 @@ async fn when_redis_goes_away_each_instance_limits_alone_and_recovers() {
         429
     );
 }
+
+#[tokio::test]
+async fn an_instance_starts_and_limits_alone_when_redis_is_down_from_the_start() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let app = spawn_app_with(|s| {
+        s.write_rate_per_min = 2;
+        s.redis_url = Some(format!("redis://127.0.0.1:{port}"));
+    })
+    .await;
+    let client = reqwest::Client::new();
+    assert_eq!(
+        readyz_limits(&client, &app.address).await,
+        "per-instance (redis unreachable)"
+    );
+    let lea = app.reader("lea");
+    for i in 0..2 {
+        let res = comment_via(&client, &app.address, &lea, &format!("Alone {i}.")).await;
+        assert_eq!(res.status().as_u16(), 201);
+    }
+    let res = comment_via(&client, &app.address, &lea, "Over.").await;
+    assert_eq!(res.status().as_u16(), 429, "the local limiter still limits");
+}
+
+#[tokio::test]
+async fn a_bad_redis_url_is_refused_at_start_naming_the_variable() {
+    let db = TestDb::fresh().await;
+    let mut settings = test_settings();
+    settings.database_url = db.url.clone();
+    settings.write_rate_per_min = 5;
+    settings.redis_url = Some("http://not-redis".into());
+    match Application::build(settings).await {
+        Err(e) => assert!(e.to_string().contains("TALLY_REDIS_URL"), "{e}"),
+        Ok(_) => panic!("a URL that is not redis:// must be refused"),
+    }
+}
