@@ -66,7 +66,7 @@ pub async fn run(cli: Cli, settings: Settings) -> Result<(), String> {
             tracing::info!(
                 database = %crate::config::masked_url(&settings.database_url),
                 bind = %settings.bind,
-                rate_limits = if settings.redis_url.is_some() { "shared (redis)" } else { "per instance" },
+                rate_limits = if settings.redis_url.is_some() { "shared (redis)" } else { "per-instance" },
                 "tally starting"
             );
             let mut app = Application::build(settings.clone())
