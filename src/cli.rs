@@ -1,11 +1,11 @@
-//! The command line: `tally serve` (default), `tally migrate`, `tally token`.
+//! The command line: `tally serve` (default), `tally migrate`, `tally token`,
+//! `tally healthcheck`, `tally backup FILE`.
 
 use clap::{Parser, Subcommand};
 
 use crate::{
     auth::{JwtKeys, Role},
     config::Settings,
-    service::db::Db,
     startup::Application,
 };
 
@@ -13,7 +13,8 @@ use crate::{
 #[command(
     name = "tally",
     version,
-    about = "Comment-and-rating moderation service"
+    about = "Comment-and-rating moderation service",
+    after_help = crate::config::variables_help()
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -22,7 +23,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the HTTP service (the default).
+    /// Run the HTTP service (the default): connect to TALLY_DATABASE_URL, migrate it
+    /// (unless TALLY_MIGRATE=false), listen on TALLY_BIND. SIGTERM stops gracefully
+    /// (in-flight requests get up to 30 s).
+    #[command(after_help = crate::config::variables_help())]
     Serve,
     /// Run database migrations and exit.
     Migrate,
@@ -38,12 +42,33 @@ pub enum Command {
         #[arg(long, default_value_t = 3600)]
         ttl: i64,
     },
+    /// Exit 0 when the server's GET /readyz answers 200, 1 otherwise (for a container
+    /// HEALTHCHECK; waits at most --timeout seconds).
+    Healthcheck {
+        /// The server to ask [default: http://TALLY_BIND, 0.0.0.0 and [::] asked on loopback].
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long, default_value_t = 3)]
+        timeout: u64,
+    },
+    /// Copy a live SQLite database to FILE (a consistent snapshot through VACUUM INTO,
+    /// safe while the server runs). For PostgreSQL use pg_dump.
+    Backup {
+        /// Where to write the copy; must not exist yet.
+        file: std::path::PathBuf,
+    },
 }
 
 /// Runs a command; the error text is what the operator sees.
 pub async fn run(cli: Cli, settings: Settings) -> Result<(), String> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
+            tracing::info!(
+                database = %crate::config::masked_url(&settings.database_url),
+                bind = %settings.bind,
+                rate_limits = if settings.redis_url.is_some() { "shared (redis)" } else { "per-instance" },
+                "tally starting"
+            );
             let mut app = Application::build(settings.clone())
                 .await
                 .map_err(|e| e.to_string())?;
@@ -54,9 +79,11 @@ pub async fn run(cli: Cli, settings: Settings) -> Result<(), String> {
             app.run_until_stopped().await.map_err(|e| e.to_string())
         }
         Command::Migrate => {
-            let db = Db::connect(&settings)
-                .await
-                .map_err(|e| format!("database: {e}"))?;
+            tracing::info!(
+                database = %crate::config::masked_url(&settings.database_url),
+                "migrating"
+            );
+            let db = crate::service::connect::open(&settings).await?;
             db.migrate()
                 .await
                 .map_err(|e| format!("migration failed: {e}"))?;
@@ -80,5 +107,114 @@ pub async fn run(cli: Cli, settings: Settings) -> Result<(), String> {
             println!("{token}");
             Ok(())
         }
+        Command::Healthcheck { url, timeout } => {
+            let url = url.unwrap_or_else(|| format!("http://{}", local_address(&settings.bind)));
+            healthcheck(&url, std::time::Duration::from_secs(timeout.max(1)))
+        }
+        Command::Backup { file } => backup(&settings, &file).await,
     }
+}
+
+/// The address to reach a server bound to `bind` from the same host.
+fn local_address(bind: &str) -> String {
+    if let Some(port) = bind.strip_prefix("0.0.0.0:") {
+        format!("127.0.0.1:{port}")
+    } else if let Some(port) = bind.strip_prefix("[::]:") {
+        format!("[::1]:{port}")
+    } else {
+        bind.to_owned()
+    }
+}
+
+/// GET `url`/readyz over plain HTTP/1.1 (no client library: the probe must stay tiny);
+/// Ok when it answers 200 within `timeout`.
+fn healthcheck(url: &str, timeout: std::time::Duration) -> Result<(), String> {
+    use std::io::{Read, Write};
+    use std::net::ToSocketAddrs;
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("healthcheck: {url} is not an http:// URL"))?;
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let addr = authority
+        .to_socket_addrs()
+        .map_err(|e| format!("healthcheck: {authority}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("healthcheck: {authority} resolves to no address"))?;
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout)
+        .map_err(|e| format!("healthcheck: cannot connect to {authority}: {e}"))?;
+    stream.set_read_timeout(Some(timeout)).ok();
+    stream.set_write_timeout(Some(timeout)).ok();
+    write!(
+        stream,
+        "GET /readyz HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| format!("healthcheck: {authority}: {e}"))?;
+    let mut response = Vec::new();
+    let mut buf = [0u8; 1024];
+    // The status line and the (small) body; stop at 16 kB whatever comes.
+    while response.len() < 16_384 {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => response.extend_from_slice(&buf[..n]),
+            Err(e) if response.is_empty() => {
+                return Err(format!("healthcheck: no answer from {authority}: {e}"))
+            }
+            Err(_) => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&response);
+    let status = text.split_whitespace().nth(1).unwrap_or("");
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").trim();
+    if status == "200" {
+        println!("ready: {body}");
+        Ok(())
+    } else {
+        Err(format!("healthcheck: /readyz answered {status}: {body}"))
+    }
+}
+
+/// `tally backup FILE`: SQLite's `VACUUM INTO`, a consistent copy taken in one read
+/// transaction while the server keeps serving.
+async fn backup(settings: &Settings, file: &std::path::Path) -> Result<(), String> {
+    if settings.database_url.starts_with("postgres") {
+        return Err(
+            "tally backup copies SQLite databases; for PostgreSQL use pg_dump \
+             (e.g. pg_dump --format=custom --file=tally.dump \"$DATABASE_URL\"; see docs/production.md)"
+                .into(),
+        );
+    }
+    if file.exists() {
+        return Err(format!(
+            "backup: {} exists already; choose a new file",
+            file.display()
+        ));
+    }
+    let path = file
+        .to_str()
+        .ok_or_else(|| format!("backup: {} is not valid UTF-8", file.display()))?;
+    // Never back up a database made up on the spot (the default URL creates one).
+    use std::str::FromStr;
+    let source = sea_orm::sqlx::sqlite::SqliteConnectOptions::from_str(&settings.database_url)
+        .map_err(|e| format!("backup: TALLY_DATABASE_URL: {e}"))?
+        .get_filename()
+        .to_path_buf();
+    if !source.exists() {
+        return Err(format!(
+            "backup: there is no database at {} (TALLY_DATABASE_URL={}); point \
+             TALLY_DATABASE_URL at the database to copy",
+            source.display(),
+            crate::config::masked_url(&settings.database_url)
+        ));
+    }
+    let mut settings = settings.clone();
+    settings.db_max_connections = 1;
+    let db = crate::service::connect::open(&settings).await?;
+    use sea_orm::ConnectionTrait;
+    db.conn
+        .execute_unprepared(&format!("VACUUM INTO '{}'", path.replace('\'', "''")))
+        .await
+        .map_err(|e| format!("backup to {}: {e}", file.display()))?;
+    tracing::info!(file = %file.display(), "backup written");
+    println!("backup written to {}", file.display());
+    Ok(())
 }

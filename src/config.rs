@@ -45,6 +45,9 @@ pub struct Settings {
     /// `TALLY_CORS_ORIGINS`: origins allowed to call the API from a browser (`*`, or a
     /// comma-separated list of exact origins).
     pub cors_origins: crate::cors::CorsOrigins,
+    /// `TALLY_REDIS_URL`: when set, write budgets are kept in this Redis and shared by
+    /// every instance using it (`rate_limit::shared`).
+    pub redis_url: Option<String>,
 }
 
 /// How tokens are verified. At most one of `secret` and `public_key_file` is set; with
@@ -93,6 +96,7 @@ impl Default for Settings {
             page_cache_entries: 1_000,
             page_cache_ttl_ms: 1_000,
             cors_origins: crate::cors::CorsOrigins::Any,
+            redis_url: None,
         }
     }
 }
@@ -122,10 +126,11 @@ impl Settings {
         let get = |key: &str| get(key).filter(|v| !v.is_empty());
         let d = Settings::default();
         Ok(Settings {
-            database_url: get("TALLY_DATABASE_URL").unwrap_or(d.database_url),
+            database_url: value_or_file(&get, "TALLY_DATABASE_URL", "TALLY_DATABASE_URL_FILE")?
+                .unwrap_or(d.database_url),
             bind: get("TALLY_BIND").unwrap_or(d.bind),
             jwt: JwtSettings {
-                secret: get("TALLY_JWT_SECRET"),
+                secret: value_or_file(&get, "TALLY_JWT_SECRET", "TALLY_JWT_SECRET_FILE")?,
                 public_key_file: get("TALLY_JWT_PUBLIC_KEY_FILE").map(PathBuf::from),
                 algorithm: get("TALLY_JWT_ALGORITHM"),
                 issuer: get("TALLY_JWT_ISSUER"),
@@ -207,8 +212,149 @@ impl Settings {
                 d.cors_origins,
                 crate::cors::CorsOrigins::parse,
             )?,
+            redis_url: get("TALLY_REDIS_URL"),
         })
     }
+}
+
+/// `var`, or the contents of the file `file_var` names (a trailing newline dropped), as
+/// container secrets are mounted; setting both is an error.
+fn value_or_file(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    file_var: &'static str,
+) -> Result<Option<String>, ConfigError> {
+    match (get(var), get(file_var)) {
+        (Some(_), Some(_)) => Err(ConfigError {
+            var: file_var,
+            message: format!("set either {var} or {file_var}, not both"),
+        }),
+        (Some(v), None) => Ok(Some(v)),
+        (None, None) => Ok(None),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(&path).map_err(|e| ConfigError {
+                var: file_var,
+                message: format!("cannot read {path}: {e}"),
+            })?;
+            let value = text.trim_end_matches(['\n', '\r']).to_owned();
+            if value.is_empty() {
+                return Err(ConfigError {
+                    var: file_var,
+                    message: format!("{path} is empty"),
+                });
+            }
+            Ok(Some(value))
+        }
+    }
+}
+
+/// Every variable tally reads: name, default, meaning. `tally --help` lists them, and a
+/// `TALLY_*` variable not in here is warned about at start (a typo would otherwise be
+/// ignored in silence). A variable added to `from_lookup` must be added here too (a
+/// unit test checks).
+pub const VARIABLES: &[(&str, &str, &str)] = &[
+    ("TALLY_DATABASE_URL", DEFAULT_DATABASE_URL, "sqlite://PATH?mode=rwc or postgres://USER:PASSWORD@HOST/DB?sslmode=verify-full&sslrootcert=FILE"),
+    ("TALLY_DATABASE_URL_FILE", "none", "file holding TALLY_DATABASE_URL (a mounted secret)"),
+    ("TALLY_BIND", "127.0.0.1:8080", "listen address"),
+    ("TALLY_JWT_SECRET", "none", "HS256 secret; without any key, trial tokens are printed (loopback binds only)"),
+    ("TALLY_JWT_SECRET_FILE", "none", "file holding TALLY_JWT_SECRET (a mounted secret)"),
+    ("TALLY_JWT_PUBLIC_KEY_FILE", "none", "PEM public key for RS256 / ES256 / EdDSA"),
+    ("TALLY_JWT_ALGORITHM", "from the key", "the one algorithm accepted"),
+    ("TALLY_JWT_ISSUER", "unchecked", "required iss claim"),
+    ("TALLY_JWT_AUDIENCE", "unchecked", "required aud claim"),
+    ("TALLY_AUTO_CREATE_ARTICLES", "true", "writes to unknown articles create them"),
+    ("TALLY_WRITE_RATE_PER_MIN", "20", "writes per caller per minute (burst of that size); 0 turns the limit off"),
+    ("TALLY_REDIS_URL", "none", "redis://HOST:PORT: write limits shared by every instance"),
+    ("TALLY_TRUSTED_PROXIES", "none", "proxy addresses or CIDR ranges whose X-Forwarded-For is believed"),
+    ("TALLY_MAX_BODY_BYTES", "65536", "larger request bodies get 413"),
+    ("TALLY_LOG", "info", "log filter; logs are JSON lines on stderr"),
+    ("TALLY_MIGRATE", "true", "run migrations at start-up"),
+    ("TALLY_WORKERS", "one per core", "HTTP worker threads"),
+    ("TALLY_DB_MAX_CONNECTIONS", "16", "database pool size"),
+    ("TALLY_DB_ACQUIRE_TIMEOUT_SECS", "3", "wait for a database connection before answering 503"),
+    ("TALLY_AGGREGATE_CACHE_ENTRIES", "10000", "rating aggregates kept in memory (0: no cache)"),
+    ("TALLY_AGGREGATE_CACHE_TTL_MS", "1000", "how long a cached aggregate may be served"),
+    ("TALLY_PAGE_CACHE_ENTRIES", "1000", "anonymous comment pages kept in memory (0: no cache)"),
+    ("TALLY_PAGE_CACHE_TTL_MS", "1000", "how long a cached page may be served"),
+    // Version 1.1 variables (API.md), read by other parts of the service.
+    ("TALLY_CORS_ORIGINS", "*", "origins allowed to call the API from a browser"),
+    ("TALLY_WEBHOOK_ALLOW_PRIVATE", "false", "allow webhook URLs on private or loopback addresses"),
+    ("TALLY_EXTERNAL_MODERATION_SECRET", "none", "secret that signs the external moderation call"),
+];
+
+/// The `--help` text listing [`VARIABLES`].
+pub fn variables_help() -> String {
+    let mut out = String::from("Environment variables (a .env file in the working directory adds to them; the environment wins):\n");
+    for (name, default, meaning) in VARIABLES {
+        out.push_str(&format!("  {name}\n      {meaning} [default: {default}]\n"));
+    }
+    out
+}
+
+/// The `TALLY_*` names among `names` that tally does not read, each with the closest
+/// known name when one is near (a likely typo).
+pub fn unknown_variables<'a>(
+    names: impl IntoIterator<Item = &'a str>,
+) -> Vec<(String, Option<&'static str>)> {
+    let mut unknown: Vec<_> = names
+        .into_iter()
+        .filter(|n| n.starts_with("TALLY_") && !VARIABLES.iter().any(|(k, _, _)| k == n))
+        .map(|n| {
+            let closest = VARIABLES
+                .iter()
+                .map(|(k, _, _)| (edit_distance(n, k), *k))
+                .min()
+                .filter(|(d, _)| *d <= 3)
+                .map(|(_, k)| k);
+            (n.to_owned(), closest)
+        })
+        .collect();
+    unknown.sort();
+    unknown.dedup();
+    unknown
+}
+
+/// Levenshtein distance over bytes (the names are ASCII).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// The database URL with its password replaced by `***` (for logs and errors).
+pub fn masked_url(url: &str) -> String {
+    let mut out = url.to_owned();
+    if let Some(scheme_end) = out.find("://") {
+        let rest = scheme_end + 3;
+        let authority_end = out[rest..].find(['/', '?']).map_or(out.len(), |i| rest + i);
+        if let Some(at) = out[rest..authority_end].rfind('@') {
+            let userinfo = &out[rest..rest + at];
+            if let Some(colon) = userinfo.find(':') {
+                out.replace_range(rest + colon + 1..rest + at, "***");
+            }
+        }
+    }
+    // `password=` in the query string too.
+    if let Some(q) = out.find('?') {
+        let (head, query) = out.split_at(q + 1);
+        let query: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        out = format!("{head}{}", query.join("&"));
+    }
+    out
 }
 
 fn parse_or<T>(
@@ -318,6 +464,82 @@ mod tests {
         assert_eq!(shown, ["10.0.0.1/32", "192.168.0.0/16", "::1/128"]);
         let err = from(&[("TALLY_TRUSTED_PROXIES", "10.0.0.1, proxy.local")]).unwrap_err();
         assert_eq!(err.var, "TALLY_TRUSTED_PROXIES");
+    }
+
+    #[test]
+    fn secrets_may_come_from_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "from-a-file\n").unwrap();
+        let url = dir.path().join("url");
+        std::fs::write(&url, "postgres://u:p@db/tally\n").unwrap();
+        let s = from(&[
+            ("TALLY_JWT_SECRET_FILE", secret.to_str().unwrap()),
+            ("TALLY_DATABASE_URL_FILE", url.to_str().unwrap()),
+        ])
+        .unwrap();
+        assert_eq!(s.jwt.secret.as_deref(), Some("from-a-file"));
+        assert_eq!(s.database_url, "postgres://u:p@db/tally");
+        let err = from(&[
+            ("TALLY_JWT_SECRET", "x"),
+            ("TALLY_JWT_SECRET_FILE", secret.to_str().unwrap()),
+        ])
+        .unwrap_err();
+        assert_eq!(err.var, "TALLY_JWT_SECRET_FILE");
+        let err = from(&[("TALLY_DATABASE_URL_FILE", "/no/such/file")]).unwrap_err();
+        assert_eq!(err.var, "TALLY_DATABASE_URL_FILE");
+        assert!(err.message.contains("/no/such/file"), "{}", err.message);
+    }
+
+    #[test]
+    fn unknown_variables_get_the_closest_known_name() {
+        let unknown = unknown_variables([
+            "TALLY_DATABSE_URL",
+            "TALLY_BIND",
+            "PATH",
+            "TALLY_SOMETHING_ELSE_ENTIRELY",
+        ]);
+        assert_eq!(
+            unknown,
+            [
+                ("TALLY_DATABSE_URL".to_owned(), Some("TALLY_DATABASE_URL")),
+                ("TALLY_SOMETHING_ELSE_ENTIRELY".to_owned(), None),
+            ]
+        );
+    }
+
+    #[test]
+    fn every_variable_read_is_listed() {
+        let source = include_str!("config.rs");
+        let tests_start = source.find("#[cfg(test)]").unwrap();
+        for piece in source[..tests_start].split('"').skip(1).step_by(2) {
+            if piece.len() > 6 && piece.starts_with("TALLY_") && !piece.contains(' ') {
+                assert!(
+                    VARIABLES.iter().any(|(k, _, _)| *k == piece),
+                    "{piece} is read but missing from VARIABLES"
+                );
+            }
+        }
+        let help = variables_help();
+        for (name, default, _) in VARIABLES {
+            assert!(help.contains(name) && help.contains(default));
+        }
+    }
+
+    #[test]
+    fn passwords_are_masked() {
+        assert_eq!(
+            masked_url("postgres://tally:s3cret@db.internal:5432/tally?sslmode=require"),
+            "postgres://tally:***@db.internal:5432/tally?sslmode=require"
+        );
+        assert_eq!(
+            masked_url("postgres://db/tally?user=t&password=s3cret"),
+            "postgres://db/tally?user=t&password=***"
+        );
+        assert_eq!(
+            masked_url("sqlite://tally.db?mode=rwc"),
+            "sqlite://tally.db?mode=rwc"
+        );
     }
 
     #[test]

@@ -27,5 +27,6 @@ pub mod metrics;
 pub mod rate_limit;
 pub mod routes;
 pub mod service;
+pub mod shared_limit;
 pub mod startup;
 pub mod telemetry;

@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use tally::{cli, config::Settings, telemetry};
+use tally::{cli, config, config::Settings, telemetry};
 
 #[actix_web::main]
 async fn main() -> ExitCode {
@@ -15,11 +15,37 @@ async fn main() -> ExitCode {
     };
     // Flushes the log lines still queued when main returns.
     let _log_guard = telemetry::init(&settings.log);
+    // A misspelt variable would otherwise be ignored in silence.
+    let names: Vec<String> = std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .chain(
+            dotenvy::dotenv_iter()
+                .map(|it| {
+                    it.filter_map(Result::ok)
+                        .map(|(k, _)| k)
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default(),
+        )
+        .collect();
+    for (name, closest) in config::unknown_variables(names.iter().map(String::as_str)) {
+        match closest {
+            Some(known) => tracing::warn!(
+                variable = %name,
+                did_you_mean = known,
+                "unknown variable {name} is ignored; did you mean {known}?"
+            ),
+            None => tracing::warn!(
+                variable = %name,
+                "unknown variable {name} is ignored (tally --help lists them all)"
+            ),
+        }
+    }
     match cli::run(cli, settings).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // Once, as a log line (stderr): the operator's and the log collector's copy.
             tracing::error!(error = %e, "tally stopped");
-            eprintln!("tally: {e}");
             ExitCode::FAILURE
         }
     }

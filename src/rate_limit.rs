@@ -6,9 +6,10 @@
 //! client IP (the TCP peer, or behind a proxy listed in `TALLY_TRUSTED_PROXIES` the
 //! address it forwarded; see `routes::extract::client_ip`). Reads are never limited.
 //!
-//! The budget lives in this process: several instances each keep their own, so a caller
-//! may get `n` per instance. A shared store (e.g. Redis) would be needed for one global
-//! budget.
+//! Without `TALLY_REDIS_URL` the budget lives in this process: several instances each
+//! keep their own, so a caller may get `n` per instance. With it, the budget is kept in
+//! Redis and shared by every instance ([`crate::shared_limit`]); this process's own
+//! limiter stands in while Redis cannot be reached.
 
 use std::{
     num::NonZeroU32,
@@ -35,6 +36,10 @@ const PURGE_EVERY: u64 = 4096;
 pub struct WriteLimiter {
     limiter: DefaultKeyedRateLimiter<String>,
     checks: AtomicU64,
+    /// The shared budgets, when `TALLY_REDIS_URL` is set.
+    shared: Option<crate::shared_limit::RedisLimiter>,
+    /// n: the burst, and writes per minute.
+    per_min: u32,
 }
 
 impl std::fmt::Debug for WriteLimiter {
@@ -52,7 +57,43 @@ impl WriteLimiter {
         Some(WriteLimiter {
             limiter: RateLimiter::keyed(Quota::per_minute(n)),
             checks: AtomicU64::new(0),
+            shared: None,
+            per_min,
         })
+    }
+
+    /// Keeps the budgets in the Redis at `url` (see [`crate::shared_limit`]).
+    pub fn shared_through(mut self, url: &str) -> Result<Self, String> {
+        self.shared = Some(crate::shared_limit::RedisLimiter::new(url, self.per_min)?);
+        Ok(self)
+    }
+
+    /// Connects to Redis now, when the budgets are shared (see `RedisLimiter::warm_up`).
+    pub async fn warm_up(&self) {
+        if let Some(shared) = &self.shared {
+            shared.warm_up().await;
+        }
+    }
+
+    /// What `/readyz` says about the limits: `shared`, `per-instance (redis unreachable)`
+    /// or `per-instance`. While Redis is unreachable, this tries it again.
+    pub async fn mode(&self) -> &'static str {
+        match &self.shared {
+            Some(shared) if shared.probe().await => "shared",
+            Some(_) => "per-instance (redis unreachable)",
+            None => "per-instance",
+        }
+    }
+
+    /// [`check`](Self::check) against the shared budget when there is one and Redis
+    /// answers in time, else against this process's.
+    pub async fn check_shared(&self, caller: &str) -> Result<(), u64> {
+        if let Some(shared) = &self.shared {
+            if let Some(result) = shared.check(caller).await {
+                return result.map_err(|ms| retry_after_secs(Duration::from_millis(ms)));
+            }
+        }
+        self.check(caller)
     }
 
     /// Takes one write from `caller`'s budget, or says how many whole seconds to wait.
@@ -93,7 +134,7 @@ pub async fn limit_writes(
     if !is_read {
         if let Some(state) = req.app_data::<web::Data<AppState>>() {
             if let Some(limiter) = &state.write_limiter {
-                if let Err(secs) = limiter.check(&caller_key(req.request())) {
+                if let Err(secs) = limiter.check_shared(&caller_key(req.request())).await {
                     let response = ApiError::RateLimited(secs).error_response();
                     return Ok(req.into_response(response).map_into_right_body());
                 }

@@ -81,6 +81,12 @@ pub enum StartError {
     Keys(#[from] KeyError),
     #[error("database: {0}")]
     Db(#[from] sea_orm::DbErr),
+    /// The database could not be opened; the text names it and says what to check.
+    #[error("{0}")]
+    Connect(String),
+    /// No key is configured and the bind address is not loopback.
+    #[error("{0}")]
+    NoKey(String),
     #[error("cannot listen on {0}: {1}")]
     Bind(String, std::io::Error),
 }
@@ -99,7 +105,17 @@ impl Application {
     /// 0 picks a free port, which `port()` reports.
     pub async fn build(settings: Settings) -> Result<Application, StartError> {
         let keys = Arc::new(JwtKeys::from_settings(&settings.jwt)?);
-        let db = Db::connect(&settings).await?;
+        if keys.ephemeral && !binds_loopback_only(&settings.bind) {
+            return Err(StartError::NoKey(format!(
+                "no token key is configured and TALLY_BIND={} is not a loopback address: set \
+                 TALLY_JWT_SECRET (or TALLY_JWT_SECRET_FILE, or TALLY_JWT_PUBLIC_KEY_FILE). \
+                 Trial tokens are only printed when binding 127.0.0.1 or ::1",
+                settings.bind
+            )));
+        }
+        let db = crate::service::connect::open(&settings)
+            .await
+            .map_err(StartError::Connect)?;
         if settings.migrate {
             db.migrate().await?;
         }
@@ -110,10 +126,22 @@ impl Application {
             .map_err(|e| StartError::Bind(settings.bind.clone(), e))?
             .port();
         let workers = settings.workers;
+        let write_limiter = match (
+            WriteLimiter::new(settings.write_rate_per_min),
+            &settings.redis_url,
+        ) {
+            (Some(limiter), Some(url)) => {
+                Some(limiter.shared_through(url).map_err(StartError::Connect)?)
+            }
+            (limiter, _) => limiter,
+        };
+        if let Some(limiter) = &write_limiter {
+            limiter.warm_up().await;
+        }
         let state = AppState {
             db: db.clone(),
             policies: PolicyCache::default(),
-            write_limiter: WriteLimiter::new(settings.write_rate_per_min).map(Arc::new),
+            write_limiter: write_limiter.map(Arc::new),
             aggregates: Arc::new(AggregateCache::new(
                 settings.aggregate_cache_entries,
                 Duration::from_millis(settings.aggregate_cache_ttl_ms),
@@ -193,6 +221,19 @@ impl Application {
         let served = self.server.await;
         purge.abort();
         served
+    }
+}
+
+/// Whether every address `bind` stands for is a loopback one (`127.0.0.1:8080`,
+/// `[::1]:8080`, `localhost:8080`); an address that does not resolve counts as not.
+pub fn binds_loopback_only(bind: &str) -> bool {
+    use std::net::ToSocketAddrs;
+    match bind.to_socket_addrs() {
+        Ok(addrs) => {
+            let addrs: Vec<_> = addrs.collect();
+            !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback())
+        }
+        Err(_) => false,
     }
 }
 

@@ -25,6 +25,9 @@ use crate::{
 /// How long a key is remembered; an older key counts as unused.
 pub const KEY_TTL_HOURS: i64 = 24;
 
+/// The purge's name as a singleton job.
+pub const PURGE_JOB: &str = "idempotency purge";
+
 /// Expired keys deleted per write transaction by [`purge_expired`]: short transactions,
 /// so requests' writes are never held up for long.
 pub const PURGE_BATCH: u64 = 1_000;
@@ -32,7 +35,8 @@ pub const PURGE_BATCH: u64 = 1_000;
 /// Deletes the keys created before `cutoff` (use `now - KEY_TTL_HOURS`), `batch` per
 /// write transaction, and returns how many. An expired key would be forgotten on reuse
 /// anyway (see [`claim`]); this keeps the table from growing with keys never reused.
-/// Safe to run from several instances at once: a key deleted twice is deleted once.
+/// A singleton job ([`super::singleton`]): while another instance is purging, this
+/// stops at once and returns what it deleted so far.
 pub async fn purge_expired(db: &Db, cutoff: DateTime<Utc>, batch: u64) -> Result<u64, DbErr> {
     let batch = Ord::max(batch, 1);
     // Looked for first with a read: a write transaction for nothing would still retire
@@ -56,6 +60,11 @@ pub async fn purge_expired(db: &Db, cutoff: DateTime<Utc>, batch: u64) -> Result
             .limit(batch)
             .to_owned();
         let tx = db.begin_write().await?;
+        if !super::singleton::try_lock(&*tx, PURGE_JOB).await? {
+            tx.rollback().await?;
+            tracing::debug!("another instance is purging idempotency keys");
+            return Ok(purged);
+        }
         let deleted = idempotency_key::Entity::delete_many()
             .filter(
                 Expr::tuple([Expr::col(Column::Scope), Expr::col(Column::Key)])

@@ -7,6 +7,7 @@ pub mod admin;
 pub mod aggregate_cache;
 pub mod articles;
 pub mod comments;
+pub mod connect;
 pub mod counters;
 pub mod db;
 pub mod flags;
@@ -15,7 +16,9 @@ pub mod idempotency;
 pub mod moderation;
 pub mod page_overlay;
 pub mod ratings;
+pub mod schema;
 pub mod settings;
+pub mod singleton;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::{

@@ -6,7 +6,7 @@ use tally::{auth::JwtKeys, config::JwtSettings};
 
 use crate::helpers::SECRET;
 
-fn tally() -> Command {
+pub(crate) fn tally() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tally"));
     // Only what each test sets: no developer's TALLY_* or .env leaks in.
     cmd.env_clear()
@@ -89,15 +89,21 @@ fn a_bad_configuration_value_exits_2_naming_the_variable() {
 }
 
 /// A `tally serve` process on a free port; its log lines (stderr) are collected.
-struct Served {
-    child: std::process::Child,
-    address: String,
-    logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+pub(crate) struct Served {
+    pub(crate) child: std::process::Child,
+    pub(crate) address: String,
+    pub(crate) logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
-fn serve(database_url: &str) -> Served {
+pub(crate) fn serve(database_url: &str) -> Served {
+    serve_env(database_url, &[])
+}
+
+/// [`serve`] with `extra` variables set too.
+pub(crate) fn serve_env(database_url: &str, extra: &[(&str, &str)]) -> Served {
     use std::io::{BufRead, BufReader};
     let mut child = tally()
+        .envs(extra.iter().copied())
         .env("TALLY_DATABASE_URL", database_url)
         .env("TALLY_JWT_SECRET", SECRET)
         .env("TALLY_BIND", "127.0.0.1:0")
@@ -110,11 +116,13 @@ fn serve(database_url: &str) -> Served {
         .unwrap();
     let stderr = child.stderr.take().unwrap();
     let mut lines = BufReader::new(stderr).lines();
+    let mut before = Vec::new();
     let port = loop {
         let line = lines
             .next()
             .expect("tally exited before listening")
             .unwrap();
+        before.push(line.clone());
         let v: serde_json::Value = match serde_json::from_str(&line) {
             Ok(v) => v,
             Err(_) => continue,
@@ -124,7 +132,7 @@ fn serve(database_url: &str) -> Served {
         }
     };
     // Keep reading the logs so the child never blocks on a full pipe.
-    let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let logs = std::sync::Arc::new(std::sync::Mutex::new(before));
     let sink = logs.clone();
     std::thread::spawn(move || {
         for line in lines.map_while(Result::ok) {
@@ -196,7 +204,7 @@ async fn acknowledged_writes_survive_a_kill_9_and_sigterm_stops_cleanly() {
 }
 
 /// Sends SIGTERM to `child` and waits (at most 35 s) for it to exit.
-async fn sigterm_and_wait(child: &mut std::process::Child) -> std::process::ExitStatus {
+pub(crate) async fn sigterm_and_wait(child: &mut std::process::Child) -> std::process::ExitStatus {
     sigterm(child);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(35);
     loop {
