@@ -56,9 +56,15 @@ pub enum ApiError {
     /// 429: too many requests.
     #[error("too many requests; retry in {0} seconds")]
     RateLimited(u64),
-    /// 503: the database cannot be reached; nothing was written.
+    /// 503: the database cannot be reached, or did not answer in time; nothing was
+    /// written.
     #[error("the database is unavailable; nothing was written, try again shortly")]
     Unavailable,
+    /// 503 `unavailable`: PostgreSQL gave up on the transaction (a deadlock, 40P01, or a
+    /// serialization failure, 40001) and it was rolled back; the write paths retry it a
+    /// few times (`service::retry`) before answering this. The cause is logged.
+    #[error("the database is busy; nothing was written, try again shortly")]
+    Contention(String),
     /// 500: a bug or an unexpected failure. The cause is logged, not returned.
     #[error("internal error")]
     Internal(String),
@@ -152,7 +158,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::Validation(_) => "validation_failed",
             ApiError::RateLimited(_) => "rate_limited",
-            ApiError::Unavailable => "unavailable",
+            ApiError::Unavailable | ApiError::Contention(_) => "unavailable",
             ApiError::Internal(_) => "internal_error",
         }
     }
@@ -171,7 +177,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => "Payload too large",
             ApiError::Validation(_) => "Validation failed",
             ApiError::RateLimited(_) => "Too many requests",
-            ApiError::Unavailable => "Service unavailable",
+            ApiError::Unavailable | ApiError::Contention(_) => "Service unavailable",
             ApiError::Internal(_) => "Internal server error",
         }
     }
@@ -216,14 +222,18 @@ impl ResponseError for ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable | ApiError::Contention(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
-        if let ApiError::Internal(cause) = self {
-            tracing::error!(cause = %cause, "internal error");
+        match self {
+            ApiError::Internal(cause) => tracing::error!(cause = %cause, "internal error"),
+            ApiError::Contention(cause) => {
+                tracing::warn!(cause = %cause, "transaction given up after retries")
+            }
+            _ => {}
         }
         let status = self.status_code();
         let mut res = HttpResponse::build(status);
@@ -235,7 +245,7 @@ impl ResponseError for ApiError {
             ApiError::RateLimited(secs) => {
                 res.insert_header((header::RETRY_AFTER, secs.to_string()));
             }
-            ApiError::Unavailable => {
+            ApiError::Unavailable | ApiError::Contention(_) => {
                 res.insert_header((header::RETRY_AFTER, "5"));
             }
             _ => {}
@@ -286,9 +296,36 @@ impl From<DbErr> for ApiError {
                 tracing::warn!(error = %e, "database connection lost");
                 ApiError::Unavailable
             }
+            _ if is_transient(&e) => ApiError::Contention(e.to_string()),
             _ => ApiError::Internal(e.to_string()),
         }
     }
+}
+
+/// The SQLSTATE of a database's own error, if it is one.
+fn sqlstate(e: &DbErr) -> Option<String> {
+    use sea_orm::{sqlx, RuntimeErr};
+    match e {
+        DbErr::Exec(RuntimeErr::SqlxError(err)) | DbErr::Query(RuntimeErr::SqlxError(err)) => {
+            match &**err {
+                sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// Whether PostgreSQL rolled the transaction back to break a deadlock (40P01) or a
+/// serialization failure (40001): running it again may well succeed.
+fn is_transient(e: &DbErr) -> bool {
+    sqlstate(e).is_some_and(|c| c == "40P01" || c == "40001")
+}
+
+/// Whether a statement was cancelled by `statement_timeout` (57014): the database did
+/// not answer in time.
+pub fn is_timeout(e: &DbErr) -> bool {
+    sqlstate(e).is_some_and(|c| c == "57014")
 }
 
 /// Whether a query failed because the connection (not the statement) failed.
@@ -387,6 +424,7 @@ mod tests {
             ApiError::Validation(vec![]),
             ApiError::RateLimited(1),
             ApiError::Unavailable,
+            ApiError::Contention("x".into()),
             ApiError::Internal("x".into()),
         ];
         let codes: Vec<&str> = all.iter().map(ApiError::code).collect();
@@ -394,6 +432,8 @@ mod tests {
         listed.sort_unstable();
         let mut seen = codes.clone();
         seen.sort_unstable();
+        // Several variants may share a code (`Contention` answers `unavailable`).
+        seen.dedup();
         assert_eq!(seen, listed, "CODES must list every ApiError::code()");
     }
 }

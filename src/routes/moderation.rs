@@ -385,7 +385,7 @@ pub async fn ban(
     let (outcome, created) = moderation::ban(
         &state.db,
         &user,
-        NewBan {
+        &NewBan {
             user_id: body.user_id,
             reason: body.reason.trim().to_owned(),
             expires_at: body.expires_at,

@@ -14,6 +14,7 @@ pub mod group_commit;
 pub mod idempotency;
 pub mod moderation;
 pub mod ratings;
+pub mod retry;
 pub mod settings;
 
 use chrono::{DateTime, SubsecRound, Utc};

@@ -12,6 +12,7 @@ mod aggregate_cache;
 mod auth;
 mod cli;
 mod comments;
+mod concurrency;
 mod flags;
 mod flat_queue;
 mod group_commit;
