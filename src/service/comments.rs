@@ -697,8 +697,10 @@ pub async fn edit(
     id: &str,
     body: CommentBody,
 ) -> Result<CommentView, ApiError> {
-    super::retry::retrying(|| counters::in_lock_order(edit_once(db, policies, user, id, body.clone())))
-        .await
+    super::retry::retrying(|| {
+        counters::in_lock_order(edit_once(db, policies, user, id, body.clone()))
+    })
+    .await
 }
 
 async fn edit_once(

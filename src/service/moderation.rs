@@ -669,11 +669,7 @@ pub async fn ban(db: &Db, moderator: &User, b: &NewBan) -> Result<(BanOutcome, b
     retrying(|| counters::in_lock_order(ban_once(db, moderator, b))).await
 }
 
-async fn ban_once(
-    db: &Db,
-    moderator: &User,
-    b: &NewBan,
-) -> Result<(BanOutcome, bool), ApiError> {
+async fn ban_once(db: &Db, moderator: &User, b: &NewBan) -> Result<(BanOutcome, bool), ApiError> {
     let tx = db.begin_write().await?;
     let created = ban::Entity::find_by_id(&b.user_id)
         .one(&*tx)

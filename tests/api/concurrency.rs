@@ -38,7 +38,9 @@ async fn comments(app: &TestApp, n: usize) -> Vec<String> {
             .await;
         let id = c["id"].as_str().unwrap().to_owned();
         if i % 3 == 0 {
-            let res = app.decide("mod-0", &id, &json!({"action": "approve"})).await;
+            let res = app
+                .decide("mod-0", &id, &json!({"action": "approve"}))
+                .await;
             assert_eq!(res.status(), 200);
             let res = app.flag(&id, "flagger", "spam").await;
             assert!(res.status().is_success(), "flag {id}: {}", res.status());
