@@ -9,6 +9,7 @@ pub mod flags;
 pub mod health;
 pub mod moderation;
 pub mod openapi;
+pub mod paths;
 pub mod ratings;
 
 use actix_web::{

@@ -434,9 +434,14 @@ pub struct ArticlePath {
 #[derive(utoipa::IntoParams)]
 #[into_params(parameter_in = Path)]
 pub struct CommentPath {
-    /// The comment's id (opaque; a UUIDv7). Unknown ids, and comments the caller may not
-    /// see, are 404.
-    #[param(min_length = 1, example = "019ab3c4-5d6e-7f80-9a1b-2c3d4e5f6a7b")]
+    /// The comment's id (opaque; a UUIDv7). Unknown ids, ids that cannot exist (over 64
+    /// characters, or with a control character such as NUL), and comments the caller
+    /// may not see, are 404.
+    #[param(
+        min_length = 1,
+        max_length = 64,
+        example = "019ab3c4-5d6e-7f80-9a1b-2c3d4e5f6a7b"
+    )]
     pub id: String,
 }
 

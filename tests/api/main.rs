@@ -17,6 +17,7 @@ mod flags;
 mod flat_queue;
 mod group_commit;
 mod health;
+mod hostile_ids;
 mod idempotency;
 mod migrations;
 mod moderation;
