@@ -42,6 +42,14 @@ pub struct Settings {
     /// `TALLY_PAGE_CACHE_TTL_MS`: how long a cached page may be served, which bounds how
     /// late writes through other instances show (0: no cache).
     pub page_cache_ttl_ms: u64,
+    /// `TALLY_REQUEST_TIMEOUT_MS`: how long a client may take to send a request's head,
+    /// and then as long again for its body; a slower one gets 408 `request_timeout`
+    /// and the connection is closed (0: no bound on the body).
+    pub request_timeout_ms: u64,
+    /// `TALLY_DB_TIMEOUT_MS`: how long a request may wait for the database once it has
+    /// been received (PostgreSQL's `statement_timeout` too); past it the request gets
+    /// 503 `unavailable` (0: no bound).
+    pub db_timeout_ms: u64,
 }
 
 /// How tokens are verified. At most one of `secret` and `public_key_file` is set; with
@@ -89,6 +97,8 @@ impl Default for Settings {
             aggregate_cache_ttl_ms: 1_000,
             page_cache_entries: 1_000,
             page_cache_ttl_ms: 1_000,
+            request_timeout_ms: 5_000,
+            db_timeout_ms: 5_000,
         }
     }
 }
@@ -195,6 +205,18 @@ impl Settings {
                 "TALLY_PAGE_CACHE_TTL_MS",
                 get("TALLY_PAGE_CACHE_TTL_MS"),
                 d.page_cache_ttl_ms,
+                parse_num,
+            )?,
+            request_timeout_ms: parse_or(
+                "TALLY_REQUEST_TIMEOUT_MS",
+                get("TALLY_REQUEST_TIMEOUT_MS"),
+                d.request_timeout_ms,
+                parse_num,
+            )?,
+            db_timeout_ms: parse_or(
+                "TALLY_DB_TIMEOUT_MS",
+                get("TALLY_DB_TIMEOUT_MS"),
+                d.db_timeout_ms,
                 parse_num,
             )?,
         })

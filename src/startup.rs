@@ -192,6 +192,7 @@ fn run(
         web::Data::new(Metrics::default().with_write_batch_sizes(state.db.write_batch_sizes()));
     let shared_metrics = metrics.clone().into_inner();
     let addr = listener.local_addr().ok();
+    let request_timeout_ms = state.settings.request_timeout_ms;
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(web::Data::new(state.clone()))
@@ -211,6 +212,10 @@ fn run(
                 web::PathConfig::default()
                     .error_handler(|_, _| crate::error::ApiError::not_found("resource").into()),
             )
+            .wrap(crate::deadline::Deadline::new(
+                state.settings.request_timeout_ms,
+                state.settings.db_timeout_ms,
+            ))
             .wrap(telemetry::RequestLog)
             .configure(routes::configure)
     })
@@ -219,6 +224,10 @@ fn run(
     .disable_signals();
     if let Some(n) = workers {
         server = server.workers(n);
+    }
+    // The request head within the same bound as its body (`deadline`); 0 keeps actix's.
+    if request_timeout_ms > 0 {
+        server = server.client_request_timeout(Duration::from_millis(request_timeout_ms));
     }
     let server = server
         .listen(listener)

@@ -150,9 +150,9 @@ fn read_json<T: DeserializeOwned + Validate + 'static>(
     req: &HttpRequest,
     payload: &mut Payload,
 ) -> JsonFuture<(T, Bytes)> {
-    let limit = req
-        .app_data::<web::Data<AppState>>()
-        .map_or(65_536, |s| s.settings.max_body_bytes);
+    let state = req.app_data::<web::Data<AppState>>();
+    let limit = state.map_or(65_536, |s| s.settings.max_body_bytes);
+    let request_timeout_ms = state.map_or(0, |s| s.settings.request_timeout_ms);
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -172,7 +172,9 @@ fn read_json<T: DeserializeOwned + Validate + 'static>(
     Box::pin(async move {
         let bytes = body.await.map_err(|e| {
             let text = e.to_string();
-            if text.contains("overflow")
+            if text.contains(crate::deadline::BODY_TIMEOUT) {
+                ApiError::RequestTimeout(request_timeout_ms)
+            } else if text.contains("overflow")
                 || text.contains("too large")
                 || text.contains("larger than")
             {

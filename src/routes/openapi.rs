@@ -37,8 +37,16 @@ token that is sent but invalid is still 401, never a guest.
 **Errors.** Every error, including the framework's own (bad JSON, unknown route, wrong
 method, oversized body), is an RFC 9457 problem document (`application/problem+json`,
 schema `Problem`) with a stable `code`. Besides the codes of the contract the service
-sends `method_not_allowed` (405, any method a path does not list) and `internal_error`
-(500; the cause is logged with the request id, never returned). 401 carries
+sends `method_not_allowed` (405, any method a path does not list), `internal_error`
+(500; the cause is logged with the request id, never returned), `request_timeout` (408:
+the head, or the body after it, did not arrive within the server's bound; the
+connection is closed) and `headers_too_large` (431: the request line and headers
+together exceed 128 KiB or 96 headers, e.g. too many `article_id`s; the connection is
+closed). Ids in paths and queries are parsed before any query: a comment id that cannot
+exist (over 64 characters, a control character such as NUL) is 404 like an unknown one;
+a user id or log filter that cannot exist is 400 naming it; a NUL character anywhere in
+a JSON body is 422 naming the field. 503 `unavailable` is also the answer when the
+database does not answer within the server's bound. 401 carries
 `WWW-Authenticate: Bearer`; 429 and 503 carry `Retry-After` (seconds). Every response
 carries `X-Request-Id` (the client's own if it sent a printable one of at most 128
 characters, else a new UUIDv7).

@@ -26,3 +26,4 @@ mod outage;
 mod page_cache;
 mod rate_limit;
 mod ratings;
+mod timeouts;
