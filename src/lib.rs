@@ -11,6 +11,7 @@
 //!   rule pipeline), used by both and importing neither actix nor sea-orm.
 //! - [`auth`]: JWT verification and the `Reader` / `MaybeReader` / `Moderator` / `Admin` extractors.
 //! - [`error`]: `ApiError`, the one problem+json error type.
+//! - [`edge`]: the HTTP server, with actix-http's own bare error answers made problems.
 //! - [`deadline`]: bounded waits per request (the body's arrival: 408; the database: 503).
 //! - [`rate_limit`]: the per-caller write budget, a middleware on the routes readers write through.
 //! - [`config`], [`startup`], [`telemetry`], [`metrics`], [`cli`]: settings, application
@@ -21,6 +22,7 @@ pub mod cli;
 pub mod config;
 pub mod deadline;
 pub mod domain;
+pub mod edge;
 pub mod entity;
 pub mod error;
 pub mod metrics;

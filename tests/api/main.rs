@@ -13,6 +13,7 @@ mod auth;
 mod cli;
 mod comments;
 mod concurrency;
+mod edge;
 mod flags;
 mod flat_queue;
 mod group_commit;
