@@ -53,7 +53,7 @@ mod tests {
     #[tokio::test]
     async fn other_outcomes_are_not_retried() {
         let runs = Cell::new(0);
-        let out = retrying(|| {
+        let out: Result<(), ApiError> = retrying(|| {
             runs.set(runs.get() + 1);
             let n = runs.get();
             async move {
@@ -64,8 +64,7 @@ mod tests {
                 }
             }
         })
-        .await
-        .map(|()| ());
+        .await;
         assert!(matches!(out, Err(ApiError::NotFound(_))));
         assert_eq!(runs.get(), 2);
     }

@@ -145,10 +145,7 @@ async fn pipe(client: TcpStream, server: TcpStream, needle: &'static [u8], armed
     let up_silent = silent.clone();
     let up = tokio::spawn(async move {
         let mut buf = vec![0u8; 16 * 1024];
-        loop {
-            let Ok(n) = cr.read(&mut buf).await else {
-                break;
-            };
+        while let Ok(n) = cr.read(&mut buf).await {
             if n == 0 {
                 break;
             }
@@ -167,10 +164,7 @@ async fn pipe(client: TcpStream, server: TcpStream, needle: &'static [u8], armed
         }
     });
     let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        let Ok(n) = sr.read(&mut buf).await else {
-            break;
-        };
+    while let Ok(n) = sr.read(&mut buf).await {
         if n == 0 {
             break;
         }
