@@ -13,7 +13,7 @@
 //!   the pool's acquire timeout nor PostgreSQL's `statement_timeout` (which the server
 //!   applies, and whose answer cannot cross a silent network) would.
 //!
-//! The path is copied per request for the warning; the timer is only registered if the handler does not finish on its first poll, so
+//! The timer is only registered if the handler does not finish on its first poll, so
 //! answers served from memory pay nothing for it.
 
 use std::{
@@ -136,7 +136,6 @@ where
         } else {
             received.at.set(Some(start));
         }
-        let path = req.path().to_owned();
         let is_read = matches!(*req.method(), Method::GET | Method::HEAD);
         let fut = self.service.call(req);
         if db_timeout.is_zero() {
@@ -163,7 +162,6 @@ where
                         let now_due = due(received.at.get());
                         if Instant::now() >= now_due {
                             tracing::warn!(
-                                path = %path,
                                 waited_ms = start.elapsed().as_millis() as u64,
                                 "request gave up waiting for the database"
                             );
