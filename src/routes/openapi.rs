@@ -128,6 +128,7 @@ comment goes back to `pending` until a moderator decides."#;
             NotFound,
             Conflict,
             PayloadTooLarge,
+            HeadersTooLarge,
             ValidationFailed,
             RateLimited,
             Unavailable,
@@ -313,6 +314,12 @@ problem_response!(
     "`payload_too_large`: the request body is over the limit (64 KiB by default)."
 );
 problem_response!(
+    /// 431.
+    HeadersTooLarge,
+    "`headers_too_large`: the request line and headers exceed 128 KiB (or 96 headers), e.g. \
+     thousands of `article_id`s where 1–100 are taken; the connection is closed."
+);
+problem_response!(
     /// 422.
     ValidationFailed,
     "`validation_failed`: well-formed JSON that breaks a rule; `errors` lists each field."
@@ -332,7 +339,9 @@ problem_response!(
 problem_response!(
     /// 503.
     Unavailable,
-    "`unavailable`: the database cannot be reached; nothing was written.",
+    "`unavailable`: the database cannot be reached (nothing was written), or did not answer \
+     within the server's bound (a write may then have been applied: retry it with the same \
+     `Idempotency-Key`).",
     (
         "Retry-After",
         HeaderBuilder::new()
