@@ -48,6 +48,14 @@ pub struct Settings {
     /// `TALLY_REDIS_URL`: when set, write budgets are kept in this Redis and shared by
     /// every instance using it (`rate_limit::shared`).
     pub redis_url: Option<String>,
+    /// `TALLY_REQUEST_TIMEOUT_MS`: how long a client may take to send a request's head,
+    /// and then as long again for its body; a slower one gets 408 `request_timeout`
+    /// and the connection is closed (0: no bound on the body).
+    pub request_timeout_ms: u64,
+    /// `TALLY_DB_TIMEOUT_MS`: how long a request may wait for the database once it has
+    /// been received (PostgreSQL's `statement_timeout` too); past it the request gets
+    /// 503 `unavailable` (0: no bound).
+    pub db_timeout_ms: u64,
 }
 
 /// How tokens are verified. At most one of `secret` and `public_key_file` is set; with
@@ -97,6 +105,8 @@ impl Default for Settings {
             page_cache_ttl_ms: 1_000,
             cors_origins: crate::cors::CorsOrigins::Any,
             redis_url: None,
+            request_timeout_ms: 5_000,
+            db_timeout_ms: 5_000,
         }
     }
 }
@@ -213,6 +223,18 @@ impl Settings {
                 crate::cors::CorsOrigins::parse,
             )?,
             redis_url: get("TALLY_REDIS_URL"),
+            request_timeout_ms: parse_or(
+                "TALLY_REQUEST_TIMEOUT_MS",
+                get("TALLY_REQUEST_TIMEOUT_MS"),
+                d.request_timeout_ms,
+                parse_num,
+            )?,
+            db_timeout_ms: parse_or(
+                "TALLY_DB_TIMEOUT_MS",
+                get("TALLY_DB_TIMEOUT_MS"),
+                d.db_timeout_ms,
+                parse_num,
+            )?,
         })
     }
 }
@@ -276,10 +298,9 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ("TALLY_AGGREGATE_CACHE_TTL_MS", "1000", "how long a cached aggregate may be served"),
     ("TALLY_PAGE_CACHE_ENTRIES", "1000", "anonymous comment pages kept in memory (0: no cache)"),
     ("TALLY_PAGE_CACHE_TTL_MS", "1000", "how long a cached page may be served"),
-    // Version 1.1 variables (API.md), read by other parts of the service.
+    ("TALLY_REQUEST_TIMEOUT_MS", "5000", "time to send a request's head, then its body (408 past it)"),
+    ("TALLY_DB_TIMEOUT_MS", "5000", "time a request may wait for the database (503 past it; 0: no bound)"),
     ("TALLY_CORS_ORIGINS", "*", "origins allowed to call the API from a browser"),
-    ("TALLY_WEBHOOK_ALLOW_PRIVATE", "false", "allow webhook URLs on private or loopback addresses"),
-    ("TALLY_EXTERNAL_MODERATION_SECRET", "none", "secret that signs the external moderation call"),
 ];
 
 /// The `--help` text listing [`VARIABLES`].

@@ -41,6 +41,10 @@ pub enum ApiError {
     /// 405: the route exists but not with this method.
     #[error("method not allowed on this route")]
     MethodNotAllowed,
+    /// 408: the request (head, or body after it) was not received within
+    /// `request_timeout_ms`; the connection is closed.
+    #[error("the request was not received in time ({0} ms); send it again, faster")]
+    RequestTimeout(u64),
     /// 409: a moderator decision whose `expected_version` is stale.
     #[error("the comment has changed since version {expected}; it is now version {current}")]
     VersionConflict { expected: i32, current: i32 },
@@ -50,15 +54,32 @@ pub enum ApiError {
     /// 413: request body over the limit.
     #[error("request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
+    /// 431: the request line and headers together are larger than the server reads
+    /// (a very long query string, e.g. too many `article_id`s); the connection is closed.
+    #[error(
+        "the request line and headers are larger than {0} bytes; send fewer or shorter parameters"
+    )]
+    HeadersTooLarge(usize),
     /// 422: well-formed input that breaks a rule.
     #[error("validation failed")]
     Validation(Vec<FieldError>),
     /// 429: too many requests.
     #[error("too many requests; retry in {0} seconds")]
     RateLimited(u64),
-    /// 503: the database cannot be reached; nothing was written.
+    /// 503: the database cannot be reached, or did not answer in time; nothing was
+    /// written.
     #[error("the database is unavailable; nothing was written, try again shortly")]
     Unavailable,
+    /// 503 `unavailable`: a write's database work did not finish within `db_timeout_ms`
+    /// (`deadline`). Unlike [`ApiError::Unavailable`] it may have been committed after
+    /// all: retry it with the same `Idempotency-Key`.
+    #[error("the database did not answer in time; the write may not have been applied, retry it (with the same Idempotency-Key where the operation takes one)")]
+    WriteTimedOut,
+    /// 503 `unavailable`: PostgreSQL gave up on the transaction (a deadlock, 40P01, or a
+    /// serialization failure, 40001) and it was rolled back; the write paths retry it a
+    /// few times (`service::retry`) before answering this. The cause is logged.
+    #[error("the database is busy; nothing was written, try again shortly")]
+    Contention(String),
     /// 500: a bug or an unexpected failure. The cause is logged, not returned.
     #[error("internal error")]
     Internal(String),
@@ -66,7 +87,7 @@ pub enum ApiError {
 
 /// Every `code` an error can carry: API.md's table plus `method_not_allowed` and
 /// `internal_error`. The OpenAPI spec lists exactly these (a test checks each variant).
-pub const CODES: [&str; 15] = [
+pub const CODES: [&str; 17] = [
     "bad_request",
     "unauthorized",
     "forbidden",
@@ -75,9 +96,11 @@ pub const CODES: [&str; 15] = [
     "edit_window_expired",
     "not_found",
     "method_not_allowed",
+    "request_timeout",
     "version_conflict",
     "idempotency_conflict",
     "payload_too_large",
+    "headers_too_large",
     "validation_failed",
     "rate_limited",
     "unavailable",
@@ -147,12 +170,16 @@ impl ApiError {
             ApiError::EditWindowExpired => "edit_window_expired",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::RequestTimeout(_) => "request_timeout",
+            ApiError::HeadersTooLarge(_) => "headers_too_large",
             ApiError::VersionConflict { .. } => "version_conflict",
             ApiError::IdempotencyConflict => "idempotency_conflict",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::Validation(_) => "validation_failed",
             ApiError::RateLimited(_) => "rate_limited",
-            ApiError::Unavailable => "unavailable",
+            ApiError::Unavailable | ApiError::WriteTimedOut | ApiError::Contention(_) => {
+                "unavailable"
+            }
             ApiError::Internal(_) => "internal_error",
         }
     }
@@ -167,11 +194,15 @@ impl ApiError {
             | ApiError::EditWindowExpired => "Forbidden",
             ApiError::NotFound(_) => "Not found",
             ApiError::MethodNotAllowed => "Method not allowed",
+            ApiError::RequestTimeout(_) => "Request timeout",
+            ApiError::HeadersTooLarge(_) => "Request header fields too large",
             ApiError::VersionConflict { .. } | ApiError::IdempotencyConflict => "Conflict",
             ApiError::PayloadTooLarge(_) => "Payload too large",
             ApiError::Validation(_) => "Validation failed",
             ApiError::RateLimited(_) => "Too many requests",
-            ApiError::Unavailable => "Service unavailable",
+            ApiError::Unavailable | ApiError::WriteTimedOut | ApiError::Contention(_) => {
+                "Service unavailable"
+            }
             ApiError::Internal(_) => "Internal server error",
         }
     }
@@ -210,20 +241,28 @@ impl ResponseError for ApiError {
             | ApiError::EditWindowExpired => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::VersionConflict { .. } | ApiError::IdempotencyConflict => {
                 StatusCode::CONFLICT
             }
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable | ApiError::WriteTimedOut | ApiError::Contention(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
-        if let ApiError::Internal(cause) = self {
-            tracing::error!(cause = %cause, "internal error");
+        match self {
+            ApiError::Internal(cause) => tracing::error!(cause = %cause, "internal error"),
+            ApiError::Contention(cause) => {
+                tracing::warn!(cause = %cause, "transaction given up after retries")
+            }
+            _ => {}
         }
         let status = self.status_code();
         let mut res = HttpResponse::build(status);
@@ -235,8 +274,12 @@ impl ResponseError for ApiError {
             ApiError::RateLimited(secs) => {
                 res.insert_header((header::RETRY_AFTER, secs.to_string()));
             }
-            ApiError::Unavailable => {
+            ApiError::Unavailable | ApiError::WriteTimedOut | ApiError::Contention(_) => {
                 res.insert_header((header::RETRY_AFTER, "5"));
+            }
+            // The client may still be sending what we stopped reading.
+            ApiError::RequestTimeout(_) | ApiError::HeadersTooLarge(_) => {
+                res.force_close();
             }
             _ => {}
         }
@@ -286,9 +329,40 @@ impl From<DbErr> for ApiError {
                 tracing::warn!(error = %e, "database connection lost");
                 ApiError::Unavailable
             }
+            _ if is_transient(&e) => ApiError::Contention(e.to_string()),
+            _ if is_timeout(&e) => {
+                tracing::warn!(error = %e, "database statement timed out");
+                ApiError::Unavailable
+            }
             _ => ApiError::Internal(e.to_string()),
         }
     }
+}
+
+/// The SQLSTATE of a database's own error, if it is one.
+fn sqlstate(e: &DbErr) -> Option<String> {
+    use sea_orm::{sqlx, RuntimeErr};
+    match e {
+        DbErr::Exec(RuntimeErr::SqlxError(err)) | DbErr::Query(RuntimeErr::SqlxError(err)) => {
+            match &**err {
+                sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// Whether PostgreSQL rolled the transaction back to break a deadlock (40P01) or a
+/// serialization failure (40001): running it again may well succeed.
+fn is_transient(e: &DbErr) -> bool {
+    sqlstate(e).is_some_and(|c| c == "40P01" || c == "40001")
+}
+
+/// Whether a statement was cancelled by `statement_timeout` (57014): the database did
+/// not answer in time.
+pub fn is_timeout(e: &DbErr) -> bool {
+    sqlstate(e).is_some_and(|c| c == "57014")
 }
 
 /// Whether a query failed because the connection (not the statement) failed.
@@ -378,6 +452,8 @@ mod tests {
             ApiError::EditWindowExpired,
             ApiError::NotFound("x".into()),
             ApiError::MethodNotAllowed,
+            ApiError::RequestTimeout(1),
+            ApiError::HeadersTooLarge(1),
             ApiError::VersionConflict {
                 expected: 1,
                 current: 2,
@@ -387,6 +463,8 @@ mod tests {
             ApiError::Validation(vec![]),
             ApiError::RateLimited(1),
             ApiError::Unavailable,
+            ApiError::Contention("x".into()),
+            ApiError::WriteTimedOut,
             ApiError::Internal("x".into()),
         ];
         let codes: Vec<&str> = all.iter().map(ApiError::code).collect();
@@ -394,6 +472,8 @@ mod tests {
         listed.sort_unstable();
         let mut seen = codes.clone();
         seen.sort_unstable();
+        // Several variants may share a code (`Contention` answers `unavailable`).
+        seen.dedup();
         assert_eq!(seen, listed, "CODES must list every ApiError::code()");
     }
 }

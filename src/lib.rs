@@ -12,6 +12,8 @@
 //! - [`auth`]: JWT verification and the `Reader` / `MaybeReader` / `Moderator` / `Admin` extractors.
 //! - [`error`]: `ApiError`, the one problem+json error type.
 //! - [`cors`]: CORS for the API and the widget script (`TALLY_CORS_ORIGINS`).
+//! - [`edge`]: the HTTP server, with actix-http's own bare error answers made problems.
+//! - [`deadline`]: bounded waits per request (the body's arrival: 408; the database: 503).
 //! - [`rate_limit`]: the per-caller write budget, a middleware on the routes readers write through.
 //! - [`config`], [`startup`], [`telemetry`], [`metrics`], [`cli`]: settings, application
 //!   assembly, logs, Prometheus metrics, and the command line.
@@ -20,7 +22,9 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod cors;
+pub mod deadline;
 pub mod domain;
+pub mod edge;
 pub mod entity;
 pub mod error;
 pub mod metrics;

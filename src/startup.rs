@@ -2,7 +2,7 @@
 
 use std::{net::TcpListener, sync::Arc, time::Duration};
 
-use actix_web::{dev::Server, web, App, HttpServer};
+use actix_web::{dev::Server, web, App};
 
 use crate::{
     auth::{JwtKeys, KeyError, Role},
@@ -248,7 +248,8 @@ fn run(
         web::Data::new(Metrics::default().with_write_batch_sizes(state.db.write_batch_sizes()));
     let shared_metrics = metrics.clone().into_inner();
     let addr = listener.local_addr().ok();
-    let mut server = HttpServer::new(move || {
+    let request_timeout_ms = state.settings.request_timeout_ms;
+    let app = move || {
         App::new()
             .app_data(web::Data::new(state.clone()))
             .app_data(keys.clone())
@@ -273,20 +274,19 @@ fn run(
                 web::PathConfig::default()
                     .error_handler(|_, _| crate::error::ApiError::not_found("resource").into()),
             )
+            .wrap(crate::deadline::Deadline::new(
+                state.settings.request_timeout_ms,
+                state.settings.db_timeout_ms,
+            ))
             .wrap(telemetry::RequestLog)
             // Outside the request log, so the problems it builds carry the headers too.
             .wrap(crate::cors::Cors::new(state.settings.cors_origins.clone()))
             .configure(routes::configure)
-    })
-    .shutdown_timeout(30)
-    // Signals are ours (`Application::stop_on_signals`), installed before start-up ends.
-    .disable_signals();
-    if let Some(n) = workers {
-        server = server.workers(n);
-    }
-    let server = server
-        .listen(listener)
-        .map_err(|e| StartError::Bind(addr.map(|a| a.to_string()).unwrap_or_default(), e))?
-        .run();
-    Ok(server)
+    };
+    // `HttpServer` with actix-http's bare error answers made problems (`edge`); the
+    // request head within the same bound as its body (`deadline`; 0 keeps actix's 5 s).
+    // Shutdown: 30 s of grace, signals ours (`Application::stop_on_signals`).
+    let head_timeout = (request_timeout_ms > 0).then(|| Duration::from_millis(request_timeout_ms));
+    crate::edge::serve(listener, workers, head_timeout, app)
+        .map_err(|e| StartError::Bind(addr.map(|a| a.to_string()).unwrap_or_default(), e))
 }

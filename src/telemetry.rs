@@ -493,11 +493,41 @@ where
             let Some(RequestContext { id, method }) = handled.as_mut().take_value() else {
                 return result.map(ServiceResponse::map_into_left_body);
             };
-            let mut res = problem_for_framework_errors(result?);
+            let result = match result {
+                Ok(res) => res,
+                // An error no handler turned into a response (`deadline` gave up on
+                // one): logged here, and answered with the request id like any other.
+                Err(e) => return Err(answered_error(e, start, &id, &method)),
+            };
+            let mut res = problem_for_framework_errors(result);
             finish(&mut res, (start, started_at), id, method);
             Ok(res)
         })
     }
+}
+
+/// The response of an error that reached the log middleware, with the request id, as
+/// an error again (actix renders it); logged like a response.
+fn answered_error(
+    e: actix_web::Error,
+    start: Instant,
+    id: &HeaderValue,
+    method: &str,
+) -> actix_web::Error {
+    let mut res = e.error_response();
+    let status = res.status();
+    res.headers_mut().insert(REQUEST_ID, id.clone());
+    res.headers_mut()
+        .insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    tracing::info!(
+        request_id = id.to_str().unwrap_or_default(),
+        method,
+        route = "unmatched",
+        status = status.as_u16(),
+        latency_us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX),
+        "request"
+    );
+    actix_web::error::InternalError::from_response(e.to_string(), res).into()
 }
 
 /// Logs and counts a response, and adds the headers every response carries.

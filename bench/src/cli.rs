@@ -36,6 +36,37 @@ pub enum Command {
         #[arg(long, default_value_t = 10_000)]
         rows: u32,
     },
+    /// The "concurrent decisions" scenario alone: 2,000 moderator decisions in random
+    /// directions over 200 comments, 64 at a time, on each backend; prints statuses,
+    /// 5xx, p50/p99 and PostgreSQL's p99 over SQLite's.
+    ConcurrentDecisions(DecisionsArgs),
+}
+
+/// Options of `tally-bench concurrent-decisions` (see `decisions`).
+#[derive(Debug, Clone, Args)]
+pub struct DecisionsArgs {
+    /// Backends to run, in order.
+    #[arg(long, value_delimiter = ',', default_value = "sqlite,postgres")]
+    pub backends: Vec<Backend>,
+    /// Comments posted first, the ones decided on.
+    #[arg(long, default_value_t = 200)]
+    pub comments: usize,
+    /// Decisions sent in all.
+    #[arg(long, default_value_t = 2_000)]
+    pub decisions: usize,
+    /// Decisions in flight at once.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Seed of the random choice of comments and verdicts.
+    #[arg(long, default_value_t = 16)]
+    pub seed: u64,
+    /// A PostgreSQL database the harness can connect to (it creates a throwaway one
+    /// next to it and drops it at the end).
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
+    pub pg_url: String,
+    /// The tally release binary (default: `tally` next to this binary).
+    #[arg(long)]
+    pub tally_bin: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -16,7 +16,8 @@ use tally::{config::Settings, service::db::Db};
 
 use crate::{
     ceiling,
-    cli::{Backend, RunArgs},
+    cli::{Backend, DecisionsArgs, RunArgs},
+    decisions,
     proc::{self, Child},
     report::{self, valid_rps, Measurement, Outcome, Row, Section, Target},
     seed::{self, Seeder},
@@ -210,11 +211,32 @@ async fn run(args: &RunArgs, tmp: &Path, pg_db: &str) -> Result<(), String> {
         };
         sections.push(section);
     }
+    // The concurrent decisions (issue 16), on the same backends, with their defaults.
+    let decision_args = DecisionsArgs {
+        backends: args.backends.clone(),
+        comments: 200,
+        decisions: 2_000,
+        concurrency: 64,
+        seed: 16,
+        pg_url: args.pg_url.clone(),
+        tally_bin: Some(ctx.tally_bin.clone()),
+    };
+    let decisions_text = match decisions::run_all(&decision_args, &ctx.tally_bin, tmp).await {
+        Ok(runs) => {
+            failed |= runs.iter().any(|r| r.server_errors > 0);
+            decisions::render(&decision_args, &runs)
+        }
+        Err(e) => {
+            eprintln!("tally-bench: concurrent decisions: {e}");
+            failed = true;
+            format!("### Concurrent decisions\n\nFAILED: {e}\n")
+        }
+    };
     header.push(format!(
         "harness wall time: {:.0} s",
         started.elapsed().as_secs_f64()
     ));
-    let text = report::render(&header, &sections);
+    let text = format!("{}\n{decisions_text}", report::render(&header, &sections));
     println!("{text}");
     if let Some(parent) = args.out.parent() {
         std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;

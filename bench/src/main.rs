@@ -9,10 +9,12 @@
 //! Map: [`cli`] options; [`harness`] the run, backend by backend; [`seed`] direct inserts
 //! and recounts; [`ceiling`] the bare actix servers and the raw commit rate; [`wrk`]
 //! lua scripts, running wrk and parsing its output; [`proc`] child processes, readiness,
-//! RSS; [`report`] the machine header and the tables.
+//! RSS; [`report`] the machine header and the tables; [`decisions`] the concurrent
+//! decisions scenario (also `tally-bench concurrent-decisions` on its own).
 
 mod ceiling;
 mod cli;
+mod decisions;
 mod harness;
 mod proc;
 mod report;
@@ -31,6 +33,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::CeilingStatic { bind }) => ceiling::serve_static(&bind),
         Some(Command::CeilingSqlitePk { bind, db, rows }) => ceiling::serve_pk(&bind, &db, rows),
+        Some(Command::ConcurrentDecisions(args)) => decisions::main(args),
         None => harness::main(cli.run),
     };
     match result {

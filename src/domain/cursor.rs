@@ -50,7 +50,8 @@ impl Cursor {
         let micros: i64 = micros.parse().map_err(|_| bad())?;
         let created_at = DateTime::from_timestamp_micros(micros).ok_or_else(bad)?;
         // Ids are comment ids, log ids or user ids (bans), none longer than 200 bytes.
-        if id.is_empty() || id.len() > 200 {
+        // No control characters either (a NUL byte would reach the database).
+        if id.is_empty() || id.len() > 200 || id.chars().any(char::is_control) {
             return Err(bad());
         }
         Ok(Cursor {

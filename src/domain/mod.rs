@@ -5,6 +5,7 @@ mod article_id;
 mod comment_body;
 mod cursor;
 mod idempotency;
+mod ids;
 mod policy;
 mod rating;
 mod status;
@@ -13,6 +14,7 @@ pub use article_id::ArticleId;
 pub use comment_body::{AuthorName, CommentBody};
 pub use cursor::{parse_limit, Cursor, Sort};
 pub use idempotency::{request_hash, IdempotencyKey};
+pub use ids::{CommentId, UserId};
 pub use policy::{
     normalise_for_repeat, CompiledPolicy, Evaluation, ModerationMode, Policy, Submission,
 };

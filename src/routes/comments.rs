@@ -12,6 +12,7 @@ use super::openapi::{
     ArticlePath, BadRequest, CommentPath, Conflict, Forbidden, IdempotencyKeyHeader, NotFound,
     PayloadTooLarge, RateLimited, Unauthorized, Unavailable, ValidationFailed,
 };
+use super::paths::CommentIdPath;
 use crate::{
     auth::{MaybeReader, Reader, User},
     domain::{parse_limit, AuthorName, CommentBody, Cursor, Sort},
@@ -168,11 +169,8 @@ pub async fn create(
         },
     };
     if let Some(pid) = &input.parent_id {
-        if pid.is_empty() || pid.len() > 64 {
-            errors.push(crate::domain::FieldError::new(
-                "parent_id",
-                "must be a comment id",
-            ));
+        if let Err(e) = crate::domain::CommentId::parse("parent_id", pid) {
+            errors.push(e);
         }
     }
     let (Some(body), Some(author), true) = (body, author, errors.is_empty()) else {
@@ -421,7 +419,7 @@ async fn overlay(
 pub async fn replies(
     state: web::Data<AppState>,
     MaybeReader(user): MaybeReader,
-    path: web::Path<String>,
+    path: CommentIdPath,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let query = || parse_query::<ListParams>(req.query_string())?.parse(Sort::Oldest);
@@ -460,7 +458,7 @@ pub async fn replies(
 pub async fn get(
     state: web::Data<AppState>,
     MaybeReader(user): MaybeReader,
-    path: web::Path<String>,
+    path: CommentIdPath,
 ) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(comments::get(&state.db, user.as_ref(), &path).await?))
 }
@@ -492,7 +490,7 @@ pub async fn get(
 pub async fn edit(
     state: web::Data<AppState>,
     Reader(user): Reader,
-    path: web::Path<String>,
+    path: CommentIdPath,
     ApiJson(input): ApiJson<EditBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = CommentBody::parse(&input.body)?;
@@ -523,7 +521,7 @@ pub async fn edit(
 pub async fn delete(
     state: web::Data<AppState>,
     Reader(user): Reader,
-    path: web::Path<String>,
+    path: CommentIdPath,
 ) -> Result<HttpResponse, ApiError> {
     comments::delete(&state.db, &user, &path).await?;
     Ok(HttpResponse::NoContent().finish())

@@ -10,6 +10,7 @@ use super::openapi::{
     BadRequest, CommentPath, Forbidden, NotFound, PayloadTooLarge, RateLimited, Unauthorized,
     Unavailable, ValidationFailed,
 };
+use super::paths::CommentIdPath;
 use crate::{
     auth::Reader,
     error::ApiError,
@@ -61,7 +62,7 @@ pub struct FlagBody {
 pub async fn create(
     state: web::Data<AppState>,
     Reader(user): Reader,
-    path: web::Path<String>,
+    path: CommentIdPath,
     ApiJson(body): ApiJson<FlagBody>,
 ) -> Result<HttpResponse, ApiError> {
     if body

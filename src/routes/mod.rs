@@ -10,6 +10,7 @@ pub mod frontend;
 pub mod health;
 pub mod moderation;
 pub mod openapi;
+pub mod paths;
 pub mod ratings;
 
 use actix_web::{

@@ -10,9 +10,10 @@ use super::openapi::{
     BadRequest, CommentPath, Conflict, Forbidden, NotFound, PayloadTooLarge, Unauthorized,
     Unavailable, ValidationFailed,
 };
+use super::paths::{CommentIdPath, UserIdPath};
 use crate::{
     auth::Moderator,
-    domain::{parse_limit, Cursor, FieldError, Sort},
+    domain::{parse_limit, CommentId, Cursor, FieldError, Sort, UserId},
     error::ApiError,
     service::{
         comments::{CursorPage, ListQuery},
@@ -191,7 +192,7 @@ impl From<DecisionBody> for Decision {
 pub async fn decide(
     state: web::Data<AppState>,
     Moderator(user): Moderator,
-    path: web::Path<String>,
+    path: CommentIdPath,
     ApiJson(body): ApiJson<DecisionBody>,
 ) -> Result<HttpResponse, ApiError> {
     let item = moderation::decide(&state.db, &user, &path, body.into()).await?;
@@ -219,7 +220,7 @@ pub struct BulkResponse {
 fn item_comment_id(raw: &serde_json::Value) -> Option<&str> {
     raw.get("comment_id")
         .and_then(serde_json::Value::as_str)
-        .filter(|id| !id.is_empty() && id.len() <= 64)
+        .filter(|id| CommentId::parse("comment_id", id).is_ok())
 }
 
 /// Parses one bulk item as the single decision endpoint parses its body (the extra
@@ -276,9 +277,13 @@ pub async fn decide_many(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct LogParams {
-    /// Only the entries about this comment.
+    /// Only the entries about this comment (1–64 characters, no control characters;
+    /// anything else is 400 naming `comment_id`).
+    #[param(min_length = 1, max_length = 64)]
     pub comment_id: Option<String>,
-    /// Only the entries by this actor id (`system` for automatic decisions).
+    /// Only the entries by this actor id (`system` for automatic decisions; 1–160
+    /// characters, no control characters, else 400 naming `actor`).
+    #[param(min_length = 1, max_length = 160)]
     pub actor: Option<String>,
     /// Page size.
     #[param(minimum = 1, maximum = 100, default = 20)]
@@ -314,9 +319,20 @@ pub async fn log(
     ApiQuery(p): ApiQuery<LogParams>,
 ) -> Result<HttpResponse, ApiError> {
     let page = page(p.limit, p.cursor.as_deref(), Sort::Newest)?;
+    // Parsed before any query: a filter the database could not store is 400 naming it.
+    let comment_id = p
+        .comment_id
+        .map(|c| CommentId::parse("comment_id", &c).map(CommentId::into_inner))
+        .transpose()
+        .map_err(bad_query)?;
+    let actor = p
+        .actor
+        .map(|a| UserId::parse("actor", &a).map(UserId::into_inner))
+        .transpose()
+        .map_err(bad_query)?;
     let q = LogQuery {
-        comment_id: p.comment_id,
-        actor: p.actor,
+        comment_id,
+        actor,
         limit: page.limit,
         cursor: page.cursor,
     };
@@ -372,6 +388,8 @@ pub async fn ban(
     let mut errors = vec![];
     if body.user_id.trim().is_empty() {
         errors.push(FieldError::new("user_id", "must not be blank"));
+    } else if let Err(e) = UserId::parse("user_id", &body.user_id) {
+        errors.push(e);
     }
     if body.reason.trim().is_empty() {
         errors.push(FieldError::new("reason", "must not be blank"));
@@ -385,7 +403,7 @@ pub async fn ban(
     let (outcome, created) = moderation::ban(
         &state.db,
         &user,
-        NewBan {
+        &NewBan {
             user_id: body.user_id,
             reason: body.reason.trim().to_owned(),
             expires_at: body.expires_at,
@@ -439,11 +457,13 @@ pub async fn bans(
     path = "/api/v1/moderation/bans/{user_id}",
     tag = "moderation",
     operation_id = "unban",
-    params(("user_id" = String, Path, description = "The banned user's id (`guest:<name>` for a guest).",
-        min_length = 1)),
+    params(("user_id" = String, Path, description = "The banned user's id (`guest:<name>` for a guest): \
+        1–160 characters, no control characters (else 400 naming `user_id`).",
+        min_length = 1, max_length = 160)),
     security(("bearer" = [])),
     responses(
         (status = 204, description = "No ban of this user remains."),
+        (status = 400, response = BadRequest),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
@@ -453,7 +473,7 @@ pub async fn bans(
 pub async fn unban(
     state: web::Data<AppState>,
     Moderator(user): Moderator,
-    path: web::Path<String>,
+    path: UserIdPath,
 ) -> Result<HttpResponse, ApiError> {
     moderation::unban(&state.db, &user, &path).await?;
     Ok(HttpResponse::NoContent().finish())

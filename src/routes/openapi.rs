@@ -37,8 +37,16 @@ token that is sent but invalid is still 401, never a guest.
 **Errors.** Every error, including the framework's own (bad JSON, unknown route, wrong
 method, oversized body), is an RFC 9457 problem document (`application/problem+json`,
 schema `Problem`) with a stable `code`. Besides the codes of the contract the service
-sends `method_not_allowed` (405, any method a path does not list) and `internal_error`
-(500; the cause is logged with the request id, never returned). 401 carries
+sends `method_not_allowed` (405, any method a path does not list), `internal_error`
+(500; the cause is logged with the request id, never returned), `request_timeout` (408:
+the head, or the body after it, did not arrive within the server's bound; the
+connection is closed) and `headers_too_large` (431: the request line and headers
+together exceed 128 KiB or 96 headers, e.g. too many `article_id`s; the connection is
+closed). Ids in paths and queries are parsed before any query: a comment id that cannot
+exist (over 64 characters, a control character such as NUL) is 404 like an unknown one;
+a user id or log filter that cannot exist is 400 naming it; a NUL character anywhere in
+a JSON body is 422 naming the field. 503 `unavailable` is also the answer when the
+database does not answer within the server's bound. 401 carries
 `WWW-Authenticate: Bearer`; 429 and 503 carry `Retry-After` (seconds). Every response
 carries `X-Request-Id` (the client's own if it sent a printable one of at most 128
 characters, else a new UUIDv7).
@@ -123,6 +131,7 @@ comment goes back to `pending` until a moderator decides."#;
             NotFound,
             Conflict,
             PayloadTooLarge,
+            HeadersTooLarge,
             ValidationFailed,
             RateLimited,
             Unavailable,
@@ -309,6 +318,12 @@ problem_response!(
     "`payload_too_large`: the request body is over the limit (64 KiB by default)."
 );
 problem_response!(
+    /// 431.
+    HeadersTooLarge,
+    "`headers_too_large`: the request line and headers exceed 128 KiB (or 96 headers), e.g. \
+     thousands of `article_id`s where 1–100 are taken; the connection is closed."
+);
+problem_response!(
     /// 422.
     ValidationFailed,
     "`validation_failed`: well-formed JSON that breaks a rule; `errors` lists each field."
@@ -328,7 +343,9 @@ problem_response!(
 problem_response!(
     /// 503.
     Unavailable,
-    "`unavailable`: the database cannot be reached; nothing was written.",
+    "`unavailable`: the database cannot be reached (nothing was written), or did not answer \
+     within the server's bound (a write may then have been applied: retry it with the same \
+     `Idempotency-Key`).",
     (
         "Retry-After",
         HeaderBuilder::new()
@@ -438,9 +455,14 @@ pub struct ArticlePath {
 #[derive(utoipa::IntoParams)]
 #[into_params(parameter_in = Path)]
 pub struct CommentPath {
-    /// The comment's id (opaque; a UUIDv7). Unknown ids, and comments the caller may not
-    /// see, are 404.
-    #[param(min_length = 1, example = "019ab3c4-5d6e-7f80-9a1b-2c3d4e5f6a7b")]
+    /// The comment's id (opaque; a UUIDv7). Unknown ids, ids that cannot exist (over 64
+    /// characters, or with a control character such as NUL), and comments the caller
+    /// may not see, are 404.
+    #[param(
+        min_length = 1,
+        max_length = 64,
+        example = "019ab3c4-5d6e-7f80-9a1b-2c3d4e5f6a7b"
+    )]
     pub id: String,
 }
 

@@ -20,9 +20,9 @@ use super::extract::{
     IdempotencyHeader,
 };
 use super::openapi::{
-    ArticleIdSchema, ArticlePath, BadRequest, Conflict, Forbidden, IdempotencyKeyHeader,
-    IfNoneMatchHeader, NotFound, PayloadTooLarge, RateLimited, Unauthorized, Unavailable,
-    ValidationFailed,
+    ArticleIdSchema, ArticlePath, BadRequest, Conflict, Forbidden, HeadersTooLarge,
+    IdempotencyKeyHeader, IfNoneMatchHeader, NotFound, PayloadTooLarge, RateLimited, Unauthorized,
+    Unavailable, ValidationFailed,
 };
 use crate::{
     auth::Reader,
@@ -412,12 +412,15 @@ pub struct AggregateList {
     operation_id = "get_aggregates",
     params(
         ("article_id" = Vec<ArticleIdSchema>, Query, style = Form, explode,
-            description = "1–100 article ids, the parameter repeated (`article_id=a&article_id=b`).",
+            description = "1–100 article ids, the parameter repeated (`article_id=a&article_id=b`); \
+                more is 400 naming `article_id`, and a query string too long for the server to \
+                read (over 128 KiB) is 431 `headers_too_large`.",
             min_items = 1, max_items = 100),
     ),
     responses(
         (status = 200, description = "The aggregates in the order asked.", body = AggregateList),
         (status = 400, response = BadRequest),
+        (status = 431, response = HeadersTooLarge),
         (status = 503, response = Unavailable),
     ),
 )]
@@ -456,7 +459,7 @@ async fn batch_body(state: &AppState, query: &str) -> Result<(Vec<u8>, Instant),
     if ids.is_empty() || ids.len() > 100 {
         return Err(bad_query(FieldError::new(
             "article_id",
-            "give 1 to 100 article ids",
+            format!("give 1 to 100 article ids (got {})", ids.len()),
         )));
     }
     // Each id looked up once, so duplicates get the same answer. Hits as they are; every

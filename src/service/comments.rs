@@ -705,6 +705,19 @@ pub async fn edit(
     id: &str,
     body: CommentBody,
 ) -> Result<CommentView, ApiError> {
+    super::retry::retrying(|| {
+        counters::in_lock_order(edit_once(db, policies, user, id, body.clone()))
+    })
+    .await
+}
+
+async fn edit_once(
+    db: &Db,
+    policies: &PolicyCache,
+    user: &User,
+    id: &str,
+    body: CommentBody,
+) -> Result<CommentView, ApiError> {
     let tx = db.begin_write().await?;
     let c = own_comment_for_update(&*tx, user, id).await?;
     moderation::ensure_not_banned(&*tx, &user.id).await?;
@@ -764,6 +777,7 @@ pub async fn edit(
     .await?;
     counters::status_changed(&*tx, &updated, Some(from), to).await?;
     log_automatic(&*tx, &updated, Some(from), &eval).await?;
+    counters::flush(&*tx).await?;
     tx.commit().await?;
     Ok(view(updated, Some(user), false))
 }
@@ -771,6 +785,10 @@ pub async fn edit(
 /// The author deletes a comment. With listed replies it stays as a tombstone. Its
 /// flags are settled: there is nothing left for a moderator to decide.
 pub async fn delete(db: &Db, user: &User, id: &str) -> Result<(), ApiError> {
+    super::retry::retrying(|| counters::in_lock_order(delete_once(db, user, id))).await
+}
+
+async fn delete_once(db: &Db, user: &User, id: &str) -> Result<(), ApiError> {
     let tx = db.begin_write().await?;
     let c = own_comment_for_update(&*tx, user, id).await?;
     let version = c.version;
@@ -787,6 +805,7 @@ pub async fn delete(db: &Db, user: &User, id: &str) -> Result<(), ApiError> {
         },
     )
     .await?;
+    counters::flush(&*tx).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -34,8 +34,26 @@ use crate::{
     error::ApiError,
 };
 
-/// Adds `delta` to one queue size.
-pub async fn bump_queue(conn: &impl ConnectionTrait, queue: &str, delta: i64) -> Result<(), DbErr> {
+/// Adds `delta` to one queue size: deferred to the end of the transaction when it
+/// defers its counters (see [`in_lock_order`]), else at once.
+pub async fn bump_queue(
+    conn: &impl ConnectionTrait,
+    queue: &'static str,
+    delta: i64,
+) -> Result<(), DbErr> {
+    if delta == 0 {
+        return Ok(());
+    }
+    let deferred = DEFERRED
+        .try_with(|d| *d.borrow_mut().job.queues.entry(queue).or_default() += delta)
+        .is_ok();
+    if deferred {
+        return Ok(());
+    }
+    write_queue(conn, queue, delta).await
+}
+
+async fn write_queue(conn: &impl ConnectionTrait, queue: &str, delta: i64) -> Result<(), DbErr> {
     if delta == 0 {
         return Ok(());
     }
@@ -62,8 +80,12 @@ pub async fn status_changed(
         return Ok(());
     }
     // Lock order, the same in every write: comment rows bottom-up (the comment, then its
-    // ancestors), then the article row, then the queue counters, then the author's counts.
-    // Any other order lets two transactions on PostgreSQL wait on each other.
+    // ancestors), then the article row, then the queue counters sorted by name, then the
+    // authors' counts sorted by id. Any other order lets two transactions on PostgreSQL
+    // wait on each other (an approve→reject and a reject→approve would take the two
+    // queue rows in opposite orders). Inside a transaction that defers its counters
+    // (every write that moves a comment does, see [`in_lock_order`]) only the comment
+    // rows are locked here; the rest is written, sorted, just before the COMMIT.
     let listed =
         |s: Option<ModerationStatus>| i64::from(s.is_some_and(|s| s.is_listed(c.reply_count)));
     let listed_delta = listed(Some(to)) - listed(from);
@@ -75,7 +97,7 @@ pub async fn status_changed(
         None => listed_delta,
         Some(parent) => climb(conn, Some(parent.clone()), listed_delta).await?,
     };
-    if from.is_none() && defer_new(c, approved_delta, top_level_delta, to) {
+    if defer_move(c, approved_delta, top_level_delta, from, to) {
         return Ok(());
     }
     if approved_delta != 0 || top_level_delta != 0 {
@@ -92,10 +114,15 @@ pub async fn status_changed(
             .exec(conn)
             .await?;
     }
+    // The two queue rows in name order, whichever way the comment moves.
+    let mut queues = BTreeMap::new();
     if let Some(from) = from {
-        bump_queue(conn, from.as_str(), -1).await?;
+        *queues.entry(from.as_str()).or_insert(0) -= 1;
     }
-    bump_queue(conn, to.as_str(), 1).await?;
+    *queues.entry(to.as_str()).or_insert(0) += 1;
+    for (queue, delta) in queues {
+        write_queue(conn, queue, delta).await?;
+    }
     if let Some(from) = from {
         bump_author(conn, &c.author_id, from, -1).await?;
     }
@@ -320,8 +347,14 @@ pub fn job_ended(succeeded: bool) {
     });
 }
 
-/// Records a new comment's counters for later, if a batch is deferring them.
-fn defer_new(c: &comment::Model, approved: i64, top_level: i64, to: ModerationStatus) -> bool {
+/// Records a comment's move for later, if the transaction is deferring its counters.
+fn defer_move(
+    c: &comment::Model,
+    approved: i64,
+    top_level: i64,
+    from: Option<ModerationStatus>,
+    to: ModerationStatus,
+) -> bool {
     DEFERRED
         .try_with(|d| {
             let job = &mut d.borrow_mut().job;
@@ -333,8 +366,38 @@ fn defer_new(c: &comment::Model, approved: i64, top_level: i64, to: ModerationSt
             if let Some(i) = author_slot(to) {
                 job.authors.entry(c.author_id.clone()).or_default()[i] += 1;
             }
+            if let Some(from) = from {
+                *job.queues.entry(from.as_str()).or_default() -= 1;
+                if let Some(i) = author_slot(from) {
+                    job.authors.entry(c.author_id.clone()).or_default()[i] -= 1;
+                }
+            }
         })
         .is_ok()
+}
+
+/// Runs one write transaction's `work` with its counter moves (articles, queues,
+/// authors) deferred: they are added up in memory and written by [`flush`], which
+/// `work` calls just before its COMMIT, in the one global order (articles, queues,
+/// authors, each sorted by key). The rows locked before that are comment rows only, so
+/// two transactions moving comments in opposite directions cannot deadlock on the
+/// shared counter rows, and one moving several comments (a ban's purge) locks each
+/// counter row once, at the end.
+pub async fn in_lock_order<F: Future>(work: F) -> F::Output {
+    deferring(async {
+        job_started();
+        work.await
+    })
+    .await
+}
+
+/// Writes what the transaction of [`in_lock_order`] deferred; call it right before
+/// the COMMIT (and before reading a counter back).
+pub async fn flush(conn: &impl ConnectionTrait) -> Result<(), ApiError> {
+    job_ended(true);
+    apply_deferred(conn).await?;
+    job_started();
+    Ok(())
 }
 
 /// Records that a rating of `stars` was added (`sign` 1) or removed (-1) on the
@@ -491,7 +554,7 @@ pub async fn apply_deferred(conn: &impl ConnectionTrait) -> Result<(), ApiError>
         add(h, c.own.map(|d| -d));
     }
     for (queue, n) in &d.queues {
-        bump_queue(conn, queue, *n).await?;
+        write_queue(conn, queue, *n).await?;
     }
     apply_authors(conn, &d.authors).await?;
     if !d.log.is_empty() {
@@ -512,9 +575,33 @@ async fn apply_authors(
     conn: &impl ConnectionTrait,
     authors: &BTreeMap<String, [i64; 3]>,
 ) -> Result<(), DbErr> {
-    let rows: Vec<author_count::ActiveModel> = authors
-        .iter()
-        .filter(|(_, n)| n.iter().any(|v| *v != 0))
+    let changed = || authors.iter().filter(|(_, n)| n.iter().any(|v| *v != 0));
+    if changed().any(|(_, n)| n.iter().any(|v| *v < 0)) {
+        // Comments left a status (decisions): the rows exist (each was counted when it
+        // entered it), and an INSERT of a negative count would break the CHECK before
+        // its ON CONFLICT applies. One UPDATE per author, in id order.
+        for (id, [approved, rejected, spam]) in changed() {
+            let mut update = author_count::Entity::update_many()
+                .filter(author_count::Column::AuthorId.eq(id.as_str()));
+            for (col, delta) in [
+                (author_count::Column::Approved, *approved),
+                (author_count::Column::Rejected, *rejected),
+                (author_count::Column::Spam, *spam),
+            ] {
+                if delta != 0 {
+                    update = update.col_expr(col, Expr::col(col).add(delta));
+                }
+            }
+            let updated = update.exec(conn).await?.rows_affected;
+            // No row yet: this author's comments only entered statuses here.
+            if updated == 0 && [approved, rejected, spam].iter().all(|v| **v >= 0) {
+                let one = BTreeMap::from([(id.clone(), [*approved, *rejected, *spam])]);
+                Box::pin(apply_authors(conn, &one)).await?;
+            }
+        }
+        return Ok(());
+    }
+    let rows: Vec<author_count::ActiveModel> = changed()
         .map(
             |(id, [approved, rejected, spam])| author_count::ActiveModel {
                 author_id: Set(id.clone()),

@@ -110,12 +110,19 @@ impl Db {
     /// processes sharing the file.
     pub async fn connect(settings: &Settings) -> Result<Db, DbErr> {
         let mut opt = ConnectOptions::new(settings.database_url.clone());
+        let statement_timeout_ms = settings.db_timeout_ms;
         opt.max_connections(settings.db_max_connections)
             .min_connections(0)
             .acquire_timeout(Duration::from_secs(settings.db_acquire_timeout_secs))
             .connect_timeout(Duration::from_secs(settings.db_acquire_timeout_secs))
             .sqlx_logging(true)
             .sqlx_logging_level(log::LevelFilter::Debug)
+            // A statement that runs longer than a request may wait is cancelled by the
+            // server too, so it does not hold locks for a client long gone (`deadline`).
+            .map_sqlx_postgres_opts(move |o| match statement_timeout_ms {
+                0 => o,
+                ms => o.options([("statement_timeout", ms.to_string())]),
+            })
             .map_sqlx_sqlite_opts(|o| {
                 o.journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Full)

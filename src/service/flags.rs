@@ -68,6 +68,20 @@ pub async fn flag(
     reason: FlagReason,
     note: Option<String>,
 ) -> Result<(FlagView, bool), ApiError> {
+    super::retry::retrying(|| {
+        counters::in_lock_order(flag_once(db, policies, user, id, reason, note.clone()))
+    })
+    .await
+}
+
+async fn flag_once(
+    db: &Db,
+    policies: &PolicyCache,
+    user: &User,
+    id: &str,
+    reason: FlagReason,
+    note: Option<String>,
+) -> Result<(FlagView, bool), ApiError> {
     let tx = db.begin_write().await?;
     moderation::ensure_not_banned(&*tx, &user.id).await?;
     // The lock (PostgreSQL) serialises flags and decisions on the same comment, so the
@@ -107,6 +121,7 @@ pub async fn flag(
         .one(&*tx)
         .await?
         .ok_or_else(|| ApiError::Internal("flag missing after write".into()))?;
+    counters::flush(&*tx).await?;
     tx.commit().await?;
     Ok((
         FlagView {

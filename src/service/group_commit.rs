@@ -38,7 +38,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, TransactionTrait};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{counters, db::Db};
+use super::{counters, db::Db, retry};
 use crate::error::ApiError;
 
 /// The most jobs committed by one transaction.
@@ -80,6 +80,9 @@ trait Job: Send {
     ) -> Pin<Box<dyn Future<Output = Ran> + Send + 't>>;
     /// Replaces the result of the last run (the batch it ran in did not commit).
     fn fail(&mut self, error: ApiError);
+    /// The last run was rolled back by the database to break a deadlock or a
+    /// serialization failure: worth running again.
+    fn contended(&self) -> bool;
     /// Sends the result to the caller.
     fn answer(self: Box<Self>);
 }
@@ -121,7 +124,8 @@ where
                 Ok(Ok(value)) => (Ran::Ok, Ok(value)),
                 Ok(Err(e)) => (
                     Ran::Failed {
-                        again: in_batch && matches!(e, ApiError::Internal(_)),
+                        again: in_batch
+                            && matches!(e, ApiError::Internal(_) | ApiError::Contention(_)),
                     },
                     Err(e),
                 ),
@@ -140,6 +144,10 @@ where
 
     fn fail(&mut self, error: ApiError) {
         self.result = Some(Err(error));
+    }
+
+    fn contended(&self) -> bool {
+        matches!(self.result, Some(Err(ApiError::Contention(_))))
     }
 
     fn answer(self: Box<Self>) {
@@ -266,12 +274,24 @@ where
         .map_err(|_| ApiError::Internal("a write was never answered".into()))?
 }
 
-/// Runs one job in its own transaction (like a plain write) and answers it.
+/// Runs one job in its own transaction (like a plain write) and answers it; a run the
+/// database rolled back to break a deadlock runs again (see `super::retry`).
 async fn run_alone(db: &Db, mut job: Box<dyn Job>) {
+    for run in 1..=retry::ATTEMPTS {
+        run_alone_once(db, &mut job).await;
+        if run == retry::ATTEMPTS || !job.contended() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5 * u64::from(run))).await;
+    }
+    job.answer();
+}
+
+async fn run_alone_once(db: &Db, job: &mut Box<dyn Job>) {
     match db.begin_write().await {
         Ok(tx) => {
             counters::discard_deferred();
-            if let Ran::Ok = run_counted(&mut job, &tx, false).await {
+            if let Ran::Ok = run_counted(job, &tx, false).await {
                 if let Err(e) = counters::apply_deferred(&*tx).await {
                     job.fail(e);
                     let _ = tx.rollback().await;
@@ -285,7 +305,6 @@ async fn run_alone(db: &Db, mut job: Box<dyn Job>) {
         }
         Err(e) => job.fail(e.into()),
     }
-    job.answer();
 }
 
 /// Runs a job, keeping the counters it deferred only if it succeeded. The transaction

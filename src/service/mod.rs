@@ -16,6 +16,7 @@ pub mod idempotency;
 pub mod moderation;
 pub mod page_overlay;
 pub mod ratings;
+pub mod retry;
 pub mod schema;
 pub mod settings;
 pub mod singleton;

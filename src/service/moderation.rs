@@ -19,6 +19,7 @@ use super::{
     },
     counters,
     db::Db,
+    retry::retrying,
 };
 use crate::{
     auth::User,
@@ -446,6 +447,15 @@ pub async fn decide(
     comment_id: &str,
     d: Decision,
 ) -> Result<ModerationItem, ApiError> {
+    retrying(|| counters::in_lock_order(decide_once(db, moderator, comment_id, d.clone()))).await
+}
+
+async fn decide_once(
+    db: &Db,
+    moderator: &User,
+    comment_id: &str,
+    d: Decision,
+) -> Result<ModerationItem, ApiError> {
     let tx = db.begin_write().await?;
     // Locked on PostgreSQL, so a decision without `expected_version` waits for a
     // concurrent one instead of failing; the conditional update still has the last word.
@@ -474,6 +484,8 @@ pub async fn decide(
         },
     )
     .await?;
+    // The counters first (in the global lock order), then the item reads them back.
+    counters::flush(&*tx).await?;
     let item = items(&*tx, moderator, vec![updated]).await?.pop();
     tx.commit().await?;
     item.ok_or_else(|| ApiError::Internal("decided comment has no item".into()))
@@ -653,7 +665,11 @@ pub struct NewBan {
 /// `POST /moderation/bans`: bans (or re-bans, replacing reason and expiry) a user, and
 /// with `purge` rejects their pending comments, all in one transaction. Returns whether
 /// the ban is new.
-pub async fn ban(db: &Db, moderator: &User, b: NewBan) -> Result<(BanOutcome, bool), ApiError> {
+pub async fn ban(db: &Db, moderator: &User, b: &NewBan) -> Result<(BanOutcome, bool), ApiError> {
+    retrying(|| counters::in_lock_order(ban_once(db, moderator, b))).await
+}
+
+async fn ban_once(db: &Db, moderator: &User, b: &NewBan) -> Result<(BanOutcome, bool), ApiError> {
     let tx = db.begin_write().await?;
     let created = ban::Entity::find_by_id(&b.user_id)
         .one(&*tx)
@@ -702,6 +718,7 @@ pub async fn ban(db: &Db, moderator: &User, b: NewBan) -> Result<(BanOutcome, bo
     } else {
         0
     };
+    counters::flush(&*tx).await?;
     tx.commit().await?;
     Ok((
         BanOutcome {
@@ -724,6 +741,8 @@ async fn purge(
         .column(comment::Column::Id)
         .filter(comment::Column::AuthorId.eq(user_id))
         .filter(comment::Column::Status.eq(ModerationStatus::Pending.as_str()))
+        // Comment rows in id order, as every write that locks several takes them.
+        .order_by_asc(comment::Column::Id)
         .into_tuple()
         .all(conn)
         .await?;
@@ -790,6 +809,10 @@ pub async fn bans(
 
 /// `DELETE /moderation/bans/{user_id}`: lifts a ban (nothing to do when there is none).
 pub async fn unban(db: &Db, moderator: &User, user_id: &str) -> Result<(), ApiError> {
+    retrying(|| unban_once(db, moderator, user_id)).await
+}
+
+async fn unban_once(db: &Db, moderator: &User, user_id: &str) -> Result<(), ApiError> {
     let tx = db.begin_write().await?;
     let deleted = ban::Entity::delete_by_id(user_id)
         .exec(&*tx)

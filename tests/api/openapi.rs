@@ -237,6 +237,9 @@ async fn the_problem_schema_has_every_field_and_code() {
         // The code's own.
         "method_not_allowed",
         "internal_error",
+        // Issue 16: a request not received in time, a head too large to read.
+        "request_timeout",
+        "headers_too_large",
     ]
     .into_iter()
     .collect();
