@@ -72,9 +72,8 @@ where
                 .map_err(|err| err.into().error_response());
             let http = svc.finish(map_config(app, |()| AppConfig::default()));
             fn_service(move |io: TcpStream| async move {
+                // As actix-web's own listener: the peer for `peer_addr`, Nagle left as is.
                 let peer = io.peer_addr().ok();
-                // As actix-web's own listener does.
-                let _ = io.set_nodelay(true);
                 Ok((
                     ProblemIo::new(io, request_timeout_ms),
                     Protocol::Http1,
