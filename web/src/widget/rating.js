@@ -109,21 +109,34 @@ export class TallyRating extends HTMLElement {
     return g;
   }
 
+  /** Rates at once. Choices made while a rating is being saved are not sent side by side
+   * (their answers could arrive in either order): the latest is sent when the one in
+   * flight is answered, and the display shows the answer for the last choice. */
   async rate(stars) {
+    this.wanted = stars;
+    if (this.saving) return;
+    this.saving = true;
     const t = T[langOf(this)];
-    const status = this.shadowRoot.querySelector('.status');
-    status.textContent = t.saving;
+    this.shadowRoot.querySelector('.status').textContent = t.saving;
     try {
-      const res = await request(this, 'PUT', `/articles/${enc(this.getAttribute('article'))}/ratings/me`, { stars });
+      let res;
+      let sent;
+      do {
+        sent = this.wanted;
+        res = await request(this, 'PUT', `/articles/${enc(this.getAttribute('article'))}/ratings/me`, { stars: sent });
+      } while (sent !== this.wanted);
       this.agg = res.rating;
       this.mine = res.stars;
-      const focused = this.shadowRoot.activeElement === this.shadowRoot.querySelector(`input[value="${stars}"]`);
+      const active = this.shadowRoot.activeElement;
+      const focused = !!active && active.name === 'stars';
       this.render();
-      if (focused) this.shadowRoot.querySelector(`input[value="${stars}"]`).focus();
+      if (focused) this.shadowRoot.querySelector(`input[value="${res.stars}"]`).focus();
       this.shadowRoot.querySelector('.status').textContent = t.saved;
       emit(this, 'tally:rated', { stars: res.stars, rating: res.rating });
     } catch (e) {
       this.fail(e);
+    } finally {
+      this.saving = false;
     }
   }
 }
