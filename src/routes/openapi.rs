@@ -111,6 +111,8 @@ comment goes back to `pending` until a moderator decides."#;
         admin::get_settings,
         admin::put_settings,
         admin::put_article,
+        super::spam_model::model,
+        super::spam_model::rebuild,
         super::frontend::widget,
         super::frontend::widget_thread,
         super::frontend::console,
