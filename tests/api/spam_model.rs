@@ -232,3 +232,59 @@ async fn spam_settings_out_of_range_are_422_naming_the_field() {
     let res = app.put("/api/v1/admin/settings", Some(&admin), &body).await;
     assert_eq!(res.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn the_vocabulary_is_pruned_to_its_cap_keeping_the_totals_equal_to_the_kept_tokens() {
+    let app = spawn_app().await;
+    let cap = spam::MAX_VOCABULARY as i64;
+    // A model just under a prune check, its vocabulary over the cap: rare tokens (seen
+    // once) and frequent ones (seen 5 times as ham).
+    let stmts = [
+        format!(
+            "INSERT INTO spam_tokens (token, spam, ham) \
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {}) \
+             SELECT 'rare' || CAST(i AS TEXT), 1, 0 FROM n",
+            cap
+        ),
+        "INSERT INTO spam_tokens (token, spam, ham) \
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000) \
+         SELECT 'kept' || CAST(i AS TEXT), 0, 5 FROM n"
+            .to_owned(),
+        format!(
+            "UPDATE spam_model SET spam_docs = 100, ham_docs = 100, spam_words = {cap}, \
+             ham_words = 5000, version = {}",
+            spam::PRUNE_EVERY - 1
+        ),
+    ];
+    for sql in stmts {
+        sea_orm::ConnectionTrait::execute_unprepared(&app.db, &sql)
+            .await
+            .unwrap();
+    }
+
+    let id = taught(&app, 1, "kept1 kept2", "approve").await;
+
+    let size = app.scalar("SELECT COUNT(*) FROM spam_tokens").await;
+    assert!(size <= cap * 9 / 10, "pruned to 90 % of the cap: {size}");
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM spam_tokens WHERE token LIKE 'rare%'")
+            .await,
+        0,
+        "the rarest go first"
+    );
+    assert_eq!(token_count(&app, "kept1", "ham").await, 6);
+    let m = spam::load(&app.db).await.unwrap();
+    let (s, h) = m
+        .tokens
+        .values()
+        .fold((0, 0), |(s, h), (ts, th)| (s + ts, h + th));
+    assert_eq!(
+        (m.spam_words, m.ham_words),
+        (s, h),
+        "totals follow the kept tokens"
+    );
+    assert_eq!(m.ham_docs, 101);
+    // Taking the lesson back after the prune still leaves consistent counts.
+    decide(&app, &id, "reject").await;
+    assert_eq!(token_count(&app, "kept1", "ham").await, 5);
+}
