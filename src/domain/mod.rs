@@ -8,6 +8,7 @@ mod idempotency;
 mod ids;
 mod policy;
 mod rating;
+mod spam;
 mod status;
 
 pub use article_id::ArticleId;
@@ -19,6 +20,7 @@ pub use policy::{
     normalise_for_repeat, CompiledPolicy, Evaluation, ModerationMode, Policy, Submission,
 };
 pub use rating::{Aggregate, Stars};
+pub use spam::{tokenize, SpamCounts, SpamLabel, MAX_TOKENS_PER_TEXT};
 pub use status::{Action, ModerationStatus, TransitionError};
 
 /// A value that breaks a rule; `field` names the input it came from.

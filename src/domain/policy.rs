@@ -58,6 +58,23 @@ pub struct Policy {
     /// Authors with fewer approved comments than this are held for moderation.
     #[schema(minimum = 0, maximum = 1_000_000)]
     pub trusted_after_approved: u32,
+    /// A learned spam probability at or above this sends a comment to the queue (0 < t ≤ 1).
+    #[serde(default = "default_spam_threshold")]
+    #[schema(exclusive_minimum = 0, maximum = 1, default = 0.9)]
+    pub spam_threshold: f64,
+    /// The learned spam model scores nothing until it has learned from this many
+    /// comments of each kind (spam and not spam).
+    #[serde(default = "default_spam_min_examples")]
+    #[schema(minimum = 1, default = 20)]
+    pub spam_min_examples: u32,
+}
+
+fn default_spam_threshold() -> f64 {
+    0.9
+}
+
+fn default_spam_min_examples() -> u32 {
+    20
 }
 
 /// The schema of a word list: at most [`Policy::MAX_WORDS`] words of 1–100 characters.
@@ -86,6 +103,8 @@ impl Default for Policy {
             flag_threshold: 3,
             edit_window_secs: 900,
             trusted_after_approved: 0,
+            spam_threshold: default_spam_threshold(),
+            spam_min_examples: default_spam_min_examples(),
         }
     }
 }
@@ -131,6 +150,15 @@ impl Policy {
                 "must be from 0 to 1000000",
             ));
         }
+        if !(self.spam_threshold > 0.0 && self.spam_threshold <= 1.0) {
+            errors.push(FieldError::new(
+                "spam_threshold",
+                "must be above 0 and at most 1",
+            ));
+        }
+        if self.spam_min_examples < 1 {
+            errors.push(FieldError::new("spam_min_examples", "must be at least 1"));
+        }
         if errors.is_empty() {
             Ok(())
         } else {
@@ -150,6 +178,8 @@ pub struct Submission<'a> {
     pub author_approved: i64,
     /// Whether the same author posted the same normalised text within the last 6 hours.
     pub is_repeat: bool,
+    /// The learned spam model's probability (`None`: too few examples to score).
+    pub spam_probability: Option<f64>,
 }
 
 /// The pipeline's verdict: where the comment goes, a 0–1 risk score and every signal seen.
@@ -158,6 +188,8 @@ pub struct Evaluation {
     pub status: ModerationStatus,
     pub score: f64,
     pub reasons: Vec<String>,
+    /// The learned spam model's probability, as the submission gave it.
+    pub spam_probability: Option<f64>,
 }
 
 /// A policy with its word lists compiled once (per settings change, not per comment).
@@ -225,6 +257,11 @@ impl CompiledPolicy {
             risk.add((0.2 + 0.1 * (links - p.max_links as usize) as f64).min(0.8));
             reasons.push(format!("links:{links}"));
         }
+        if let Some(prob) = s.spam_probability.filter(|prob| *prob >= p.spam_threshold) {
+            decide(ModerationStatus::Pending, &mut status);
+            risk.add(prob);
+            reasons.push(format!("spam_model:{prob:.2}"));
+        }
         if !s.is_guest && s.author_approved < i64::from(p.trusted_after_approved) {
             decide(ModerationStatus::Pending, &mut status);
             risk.add(0.1);
@@ -237,6 +274,7 @@ impl CompiledPolicy {
             status: status.unwrap_or(ModerationStatus::Approved),
             score: risk.score(),
             reasons,
+            spam_probability: s.spam_probability,
         }
     }
 }
@@ -333,6 +371,7 @@ mod tests {
             article_mode: None,
             author_approved: 10,
             is_repeat: false,
+            spam_probability: None,
         }
     }
 
@@ -479,5 +518,23 @@ mod tests {
             p.evaluate(&sub("this has word4999 in it")).reasons,
             vec!["suspect_word:word4999"]
         );
+    }
+
+    #[test]
+    fn a_spam_probability_at_the_threshold_holds_the_comment_with_its_reason() {
+        let p = policy(|p| p.spam_threshold = 0.9);
+        let at = |prob: Option<f64>| {
+            p.evaluate(&Submission {
+                spam_probability: prob,
+                ..sub("hello")
+            })
+        };
+        let held = at(Some(0.9));
+        assert_eq!(held.status, ModerationStatus::Pending);
+        assert_eq!(held.reasons, vec!["spam_model:0.90"]);
+        assert_eq!(held.spam_probability, Some(0.9));
+        assert_eq!(at(Some(0.974)).reasons, vec!["spam_model:0.97"]);
+        assert_eq!(at(Some(0.89)).status, ModerationStatus::Approved);
+        assert_eq!(at(None).status, ModerationStatus::Approved);
     }
 }

@@ -10,3 +10,6 @@ pub mod moderation_log;
 pub mod queue_counter;
 pub mod rating;
 pub mod setting;
+pub mod spam_lesson;
+pub mod spam_model;
+pub mod spam_token;

@@ -12,6 +12,7 @@ pub mod moderation;
 pub mod openapi;
 pub mod paths;
 pub mod ratings;
+pub mod spam_model;
 
 use actix_web::{
     guard::{Guard, GuardContext},
@@ -58,6 +59,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/admin/settings"),
     ("PUT", "/api/v1/admin/settings"),
     ("PUT", "/api/v1/admin/articles/{article_id}"),
+    ("GET", "/api/v1/moderation/model"),
+    ("POST", "/api/v1/admin/model/rebuild"),
     ("GET", "/widget/tally.js"),
     ("GET", "/widget/tally-comments.js"),
     ("GET", "/console/"),
@@ -202,6 +205,8 @@ fn api_scope() -> actix_web::Scope {
             api("/api/v1/admin/articles/{article_id}")
                 .route(on(Method::PUT).to(admin::put_article)),
         )
+        .service(api("/api/v1/moderation/model").route(on(Method::GET).to(spam_model::model)))
+        .service(api("/api/v1/admin/model/rebuild").route(on(Method::POST).to(spam_model::rebuild)))
 }
 
 async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {

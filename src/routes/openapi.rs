@@ -70,8 +70,9 @@ every 60/N seconds), per user or, for guests, per client IP. Past it: 429
 actions are never limited.
 
 **Moderation.** New and edited comments run through the rule pipeline (banned words →
-`rejected`; guest, pre-moderation, repeat post, suspect words, too many links, new
-author → `pending`; else `approved`). At `flag_threshold` unresolved flags an approved
+`rejected`; guest, pre-moderation, repeat post, suspect words, too many links, a learned
+spam probability at or above `spam_threshold`, new author → `pending`; else `approved`).
+The spam model learns from moderators' decisions (`approve`: not spam, `spam`: spam). At `flag_threshold` unresolved flags an approved
 comment goes back to `pending` until a moderator decides."#;
 
 #[derive(OpenApi)]
@@ -111,6 +112,8 @@ comment goes back to `pending` until a moderator decides."#;
         admin::get_settings,
         admin::put_settings,
         admin::put_article,
+        super::spam_model::model,
+        super::spam_model::rebuild,
         super::frontend::widget,
         super::frontend::widget_thread,
         super::frontend::console,

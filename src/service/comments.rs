@@ -258,12 +258,17 @@ async fn evaluate(
     } else {
         i64::MAX
     };
+    let spam_probability = policies
+        .spam()
+        .probability(conn, body, policy.policy.spam_min_examples)
+        .await?;
     let eval = policy.evaluate(&Submission {
         body,
         is_guest,
         article_mode: article_mode.and_then(ModerationMode::parse),
         author_approved,
         is_repeat,
+        spam_probability,
     });
     Ok((eval, fingerprint))
 }
@@ -442,6 +447,7 @@ pub async fn create_in(
         created_at: now,
         updated_at: now,
         edited_at: None,
+        spam_probability: eval.spam_probability,
     };
     let active: comment::ActiveModel = model.clone().into();
     comment::Entity::insert(active)
@@ -759,6 +765,7 @@ async fn edit_once(
         fingerprint: Some(fp),
         updated_at: now,
         edited_at: Some(now),
+        spam_probability: eval.spam_probability,
         ..c
     };
     comment::Entity::update(comment::ActiveModel {
@@ -771,6 +778,7 @@ async fn edit_once(
         fingerprint: Set(updated.fingerprint.clone()),
         updated_at: Set(now),
         edited_at: Set(Some(now)),
+        spam_probability: Set(updated.spam_probability),
         ..Default::default()
     })
     .exec(&*tx)

@@ -20,6 +20,7 @@ pub mod retry;
 pub mod schema;
 pub mod settings;
 pub mod singleton;
+pub mod spam;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::{

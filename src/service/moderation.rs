@@ -142,6 +142,10 @@ pub struct AutoModeration {
     #[schema(minimum = 0, maximum = 1)]
     pub score: f64,
     pub reasons: Vec<String>,
+    /// The learned spam model's probability when the text was last scored; `null`
+    /// while the model had too few examples (`spam_min_examples` of each kind).
+    #[schema(required = true, minimum = 0, maximum = 1)]
+    pub spam_probability: Option<f64>,
 }
 
 /// How many of the author's comments ended in each status.
@@ -218,6 +222,7 @@ pub async fn items(
                 auto_moderation: AutoModeration {
                     score: c.auto_score,
                     reasons: serde_json::from_str(&c.auto_reasons).unwrap_or_default(),
+                    spam_probability: c.spam_probability,
                 },
                 author_history,
                 comment: view(c, Some(caller), true),
@@ -484,6 +489,8 @@ async fn decide_once(
         },
     )
     .await?;
+    // After the comment row, before the counters: see `spam`'s lock order.
+    super::spam::learn(&*tx, &updated, status_of(&updated)).await?;
     // The counters first (in the global lock order), then the item reads them back.
     counters::flush(&*tx).await?;
     let item = items(&*tx, moderator, vec![updated]).await?.pop();

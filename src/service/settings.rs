@@ -37,6 +37,8 @@ struct Inner {
     cached: RwLock<Option<Cached>>,
     /// Bumped by `invalidate`; a read that began before cannot store what it read.
     generation: AtomicU64,
+    /// The learned spam model, scored in the same pipeline (`service::spam`).
+    spam: super::spam::SpamCache,
 }
 
 /// The stored document, its compiled form, and when the read that found it began
@@ -48,6 +50,11 @@ struct Cached {
 }
 
 impl PolicyCache {
+    /// This instance's copy of the learned spam model.
+    pub fn spam(&self) -> &super::spam::SpamCache {
+        &self.inner.spam
+    }
+
     fn read(&self) -> RwLockReadGuard<'_, Option<Cached>> {
         self.inner.cached.read().unwrap_or_else(|e| e.into_inner())
     }

@@ -714,6 +714,7 @@ fn count_a_comment(db: &Db, id: &str, fail: bool) -> JoinHandle<Result<(), ApiEr
                     created_at: now,
                     updated_at: now,
                     edited_at: None,
+                    spam_probability: None,
                 };
                 let active: tally::entity::comment::ActiveModel = model.clone().into();
                 sea_orm::EntityTrait::insert(active)

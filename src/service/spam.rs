@@ -1,0 +1,519 @@
+//! The learned spam model: naive Bayes counts (`spam_tokens`, one row of totals in
+//! `spam_model`) that every moderator decision updates in its own transaction, and
+//! what each decided comment taught (`spam_lessons`), so that a later decision on the
+//! same comment first takes back what the earlier one taught.
+//!
+//! Lock order: a decision locks its comment row, then the totals row (`spam_model`,
+//! `SELECT … FOR UPDATE` on PostgreSQL) before any token row, then the counters
+//! (`counters::flush`). Every writer of token rows holds the totals row first, so two
+//! decisions never wait for each other's token rows in opposite orders; token rows
+//! are also written in sorted order.
+//!
+//! Bounds: one text teaches or is scored on at most
+//! [`MAX_TOKENS_PER_TEXT`](crate::domain::MAX_TOKENS_PER_TEXT) distinct tokens, and the
+//! vocabulary is capped at [`MAX_VOCABULARY`] tokens: once it grows past that (checked
+//! every [`PRUNE_EVERY`] changes), the rarest tokens are dropped until it holds 90 % of
+//! the cap. A pruned token later taken back by a decision is simply absent.
+//!
+//! Scoring reads nothing per comment: each instance keeps the model in memory
+//! ([`SpamCache`]) and checks the totals row's version at most once a second
+//! (at once after a change made through it), reloading the tokens only when the version
+//! moved and the model has enough examples to score.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, RwLock,
+    },
+    time::{Duration, Instant},
+};
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    sea_query::{Expr, ExprTrait, OnConflict},
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
+use serde::Serialize;
+
+use super::db::Db;
+use crate::{
+    domain::{tokenize, ModerationStatus, SpamCounts, SpamLabel},
+    entity::{comment, spam_lesson, spam_model, spam_token},
+    error::ApiError,
+};
+
+/// The most tokens the model keeps (about 50 000 × ~40 bytes in each instance's memory).
+pub const MAX_VOCABULARY: usize = 50_000;
+/// How often (in model changes) the vocabulary size is checked against the cap.
+pub const PRUNE_EVERY: i64 = 64;
+/// How long an instance scores with its cached model before checking the version.
+pub const MODEL_FRESH_FOR: Duration = Duration::from_secs(1);
+const MODEL_ID: i32 = 1;
+/// Token rows per multi-row statement.
+const CHUNK: usize = 300;
+
+/// `GET /moderation/model`: how many comments the model learned from, by kind.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct ModelSummary {
+    pub examples: Examples,
+    /// When the model last changed (`null`: never).
+    #[schema(required = true)]
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Examples {
+    pub spam: i64,
+    pub ham: i64,
+}
+
+/// What a comment's new status teaches: approved → ham, spam → spam, rejected → nothing
+/// (takes back an earlier lesson); `None` for statuses that are no decision.
+fn lesson_of(status: ModerationStatus) -> Option<Option<SpamLabel>> {
+    match status {
+        ModerationStatus::Approved => Some(Some(SpamLabel::Ham)),
+        ModerationStatus::Spam => Some(Some(SpamLabel::Spam)),
+        ModerationStatus::Rejected => Some(None),
+        ModerationStatus::Pending | ModerationStatus::Deleted => None,
+    }
+}
+
+async fn totals_for_update(conn: &impl ConnectionTrait) -> Result<spam_model::Model, ApiError> {
+    spam_model::Entity::find_by_id(MODEL_ID)
+        .lock_exclusive()
+        .one(conn)
+        .await?
+        .ok_or_else(|| ApiError::Internal("spam model row missing".into()))
+}
+
+/// Teaches the model what a moderator's decision moving `c` to `to` says, replacing
+/// what an earlier decision on it taught. Call inside the decision's transaction,
+/// after the comment row is locked.
+pub async fn learn(
+    conn: &impl ConnectionTrait,
+    c: &comment::Model,
+    to: ModerationStatus,
+) -> Result<(), ApiError> {
+    let Some(label) = lesson_of(to) else {
+        return Ok(());
+    };
+    let old = spam_lesson::Entity::find_by_id(c.id.as_str())
+        .one(conn)
+        .await?;
+    let new_tokens = label.map(|_| tokenize(&c.body));
+    let old_lesson = match &old {
+        Some(o) => Some((
+            SpamLabel::parse(&o.label)
+                .ok_or_else(|| ApiError::Internal("bad spam lesson label".into()))?,
+            serde_json::from_str::<BTreeMap<String, i64>>(&o.tokens)
+                .map_err(|e| ApiError::Internal(format!("bad spam lesson: {e}")))?,
+        )),
+        None => None,
+    };
+    let new_lesson = label.zip(new_tokens);
+    if old_lesson == new_lesson {
+        return Ok(());
+    }
+    let totals = totals_for_update(conn).await?;
+    let mut delta = Delta::default();
+    if let Some((l, t)) = &old_lesson {
+        delta.add(*l, t, -1);
+    }
+    if let Some((l, t)) = &new_lesson {
+        delta.add(*l, t, 1);
+    }
+    apply_tokens(conn, &delta.tokens).await?;
+    match (&old, &new_lesson) {
+        (Some(_), None) => {
+            spam_lesson::Entity::delete_by_id(c.id.as_str())
+                .exec(conn)
+                .await?;
+        }
+        (_, Some((l, t))) => {
+            let row = spam_lesson::ActiveModel {
+                comment_id: Set(c.id.clone()),
+                label: Set(l.as_str().to_owned()),
+                tokens: Set(serde_json::to_string(t).unwrap_or_else(|_| "{}".into())),
+                created_at: Set(super::now()),
+            };
+            spam_lesson::Entity::insert(row)
+                .on_conflict(
+                    OnConflict::column(spam_lesson::Column::CommentId)
+                        .update_columns([
+                            spam_lesson::Column::Label,
+                            spam_lesson::Column::Tokens,
+                            spam_lesson::Column::CreatedAt,
+                        ])
+                        .to_owned(),
+                )
+                .exec_without_returning(conn)
+                .await?;
+        }
+        (None, None) => {}
+    }
+    let version = totals.version + 1;
+    spam_model::Entity::update_many()
+        .col_expr(
+            spam_model::Column::SpamDocs,
+            Expr::col(spam_model::Column::SpamDocs).add(delta.spam_docs),
+        )
+        .col_expr(
+            spam_model::Column::HamDocs,
+            Expr::col(spam_model::Column::HamDocs).add(delta.ham_docs),
+        )
+        .col_expr(
+            spam_model::Column::SpamWords,
+            Expr::col(spam_model::Column::SpamWords).add(delta.spam_words),
+        )
+        .col_expr(
+            spam_model::Column::HamWords,
+            Expr::col(spam_model::Column::HamWords).add(delta.ham_words),
+        )
+        .col_expr(spam_model::Column::Version, Expr::value(version))
+        .col_expr(spam_model::Column::UpdatedAt, Expr::value(super::now()))
+        .filter(spam_model::Column::Id.eq(MODEL_ID))
+        .exec(conn)
+        .await?;
+    if version % PRUNE_EVERY == 0 {
+        prune(conn).await?;
+    }
+    Ok(())
+}
+
+/// The changes one decision makes: per token (spam, ham), and per class.
+#[derive(Default)]
+struct Delta {
+    tokens: BTreeMap<String, (i64, i64)>,
+    spam_docs: i64,
+    ham_docs: i64,
+    spam_words: i64,
+    ham_words: i64,
+}
+
+impl Delta {
+    fn add(&mut self, label: SpamLabel, tokens: &BTreeMap<String, i64>, sign: i64) {
+        let words: i64 = tokens.values().sum::<i64>() * sign;
+        match label {
+            SpamLabel::Spam => {
+                self.spam_docs += sign;
+                self.spam_words += words;
+            }
+            SpamLabel::Ham => {
+                self.ham_docs += sign;
+                self.ham_words += words;
+            }
+        }
+        for (t, n) in tokens {
+            let e = self.tokens.entry(t.clone()).or_default();
+            match label {
+                SpamLabel::Spam => e.0 += n * sign,
+                SpamLabel::Ham => e.1 += n * sign,
+            }
+        }
+    }
+}
+
+/// Adds the (sorted) per-token changes, then drops the rows left empty.
+async fn apply_tokens(
+    conn: &impl ConnectionTrait,
+    tokens: &BTreeMap<String, (i64, i64)>,
+) -> Result<(), ApiError> {
+    let changed: Vec<(&String, &(i64, i64))> = tokens
+        .iter()
+        .filter(|(_, (s, h))| *s != 0 || *h != 0)
+        .collect();
+    for chunk in changed.chunks(CHUNK) {
+        let rows = chunk.iter().map(|(t, (s, h))| spam_token::ActiveModel {
+            token: Set((*t).clone()),
+            spam: Set(*s),
+            ham: Set(*h),
+        });
+        spam_token::Entity::insert_many(rows)
+            .on_conflict(
+                OnConflict::column(spam_token::Column::Token)
+                    .values([
+                        (
+                            spam_token::Column::Spam,
+                            Expr::cust("spam_tokens.spam + excluded.spam"),
+                        ),
+                        (
+                            spam_token::Column::Ham,
+                            Expr::cust("spam_tokens.ham + excluded.ham"),
+                        ),
+                    ])
+                    .to_owned(),
+            )
+            .exec_without_returning(conn)
+            .await?;
+        let lowered: Vec<&str> = chunk
+            .iter()
+            .filter(|(_, (s, h))| *s < 0 || *h < 0)
+            .map(|(t, _)| t.as_str())
+            .collect();
+        if !lowered.is_empty() {
+            spam_token::Entity::delete_many()
+                .filter(spam_token::Column::Token.is_in(lowered))
+                .filter(spam_token::Column::Spam.lte(0))
+                .filter(spam_token::Column::Ham.lte(0))
+                .exec(conn)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+async fn count_sums(
+    conn: &impl ConnectionTrait,
+    max_total: Option<i64>,
+) -> Result<(i64, i64, i64), ApiError> {
+    let mut q = spam_token::Entity::find()
+        .select_only()
+        .column_as(Expr::cust("CAST(COUNT(*) AS BIGINT)"), "n")
+        .column_as(Expr::cust("CAST(COALESCE(SUM(spam), 0) AS BIGINT)"), "s")
+        .column_as(Expr::cust("CAST(COALESCE(SUM(ham), 0) AS BIGINT)"), "h");
+    if let Some(k) = max_total {
+        q = q.filter(Expr::cust(format!("spam + ham <= {k}")));
+    }
+    Ok(q.into_tuple::<(i64, i64, i64)>()
+        .one(conn)
+        .await?
+        .unwrap_or_default())
+}
+
+/// Drops the rarest tokens while the vocabulary is over [`MAX_VOCABULARY`], keeping the
+/// per-class word totals equal to the kept tokens' sums. The caller holds the totals row.
+async fn prune(conn: &impl ConnectionTrait) -> Result<(), ApiError> {
+    let (mut size, _, _) = count_sums(conn, None).await?;
+    let target = (MAX_VOCABULARY * 9 / 10) as i64;
+    if size <= MAX_VOCABULARY as i64 {
+        return Ok(());
+    }
+    let mut k = 1;
+    while size > target {
+        let (n, s, h) = count_sums(conn, Some(k)).await?;
+        spam_token::Entity::delete_many()
+            .filter(Expr::cust(format!("spam + ham <= {k}")))
+            .exec(conn)
+            .await?;
+        spam_model::Entity::update_many()
+            .col_expr(
+                spam_model::Column::SpamWords,
+                Expr::col(spam_model::Column::SpamWords).sub(s),
+            )
+            .col_expr(
+                spam_model::Column::HamWords,
+                Expr::col(spam_model::Column::HamWords).sub(h),
+            )
+            .filter(spam_model::Column::Id.eq(MODEL_ID))
+            .exec(conn)
+            .await?;
+        size -= n;
+        k += 1;
+    }
+    tracing::info!(vocabulary = size, "spam model vocabulary pruned");
+    Ok(())
+}
+
+/// The model's example counts and last change.
+pub async fn summary(conn: &impl ConnectionTrait) -> Result<ModelSummary, ApiError> {
+    let m = spam_model::Entity::find_by_id(MODEL_ID)
+        .one(conn)
+        .await?
+        .ok_or_else(|| ApiError::Internal("spam model row missing".into()))?;
+    Ok(ModelSummary {
+        examples: Examples {
+            spam: m.spam_docs,
+            ham: m.ham_docs,
+        },
+        updated_at: m.updated_at,
+    })
+}
+
+/// `POST /admin/model/rebuild`: recounts the model from the stored lessons (what the
+/// last decision on each comment taught), in one transaction, then applies the cap.
+pub async fn rebuild(db: &Db) -> Result<ModelSummary, ApiError> {
+    let tx = db.begin_write().await?;
+    totals_for_update(&*tx).await?;
+    let mut tokens: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    let mut delta = Delta::default();
+    let mut after: Option<String> = None;
+    loop {
+        let mut q = spam_lesson::Entity::find()
+            .order_by_asc(spam_lesson::Column::CommentId)
+            .limit(1000);
+        if let Some(a) = &after {
+            q = q.filter(spam_lesson::Column::CommentId.gt(a.as_str()));
+        }
+        let page = q.all(&*tx).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.comment_id.clone());
+        for l in page {
+            let (Some(label), Ok(t)) = (
+                SpamLabel::parse(&l.label),
+                serde_json::from_str::<BTreeMap<String, i64>>(&l.tokens),
+            ) else {
+                return Err(ApiError::Internal("bad spam lesson".into()));
+            };
+            delta.add(label, &t, 1);
+        }
+        for (t, (s, h)) in std::mem::take(&mut delta.tokens) {
+            let e = tokens.entry(t).or_default();
+            e.0 += s;
+            e.1 += h;
+        }
+    }
+    spam_token::Entity::delete_many().exec(&*tx).await?;
+    let rows: Vec<(&String, &(i64, i64))> = tokens.iter().collect();
+    for chunk in rows.chunks(CHUNK) {
+        spam_token::Entity::insert_many(chunk.iter().map(|(t, (s, h))| spam_token::ActiveModel {
+            token: Set((*t).clone()),
+            spam: Set(*s),
+            ham: Set(*h),
+        }))
+        .exec_without_returning(&*tx)
+        .await?;
+    }
+    spam_model::Entity::update_many()
+        .col_expr(spam_model::Column::SpamDocs, Expr::value(delta.spam_docs))
+        .col_expr(spam_model::Column::HamDocs, Expr::value(delta.ham_docs))
+        .col_expr(spam_model::Column::SpamWords, Expr::value(delta.spam_words))
+        .col_expr(spam_model::Column::HamWords, Expr::value(delta.ham_words))
+        .col_expr(
+            spam_model::Column::Version,
+            Expr::col(spam_model::Column::Version).add(1),
+        )
+        .col_expr(spam_model::Column::UpdatedAt, Expr::value(super::now()))
+        .filter(spam_model::Column::Id.eq(MODEL_ID))
+        .exec(&*tx)
+        .await?;
+    prune(&*tx).await?;
+    let s = summary(&*tx).await?;
+    tx.commit().await?;
+    Ok(s)
+}
+
+/// The model's full counts (tokens in sorted order), for tests and the evaluation.
+pub async fn load(conn: &impl ConnectionTrait) -> Result<SpamCounts, ApiError> {
+    let m = spam_model::Entity::find_by_id(MODEL_ID)
+        .one(conn)
+        .await?
+        .ok_or_else(|| ApiError::Internal("spam model row missing".into()))?;
+    let rows: Vec<(String, i64, i64)> = spam_token::Entity::find()
+        .select_only()
+        .column(spam_token::Column::Token)
+        .column(spam_token::Column::Spam)
+        .column(spam_token::Column::Ham)
+        .into_tuple()
+        .all(conn)
+        .await?;
+    Ok(SpamCounts {
+        spam_docs: m.spam_docs,
+        ham_docs: m.ham_docs,
+        spam_words: m.spam_words,
+        ham_words: m.ham_words,
+        tokens: rows
+            .into_iter()
+            .map(|(t, s, h)| (t, (s, h)))
+            .collect::<HashMap<_, _>>(),
+    })
+}
+
+/// Each instance's copy of the model (cloning shares it).
+#[derive(Default, Clone)]
+pub struct SpamCache {
+    inner: Arc<CacheInner>,
+}
+
+#[derive(Default)]
+struct CacheInner {
+    cached: RwLock<Option<Cached>>,
+    generation: AtomicU64,
+}
+
+struct Cached {
+    version: i64,
+    /// `None` when the model had too few examples to be worth loading.
+    counts: Arc<SpamCounts>,
+    complete: bool,
+    read_at: Option<Instant>,
+}
+
+impl SpamCache {
+    /// The spam probability of `text`, or `None` while the model has fewer than
+    /// `min_examples` examples of either kind.
+    pub async fn probability(
+        &self,
+        conn: &impl ConnectionTrait,
+        text: &str,
+        min_examples: u32,
+    ) -> Result<Option<f64>, ApiError> {
+        let counts = self.get(conn, min_examples).await?;
+        Ok(counts.probability(&tokenize(text), min_examples))
+    }
+
+    async fn get(
+        &self,
+        conn: &impl ConnectionTrait,
+        min_examples: u32,
+    ) -> Result<Arc<SpamCounts>, ApiError> {
+        let min = i64::from(min_examples);
+        let usable = |c: &Cached| c.complete || c.counts.spam_docs < min || c.counts.ham_docs < min;
+        if let Some(c) = &*self.inner.cached.read().unwrap_or_else(|e| e.into_inner()) {
+            if c.read_at.is_some_and(|t| t.elapsed() < MODEL_FRESH_FOR) && usable(c) {
+                return Ok(c.counts.clone());
+            }
+        }
+        let generation = self.inner.generation.load(Ordering::SeqCst);
+        let read_at = Instant::now();
+        let m = spam_model::Entity::find_by_id(MODEL_ID)
+            .one(conn)
+            .await?
+            .ok_or_else(|| ApiError::Internal("spam model row missing".into()))?;
+        let known = match &*self.inner.cached.read().unwrap_or_else(|e| e.into_inner()) {
+            Some(c) if c.version == m.version && c.complete => Some(c.counts.clone()),
+            _ => None,
+        };
+        let (counts, complete) = match known {
+            Some(c) => (c, true),
+            None if m.spam_docs < min || m.ham_docs < min => (
+                Arc::new(SpamCounts {
+                    spam_docs: m.spam_docs,
+                    ham_docs: m.ham_docs,
+                    spam_words: m.spam_words,
+                    ham_words: m.ham_words,
+                    tokens: HashMap::new(),
+                }),
+                false,
+            ),
+            None => {
+                let c = load(conn).await?;
+                if c.spam_docs != m.spam_docs || c.ham_docs != m.ham_docs {
+                    // Changed between the two reads: use it, but read again next time.
+                    return Ok(Arc::new(c));
+                }
+                (Arc::new(c), true)
+            }
+        };
+        let mut cached = self.inner.cached.write().unwrap_or_else(|e| e.into_inner());
+        if self.inner.generation.load(Ordering::SeqCst) == generation {
+            *cached = Some(Cached {
+                version: m.version,
+                counts: counts.clone(),
+                complete,
+                read_at: Some(read_at),
+            });
+        }
+        Ok(counts)
+    }
+
+    /// Call after committing a change of the model through this instance.
+    pub fn invalidate(&self) {
+        let mut cached = self.inner.cached.write().unwrap_or_else(|e| e.into_inner());
+        self.inner.generation.fetch_add(1, Ordering::SeqCst);
+        if let Some(c) = cached.as_mut() {
+            c.read_at = None;
+        }
+    }
+}

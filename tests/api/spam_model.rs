@@ -1,0 +1,290 @@
+//! The learned spam model: learning from decisions and taking it back, the minimum
+//! number of examples, the threshold, the summary and the rebuild.
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tally::{domain::ModerationMode, service::spam};
+
+use crate::helpers::{assert_problem, error_fields, spawn_app, TestApp};
+
+const SPAM: &str = "Cheap pills and casino bonus at https://pills.example/buy now";
+const HAM: &str = "Thanks for the careful article, the second chart helped me";
+
+/// Posts `body` and has moderator `mod-1` decide `action` on it; returns the comment id.
+async fn taught(app: &TestApp, n: usize, body: &str, action: &str) -> String {
+    let c = app
+        .comment("a-1", &format!("u-{n}"), &format!("{body} {n}"), None)
+        .await;
+    let id = c["id"].as_str().unwrap().to_owned();
+    decide(app, &id, action).await;
+    id
+}
+
+async fn decide(app: &TestApp, id: &str, action: &str) {
+    let res = app.decide("mod-1", id, &json!({"action": action})).await;
+    assert_eq!(res.status(), StatusCode::OK, "decision {action}");
+}
+
+async fn examples(app: &TestApp) -> Value {
+    app.moderator_get("/api/v1/moderation/model").await["examples"].clone()
+}
+
+async fn token_count(app: &TestApp, token: &str, class: &str) -> i64 {
+    app.scalar(&format!(
+        "SELECT COALESCE(SUM({class}), 0) FROM spam_tokens WHERE token = '{token}'"
+    ))
+    .await
+}
+
+/// The queue item of a comment held in the pending queue.
+async fn pending_item(app: &TestApp, id: &str) -> Value {
+    let page = app
+        .moderator_get("/api/v1/moderation/queue?queue=pending&limit=100")
+        .await;
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["comment"]["id"] == id)
+        .cloned()
+        .unwrap_or_else(|| panic!("{id} not pending in {page}"))
+}
+
+#[tokio::test]
+async fn a_later_decision_replaces_what_the_earlier_one_taught() {
+    let app = spawn_app().await;
+    assert_eq!(examples(&app).await, json!({"spam": 0, "ham": 0}));
+    let fresh = app.moderator_get("/api/v1/moderation/model").await;
+    assert_eq!(fresh["updated_at"], Value::Null);
+
+    let id = taught(&app, 1, SPAM, "approve").await;
+    assert_eq!(examples(&app).await, json!({"spam": 0, "ham": 1}));
+    assert_eq!(token_count(&app, "casino", "ham").await, 1);
+    assert_eq!(token_count(&app, "domain:pills.example", "ham").await, 1);
+
+    decide(&app, &id, "spam").await;
+    assert_eq!(examples(&app).await, json!({"spam": 1, "ham": 0}));
+    assert_eq!(token_count(&app, "casino", "ham").await, 0);
+    assert_eq!(token_count(&app, "casino", "spam").await, 1);
+    let model = app.moderator_get("/api/v1/moderation/model").await;
+    assert!(model["updated_at"].is_string(), "{model}");
+
+    decide(&app, &id, "spam").await;
+    assert_eq!(
+        examples(&app).await,
+        json!({"spam": 1, "ham": 0}),
+        "the same decision twice teaches once"
+    );
+
+    decide(&app, &id, "reject").await;
+    assert_eq!(examples(&app).await, json!({"spam": 0, "ham": 0}));
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM spam_tokens").await,
+        0,
+        "nothing left once every lesson is taken back"
+    );
+    let totals = spam::load(&app.db).await.unwrap();
+    assert_eq!((totals.spam_words, totals.ham_words), (0, 0));
+}
+
+#[tokio::test]
+async fn the_probability_is_null_until_enough_examples_of_each_kind() {
+    let app = spawn_app().await;
+    app.set_policy(|p| {
+        p.moderation_mode = ModerationMode::Pre;
+        p.spam_min_examples = 2;
+    })
+    .await;
+    taught(&app, 1, SPAM, "spam").await;
+    taught(&app, 2, SPAM, "spam").await;
+    taught(&app, 3, HAM, "approve").await;
+
+    let early = app.comment("a-1", "u-9", "Cheap casino pills", None).await;
+    let item = pending_item(&app, early["id"].as_str().unwrap()).await;
+    assert_eq!(item["auto_moderation"]["spam_probability"], Value::Null);
+
+    taught(&app, 4, HAM, "approve").await;
+    let later = app.comment("a-1", "u-9", "Cheap casino pills", None).await;
+    let item = pending_item(&app, later["id"].as_str().unwrap()).await;
+    let p = item["auto_moderation"]["spam_probability"]
+        .as_f64()
+        .unwrap();
+    assert!(p > 0.5, "spammy words score as spam: {item}");
+}
+
+#[tokio::test]
+async fn at_the_threshold_a_comment_waits_with_the_model_as_its_reason() {
+    let app = spawn_app().await;
+    app.set_policy(|p| {
+        p.spam_min_examples = 3;
+        p.spam_threshold = 0.9;
+        p.max_links = 10;
+    })
+    .await;
+    for n in 0..3 {
+        taught(&app, n, SPAM, "spam").await;
+        taught(&app, 10 + n, HAM, "approve").await;
+    }
+
+    let ok = app.comment("a-1", "u-20", HAM, None).await;
+    let held = app.comment("a-1", "u-21", SPAM, None).await;
+
+    assert_eq!(ok["status"], "approved", "{ok}");
+    assert_eq!(held["status"], "pending", "{held}");
+    let item = pending_item(&app, held["id"].as_str().unwrap()).await;
+    let p = item["auto_moderation"]["spam_probability"]
+        .as_f64()
+        .unwrap();
+    assert!(p >= 0.9, "{item}");
+    let reasons = item["auto_moderation"]["reasons"].as_array().unwrap();
+    assert_eq!(reasons, &vec![json!(format!("spam_model:{p:.2}"))]);
+    let log = app.log_of(held["id"].as_str().unwrap()).await;
+    assert_eq!(log[0]["reason"], format!("spam_model:{p:.2}"));
+
+    // A stricter threshold than any probability lets it through.
+    app.set_policy(|p| {
+        p.spam_min_examples = 3;
+        p.spam_threshold = 1.0;
+        p.max_links = 10;
+    })
+    .await;
+    let edited = app
+        .patch(
+            &format!("/api/v1/comments/{}", ok["id"].as_str().unwrap()),
+            Some(&app.reader("u-20")),
+            &json!({"body": format!("{HAM} indeed")}),
+        )
+        .await;
+    assert_eq!(edited.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_rebuild_equals_what_the_decisions_taught_one_by_one() {
+    let app = spawn_app().await;
+    let mut ids = vec![];
+    for n in 0..4 {
+        ids.push(taught(&app, n, SPAM, "spam").await);
+        ids.push(taught(&app, 10 + n, HAM, "approve").await);
+    }
+    decide(&app, &ids[0], "approve").await;
+    decide(&app, &ids[1], "reject").await;
+    let incremental = spam::load(&app.db).await.unwrap();
+    let summary = app.moderator_get("/api/v1/moderation/model").await;
+
+    let res = app
+        .post(
+            "/api/v1/admin/model/rebuild",
+            Some(&app.admin("admin-1")),
+            &json!({}),
+        )
+        .await;
+
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["examples"], summary["examples"]);
+    assert_eq!(body["examples"], json!({"spam": 3, "ham": 4}));
+    assert!(body["updated_at"].is_string());
+    assert_eq!(spam::load(&app.db).await.unwrap(), incremental);
+}
+
+#[tokio::test]
+async fn only_moderators_see_the_model_and_only_admins_rebuild_it() {
+    let app = spawn_app().await;
+    let res = app
+        .get("/api/v1/moderation/model", Some(&app.reader("u-1")))
+        .await;
+    assert_problem(res, 403, "forbidden").await;
+    let res = app.get("/api/v1/moderation/model", None).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let res = app
+        .post(
+            "/api/v1/admin/model/rebuild",
+            Some(&app.moderator("mod-1")),
+            &json!({}),
+        )
+        .await;
+    assert_problem(res, 403, "forbidden").await;
+}
+
+#[tokio::test]
+async fn spam_settings_out_of_range_are_422_naming_the_field() {
+    let app = spawn_app().await;
+    let admin = app.admin("admin-1");
+    let base = app.get("/api/v1/admin/settings", Some(&admin)).await;
+    let base: Value = base.json().await.unwrap();
+    assert_eq!(base["spam_threshold"], json!(0.9));
+    assert_eq!(base["spam_min_examples"], json!(20));
+    for (field, value) in [
+        ("spam_threshold", json!(0)),
+        ("spam_threshold", json!(1.01)),
+        ("spam_threshold", json!(-0.5)),
+        ("spam_min_examples", json!(0)),
+    ] {
+        let mut body = base.clone();
+        body[field] = value.clone();
+        let res = app.put("/api/v1/admin/settings", Some(&admin), &body).await;
+        let problem = assert_problem(res, 422, "validation_failed").await;
+        assert_eq!(error_fields(&problem), vec![field], "{field} = {value}");
+    }
+    let mut body = base.clone();
+    body["spam_threshold"] = json!(1);
+    body["spam_min_examples"] = json!(1);
+    let res = app.put("/api/v1/admin/settings", Some(&admin), &body).await;
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_vocabulary_is_pruned_to_its_cap_keeping_the_totals_equal_to_the_kept_tokens() {
+    let app = spawn_app().await;
+    let cap = spam::MAX_VOCABULARY as i64;
+    // A model just under a prune check, its vocabulary over the cap: rare tokens (seen
+    // once) and frequent ones (seen 5 times as ham).
+    let stmts = [
+        format!(
+            "INSERT INTO spam_tokens (token, spam, ham) \
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {}) \
+             SELECT 'rare' || CAST(i AS TEXT), 1, 0 FROM n",
+            cap
+        ),
+        "INSERT INTO spam_tokens (token, spam, ham) \
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000) \
+         SELECT 'kept' || CAST(i AS TEXT), 0, 5 FROM n"
+            .to_owned(),
+        format!(
+            "UPDATE spam_model SET spam_docs = 100, ham_docs = 100, spam_words = {cap}, \
+             ham_words = 5000, version = {}",
+            spam::PRUNE_EVERY - 1
+        ),
+    ];
+    for sql in stmts {
+        sea_orm::ConnectionTrait::execute_unprepared(&app.db, &sql)
+            .await
+            .unwrap();
+    }
+
+    let id = taught(&app, 1, "kept1 kept2", "approve").await;
+
+    let size = app.scalar("SELECT COUNT(*) FROM spam_tokens").await;
+    assert!(size <= cap * 9 / 10, "pruned to 90 % of the cap: {size}");
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM spam_tokens WHERE token LIKE 'rare%'")
+            .await,
+        0,
+        "the rarest go first"
+    );
+    assert_eq!(token_count(&app, "kept1", "ham").await, 6);
+    let m = spam::load(&app.db).await.unwrap();
+    let (s, h) = m
+        .tokens
+        .values()
+        .fold((0, 0), |(s, h), (ts, th)| (s + ts, h + th));
+    assert_eq!(
+        (m.spam_words, m.ham_words),
+        (s, h),
+        "totals follow the kept tokens"
+    );
+    assert_eq!(m.ham_docs, 101);
+    // Taking the lesson back after the prune still leaves consistent counts.
+    decide(&app, &id, "reject").await;
+    assert_eq!(token_count(&app, "kept1", "ham").await, 5);
+}
