@@ -39,6 +39,8 @@ pub struct AppState {
     /// Comment-list pages as anonymous readers get them, keyed by the database's write
     /// epoch (see `Db::write_epoch`), so any committed write retires them all.
     pub pages: Arc<AggregateCache<web::Bytes>>,
+    /// `GET /api/v1/ratings/top` answers, kept up to a minute.
+    pub top: Arc<crate::service::top::TopCache>,
 }
 
 /// The stop signals, registered with the OS as soon as this is built.
@@ -115,6 +117,7 @@ impl Application {
                 settings.page_cache_entries,
                 Duration::from_millis(settings.page_cache_ttl_ms),
             )),
+            top: Arc::default(),
             settings: Arc::new(settings),
         };
         let server = run(listener, state, keys.clone(), workers)?;

@@ -12,10 +12,10 @@ use super::openapi::{
 };
 use crate::{
     auth::{MaybeReader, Reader},
-    domain::{parse_limit, AuthorName, CommentBody, Cursor, Sort},
+    domain::{parse_limit, AuthorName, CommentBody, FieldError, Stars, ThreadCursor, ThreadSort},
     error::ApiError,
     service::{
-        comments::{self, Author, CommentView, ListQuery, NewComment, Page},
+        comments::{self, Author, CommentView, NewComment, Page, ThreadQuery},
         idempotency::Outcome,
     },
     startup::AppState,
@@ -61,13 +61,24 @@ pub struct EditBody {
     pub body: String,
 }
 
+/// The orders of comment and reply listings (`best`: Wilson lower bound of the votes,
+/// then newest first).
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)] // Documents `ThreadSort`'s subset the comment listings accept.
+pub enum CommentSort {
+    Newest,
+    Oldest,
+    Best,
+}
+
 /// `sort`, `limit` and `cursor` of a comment listing; a bad value is 400 naming it.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
-    /// `newest` or `oldest` first; default `newest` for an article's comments, `oldest`
-    /// for replies.
-    #[param(value_type = Option<Sort>)]
+    /// `newest`, `oldest` or `best` first; default `newest` for an article's comments,
+    /// `oldest` for replies.
+    #[param(value_type = Option<CommentSort>)]
     pub sort: Option<String>,
     /// Page size.
     #[param(minimum = 1, maximum = 100, default = 20)]
@@ -78,17 +89,72 @@ pub struct ListParams {
 }
 
 impl ListParams {
-    fn parse(self, default_sort: Sort) -> Result<ListQuery, ApiError> {
-        Ok(ListQuery {
-            sort: Sort::parse("sort", self.sort.as_deref(), default_sort).map_err(bad_query)?,
-            limit: parse_limit(self.limit).map_err(bad_query)?,
-            cursor: self
-                .cursor
-                .as_deref()
-                .map(Cursor::decode)
-                .transpose()
-                .map_err(bad_query)?,
-        })
+    fn parse(self, default_sort: ThreadSort) -> Result<ThreadQuery, ApiError> {
+        thread_query(
+            self.sort.as_deref(),
+            self.limit,
+            self.cursor.as_deref(),
+            default_sort,
+            false,
+        )
+    }
+}
+
+fn thread_query(
+    sort: Option<&str>,
+    limit: Option<i64>,
+    cursor: Option<&str>,
+    default_sort: ThreadSort,
+    reviews: bool,
+) -> Result<ThreadQuery, ApiError> {
+    let sort = ThreadSort::parse(sort, default_sort, reviews).map_err(bad_query)?;
+    Ok(ThreadQuery {
+        sort,
+        limit: parse_limit(limit).map_err(bad_query)?,
+        cursor: cursor
+            .map(|c| ThreadCursor::decode(c, sort))
+            .transpose()
+            .map_err(bad_query)?,
+    })
+}
+
+/// `sort`, `stars`, `limit` and `cursor` of the reviews listing.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ReviewParams {
+    /// `best` (default), `newest`, `oldest`, `highest` or `lowest` (by stars, then
+    /// newest first).
+    #[param(value_type = Option<ThreadSort>)]
+    pub sort: Option<String>,
+    /// Only reviews with this many stars.
+    #[param(minimum = 1, maximum = 5)]
+    pub stars: Option<i64>,
+    /// Page size.
+    #[param(minimum = 1, maximum = 100, default = 20)]
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page (opaque).
+    #[param(min_length = 1)]
+    pub cursor: Option<String>,
+}
+
+impl ReviewParams {
+    fn parse(self) -> Result<(ThreadQuery, Option<Stars>), ApiError> {
+        let stars = self
+            .stars
+            .map(|s| {
+                Stars::try_from(s)
+                    .map_err(|_| FieldError::new("stars", "must be a whole number from 1 to 5"))
+            })
+            .transpose()
+            .map_err(bad_query)?;
+        let q = thread_query(
+            self.sort.as_deref(),
+            self.limit,
+            self.cursor.as_deref(),
+            ThreadSort::Best,
+            true,
+        )?;
+        Ok((q, stars))
     }
 }
 
@@ -195,8 +261,9 @@ pub async fn create(
 
 /// `GET /api/v1/articles/{article_id}/comments`: top-level comments, newest first by default.
 ///
-/// Public: approved comments, plus the caller's own pending ones (`mine: true`). `total`
-/// counts the visible top-level comments.
+/// Public: approved comments of kind `comment` (reviews have their own listing), plus
+/// the caller's own pending ones (`mine: true`). `total` counts the visible top-level
+/// comments. `sort=best`: by the Wilson lower bound of the votes, then newest first.
 #[utoipa::path(
     get,
     path = "/api/v1/articles/{article_id}/comments",
@@ -219,7 +286,7 @@ pub async fn list(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let id = article_id(&path)?;
-    let query = || parse_query::<ListParams>(req.query_string())?.parse(Sort::Newest);
+    let query = || parse_query::<ListParams>(req.query_string())?.parse(ThreadSort::Newest);
     if user.is_some() {
         // `mine` and the caller's own pending comments: never shared.
         let page = comments::list_top_level(
@@ -244,6 +311,57 @@ pub async fn list(
         .await
     })
     .await
+}
+
+/// `GET /api/v1/articles/{article_id}/reviews`: reviews, best first by default.
+///
+/// Public, the same page shape as comments: approved reviews (plus the caller's own
+/// pending ones), each with its author's current `stars`. `total` counts the visible
+/// reviews that match `stars`. `highest` and `lowest` order by stars, then newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/articles/{article_id}/reviews",
+    tag = "comments",
+    operation_id = "list_reviews",
+    params(ArticlePath, ReviewParams),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of reviews.", body = Page<CommentView>),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    ),
+)]
+pub async fn reviews(
+    state: web::Data<AppState>,
+    MaybeReader(user): MaybeReader,
+    path: web::Path<String>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let id = article_id(&path)?;
+    let query = || parse_query::<ReviewParams>(req.query_string())?.parse();
+    let read = |user: Option<crate::auth::User>| {
+        let id = id.clone();
+        let state = state.clone();
+        async move {
+            let (q, stars) = query()?;
+            comments::list_reviews(
+                &state.db,
+                user.as_ref(),
+                &id,
+                state.settings.auto_create_articles,
+                q,
+                stars,
+            )
+            .await
+        }
+    };
+    if user.is_some() {
+        return Ok(HttpResponse::Ok().json(read(user).await?));
+    }
+    let key = page_key("reviews", id.as_str(), &req, state.db.write_epoch());
+    cached_page(&state, &req, key, read(None)).await
 }
 
 /// The cache key of an anonymous page: the write epoch read *before* the database is
@@ -307,7 +425,7 @@ pub async fn replies(
     path: web::Path<String>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let query = || parse_query::<ListParams>(req.query_string())?.parse(Sort::Oldest);
+    let query = || parse_query::<ListParams>(req.query_string())?.parse(ThreadSort::Oldest);
     if user.is_some() {
         let page = comments::list_replies(&state.db, user.as_ref(), &path, query()?).await?;
         return Ok(HttpResponse::Ok().json(page));

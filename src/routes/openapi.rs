@@ -21,7 +21,7 @@ use utoipa::{
 };
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
-use super::{admin, articles, comments, flags, health, moderation, ratings};
+use super::{admin, articles, comments, flags, health, moderation, ratings, votes};
 use crate::error::{ApiError, PROBLEM_JSON};
 
 /// Where the spec is served.
@@ -103,6 +103,10 @@ comment goes back to `pending` until a moderator decides."#;
         admin::get_settings,
         admin::put_settings,
         admin::put_article,
+        comments::reviews,
+        votes::put_vote,
+        votes::delete_vote,
+        votes::top,
     ),
     components(
         // Those named only by parameters (bodies and responses bring in their own).
@@ -110,6 +114,9 @@ comment goes back to `pending` until a moderator decides."#;
             crate::error::Problem,
             crate::error::ProblemField,
             crate::domain::Sort,
+            crate::domain::ThreadSort,
+            crate::domain::Vote,
+            comments::CommentSort,
             moderation::QueueName,
             ArticleIdSchema,
         ),

@@ -14,7 +14,10 @@ pub mod group_commit;
 pub mod idempotency;
 pub mod moderation;
 pub mod ratings;
+pub mod reviews;
 pub mod settings;
+pub mod top;
+pub mod votes;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::{

@@ -303,6 +303,7 @@ fn reader(id: &str) -> User {
         id: id.into(),
         name: format!("Name of {id}"),
         role: Role::Reader,
+        verified: false,
     }
 }
 
