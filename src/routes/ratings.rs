@@ -130,7 +130,7 @@ pub async fn put_mine(
         })?),
     };
     let idempotent = key.request(&req, Some(&user), &raw);
-    let outcome = ratings::put(
+    let outcome = ratings::put_with_review(
         &state.db,
         &state.policies,
         &user,

@@ -570,9 +570,23 @@ async fn apply_authors(
     conn: &impl ConnectionTrait,
     authors: &BTreeMap<String, [i64; 3]>,
 ) -> Result<(), DbErr> {
+    // A count that goes down (a status change deferred by `defer_change`) belongs to a
+    // row that exists: an UPDATE, since the INSERT's CHECK would see the bare delta.
+    for (id, deltas) in authors.iter().filter(|(_, n)| n.iter().any(|v| *v < 0)) {
+        let cols = [
+            author_count::Column::Approved,
+            author_count::Column::Rejected,
+            author_count::Column::Spam,
+        ];
+        let update = cols.into_iter().zip(deltas).filter(|(_, d)| **d != 0).fold(
+            author_count::Entity::update_many().filter(author_count::Column::AuthorId.eq(id)),
+            |u, (col, d)| u.col_expr(col, Expr::col(col).add(*d)),
+        );
+        update.exec(conn).await?;
+    }
     let rows: Vec<author_count::ActiveModel> = authors
         .iter()
-        .filter(|(_, n)| n.iter().any(|v| *v != 0))
+        .filter(|(_, n)| n.iter().any(|v| *v != 0) && n.iter().all(|v| *v >= 0))
         .map(
             |(id, [approved, rejected, spam])| author_count::ActiveModel {
                 author_id: Set(id.clone()),

@@ -137,8 +137,24 @@ fn rating_view(article_id: &ArticleId, r: rating::Model, a: Option<&article::Mod
 /// idempotency key, a request already done is replayed and nothing is written.
 /// Group-committed (`Db::write`): answered once the rating is durable, with the article's
 /// aggregate as it stood right after this rating (in commit order).
-#[allow(clippy::too_many_arguments)]
 pub async fn put(
+    db: &Db,
+    user: &User,
+    article_id: &ArticleId,
+    stars: Stars,
+    auto_create: bool,
+    idempotency: Option<&IdempotentRequest>,
+) -> Result<Outcome<(MyRating, bool)>, ApiError> {
+    // Leaving the review as it is never runs the rule pipeline: no policy needed.
+    let policies = PolicyCache::default();
+    let keep = ReviewChange::Keep;
+    put_with_review(db, &policies, user, article_id, stars, keep, auto_create, idempotency).await
+}
+
+/// [`put`] that also writes, rewrites or removes the rating's review (`review`), which
+/// the answer carries.
+#[allow(clippy::too_many_arguments)]
+pub async fn put_with_review(
     db: &Db,
     policies: &PolicyCache,
     user: &User,

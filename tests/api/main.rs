@@ -24,3 +24,4 @@ mod outage;
 mod page_cache;
 mod rate_limit;
 mod ratings;
+mod reviews;
