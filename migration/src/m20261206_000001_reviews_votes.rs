@@ -74,7 +74,7 @@ impl MigrationTrait for Migration {
         m.alter_table(
             Table::alter()
                 .table(Articles::Table)
-                .add_column(&mut counter(Articles::ReviewCount))
+                .add_column(counter(Articles::ReviewCount))
                 .to_owned(),
         )
         .await?;
@@ -145,7 +145,11 @@ impl MigrationTrait for Migration {
                         .string_len(64)
                         .not_null(),
                 )
-                .col(ColumnDef::new(CommentVotes::UserId).string_len(128).not_null())
+                .col(
+                    ColumnDef::new(CommentVotes::UserId)
+                        .string_len(128)
+                        .not_null(),
+                )
                 .col(
                     ColumnDef::new(CommentVotes::Vote)
                         .string_len(4)

@@ -101,7 +101,11 @@ pub enum ThreadSort {
 
 impl ThreadSort {
     /// `reviews`: whether `highest` and `lowest` are allowed.
-    pub fn parse(raw: Option<&str>, default: ThreadSort, reviews: bool) -> Result<Self, FieldError> {
+    pub fn parse(
+        raw: Option<&str>,
+        default: ThreadSort,
+        reviews: bool,
+    ) -> Result<Self, FieldError> {
         match raw {
             None => Ok(default),
             Some("newest") => Ok(ThreadSort::Newest),
@@ -366,8 +370,10 @@ mod tests {
         assert_eq!(prior.score(1, 5).unwrap().rounded(), 4.17);
         // Three 5s: (20 + 15) / 8 = 4.375 → 4.38 (half-up).
         assert_eq!(prior.score(3, 15).unwrap().rounded(), 4.38);
-        // Two 1s: (20 + 2) / 7 = 3.142857… → 3.14.
-        assert_eq!(prior.score(2, 2).unwrap().rounded(), 3.14);
+        // Three 1s: (20 + 3) / 8 = 2.875 → 2.88 (half-up).
+        assert_eq!(prior.score(3, 3).unwrap().rounded(), 2.88);
+        // Two 1s: (20 + 2) / 7 = 3.1428… → 3.14 (down).
+        assert_eq!(prior.score(2, 2).unwrap().rounded() * 100.0, 314.0);
         assert!(prior.score(3, 15).unwrap() > prior.score(1, 5).unwrap());
         assert_eq!(prior.score(0, 0), None);
         // C = 0: the plain mean.

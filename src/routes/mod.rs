@@ -149,7 +149,8 @@ fn api_scope() -> actix_web::Scope {
         .service(api("/api/v1/ratings").route(on(Method::GET).to(ratings::batch)))
         .service(api("/api/v1/ratings/top").route(on(Method::GET).to(votes::top)))
         .service(
-            api("/api/v1/articles/{article_id}/reviews").route(on(Method::GET).to(comments::reviews)),
+            api("/api/v1/articles/{article_id}/reviews")
+                .route(on(Method::GET).to(comments::reviews)),
         )
         .service(
             api("/api/v1/articles/{article_id}/ratings/me")

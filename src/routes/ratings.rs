@@ -125,9 +125,10 @@ pub async fn put_mine(
     let review = match body.review {
         None => ReviewChange::Keep,
         Some(None) => ReviewChange::Remove,
-        Some(Some(text)) => ReviewChange::Write(CommentBody::parse(&text).map_err(|e| {
-            ApiError::Validation(vec![FieldError::new("review", e.message)])
-        })?),
+        Some(Some(text)) => ReviewChange::Write(
+            CommentBody::parse(&text)
+                .map_err(|e| ApiError::Validation(vec![FieldError::new("review", e.message)]))?,
+        ),
     };
     let idempotent = key.request(&req, Some(&user), &raw);
     let outcome = ratings::put_with_review(

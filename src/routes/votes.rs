@@ -8,8 +8,8 @@ use validator::Validate;
 
 use super::extract::{bad_query, parse_query, replay, ApiJsonRaw, IdempotencyHeader};
 use super::openapi::{
-    BadRequest, CommentPath, Conflict, Forbidden, IdempotencyKeyHeader, NotFound,
-    PayloadTooLarge, RateLimited, Unauthorized, Unavailable, ValidationFailed,
+    BadRequest, CommentPath, Conflict, Forbidden, IdempotencyKeyHeader, NotFound, PayloadTooLarge,
+    RateLimited, Unauthorized, Unavailable, ValidationFailed,
 };
 use crate::{
     auth::Reader,
@@ -149,7 +149,12 @@ pub async fn top(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRes
         Some(n) if n >= 0 => n,
         Some(_) => return Err(bad_query(FieldError::new("min_count", "must be 0 or more"))),
     };
-    let weight = state.policies.get(&state.db.conn).await?.policy.rating_prior_weight;
+    let weight = state
+        .policies
+        .get(&state.db.conn)
+        .await?
+        .policy
+        .rating_prior_weight;
     let key = (limit, min_count, weight);
     let body = match state.top.get(key) {
         Some(body) => body,

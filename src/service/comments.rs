@@ -241,7 +241,11 @@ pub(super) struct Candidate<'a> {
 
 /// The author's other comments with the same fingerprint within the repeat window
 /// (not deleted), as a subquery for an EXISTS.
-pub(super) fn repeat_query(author_id: &str, fingerprint: &str, exclude_id: Option<&str>) -> SelectStatement {
+pub(super) fn repeat_query(
+    author_id: &str,
+    fingerprint: &str,
+    exclude_id: Option<&str>,
+) -> SelectStatement {
     let since = super::now() - Duration::hours(REPEAT_WINDOW_HOURS);
     let mut q = Query::select()
         .expr(Expr::val(1))
@@ -673,13 +677,11 @@ fn after_key(key: comment::Column, desc: bool, stars: bool, c: &KeyCursor) -> Co
     let (t, i) = (c.created_at, c.id.clone());
     Condition::any().add(beyond).add(
         Condition::all().add(key.eq(value)).add(
-            Condition::any()
-                .add(comment::Column::CreatedAt.lt(t))
-                .add(
-                    Condition::all()
-                        .add(comment::Column::CreatedAt.eq(t))
-                        .add(comment::Column::Id.lt(i)),
-                ),
+            Condition::any().add(comment::Column::CreatedAt.lt(t)).add(
+                Condition::all()
+                    .add(comment::Column::CreatedAt.eq(t))
+                    .add(comment::Column::Id.lt(i)),
+            ),
         ),
     )
 }

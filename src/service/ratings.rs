@@ -11,10 +11,11 @@ use sea_orm::{
 use serde::Serialize;
 
 use super::{
-    articles, counters,
+    articles,
+    comments::CommentView,
+    counters,
     counters::RatingAfter,
     db::{Db, Route},
-    comments::CommentView,
     idempotency::{self, IdempotentRequest, Outcome},
     reviews::{self, ReviewChange},
     settings::PolicyCache,
@@ -148,7 +149,17 @@ pub async fn put(
     // Leaving the review as it is never runs the rule pipeline: no policy needed.
     let policies = PolicyCache::default();
     let keep = ReviewChange::Keep;
-    put_with_review(db, &policies, user, article_id, stars, keep, auto_create, idempotency).await
+    put_with_review(
+        db,
+        &policies,
+        user,
+        article_id,
+        stars,
+        keep,
+        auto_create,
+        idempotency,
+    )
+    .await
 }
 
 /// [`put`] that also writes, rewrites or removes the rating's review (`review`), which

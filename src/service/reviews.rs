@@ -104,9 +104,10 @@ pub async fn find(
 ) -> Result<Option<CommentView>, ApiError> {
     let Some(id) = review_id else { return Ok(None) };
     let c = comment::Entity::find_by_id(id).one(conn).await?;
-    Ok(c
-        .filter(|c| status_of(c) != ModerationStatus::Deleted && comments::visible_to(c, Some(user)))
-        .map(|c| view(c, Some(user), false)))
+    Ok(c.filter(|c| {
+        status_of(c) != ModerationStatus::Deleted && comments::visible_to(c, Some(user))
+    })
+    .map(|c| view(c, Some(user), false)))
 }
 
 async fn follow_stars(

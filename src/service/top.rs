@@ -81,9 +81,7 @@ pub async fn top(
 ) -> Result<TopList, ApiError> {
     let prior = prior(conn, weight).await?;
     let floor = Ord::max(min_count, 1);
-    let rated = || {
-        article::Entity::find().filter(article::Column::RatingCount.gte(floor))
-    };
+    let rated = || article::Entity::find().filter(article::Column::RatingCount.gte(floor));
     // The most-rated articles first: a score the answer's last item reaches at least.
     let seed = rated()
         .order_by_desc(article::Column::RatingCount)
@@ -142,17 +140,20 @@ pub async fn top(
     })
 }
 
-/// Serialised answers by (limit, min_count, weight), each kept [`TOP_FRESH_FOR`].
+/// What an answer depends on: (limit, min_count, weight).
+pub type TopKey = (u64, i64, i64);
+
+/// Serialised answers by [`TopKey`], each kept [`TOP_FRESH_FOR`] from its read.
 #[derive(Default)]
 pub struct TopCache {
-    entries: RwLock<HashMap<(u64, i64, i64), (Instant, Bytes)>>,
+    entries: RwLock<HashMap<TopKey, (Instant, Bytes)>>,
 }
 
 /// More distinct questions than this and the cache starts over (`min_count` is open).
 const TOP_CACHE_ENTRIES: usize = 1024;
 
 impl TopCache {
-    pub fn get(&self, key: (u64, i64, i64)) -> Option<Bytes> {
+    pub fn get(&self, key: TopKey) -> Option<Bytes> {
         let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
         entries
             .get(&key)
@@ -161,7 +162,7 @@ impl TopCache {
     }
 
     /// Keeps `body`, read from the database at `read_at`.
-    pub fn put(&self, key: (u64, i64, i64), read_at: Instant, body: Bytes) {
+    pub fn put(&self, key: TopKey, read_at: Instant, body: Bytes) {
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
         if entries.len() >= TOP_CACHE_ENTRIES {
             entries.clear();

@@ -98,10 +98,16 @@ async fn a_review_is_written_edited_follows_the_stars_and_is_removed_through_the
     assert_eq!(ids(&reviews), vec![id.clone()]);
     assert_eq!(reviews["total"], 1);
     let comments = page(&app, &format!("/api/v1/articles/{A}/comments")).await;
-    assert_eq!(comments["total"], 0, "reviews are not in the comments listing");
+    assert_eq!(
+        comments["total"], 0,
+        "reviews are not in the comments listing"
+    );
     assert!(ids(&comments).is_empty());
     let s = summary(&app).await;
-    assert_eq!((s["comment_count"].clone(), s["review_count"].clone()), (json!(1), json!(1)));
+    assert_eq!(
+        (s["comment_count"].clone(), s["review_count"].clone()),
+        (json!(1), json!(1))
+    );
 
     // Edit the text.
     let body = review(&app, "u-1", 4, Some("Clearer now.")).await;
@@ -127,7 +133,10 @@ async fn a_review_is_written_edited_follows_the_stars_and_is_removed_through_the
     let reviews = page(&app, &format!("/api/v1/articles/{A}/reviews")).await;
     assert_eq!(reviews["total"], 0);
     let s = summary(&app).await;
-    assert_eq!((s["comment_count"].clone(), s["review_count"].clone()), (json!(0), json!(0)));
+    assert_eq!(
+        (s["comment_count"].clone(), s["review_count"].clone()),
+        (json!(0), json!(0))
+    );
     let res = app.get(&format!("/api/v1/comments/{id}"), None).await;
     assert_eq!(res.status(), StatusCode::NOT_FOUND, "the review is gone");
 
@@ -159,7 +168,10 @@ async fn deleting_a_rating_whose_review_has_replies_leaves_a_tombstone() {
     assert_eq!(reply["kind"], "comment");
     assert_eq!(reply["stars"], Value::Null);
     let s = summary(&app).await;
-    assert_eq!((s["comment_count"].clone(), s["review_count"].clone()), (json!(2), json!(1)));
+    assert_eq!(
+        (s["comment_count"].clone(), s["review_count"].clone()),
+        (json!(2), json!(1))
+    );
 
     let res = app.delete(&me(A), Some(&app.reader("u-1"))).await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
@@ -171,7 +183,10 @@ async fn deleting_a_rating_whose_review_has_replies_leaves_a_tombstone() {
     let replies = page(&app, &format!("/api/v1/comments/{id}/replies")).await;
     assert_eq!(replies["total"], 1);
     let s = summary(&app).await;
-    assert_eq!((s["comment_count"].clone(), s["review_count"].clone()), (json!(1), json!(1)));
+    assert_eq!(
+        (s["comment_count"].clone(), s["review_count"].clone()),
+        (json!(1), json!(1))
+    );
     app.assert_counters_match_recounts().await;
 }
 
@@ -182,9 +197,15 @@ async fn a_review_is_moderated_like_a_comment_and_its_stars_count_at_once() {
         .await;
     let body = review(&app, "u-1", 3, Some("Needs a look.")).await;
     assert_eq!(body["review"]["status"], "pending");
-    assert_eq!(body["rating"]["count"], 1, "the stars count whatever the status");
+    assert_eq!(
+        body["rating"]["count"], 1,
+        "the stars count whatever the status"
+    );
     let id = body["review"]["id"].as_str().unwrap().to_owned();
-    assert_eq!(page(&app, &format!("/api/v1/articles/{A}/reviews")).await["total"], 0);
+    assert_eq!(
+        page(&app, &format!("/api/v1/articles/{A}/reviews")).await["total"],
+        0
+    );
     // The author sees their own pending review.
     let own = app
         .get(
@@ -214,7 +235,8 @@ async fn a_review_is_moderated_like_a_comment_and_its_stars_count_at_once() {
     assert_eq!(summary(&app).await["review_count"], 1);
 
     // Banned words reject a review like a comment.
-    app.set_policy(|p| p.banned_words = vec!["scam".into()]).await;
+    app.set_policy(|p| p.banned_words = vec!["scam".into()])
+        .await;
     let body = review(&app, "u-2", 1, Some("A scam")).await;
     assert_eq!(body["review"]["status"], "rejected");
     assert_eq!(body["rating"]["count"], 2);
@@ -230,7 +252,10 @@ async fn bad_reviews_are_refused_naming_the_field_and_change_nothing() {
         (json!({"stars": 4, "review": ""}), "empty"),
         (json!({"stars": 4, "review": "   "}), "blank"),
         (json!({"stars": 4, "review": long}), "too long"),
-        (json!({"stars": 4, "review": "bad\u{0007}bell"}), "control character"),
+        (
+            json!({"stars": 4, "review": "bad\u{0007}bell"}),
+            "control character",
+        ),
     ] {
         let res = app.put(&me(A), Some(&token), &body).await;
         let problem = assert_problem(res, 422, "validation_failed").await;
@@ -264,7 +289,13 @@ async fn reviews_sort_by_stars_filter_by_stars_and_page_by_cursor() {
     let app = spawn_app().await;
     let mut made = vec![];
     for (user, stars) in [("u-1", 5), ("u-2", 1), ("u-3", 4), ("u-4", 5), ("u-5", 2)] {
-        let body = review(&app, user, stars, Some(&format!("{stars} stars from {user}"))).await;
+        let body = review(
+            &app,
+            user,
+            stars,
+            Some(&format!("{stars} stars from {user}")),
+        )
+        .await;
         made.push((body["review"]["id"].as_str().unwrap().to_owned(), stars));
     }
     let id = |i: usize| made[i].0.clone();
@@ -337,22 +368,37 @@ async fn votes_count_switch_and_are_taken_back() {
     let v = vote(&app, "r-1", id, "up").await;
     assert_eq!(v, json!({"votes": {"up": 1, "down": 0}, "my_vote": "up"}));
     let v = vote(&app, "r-1", id, "up").await;
-    assert_eq!(v, json!({"votes": {"up": 1, "down": 0}, "my_vote": "up"}), "once");
+    assert_eq!(
+        v,
+        json!({"votes": {"up": 1, "down": 0}, "my_vote": "up"}),
+        "once"
+    );
     let v = vote(&app, "r-2", id, "up").await;
     assert_eq!(v["votes"], json!({"up": 2, "down": 0}));
     let v = vote(&app, "r-1", id, "down").await;
-    assert_eq!(v, json!({"votes": {"up": 1, "down": 1}, "my_vote": "down"}), "switched");
+    assert_eq!(
+        v,
+        json!({"votes": {"up": 1, "down": 1}, "my_vote": "down"}),
+        "switched"
+    );
 
     // my_vote per reader, in listings and on the comment.
     let mine = app
-        .get(&format!("/api/v1/articles/{A}/comments"), Some(&app.reader("r-1")))
+        .get(
+            &format!("/api/v1/articles/{A}/comments"),
+            Some(&app.reader("r-1")),
+        )
         .await;
     let mine: Value = mine.json().await.unwrap();
     assert_eq!(mine["items"][0]["my_vote"], "down");
     assert_eq!(mine["items"][0]["votes"], json!({"up": 1, "down": 1}));
     let anon = page(&app, &format!("/api/v1/articles/{A}/comments")).await;
     assert_eq!(anon["items"][0]["my_vote"], Value::Null);
-    assert_eq!(anon["items"][0]["votes"], json!({"up": 1, "down": 1}), "pages follow votes");
+    assert_eq!(
+        anon["items"][0]["votes"],
+        json!({"up": 1, "down": 1}),
+        "pages follow votes"
+    );
     let one = app
         .get(&format!("/api/v1/comments/{id}"), Some(&app.reader("r-2")))
         .await;
@@ -365,7 +411,11 @@ async fn votes_count_switch_and_are_taken_back() {
     assert_eq!(v, json!({"votes": {"up": 1, "down": 0}, "my_vote": null}));
     let res = app.delete(&vote_path(id), Some(&app.reader("r-1"))).await;
     let v: Value = res.json().await.unwrap();
-    assert_eq!(v, json!({"votes": {"up": 1, "down": 0}, "my_vote": null}), "again: nothing");
+    assert_eq!(
+        v,
+        json!({"votes": {"up": 1, "down": 0}, "my_vote": null}),
+        "again: nothing"
+    );
     app.assert_counters_match_recounts().await;
 }
 
@@ -376,7 +426,11 @@ async fn bad_votes_are_refused_and_change_nothing() {
     let id = c["id"].as_str().unwrap();
 
     let res = app
-        .put(&vote_path(id), Some(&app.reader("author")), &json!({"vote": "up"}))
+        .put(
+            &vote_path(id),
+            Some(&app.reader("author")),
+            &json!({"vote": "up"}),
+        )
         .await;
     assert_problem(res, 403, "own_comment").await;
     let res = app.put(&vote_path(id), None, &json!({"vote": "up"})).await;
@@ -384,11 +438,19 @@ async fn bad_votes_are_refused_and_change_nothing() {
     let res = app.delete(&vote_path(id), None).await;
     assert_problem(res, 401, "unauthorized").await;
     let res = app
-        .put(&vote_path("no-such"), Some(&app.reader("r-1")), &json!({"vote": "up"}))
+        .put(
+            &vote_path("no-such"),
+            Some(&app.reader("r-1")),
+            &json!({"vote": "up"}),
+        )
         .await;
     assert_problem(res, 404, "not_found").await;
     let res = app
-        .put(&vote_path(id), Some(&app.reader("r-1")), &json!({"vote": "sideways"}))
+        .put(
+            &vote_path(id),
+            Some(&app.reader("r-1")),
+            &json!({"vote": "sideways"}),
+        )
         .await;
     let problem = assert_problem(res, 422, "validation_failed").await;
     assert_eq!(error_fields(&problem), vec!["vote"]);
@@ -428,23 +490,38 @@ async fn a_vote_with_an_idempotency_key_is_replayed() {
     let id = c["id"].as_str().unwrap();
     let token = app.reader("r-1");
     let first = app
-        .send_with_key(Method::PUT, &vote_path(id), Some(&token), "k-1", &json!({"vote": "up"}))
+        .send_with_key(
+            Method::PUT,
+            &vote_path(id),
+            Some(&token),
+            "k-1",
+            &json!({"vote": "up"}),
+        )
         .await;
     assert_eq!(first.status(), StatusCode::OK);
     let first: Value = first.json().await.unwrap();
     // Switched meanwhile; the replay answers as the first time and writes nothing.
     vote(&app, "r-1", id, "down").await;
     let again = app
-        .send_with_key(Method::PUT, &vote_path(id), Some(&token), "k-1", &json!({"vote": "up"}))
+        .send_with_key(
+            Method::PUT,
+            &vote_path(id),
+            Some(&token),
+            "k-1",
+            &json!({"vote": "up"}),
+        )
         .await;
     assert_eq!(again.status(), StatusCode::OK);
-    assert_eq!(
-        again.headers().get("idempotent-replayed").unwrap(),
-        "true"
-    );
+    assert_eq!(again.headers().get("idempotent-replayed").unwrap(), "true");
     assert_eq!(again.json::<Value>().await.unwrap(), first);
     let other = app
-        .send_with_key(Method::PUT, &vote_path(id), Some(&token), "k-1", &json!({"vote": "down"}))
+        .send_with_key(
+            Method::PUT,
+            &vote_path(id),
+            Some(&token),
+            "k-1",
+            &json!({"vote": "down"}),
+        )
         .await;
     assert_problem(other, 409, "idempotency_conflict").await;
     assert_eq!(
@@ -696,7 +773,10 @@ async fn top_ranks_by_the_bayesian_average_with_hand_computed_scores() {
 async fn top_refuses_bad_queries_and_settings_refuse_a_bad_prior_weight() {
     let app = spawn_app().await;
     let empty = top(&app, "").await;
-    assert_eq!(empty, json!({"items": [], "prior": {"mean": null, "weight": 5}}));
+    assert_eq!(
+        empty,
+        json!({"items": [], "prior": {"mean": null, "weight": 5}})
+    );
     for (query, field) in [
         ("limit=0", "limit"),
         ("limit=101", "limit"),
