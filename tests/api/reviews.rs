@@ -233,6 +233,13 @@ async fn a_review_is_moderated_like_a_comment_and_its_stars_count_at_once() {
     let reviews = page(&app, &format!("/api/v1/articles/{A}/reviews")).await;
     assert_eq!(ids(&reviews), vec![id.clone()]);
     assert_eq!(summary(&app).await["review_count"], 1);
+    // The log shows it as a review with its stars.
+    let log = app.log_of(&id).await;
+    assert!(!log.is_empty());
+    for entry in &log {
+        assert_eq!(entry["comment_kind"], "review");
+        assert_eq!(entry["stars"], 3);
+    }
 
     // Banned words reject a review like a comment.
     app.set_policy(|p| p.banned_words = vec!["scam".into()])
