@@ -241,7 +241,7 @@ async fn rewrite(
     let from = status_of(&c);
     let to = from
         .apply(Action::Resubmit(eval.status))
-        .map_err(|e| ApiError::Forbidden(format!("this review {e}")))?;
+        .map_err(|e| ApiError::Forbidden(format!("this review cannot be rewritten: {e}")))?;
     let now = super::now();
     let updated = comment::Model {
         body,
