@@ -40,7 +40,7 @@ pub struct VoteView {
 }
 
 /// Sets `my_vote` on each of `items` to the caller's vote (`null` for guests and where
-/// they have not voted): one query for the whole page.
+/// they have not voted): at most one query for the whole page.
 pub async fn overlay_my_votes(
     conn: &impl ConnectionTrait,
     caller: Option<&User>,
@@ -49,10 +49,16 @@ pub async fn overlay_my_votes(
     let Some(user) = caller else {
         return Ok(());
     };
-    if items.is_empty() {
+    // Only comments with votes can have the caller's (the counters are exact): a page
+    // nobody voted on costs no query.
+    let ids: Vec<&str> = items
+        .iter()
+        .filter(|c| c.votes.up + c.votes.down > 0)
+        .map(|c| c.id.as_str())
+        .collect();
+    if ids.is_empty() {
         return Ok(());
     }
-    let ids: Vec<&str> = items.iter().map(|c| c.id.as_str()).collect();
     let rows: Vec<(String, String)> = comment_vote::Entity::find()
         .select_only()
         .column(comment_vote::Column::CommentId)
