@@ -10,9 +10,10 @@
 use std::collections::HashMap;
 
 use sea_orm::{
-    sea_query::{Expr, LockType},
+    sea_query::{Expr, LockType, Query},
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect,
+    ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, QuerySelect,
+    QueryTrait,
 };
 use serde::Serialize;
 
@@ -108,28 +109,41 @@ async fn set_in(
             return Ok(Outcome::Replay(stored));
         }
     }
-    // The comment row, locked (PostgreSQL): its counters are read and written as one.
-    let c = comment::Entity::find_by_id(id)
+    // One round trip: the comment row, locked (PostgreSQL) so its counters are read and
+    // written as one, whether the caller is banned, and their vote so far.
+    let old_vote: Expr = Query::select()
+        .column(comment_vote::Column::Vote)
+        .from(comment_vote::Entity)
+        .and_where(comment_vote::Column::CommentId.eq(id))
+        .and_where(comment_vote::Column::UserId.eq(&user.id))
+        .to_owned()
+        .into();
+    let query = comment::Entity::find_by_id(id)
         .lock(LockType::NoKeyUpdate)
-        .one(tx)
+        .expr_as(Expr::exists(moderation::bans_in_force(&user.id)), "banned")
+        .expr_as(old_vote, "old_vote");
+    let row = tx
+        .query_one_raw(query.build(tx.get_database_backend()))
         .await?
-        .filter(|c| {
-            comments::status_of(c) != ModerationStatus::Deleted
-                && comments::visible_to(c, Some(user))
-        })
         .ok_or_else(|| ApiError::not_found("comment"))?;
+    let c = comment::Model::from_query_result(&row, "")?;
+    if comments::status_of(&c) == ModerationStatus::Deleted || !comments::visible_to(&c, Some(user))
+    {
+        return Err(ApiError::not_found("comment"));
+    }
     if !c.is_guest && c.author_id == user.id {
         return Err(ApiError::OwnComment);
     }
-    moderation::ensure_not_banned(tx, &user.id).await?;
-    let old = comment_vote::Entity::find_by_id((id.to_owned(), user.id.clone()))
-        .one(tx)
-        .await?;
-    let old_vote = old.as_ref().and_then(|v| Vote::parse(&v.vote));
+    if row.try_get::<bool>("", "banned")? {
+        return Err(ApiError::Banned);
+    }
+    let old_vote = row
+        .try_get::<Option<String>>("", "old_vote")?
+        .and_then(|v| Vote::parse(&v));
     let (mut up, mut down) = (c.votes_up, c.votes_down);
     if old_vote != vote {
         let now = super::now();
-        match (&old, vote) {
+        match (old_vote, vote) {
             (None, Some(v)) => {
                 comment_vote::Entity::insert(comment_vote::ActiveModel {
                     comment_id: Set(id.to_owned()),
