@@ -9,6 +9,7 @@ mod ids;
 mod policy;
 mod rating;
 mod status;
+mod vote;
 
 pub use article_id::ArticleId;
 pub use comment_body::{AuthorName, CommentBody};
@@ -20,6 +21,9 @@ pub use policy::{
 };
 pub use rating::{Aggregate, Stars};
 pub use status::{Action, ModerationStatus, TransitionError};
+pub use vote::{
+    wilson_lower_bound, BayesScore, CommentKind, KeyCursor, Prior, ThreadCursor, ThreadSort, Vote,
+};
 
 /// A value that breaks a rule; `field` names the input it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]

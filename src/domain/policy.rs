@@ -58,6 +58,15 @@ pub struct Policy {
     /// Authors with fewer approved comments than this are held for moderation.
     #[schema(minimum = 0, maximum = 1_000_000)]
     pub trusted_after_approved: u32,
+    /// `C` of `GET /api/v1/ratings/top`'s Bayesian average `(C·m + sum) / (C + count)`:
+    /// how many ratings of the site's mean every article starts with. A whole number.
+    #[serde(default = "default_prior_weight")]
+    #[schema(minimum = 0, maximum = 1_000_000, default = 5)]
+    pub rating_prior_weight: i64,
+}
+
+fn default_prior_weight() -> i64 {
+    5
 }
 
 /// The schema of a word list: at most [`Policy::MAX_WORDS`] words of 1–100 characters.
@@ -86,6 +95,7 @@ impl Default for Policy {
             flag_threshold: 3,
             edit_window_secs: 900,
             trusted_after_approved: 0,
+            rating_prior_weight: default_prior_weight(),
         }
     }
 }
@@ -128,6 +138,12 @@ impl Policy {
         if self.trusted_after_approved > 1_000_000 {
             errors.push(FieldError::new(
                 "trusted_after_approved",
+                "must be from 0 to 1000000",
+            ));
+        }
+        if !(0..=1_000_000).contains(&self.rating_prior_weight) {
+            errors.push(FieldError::new(
+                "rating_prior_weight",
                 "must be from 0 to 1000000",
             ));
         }

@@ -32,4 +32,5 @@ mod page_overlay;
 mod production;
 mod rate_limit;
 mod ratings;
+mod reviews;
 mod timeouts;
