@@ -8,7 +8,9 @@
 //! article and per queue and one INSERT for all the authors, instead of several
 //! statements per write. Same transaction, so the counters still equal a recount at every
 //! commit. A batch therefore locks shared rows only at its end, in one global order
-//! (articles, queues, authors, each sorted by key), which is what lets several writers
+//! (articles, the site's `rating_totals` row, queues, authors, each sorted by key;
+//! comment rows, whose vote counters a vote moves, are locked before all of them, and a
+//! deadlock between two batches' comment rows is retried, see `group_commit`), which is what lets several writers
 //! run batches side by side on PostgreSQL without waiting on each other's rows mid-way
 //! (see `group_commit`). A write that must answer with its article's aggregate asks for
 //! it with [`watch_rating`]: it is told the histogram as it stood right after it, in
@@ -526,8 +528,8 @@ async fn apply_article(
     }
 }
 
-/// Writes the batch's deferred counters (articles, then queues, then authors: the lock
-/// order of every write), tells the watching jobs their histograms, stores their
+/// Writes the batch's deferred counters (articles, then the site's rating totals, then
+/// queues, then authors: the lock order of every write), tells the watching jobs their histograms, stores their
 /// idempotent answers, and forgets it all.
 pub async fn apply_deferred(conn: &impl ConnectionTrait) -> Result<(), ApiError> {
     let Ok((d, changes)) = DEFERRED.try_with(|d| {
