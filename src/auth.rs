@@ -46,6 +46,9 @@ pub struct User {
     pub id: String,
     pub name: String,
     pub role: Role,
+    /// The token's `verified` claim (the host decides what it means: subscriber,
+    /// buyer); comments written with it are marked `verified`.
+    pub verified: bool,
 }
 
 impl User {
@@ -70,6 +73,9 @@ pub struct Claims {
     pub iss: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aud: Option<serde_json::Value>,
+    /// Optional: `true` marks the reader as verified (see `User::verified`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified: Option<bool>,
 }
 
 /// Verification (and, with a shared secret, signing) keys.
@@ -214,6 +220,7 @@ impl JwtKeys {
             id: c.sub,
             name,
             role,
+            verified: c.verified.unwrap_or(false),
         })
     }
 
@@ -234,6 +241,7 @@ impl JwtKeys {
             nbf: None,
             iss: self.issuer.clone(),
             aud: self.audience.clone().map(serde_json::Value::String),
+            verified: None,
         };
         jsonwebtoken::encode(&Header::new(self.algorithm), &claims, key)
             .map_err(|e| KeyError::Sign(e.to_string()))
@@ -372,7 +380,8 @@ mod tests {
             User {
                 id: "u-1".into(),
                 name: "Mia".into(),
-                role: Role::Moderator
+                role: Role::Moderator,
+                verified: false,
             }
         );
     }
@@ -390,7 +399,8 @@ mod tests {
             User {
                 id: "u-2".into(),
                 name: "u-2".into(),
-                role: Role::Reader
+                role: Role::Reader,
+                verified: false,
             }
         );
     }

@@ -35,6 +35,9 @@ pub enum ApiError {
     /// 403: author edit after the edit window.
     #[error("the edit window for this comment has passed")]
     EditWindowExpired,
+    /// 403: a vote on one's own comment.
+    #[error("you cannot vote on your own comment")]
+    OwnComment,
     /// 404: unknown resource, or one the caller may not see.
     #[error("{0}")]
     NotFound(String),
@@ -87,13 +90,14 @@ pub enum ApiError {
 
 /// Every `code` an error can carry: API.md's table plus `method_not_allowed` and
 /// `internal_error`. The OpenAPI spec lists exactly these (a test checks each variant).
-pub const CODES: [&str; 17] = [
+pub const CODES: [&str; 18] = [
     "bad_request",
     "unauthorized",
     "forbidden",
     "banned",
     "comments_closed",
     "edit_window_expired",
+    "own_comment",
     "not_found",
     "method_not_allowed",
     "request_timeout",
@@ -168,6 +172,7 @@ impl ApiError {
             ApiError::Banned => "banned",
             ApiError::CommentsClosed => "comments_closed",
             ApiError::EditWindowExpired => "edit_window_expired",
+            ApiError::OwnComment => "own_comment",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::RequestTimeout(_) => "request_timeout",
@@ -191,7 +196,8 @@ impl ApiError {
             ApiError::Forbidden(_)
             | ApiError::Banned
             | ApiError::CommentsClosed
-            | ApiError::EditWindowExpired => "Forbidden",
+            | ApiError::EditWindowExpired
+            | ApiError::OwnComment => "Forbidden",
             ApiError::NotFound(_) => "Not found",
             ApiError::MethodNotAllowed => "Method not allowed",
             ApiError::RequestTimeout(_) => "Request timeout",
@@ -238,7 +244,8 @@ impl ResponseError for ApiError {
             ApiError::Forbidden(_)
             | ApiError::Banned
             | ApiError::CommentsClosed
-            | ApiError::EditWindowExpired => StatusCode::FORBIDDEN,
+            | ApiError::EditWindowExpired
+            | ApiError::OwnComment => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
@@ -450,6 +457,7 @@ mod tests {
             ApiError::Banned,
             ApiError::CommentsClosed,
             ApiError::EditWindowExpired,
+            ApiError::OwnComment,
             ApiError::NotFound("x".into()),
             ApiError::MethodNotAllowed,
             ApiError::RequestTimeout(1),

@@ -46,6 +46,8 @@ pub struct AppState {
     /// Each signed-in reader's own pending comments (`service::page_overlay`), keyed
     /// by the write epoch like the pages.
     pub overlays: Arc<AggregateCache<Overlay>>,
+    /// `GET /api/v1/ratings/top` answers, kept up to a minute.
+    pub top: Arc<crate::service::top::TopCache>,
 }
 
 /// The stop signals, registered with the OS as soon as this is built.
@@ -158,6 +160,7 @@ impl Application {
                 settings.page_cache_entries,
                 Duration::from_millis(settings.page_cache_ttl_ms),
             )),
+            top: Arc::default(),
             settings: Arc::new(settings),
         };
         let server = run(listener, state, keys.clone(), workers)?;

@@ -595,6 +595,31 @@ async fn run_backend(ctx: &Ctx<'_>, backend: Backend, pg_db: &str) -> Result<Sec
         .join("&");
     let queue = "/api/v1/moderation/queue";
     get_json(&client, port, queue, Some(&ctx.moderator)).await?;
+    let reviews = format!(
+        "/api/v1/articles/{}/reviews?sort=best&limit=20",
+        seed::THREAD
+    );
+    let top = "/api/v1/ratings/top?limit=20";
+    // The best 100 reviews: the comments the vote PUT spreads its votes over.
+    let review_ids: Vec<String> = get_json(
+        &client,
+        port,
+        &format!(
+            "/api/v1/articles/{}/reviews?sort=best&limit=100",
+            seed::THREAD
+        ),
+        None,
+    )
+    .await?["items"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|c| c["id"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    get_json(&client, port, top, None).await?;
 
     let run = async |name: &str, script: Result<PathBuf, String>| -> Outcome {
         scenario(load, port, pid, name, script).await
@@ -631,9 +656,14 @@ async fn run_backend(ctx: &Ctx<'_>, backend: Backend, pg_db: &str) -> Result<Sec
             "thread first page, signed in",
             scripts.get("first-page-signed", &thread, reader),
         ),
+        (
+            "reviews first page, sort=best",
+            scripts.get("reviews-best", &reviews, None),
+        ),
+        ("ratings/top", scripts.get("ratings-top", top, None)),
     ];
     let mut statics = vec![];
-    let mut reads: [Vec<Outcome>; 5] = Default::default();
+    let mut reads: [Vec<Outcome>; 7] = Default::default();
     for round in 1..=args.rounds {
         let of = format!("(round {round}/{})", args.rounds);
         let name = format!("bare actix static JSON {of}");
@@ -651,7 +681,7 @@ async fn run_backend(ctx: &Ctx<'_>, backend: Backend, pg_db: &str) -> Result<Sec
     }
     static_server.terminate(STOP_GRACE);
     let static_c = &median_run(&statics);
-    let [aggs, batches, firsts, lasts, signeds] = &reads;
+    let [aggs, batches, firsts, lasts, signeds, bests, tops] = &reads;
     let pks = vec![pk.clone(); firsts.len()];
     let (i, agg_ratio, agg_rounds) = median_round(aggs, &statics, "static ceiling");
     let agg = aggs[i].clone();
@@ -663,18 +693,25 @@ async fn run_backend(ctx: &Ctx<'_>, backend: Backend, pg_db: &str) -> Result<Sec
     let last = lasts[i].clone();
     let (i, signed_ratio, signed_rounds) = median_round(signeds, firsts, "anonymous first page");
     let first_signed = signeds[i].clone();
+    let (i, best_ratio, best_rounds) = median_round(bests, firsts, "thread first page");
+    let best = bests[i].clone();
+    let (i, top_ratio, top_rounds) = median_round(tops, &statics, "static ceiling");
+    let top_list = tops[i].clone();
     let rounds_note = format!(
         "cached reads: {} rounds, each a run of the static ceiling, the aggregate GET, the \
-         batch, the first and the last page, and the first page signed in, in turn; a row \
-         shows the round with the median ratio (the ceiling row: the median run). Ratios by \
-         round: aggregate {}; batch {}; first page {}; last ÷ first page {}; signed-in ÷ \
-         anonymous first page {}",
+         batch, the first and the last page, the first page signed in, the reviews (best) \
+         and ratings/top, in turn; a row shows the round with the median ratio (the \
+         ceiling row: the median run). Ratios by round: aggregate {}; batch {}; first page \
+         {}; last ÷ first page {}; signed-in ÷ anonymous first page {}; reviews (best) ÷ \
+         thread first page {}; ratings/top {}",
         args.rounds,
         list_ratios(&agg_rounds),
         list_ratios(&batch_rounds),
         list_ratios(&first_rounds),
         list_ratios(&last_rounds),
-        list_ratios(&signed_rounds)
+        list_ratios(&signed_rounds),
+        list_ratios(&best_rounds),
+        list_ratios(&top_rounds)
     );
     // A reader with a comment of their own on the first page (`mine: true`): their page
     // is composed (a copy of the shared page, flagged and serialised), not the shared
@@ -703,6 +740,16 @@ async fn run_backend(ctx: &Ctx<'_>, backend: Backend, pg_db: &str) -> Result<Sec
             &format!("{thread}&cursor={last_cursor}"),
             reader,
         ),
+    )
+    .await;
+    let best_signed = run(
+        "reviews first page sort=best, signed in",
+        scripts.get("reviews-best-signed", &reviews, reader),
+    )
+    .await;
+    let vote = run(
+        "PUT vote",
+        scripts.put_vote("put-vote", &review_ids, &ctx.readers),
     )
     .await;
     let put = run(
@@ -899,6 +946,41 @@ async fn run_backend(ctx: &Ctx<'_>, backend: Backend, pg_db: &str) -> Result<Sec
             Target::None,
         ),
         report::row(
+            &format!(
+                "reviews first page, sort=best ({} reviews, limit 20, anonymous)",
+                seed::THREAD_REVIEWS
+            ),
+            &best,
+            Some(best_ratio),
+            " × thread first page",
+            Target::AtLeast(0.9),
+        ),
+        report::row(
+            "reviews first page, sort=best, signed-in reader (uncached)",
+            &best_signed,
+            Some(ratio(
+                &best_signed,
+                &first_signed,
+                "signed-in thread first page",
+            )),
+            " × signed-in thread page",
+            Target::AtLeast(0.9),
+        ),
+        report::row(
+            "ratings/top?limit=20 (cached)",
+            &top_list,
+            Some(top_ratio),
+            " × static",
+            Target::AtLeast(0.5),
+        ),
+        report::row(
+            "PUT vote, distinct readers (100 reviews, up or down at random)",
+            &vote,
+            Some(ratio(&vote, &raw1_outcome, "raw commit rate")),
+            " × raw commits",
+            Target::AtLeast(1.0),
+        ),
+        report::row(
             "PUT rating, distinct users (hot article)",
             &put,
             Some(ratio(&put, &raw1_outcome, "raw commit rate")),
@@ -975,12 +1057,14 @@ async fn run_backend(ctx: &Ctx<'_>, backend: Backend, pg_db: &str) -> Result<Sec
     let mut notes = vec![
         format!("{} {version}", backend.name()),
         format!(
-            "data: {} articles + `hot` ({} ratings) + `thread` ({} approved top-level comments); \
+            "data: {} articles + `hot` ({} ratings) + `thread` ({} approved top-level comments \
+             and {} reviews with 0–11 votes each); \
              general comments 10 % pending, 82 % approved, 4 % rejected, 3 % spam, 1 % deleted, \
              a fifth of them replies, 1 % of the approved flagged",
             seed::ARTICLES,
             seed::HOT_RATINGS,
-            seed::THREAD_COMMENTS
+            seed::THREAD_COMMENTS,
+            seed::THREAD_REVIEWS
         ),
         format!(
             "10 k database: {small_count} comments ({SMALL_OTHERS} general + the thread), seeded in {small_seed_secs:.1} s; \

@@ -15,13 +15,15 @@ use rand::{rngs::StdRng, Rng, SeedableRng};
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, PaginatorTrait, TransactionTrait,
 };
-use tally::entity::{article, comment, flag, rating};
+use tally::entity::{article, comment, comment_vote, flag, rating};
 
 pub const ARTICLES: u32 = 1000;
 pub const HOT: &str = "hot";
 pub const THREAD: &str = "thread";
 pub const THREAD_COMMENTS: u64 = 10_000;
 pub const HOT_RATINGS: u32 = 47;
+/// Reviews (ratings with text, with votes) on the `thread` article.
+pub const THREAD_REVIEWS: u32 = 2_000;
 /// Rows per INSERT statement (18 columns: well under SQLite's 32 766 parameters).
 const ROWS_PER_INSERT: usize = 1000;
 /// Rows per transaction.
@@ -108,6 +110,12 @@ impl Seeder {
             updated_at: at,
             edited_at: None,
             spam_probability: None,
+            kind: "comment".to_owned(),
+            stars: None,
+            verified: false,
+            votes_up: 0,
+            votes_down: 0,
+            best_score: 0.0,
         }
     }
 
@@ -197,6 +205,7 @@ impl Seeder {
                 stars_5: 0,
                 comment_count: 0,
                 top_level_count: 0,
+                review_count: 0,
                 created_at: self.base,
                 updated_at: now,
                 id,
@@ -217,6 +226,7 @@ impl Seeder {
                 stars,
                 created_at: now,
                 updated_at: now,
+                review_id: None,
             }));
         };
         for u in 1..=HOT_RATINGS {
@@ -248,6 +258,7 @@ impl Seeder {
             batch.comments.push(c.into());
         }
         self.flush(&tx, batch).await?;
+        self.reviews(&tx).await?;
         tx.commit().await.map_err(db_err("seeding"))?;
         eprintln!(
             "  seeded {} articles, {rating_rows} ratings, the {THREAD_COMMENTS}-comment thread in {:.1}s",
@@ -255,6 +266,65 @@ impl Seeder {
             started.elapsed().as_secs_f64()
         );
         self.add_others(conn, others).await
+    }
+
+    /// The thread's [`THREAD_REVIEWS`] reviews: a rating by `reviewer-N` each, with its
+    /// review (approved, its stars) and 0–11 votes by `voter-N` readers, the counters
+    /// and best score set as the service keeps them.
+    async fn reviews(&mut self, tx: &impl ConnectionTrait) -> Result<(), String> {
+        let now = tally::service::now();
+        let (mut ratings, mut reviews, mut votes) = (vec![], vec![], vec![]);
+        for i in 1..=THREAD_REVIEWS {
+            let stars: i16 = self.rng.random_range(1..=5);
+            let mut c = self.new_comment(THREAD.into(), None, "approved", 0);
+            c.author_id = format!("reviewer-{i}");
+            c.author_name = format!("Reviewer {i}");
+            c.body = format!("Review {i}: {stars} stars, the stretch section is the useful part.");
+            c.kind = "review".into();
+            c.stars = Some(stars);
+            let up = self.rng.random_range(0..=8i64);
+            let down = self.rng.random_range(0..=3i64);
+            for v in 0..up + down {
+                votes.push(comment_vote::ActiveModel::from(comment_vote::Model {
+                    comment_id: c.id.clone(),
+                    user_id: format!("voter-{v}"),
+                    vote: if v < up { "up" } else { "down" }.into(),
+                    created_at: now,
+                    updated_at: now,
+                }));
+            }
+            c.votes_up = up;
+            c.votes_down = down;
+            c.best_score = tally::domain::wilson_lower_bound(up, down);
+            ratings.push(rating::ActiveModel::from(rating::Model {
+                article_id: THREAD.into(),
+                user_id: c.author_id.clone(),
+                stars,
+                created_at: now,
+                updated_at: now,
+                review_id: Some(c.id.clone()),
+            }));
+            reviews.push(comment::ActiveModel::from(c));
+        }
+        for chunk in reviews.chunks(ROWS_PER_INSERT / 2) {
+            comment::Entity::insert_many(chunk.to_vec())
+                .exec_without_returning(tx)
+                .await
+                .map_err(db_err("inserting reviews"))?;
+        }
+        for chunk in ratings.chunks(ROWS_PER_INSERT) {
+            rating::Entity::insert_many(chunk.to_vec())
+                .exec_without_returning(tx)
+                .await
+                .map_err(db_err("inserting review ratings"))?;
+        }
+        for chunk in votes.chunks(ROWS_PER_INSERT) {
+            comment_vote::Entity::insert_many(chunk.to_vec())
+                .exec_without_returning(tx)
+                .await
+                .map_err(db_err("inserting votes"))?;
+        }
+        Ok(())
     }
 
     /// Adds `count` comments of the general population.
@@ -334,8 +404,14 @@ pub async fn recount(conn: &DatabaseConnection) -> Result<(), String> {
              {stars} \
              comment_count = (SELECT COUNT(*) FROM comments r WHERE r.article_id = articles.id AND r.status = 'approved'), \
              top_level_count = (SELECT COUNT(*) FROM comments r WHERE r.article_id = articles.id \
-               AND r.parent_id IS NULL AND {listed})"
+               AND r.parent_id IS NULL AND r.kind = 'comment' AND {listed}), \
+             review_count = (SELECT COUNT(*) FROM comments r WHERE r.article_id = articles.id \
+               AND r.parent_id IS NULL AND r.kind = 'review' AND {listed})"
         ),
+        "UPDATE rating_totals SET \
+         rating_count = (SELECT COUNT(*) FROM ratings), \
+         rating_sum = (SELECT COALESCE(SUM(stars), 0) FROM ratings)"
+            .to_owned(),
         "UPDATE queue_counters SET count = (SELECT COUNT(*) FROM comments c \
          WHERE c.status = queue_counters.queue) WHERE queue <> 'flagged'"
             .to_owned(),

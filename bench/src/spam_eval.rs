@@ -169,6 +169,12 @@ fn comment_of(n: usize, text: &str) -> comment::Model {
         updated_at: now,
         edited_at: None,
         spam_probability: None,
+        kind: "comment".into(),
+        stars: None,
+        verified: false,
+        votes_up: 0,
+        votes_down: 0,
+        best_score: 0.0,
     }
 }
 

@@ -16,6 +16,7 @@ pub fn mint(sub: &str, name: &str, role: &str) -> Result<String, String> {
         nbf: None,
         iss: None,
         aud: None,
+        verified: None,
     };
     jsonwebtoken::encode(
         &Header::default(),

@@ -255,6 +255,33 @@ end
         self.write(name, &self.with_tokens(tokens, &body))
     }
 
+    /// `PUT /comments/{id}/vote`, `up` or `down` at random on one of `comments` at
+    /// random, each request by the next reader.
+    pub fn put_vote(
+        &self,
+        name: &str,
+        comments: &[String],
+        tokens: &[String],
+    ) -> Result<PathBuf, String> {
+        let ids: Vec<String> = comments.iter().map(|c| format!("\"{c}\"")).collect();
+        let body = format!(
+            r#"
+local comment_ids = {{ {} }}
+function request()
+  local t = next_token()
+  local id = comment_ids[math.random(1, #comment_ids)]
+  local v = "up"
+  if math.random(1, 2) == 1 then v = "down" end
+  return wrk.format("PUT", "/api/v1/comments/" .. id .. "/vote",
+    {{ ["Authorization"] = "Bearer " .. t, ["Content-Type"] = "application/json" }},
+    '{{"vote":"' .. v .. '"}}')
+end
+"#,
+            ids.join(", ")
+        );
+        self.write(name, &self.with_tokens(tokens, &body))
+    }
+
     /// `POST …/comments`, each request by the next reader with a unique body.
     pub fn post_comment(
         &self,

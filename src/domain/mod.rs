@@ -10,6 +10,7 @@ mod policy;
 mod rating;
 mod spam;
 mod status;
+mod vote;
 
 pub use article_id::ArticleId;
 pub use comment_body::{AuthorName, CommentBody};
@@ -22,6 +23,9 @@ pub use policy::{
 pub use rating::{Aggregate, Stars};
 pub use spam::{tokenize, SpamCounts, SpamLabel, MAX_TOKENS_PER_TEXT};
 pub use status::{Action, ModerationStatus, TransitionError};
+pub use vote::{
+    wilson_lower_bound, BayesScore, CommentKind, KeyCursor, Prior, ThreadCursor, ThreadSort, Vote,
+};
 
 /// A value that breaks a rule; `field` names the input it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]

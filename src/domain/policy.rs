@@ -67,6 +67,11 @@ pub struct Policy {
     #[serde(default = "default_spam_min_examples")]
     #[schema(minimum = 1, default = 20)]
     pub spam_min_examples: u32,
+    /// `C` of `GET /api/v1/ratings/top`'s Bayesian average `(C·m + sum) / (C + count)`:
+    /// how many ratings of the site's mean every article starts with. A whole number.
+    #[serde(default = "default_prior_weight")]
+    #[schema(minimum = 0, maximum = 1_000_000, default = 5)]
+    pub rating_prior_weight: i64,
 }
 
 fn default_spam_threshold() -> f64 {
@@ -75,6 +80,10 @@ fn default_spam_threshold() -> f64 {
 
 fn default_spam_min_examples() -> u32 {
     20
+}
+
+fn default_prior_weight() -> i64 {
+    5
 }
 
 /// The schema of a word list: at most [`Policy::MAX_WORDS`] words of 1–100 characters.
@@ -105,6 +114,7 @@ impl Default for Policy {
             trusted_after_approved: 0,
             spam_threshold: default_spam_threshold(),
             spam_min_examples: default_spam_min_examples(),
+            rating_prior_weight: default_prior_weight(),
         }
     }
 }
@@ -158,6 +168,12 @@ impl Policy {
         }
         if self.spam_min_examples < 1 {
             errors.push(FieldError::new("spam_min_examples", "must be at least 1"));
+        }
+        if !(0..=1_000_000).contains(&self.rating_prior_weight) {
+            errors.push(FieldError::new(
+                "rating_prior_weight",
+                "must be from 0 to 1000000",
+            ));
         }
         if errors.is_empty() {
             Ok(())

@@ -19,8 +19,11 @@ pub struct Model {
     pub stars_5: i64,
     /// Approved comments, replies included.
     pub comment_count: i64,
-    /// Listed top-level comments (approved, or deleted with visible replies).
+    /// Listed top-level comments of kind `comment` (approved, or deleted with visible
+    /// replies).
     pub top_level_count: i64,
+    /// Listed reviews (approved, or deleted with visible replies).
+    pub review_count: i64,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -26,6 +26,16 @@ pub struct Model {
     pub edited_at: Option<DateTimeUtc>,
     /// What the learned spam model gave the text when last scored (`null`: too few examples).
     pub spam_probability: Option<f64>,
+    /// `comment` or `review` (a rating's text; see `service::reviews`).
+    pub kind: String,
+    /// A review's stars: its author's current rating. `None` for comments.
+    pub stars: Option<i16>,
+    /// The author's token carried `"verified": true` when they wrote it.
+    pub verified: bool,
+    pub votes_up: i64,
+    pub votes_down: i64,
+    /// Wilson lower bound of the votes (`domain::wilson_lower_bound`), for `sort=best`.
+    pub best_score: f64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

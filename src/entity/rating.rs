@@ -10,6 +10,8 @@ pub struct Model {
     pub stars: i16,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// The review (a comment of kind `review`) written with this rating, if any.
+    pub review_id: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

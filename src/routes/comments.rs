@@ -15,11 +15,14 @@ use super::openapi::{
 use super::paths::CommentIdPath;
 use crate::{
     auth::{MaybeReader, Reader, User},
-    domain::{parse_limit, AuthorName, CommentBody, Cursor, Sort},
+    domain::{
+        parse_limit, AuthorName, CommentBody, CommentKind, FieldError, Stars, ThreadCursor,
+        ThreadSort,
+    },
     error::ApiError,
     service::{
         aggregate_cache::WorkerCopy,
-        comments::{self, Author, CommentView, ListQuery, NewComment, Page},
+        comments::{self, Author, CommentView, NewComment, Page, ThreadQuery},
         idempotency::Outcome,
         page_overlay::{compose, Composed, Overlay, Thread},
     },
@@ -66,13 +69,24 @@ pub struct EditBody {
     pub body: String,
 }
 
+/// The orders of comment and reply listings (`best`: Wilson lower bound of the votes,
+/// then newest first).
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)] // Documents `ThreadSort`'s subset the comment listings accept.
+pub enum CommentSort {
+    Newest,
+    Oldest,
+    Best,
+}
+
 /// `sort`, `limit` and `cursor` of a comment listing; a bad value is 400 naming it.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
-    /// `newest` or `oldest` first; default `newest` for an article's comments, `oldest`
-    /// for replies.
-    #[param(value_type = Option<Sort>)]
+    /// `newest`, `oldest` or `best` first; default `newest` for an article's comments,
+    /// `oldest` for replies.
+    #[param(value_type = Option<CommentSort>)]
     pub sort: Option<String>,
     /// Page size.
     #[param(minimum = 1, maximum = 100, default = 20)]
@@ -83,17 +97,72 @@ pub struct ListParams {
 }
 
 impl ListParams {
-    fn parse(self, default_sort: Sort) -> Result<ListQuery, ApiError> {
-        Ok(ListQuery {
-            sort: Sort::parse("sort", self.sort.as_deref(), default_sort).map_err(bad_query)?,
-            limit: parse_limit(self.limit).map_err(bad_query)?,
-            cursor: self
-                .cursor
-                .as_deref()
-                .map(Cursor::decode)
-                .transpose()
-                .map_err(bad_query)?,
-        })
+    fn parse(self, default_sort: ThreadSort) -> Result<ThreadQuery, ApiError> {
+        thread_query(
+            self.sort.as_deref(),
+            self.limit,
+            self.cursor.as_deref(),
+            default_sort,
+            false,
+        )
+    }
+}
+
+fn thread_query(
+    sort: Option<&str>,
+    limit: Option<i64>,
+    cursor: Option<&str>,
+    default_sort: ThreadSort,
+    reviews: bool,
+) -> Result<ThreadQuery, ApiError> {
+    let sort = ThreadSort::parse(sort, default_sort, reviews).map_err(bad_query)?;
+    Ok(ThreadQuery {
+        sort,
+        limit: parse_limit(limit).map_err(bad_query)?,
+        cursor: cursor
+            .map(|c| ThreadCursor::decode(c, sort))
+            .transpose()
+            .map_err(bad_query)?,
+    })
+}
+
+/// `sort`, `stars`, `limit` and `cursor` of the reviews listing.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ReviewParams {
+    /// `best` (default), `newest`, `oldest`, `highest` or `lowest` (by stars, then
+    /// newest first).
+    #[param(value_type = Option<ThreadSort>)]
+    pub sort: Option<String>,
+    /// Only reviews with this many stars.
+    #[param(minimum = 1, maximum = 5)]
+    pub stars: Option<i64>,
+    /// Page size.
+    #[param(minimum = 1, maximum = 100, default = 20)]
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page (opaque).
+    #[param(min_length = 1)]
+    pub cursor: Option<String>,
+}
+
+impl ReviewParams {
+    fn parse(self) -> Result<(ThreadQuery, Option<Stars>), ApiError> {
+        let stars = self
+            .stars
+            .map(|s| {
+                Stars::try_from(s)
+                    .map_err(|_| FieldError::new("stars", "must be a whole number from 1 to 5"))
+            })
+            .transpose()
+            .map_err(bad_query)?;
+        let q = thread_query(
+            self.sort.as_deref(),
+            self.limit,
+            self.cursor.as_deref(),
+            ThreadSort::Best,
+            true,
+        )?;
+        Ok((q, stars))
     }
 }
 
@@ -197,8 +266,9 @@ pub async fn create(
 
 /// `GET /api/v1/articles/{article_id}/comments`: top-level comments, newest first by default.
 ///
-/// Public: approved comments, plus the caller's own pending ones (`mine: true`). `total`
-/// counts the visible top-level comments.
+/// Public: approved comments of kind `comment` (reviews have their own listing), plus
+/// the caller's own pending ones (`mine: true`). `total` counts the visible top-level
+/// comments. `sort=best`: by the Wilson lower bound of the votes, then newest first.
 #[utoipa::path(
     get,
     path = "/api/v1/articles/{article_id}/comments",
@@ -221,7 +291,7 @@ pub async fn list(
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let id = article_id(&path)?;
-    let query = || parse_query::<ListParams>(req.query_string())?.parse(Sort::Newest);
+    let query = || parse_query::<ListParams>(req.query_string())?.parse(ThreadSort::Newest);
     let read = |caller: Option<User>| {
         let (state, id) = (&state, &id);
         async move {
@@ -241,10 +311,74 @@ pub async fn list(
     let key = page_key("article", id.as_str(), &req, epoch);
     let thread = Thread::TopLevel {
         article_id: id.as_str(),
+        kind: CommentKind::Comment,
+        stars: None,
     };
     match &user {
         None => anonymous_page(&state, &req, key, read(None)).await,
         Some(user) => signed_in_page(&state, &req, key, epoch, user, thread, read).await,
+    }
+}
+
+/// `GET /api/v1/articles/{article_id}/reviews`: reviews, best first by default.
+///
+/// Public, the same page shape as comments: approved reviews (plus the caller's own
+/// pending ones), each with its author's current `stars`. `total` counts the visible
+/// reviews that match `stars`. `highest` and `lowest` order by stars, then newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/articles/{article_id}/reviews",
+    tag = "comments",
+    operation_id = "list_reviews",
+    params(ArticlePath, ReviewParams),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of reviews.", body = Page<CommentView>),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    ),
+)]
+pub async fn reviews(
+    state: web::Data<AppState>,
+    MaybeReader(user): MaybeReader,
+    path: web::Path<String>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let id = article_id(&path)?;
+    let query = || parse_query::<ReviewParams>(req.query_string())?.parse();
+    let read = |caller: Option<User>| {
+        let (state, id) = (&state, &id);
+        async move {
+            let (q, stars) = query()?;
+            let page = comments::list_reviews(
+                &state.db,
+                caller.as_ref(),
+                id,
+                state.settings.auto_create_articles,
+                q.clone(),
+                stars,
+            )
+            .await?;
+            Ok((page, q))
+        }
+    };
+    let epoch = state.db.write_epoch();
+    let key = page_key("reviews", id.as_str(), &req, epoch);
+    match &user {
+        None => anonymous_page(&state, &req, key, read(None)).await,
+        Some(user) => {
+            // The `stars` filter as the listing applies it (a bad one is a 400 from
+            // `read`, answered by the uncached path).
+            let stars = query().ok().and_then(|(_, stars)| stars);
+            let thread = Thread::TopLevel {
+                article_id: id.as_str(),
+                kind: CommentKind::Review,
+                stars,
+            };
+            signed_in_page(&state, &req, key, epoch, user, thread, read).await
+        }
     }
 }
 
@@ -262,7 +396,7 @@ fn page_key(kind: &str, of: &str, req: &HttpRequest, epoch: u64) -> String {
 pub struct SharedPage {
     body: web::Bytes,
     page: Page<CommentView>,
-    query: ListQuery,
+    query: ThreadQuery,
 }
 
 impl WorkerCopy for SharedPage {
@@ -289,7 +423,7 @@ async fn shared_page(
     state: &AppState,
     req: &HttpRequest,
     key: &str,
-    read: impl std::future::Future<Output = Result<(Page<CommentView>, ListQuery), ApiError>>,
+    read: impl std::future::Future<Output = Result<(Page<CommentView>, ThreadQuery), ApiError>>,
 ) -> Result<Held, ApiError> {
     match state.comment_pages.get_copy(worker_copies(req)?, key) {
         Ok((hit, _)) => Ok(Held::Copy(hit)),
@@ -333,7 +467,7 @@ async fn anonymous_page(
     state: &AppState,
     req: &HttpRequest,
     key: String,
-    read: impl std::future::Future<Output = Result<(Page<CommentView>, ListQuery), ApiError>>,
+    read: impl std::future::Future<Output = Result<(Page<CommentView>, ThreadQuery), ApiError>>,
 ) -> Result<HttpResponse, ApiError> {
     let shared = shared_page(state, req, &key, read).await?;
     Ok(json_body(web::Bytes::clone(&shared.body)))
@@ -356,7 +490,7 @@ async fn signed_in_page<F, Fut>(
 ) -> Result<HttpResponse, ApiError>
 where
     F: Fn(Option<User>) -> Fut,
-    Fut: std::future::Future<Output = Result<(Page<CommentView>, ListQuery), ApiError>>,
+    Fut: std::future::Future<Output = Result<(Page<CommentView>, ThreadQuery), ApiError>>,
 {
     let uncached = async || -> Result<HttpResponse, ApiError> {
         let (page, _) = read(Some(user.clone())).await?;
@@ -422,7 +556,7 @@ pub async fn replies(
     path: CommentIdPath,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let query = || parse_query::<ListParams>(req.query_string())?.parse(Sort::Oldest);
+    let query = || parse_query::<ListParams>(req.query_string())?.parse(ThreadSort::Oldest);
     let read = |caller: Option<User>| {
         let (state, path) = (&state, &path);
         async move {

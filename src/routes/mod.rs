@@ -13,6 +13,7 @@ pub mod openapi;
 pub mod paths;
 pub mod ratings;
 pub mod spam_model;
+pub mod votes;
 
 use actix_web::{
     guard::{Guard, GuardContext},
@@ -64,6 +65,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/widget/tally.js"),
     ("GET", "/widget/tally-comments.js"),
     ("GET", "/console/"),
+    ("GET", "/api/v1/articles/{article_id}/reviews"),
+    ("PUT", "/api/v1/comments/{id}/vote"),
+    ("DELETE", "/api/v1/comments/{id}/vote"),
+    ("GET", "/api/v1/ratings/top"),
 ];
 
 /// The `Allow` header of a route pattern (`GET, PUT, DELETE`), for 405 answers.
@@ -156,6 +161,11 @@ fn api_scope() -> actix_web::Scope {
                 .route(on(Method::POST).to(comments::create)),
         )
         .service(api("/api/v1/ratings").route(on(Method::GET).to(ratings::batch)))
+        .service(api("/api/v1/ratings/top").route(on(Method::GET).to(votes::top)))
+        .service(
+            api("/api/v1/articles/{article_id}/reviews")
+                .route(on(Method::GET).to(comments::reviews)),
+        )
         .service(
             api("/api/v1/articles/{article_id}/ratings/me")
                 .wrap(from_fn(limit_writes))
@@ -170,6 +180,12 @@ fn api_scope() -> actix_web::Scope {
                 .route(on(Method::GET).to(comments::get))
                 .route(on(Method::PATCH).to(comments::edit))
                 .route(on(Method::DELETE).to(comments::delete)),
+        )
+        .service(
+            api("/api/v1/comments/{id}/vote")
+                .wrap(from_fn(limit_writes))
+                .route(on(Method::PUT).to(votes::put_vote))
+                .route(on(Method::DELETE).to(votes::delete_vote)),
         )
         .service(
             api("/api/v1/comments/{id}/flags")

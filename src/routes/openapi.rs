@@ -21,7 +21,7 @@ use utoipa::{
 };
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
-use super::{admin, articles, comments, flags, health, moderation, ratings};
+use super::{admin, articles, comments, flags, health, moderation, ratings, votes};
 use crate::error::{ApiError, PROBLEM_JSON};
 
 /// Where the spec is served.
@@ -30,7 +30,8 @@ pub const SPEC_PATH: &str = "/openapi.json";
 const DESCRIPTION: &str = r#"Star ratings and moderated comments for article pages.
 
 **Identity.** Readers and moderators send `Authorization: Bearer <JWT>` minted by the host
-site (claims `sub`, `name`, `role`: `reader` | `moderator` | `admin`, `exp`). Public
+site (claims `sub`, `name`, `role`: `reader` | `moderator` | `admin`, `exp`, and the
+optional `verified`: `true` marks what the reader writes as `verified`). Public
 operations need no token; where a token is optional (reading and posting comments), a
 token that is sent but invalid is still 401, never a guest.
 
@@ -54,16 +55,17 @@ characters, else a new UUIDv7).
 **Pagination.** `limit` 1–100 (default 20), `cursor` opaque and keyset-based (stable
 while new comments arrive), `next_cursor: null` on the last page.
 
-**Idempotency.** `POST /api/v1/articles/{article_id}/comments` and `PUT
-/api/v1/articles/{article_id}/ratings/me` accept an `Idempotency-Key` header (1–255
+**Idempotency.** `POST /api/v1/articles/{article_id}/comments`, `PUT
+/api/v1/articles/{article_id}/ratings/me` and `PUT /api/v1/comments/{id}/vote` accept an `Idempotency-Key` header (1–255
 printable ASCII characters). The same caller sending the same key again with the same
 method, path and body within 24 hours gets the first response replayed (same status and
 body, `Idempotent-Replayed: true`) and nothing is written; the same key with a different
 request is 409 `idempotency_conflict`. Keys belong to the user, or to the client IP for
 guests. Only successful responses are remembered.
 
-**Rate limiting.** Comment, flag and rating writes (every method but GET on
-`/ratings/me`, `/comments`, `/comments/{id}` and `/comments/{id}/flags`) spend the
+**Rate limiting.** Comment, flag, rating and vote writes (every method but GET on
+`/ratings/me`, `/comments`, `/comments/{id}`, `/comments/{id}/flags` and
+`/comments/{id}/vote`) spend the
 caller's budget (`TALLY_WRITE_RATE_PER_MIN`, default 20: a burst of that size, then one
 every 60/N seconds), per user or, for guests, per client IP. Past it: 429
 `rate_limited` with `Retry-After`, and nothing is written. Reads, moderation and admin
@@ -117,6 +119,10 @@ comment goes back to `pending` until a moderator decides."#;
         super::frontend::widget,
         super::frontend::widget_thread,
         super::frontend::console,
+        comments::reviews,
+        votes::put_vote,
+        votes::delete_vote,
+        votes::top,
     ),
     components(
         // Those named only by parameters (bodies and responses bring in their own).
@@ -124,6 +130,9 @@ comment goes back to `pending` until a moderator decides."#;
             crate::error::Problem,
             crate::error::ProblemField,
             crate::domain::Sort,
+            crate::domain::ThreadSort,
+            crate::domain::Vote,
+            comments::CommentSort,
             moderation::QueueName,
             ArticleIdSchema,
         ),

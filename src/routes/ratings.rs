@@ -26,13 +26,14 @@ use super::openapi::{
 };
 use crate::{
     auth::Reader,
-    domain::{Aggregate, ArticleId, FieldError, Stars},
+    domain::{Aggregate, ArticleId, CommentBody, FieldError, Stars},
     error::ApiError,
     service::{
         aggregate_cache::WorkerCopy,
         articles,
         idempotency::Outcome,
         ratings::{self, AggregateView, MyRating},
+        reviews::ReviewChange,
     },
     startup::AppState,
 };
@@ -43,14 +44,25 @@ pub const AGGREGATE_MAX_AGE: u32 = 10;
 /// The aggregate's `Cache-Control`: `AGGREGATE_MAX_AGE` written out (a test checks).
 const AGGREGATE_CACHE_CONTROL: &str = "public, max-age=10";
 
-/// A rating: whole stars, 1–5.
+/// A rating: whole stars, 1–5, maybe with a review.
 #[derive(Debug, Deserialize, Validate, utoipa::ToSchema)]
-#[schema(as = RatingInput, example = json!({"stars": 4}))]
+#[schema(as = RatingInput, example = json!({"stars": 4, "review": "Clear and practical."}))]
 pub struct RateBody {
     #[validate(range(min = 1, max = 5, message = "must be a whole number from 1 to 5"))]
     #[serde(deserialize_with = "whole_number")]
     #[schema(minimum = 1, maximum = 5)]
     pub stars: i64,
+    /// The review's text (the comment body rules: 1–5000 characters after trimming, no
+    /// control characters but newline and tab); `null` removes the review and keeps the
+    /// stars; absent leaves the review as it is (its stars following the rating).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 5000)]
+    pub review: Option<Option<String>>,
+}
+
+/// A field that may be absent (`None`), `null` (`Some(None)`) or a value.
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
 }
 
 /// A JSON number with no fractional part: `4`, or `4.0`, which JSON Schema's `integer`
@@ -71,7 +83,9 @@ fn whole_number<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
 /// With an `Idempotency-Key`, a repeat of the same request replays the first response.
 ///
 /// One rating per reader per article; rating again replaces the old one. Guests can
-/// never rate. Banned users get 403 `banned`.
+/// never rate. Banned users get 403 `banned`. `review` writes the rating's text as a
+/// comment of kind `review` (moderated like any comment; 403 `comments_closed` on a
+/// closed article), `null` removes it; the answer carries it as `review`.
 #[utoipa::path(
     put,
     path = "/api/v1/articles/{article_id}/ratings/me",
@@ -108,12 +122,22 @@ pub async fn put_mine(
 ) -> Result<HttpResponse, ApiError> {
     let id = article_id(&path)?;
     let stars = Stars::try_from(body.stars)?;
+    let review = match body.review {
+        None => ReviewChange::Keep,
+        Some(None) => ReviewChange::Remove,
+        Some(Some(text)) => ReviewChange::Write(
+            CommentBody::parse(&text)
+                .map_err(|e| ApiError::Validation(vec![FieldError::new("review", e.message)]))?,
+        ),
+    };
     let idempotent = key.request(&req, Some(&user), &raw);
-    let outcome = ratings::put(
+    let outcome = ratings::put_with_review(
         &state.db,
+        &state.policies,
         &user,
         &id,
         stars,
+        review,
         state.settings.auto_create_articles,
         idempotent.as_ref(),
     )

@@ -102,6 +102,7 @@ pub async fn for_write(
         stars_5: Set(0),
         comment_count: Set(0),
         top_level_count: Set(0),
+        review_count: Set(0),
         created_at: Set(now),
         updated_at: Set(now),
     };
@@ -137,8 +138,12 @@ pub struct ArticleSummary {
     #[schema(required = true)]
     pub url: Option<String>,
     pub comments_open: bool,
+    /// Every visible comment: top-level, replies and reviews.
     #[schema(minimum = 0)]
     pub comment_count: i64,
+    /// Visible reviews.
+    #[schema(minimum = 0)]
+    pub review_count: i64,
     pub rating: AggregateView,
 }
 
@@ -161,6 +166,7 @@ pub async fn summary(
             url: a.url,
             comments_open: a.comments_open,
             comment_count: a.comment_count,
+            review_count: a.review_count,
             rating,
         },
         None => ArticleSummary {
@@ -169,6 +175,7 @@ pub async fn summary(
             url: None,
             comments_open: true,
             comment_count: 0,
+            review_count: 0,
             rating,
         },
     })

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::{
-    sea_query::{Expr, ExprTrait, LockType, Query, SelectStatement},
+    sea_query::{Expr, ExprTrait, Func, LockType, Query, SelectStatement},
     ActiveValue::Set,
     ColumnTrait, Condition, ConnectionTrait, DerivePartialModel, EntityTrait, QueryFilter,
     QueryOrder, QuerySelect, QueryTrait, Select,
@@ -22,8 +22,9 @@ use super::{
 use crate::{
     auth::User,
     domain::{
-        normalise_for_repeat, Action, ArticleId, AuthorName, CommentBody, Cursor, Evaluation,
-        ModerationMode, ModerationStatus, Sort, Submission,
+        normalise_for_repeat, Action, ArticleId, AuthorName, CommentBody, CommentKind, Cursor,
+        Evaluation, KeyCursor, ModerationMode, ModerationStatus, Sort, Stars, Submission,
+        ThreadCursor, ThreadSort, Vote,
     },
     entity::{article, author_count, comment},
     error::ApiError,
@@ -78,6 +79,32 @@ pub struct CommentView {
     #[serde(skip)]
     #[schema(ignore)]
     pub owner: Option<String>,
+    /// The key `sort=best` orders by (`best_score`, the Wilson lower bound of the
+    /// votes), as stored. Never sent; kept so a shared page can be merged with the
+    /// reader's pending comments in that order (`service::page_overlay`).
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub best_score: f64,
+    /// `review` for a rating's text (top-level, with `stars`), else `comment`.
+    pub kind: CommentKind,
+    /// A review's stars: its author's current rating; `null` for comments.
+    #[schema(required = true, minimum = 1, maximum = 5)]
+    pub stars: Option<i16>,
+    /// The author's token carried `"verified": true` when they wrote it.
+    pub verified: bool,
+    pub votes: VoteCounts,
+    /// The caller's own vote; `null` for guests and when they have not voted.
+    #[schema(required = true)]
+    pub my_vote: Option<Vote>,
+}
+
+/// Helpful votes on a comment.
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
+pub struct VoteCounts {
+    #[schema(minimum = 0)]
+    pub up: i64,
+    #[schema(minimum = 0)]
+    pub down: i64,
 }
 
 /// A page of comments: keyset-paginated, `next_cursor` is `null` on the last page.
@@ -124,6 +151,12 @@ pub struct Shown {
     pub reply_count: i64,
     pub created_at: DateTime<Utc>,
     pub edited_at: Option<DateTime<Utc>>,
+    pub kind: String,
+    pub stars: Option<i16>,
+    pub verified: bool,
+    pub votes_up: i64,
+    pub votes_down: i64,
+    pub best_score: f64,
 }
 
 impl From<comment::Model> for Shown {
@@ -140,6 +173,12 @@ impl From<comment::Model> for Shown {
             reply_count: c.reply_count,
             created_at: c.created_at,
             edited_at: c.edited_at,
+            kind: c.kind,
+            stars: c.stars,
+            verified: c.verified,
+            votes_up: c.votes_up,
+            votes_down: c.votes_down,
+            best_score: c.best_score,
         }
     }
 }
@@ -183,30 +222,44 @@ pub fn view(c: impl Into<Shown>, caller: Option<&User>, with_author_id: bool) ->
         reply_count: c.reply_count,
         mine,
         owner: (!c.is_guest).then_some(c.author_id),
+        best_score: c.best_score,
+        kind: CommentKind::parse(&c.kind),
+        stars: c.stars,
+        verified: c.verified,
+        votes: VoteCounts {
+            up: c.votes_up,
+            down: c.votes_down,
+        },
+        // Per caller: filled in by `votes::overlay_my_votes`.
+        my_vote: None,
     }
 }
 
-fn fingerprint(body: &str) -> String {
+pub(super) fn fingerprint(body: &str) -> String {
     let digest = Sha256::digest(normalise_for_repeat(body).as_bytes());
     digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 
 /// A text to run through the rule pipeline.
-struct Candidate<'a> {
-    article_mode: Option<&'a str>,
-    author_id: &'a str,
-    is_guest: bool,
-    body: &'a str,
+pub(super) struct Candidate<'a> {
+    pub article_mode: Option<&'a str>,
+    pub author_id: &'a str,
+    pub is_guest: bool,
+    pub body: &'a str,
     /// The comment being edited, which is no repeat of itself.
-    exclude_id: Option<&'a str>,
+    pub exclude_id: Option<&'a str>,
     /// The text's fingerprint and whether it repeats, when already known (read with
     /// the article, see `create_in`); else `evaluate` finds out.
-    known: Option<(String, bool)>,
+    pub known: Option<(String, bool)>,
 }
 
 /// The author's other comments with the same fingerprint within the repeat window
 /// (not deleted), as a subquery for an EXISTS.
-fn repeat_query(author_id: &str, fingerprint: &str, exclude_id: Option<&str>) -> SelectStatement {
+pub(super) fn repeat_query(
+    author_id: &str,
+    fingerprint: &str,
+    exclude_id: Option<&str>,
+) -> SelectStatement {
     let since = super::now() - Duration::hours(REPEAT_WINDOW_HOURS);
     let mut q = Query::select()
         .expr(Expr::val(1))
@@ -224,7 +277,7 @@ fn repeat_query(author_id: &str, fingerprint: &str, exclude_id: Option<&str>) ->
 
 /// Runs the rule pipeline for a new or edited text; also returns the text's fingerprint
 /// (stored to spot later repeats).
-async fn evaluate(
+pub(super) async fn evaluate(
     conn: &impl ConnectionTrait,
     policies: &PolicyCache,
     c: Candidate<'_>,
@@ -274,7 +327,7 @@ async fn evaluate(
 }
 
 /// Logs a rule's decision to hold or reject a comment, with actor `system`.
-async fn log_automatic(
+pub(super) async fn log_automatic(
     conn: &impl ConnectionTrait,
     c: &comment::Model,
     from: Option<ModerationStatus>,
@@ -448,6 +501,12 @@ pub async fn create_in(
         updated_at: now,
         edited_at: None,
         spam_probability: eval.spam_probability,
+        kind: CommentKind::Comment.as_str().to_owned(),
+        stars: None,
+        verified: caller.is_some_and(|u| u.verified),
+        votes_up: 0,
+        votes_down: 0,
+        best_score: 0.0,
     };
     let active: comment::ActiveModel = model.clone().into();
     comment::Entity::insert(active)
@@ -466,7 +525,12 @@ pub async fn create_in(
 pub async fn get(db: &Db, caller: Option<&User>, id: &str) -> Result<CommentView, ApiError> {
     let c = comment::Entity::find_by_id(id).one(&db.conn).await?;
     match c {
-        Some(c) if visible_to(&c, caller) => Ok(view(c, caller, false)),
+        Some(c) if visible_to(&c, caller) => {
+            let mut views = [view(c, caller, false)];
+            super::votes::overlay_my_votes(&db.conn, caller, &mut views).await?;
+            let [v] = views;
+            Ok(v)
+        }
         _ => Err(ApiError::not_found("comment")),
     }
 }
@@ -556,12 +620,23 @@ pub(crate) fn pending_by(user: &User) -> Condition {
         .add(comment::Column::Status.eq(ModerationStatus::Pending.as_str()))
 }
 
-/// The caller's own pending comments in a thread (top level of an article, or the
-/// replies to `parent`): they see them, so they count in the page's `total`.
-fn own_pending(user: &User, article_id: &str, parent: Option<&str>) -> Select<comment::Entity> {
+/// The caller's own pending comments in a thread (top level of an article, of `kind`,
+/// or the replies to `parent`): they see them, so they count in the page's `total`.
+fn own_pending(
+    user: &User,
+    article_id: &str,
+    parent: Option<&str>,
+    filter: &Filter,
+) -> Select<comment::Entity> {
+    // The kind (and stars) are counted in, not filtered on: filtered, they would make
+    // the planners read the article's whole (article, kind) index range instead of the
+    // author's few rows (`idx_comments_author`). Literal 1 and 0: an int4 SUM is a
+    // bigint on PostgreSQL.
+    let matching = Expr::case(filter.condition(), Expr::cust("1")).finally(Expr::cust("0"));
+    let counted = Func::coalesce([Func::sum(matching).into(), Expr::cust("0")]);
     comment::Entity::find()
         .select_only()
-        .expr(Expr::col(comment::Column::Id).count())
+        .expr(counted)
         .filter(comment::Column::ArticleId.eq(article_id))
         .filter(thread_of(parent))
         .filter(pending_by(user))
@@ -574,6 +649,69 @@ fn thread_of(parent: Option<&str>) -> Condition {
     })
 }
 
+/// A page of comments, replies or reviews asked for.
+#[derive(Debug, Clone)]
+pub struct ThreadQuery {
+    pub sort: ThreadSort,
+    pub limit: u64,
+    pub cursor: Option<ThreadCursor>,
+}
+
+/// What a top-level listing keeps: one kind, and for reviews maybe one number of stars.
+#[derive(Debug, Clone, Copy, Default)]
+struct Filter {
+    kind: Option<CommentKind>,
+    stars: Option<Stars>,
+}
+
+impl Filter {
+    fn condition(&self) -> Condition {
+        let mut cond = Condition::all();
+        if let Some(kind) = self.kind {
+            cond = cond.add(comment::Column::Kind.eq(kind.as_str()));
+        }
+        if let Some(stars) = self.stars {
+            cond = cond.add(comment::Column::Stars.eq(i16::from(stars.get())));
+        }
+        cond
+    }
+}
+
+/// The key column of a keyed sort and whether it runs high to low.
+fn key_of(sort: ThreadSort) -> Option<(comment::Column, bool)> {
+    match sort {
+        ThreadSort::Best => Some((comment::Column::BestScore, true)),
+        ThreadSort::Highest => Some((comment::Column::Stars, true)),
+        ThreadSort::Lowest => Some((comment::Column::Stars, false)),
+        ThreadSort::Newest | ThreadSort::Oldest => None,
+    }
+}
+
+/// Rows after `c` in a keyed order: the key (descending when `desc`), then newest first.
+fn after_key(key: comment::Column, desc: bool, stars: bool, c: &KeyCursor) -> Condition {
+    let value: sea_orm::Value = if stars {
+        // Stars are whole numbers, compared as what they are.
+        (c.key as i16).into()
+    } else {
+        c.key.into()
+    };
+    let beyond = if desc {
+        key.lt(value.clone())
+    } else {
+        key.gt(value.clone())
+    };
+    let (t, i) = (c.created_at, c.id.clone());
+    Condition::any().add(beyond).add(
+        Condition::all().add(key.eq(value)).add(
+            Condition::any().add(comment::Column::CreatedAt.lt(t)).add(
+                Condition::all()
+                    .add(comment::Column::CreatedAt.eq(t))
+                    .add(comment::Column::Id.lt(i)),
+            ),
+        ),
+    )
+}
+
 /// Top-level comments of an article (`parent` None) or the replies to one comment, of
 /// which there are `total` for the caller.
 async fn list(
@@ -581,64 +719,167 @@ async fn list(
     caller: Option<&User>,
     article_id: &str,
     parent: Option<&str>,
+    filter: Filter,
     total: i64,
-    q: ListQuery,
+    q: ThreadQuery,
 ) -> Result<Page<CommentView>, ApiError> {
     let mut select = comment::Entity::find()
         .filter(comment::Column::ArticleId.eq(article_id))
         .filter(thread_of(parent))
+        .filter(filter.condition())
         .filter(visibility(caller));
-    if let Some(c) = &q.cursor {
-        select = select.filter(after_cursor(
-            comment::Column::CreatedAt,
-            comment::Column::Id,
-            q.sort,
-            c,
-        ));
+    let key = key_of(q.sort);
+    match (&q.cursor, key) {
+        (Some(ThreadCursor::Time(c)), None) => {
+            let sort = if q.sort == ThreadSort::Oldest {
+                Sort::Oldest
+            } else {
+                Sort::Newest
+            };
+            select = select.filter(after_cursor(
+                comment::Column::CreatedAt,
+                comment::Column::Id,
+                sort,
+                c,
+            ));
+        }
+        (Some(ThreadCursor::Key(c)), Some((col, desc))) => {
+            select = select.filter(after_key(col, desc, q.sort != ThreadSort::Best, c));
+        }
+        (None, _) => {}
+        // `ThreadCursor::decode` gives the kind the sort uses.
+        (Some(_), _) => {
+            return Err(ApiError::BadRequest(
+                "bad query".into(),
+                vec![crate::domain::FieldError::new(
+                    "cursor",
+                    "is not a cursor of this sort",
+                )],
+            ))
+        }
     }
-    let order = match q.sort {
-        Sort::Oldest => sea_orm::Order::Asc,
-        Sort::Newest => sea_orm::Order::Desc,
+    use sea_orm::Order::{Asc, Desc};
+    select = match (q.sort, key) {
+        (ThreadSort::Oldest, _) => select
+            .order_by(comment::Column::CreatedAt, Asc)
+            .order_by(comment::Column::Id, Asc),
+        (_, Some((col, desc))) => select.order_by(col, if desc { Desc } else { Asc }),
+        _ => select,
     };
+    if q.sort != ThreadSort::Oldest {
+        select = select
+            .order_by(comment::Column::CreatedAt, Desc)
+            .order_by(comment::Column::Id, Desc);
+    }
     let rows = select
-        .order_by(comment::Column::CreatedAt, order.clone())
-        .order_by(comment::Column::Id, order)
         .limit(q.limit + 1)
         .into_partial_model::<Shown>()
         .all(conn)
         .await?;
+    let sort = q.sort;
     let page = paginate(rows, q.limit, |c: &Shown| Cursor {
         created_at: c.created_at,
         id: c.id.clone(),
     });
+    // `paginate` cuts with a time cursor; keyed sorts replace it with their own.
+    let next_cursor = match (page.next_cursor, page.items.last(), sort) {
+        (Some(_), Some(last), ThreadSort::Best) => Some(
+            KeyCursor {
+                key: last.best_score,
+                created_at: last.created_at,
+                id: last.id.clone(),
+            }
+            .encode(),
+        ),
+        (Some(_), Some(last), ThreadSort::Highest | ThreadSort::Lowest) => Some(
+            KeyCursor {
+                key: f64::from(last.stars.unwrap_or(0)),
+                created_at: last.created_at,
+                id: last.id.clone(),
+            }
+            .encode(),
+        ),
+        (next, _, _) => next,
+    };
+    let mut items: Vec<CommentView> = page
+        .items
+        .into_iter()
+        .map(|c| view(c, caller, false))
+        .collect();
+    super::votes::overlay_my_votes(conn, caller, &mut items).await?;
     Ok(Page {
-        items: page
-            .items
-            .into_iter()
-            .map(|c| view(c, caller, false))
-            .collect(),
-        next_cursor: page.next_cursor,
+        items,
+        next_cursor,
         total,
     })
 }
 
-/// `GET /articles/{id}/comments`. The article's count and the caller's own pending
-/// comments are read in one statement, so a page is two.
+/// `GET /articles/{id}/comments`: top-level comments of kind `comment`. The article's
+/// count and the caller's own pending comments are read in one statement, so a page is
+/// two (three with the caller's votes).
 pub async fn list_top_level(
     db: &Db,
     caller: Option<&User>,
     article_id: &ArticleId,
     auto_create: bool,
-    q: ListQuery,
+    q: ThreadQuery,
+) -> Result<Page<CommentView>, ApiError> {
+    let filter = Filter {
+        kind: Some(CommentKind::Comment),
+        stars: None,
+    };
+    list_kind(db, caller, article_id, auto_create, q, filter).await
+}
+
+/// `GET /articles/{id}/reviews`: reviews, maybe of one number of stars only.
+pub async fn list_reviews(
+    db: &Db,
+    caller: Option<&User>,
+    article_id: &ArticleId,
+    auto_create: bool,
+    q: ThreadQuery,
+    stars: Option<Stars>,
+) -> Result<Page<CommentView>, ApiError> {
+    let filter = Filter {
+        kind: Some(CommentKind::Review),
+        stars,
+    };
+    list_kind(db, caller, article_id, auto_create, q, filter).await
+}
+
+async fn list_kind(
+    db: &Db,
+    caller: Option<&User>,
+    article_id: &ArticleId,
+    auto_create: bool,
+    q: ThreadQuery,
+    filter: Filter,
 ) -> Result<Page<CommentView>, ApiError> {
     let id = article_id.as_str();
     let own = match caller {
-        Some(u) => own_pending(u, id, None).into_query().into(),
+        Some(u) => own_pending(u, id, None, &filter).into_query().into(),
         None => Expr::val(0i64),
+    };
+    let listed = match (filter.kind, filter.stars) {
+        (Some(CommentKind::Review), None) => Expr::col(article::Column::ReviewCount),
+        (Some(CommentKind::Review), Some(_)) => {
+            // Listed reviews of these stars: counted (an article has few reviews per
+            // number of stars, read through `idx_comments_review_stars`).
+            let listed = comment::Entity::find()
+                .select_only()
+                .expr(Expr::col(comment::Column::Id).count())
+                .filter(comment::Column::ArticleId.eq(id))
+                .filter(thread_of(None))
+                .filter(filter.condition())
+                .filter(visibility(None))
+                .into_query();
+            listed.into()
+        }
+        _ => Expr::col(article::Column::TopLevelCount),
     };
     let counts: Option<(i64, i64)> = article::Entity::find_by_id(id)
         .select_only()
-        .column(article::Column::TopLevelCount)
+        .expr(listed)
         .expr(own)
         .into_tuple()
         .one(&db.conn)
@@ -649,7 +890,7 @@ pub async fn list_top_level(
         None if auto_create => 0,
         None => return Err(ApiError::not_found("article")),
     };
-    list(&db.conn, caller, id, None, total, q).await
+    list(&db.conn, caller, id, None, filter, total, q).await
 }
 
 /// `GET /comments/{id}/replies`.
@@ -657,14 +898,14 @@ pub async fn list_replies(
     db: &Db,
     caller: Option<&User>,
     parent_id: &str,
-    q: ListQuery,
+    q: ThreadQuery,
 ) -> Result<Page<CommentView>, ApiError> {
     let parent = comment::Entity::find_by_id(parent_id).one(&db.conn).await?;
     let parent = parent
         .filter(|p| visible_to(p, caller))
         .ok_or_else(|| ApiError::not_found("comment"))?;
     let own = match caller {
-        Some(u) => own_pending(u, &parent.article_id, Some(&parent.id))
+        Some(u) => own_pending(u, &parent.article_id, Some(&parent.id), &Filter::default())
             .into_tuple::<i64>()
             .one(&db.conn)
             .await?
@@ -676,6 +917,7 @@ pub async fn list_replies(
         caller,
         &parent.article_id,
         Some(&parent.id),
+        Filter::default(),
         parent.reply_count + own,
         q,
     )

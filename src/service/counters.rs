@@ -8,7 +8,9 @@
 //! article and per queue and one INSERT for all the authors, instead of several
 //! statements per write. Same transaction, so the counters still equal a recount at every
 //! commit. A batch therefore locks shared rows only at its end, in one global order
-//! (articles, queues, authors, each sorted by key), which is what lets several writers
+//! (articles, the site's `rating_totals` row, queues, authors, each sorted by key;
+//! comment rows, whose vote counters a vote moves, are locked before all of them, and a
+//! deadlock between two batches' comment rows is retried, see `group_commit`), which is what lets several writers
 //! run batches side by side on PostgreSQL without waiting on each other's rows mid-way
 //! (see `group_commit`). A write that must answer with its article's aggregate asks for
 //! it with [`watch_rating`]: it is told the histogram as it stood right after it, in
@@ -29,8 +31,8 @@ use sea_orm::{
 
 use super::idempotency::{self, IdempotentRequest};
 use crate::{
-    domain::{ModerationStatus, Stars},
-    entity::{article, author_count, comment, moderation_log, queue_counter},
+    domain::{CommentKind, ModerationStatus, Stars},
+    entity::{article, author_count, comment, moderation_log, queue_counter, rating_total},
     error::ApiError,
 };
 
@@ -92,15 +94,20 @@ pub async fn status_changed(
     let approved = |s: Option<ModerationStatus>| i64::from(s == Some(ModerationStatus::Approved));
     let approved_delta = approved(Some(to)) - approved(from);
     // A reply's listing climbs its thread (comment rows, locked now); what reaches the
-    // top moves the article's top-level count.
-    let top_level_delta = match &c.parent_id {
-        None => listed_delta,
+    // top moves the article's count of listed top-level comments, or of listed reviews
+    // when the thread is a review's.
+    let (top_delta, top_kind) = match &c.parent_id {
+        None => (listed_delta, CommentKind::parse(&c.kind)),
         Some(parent) => climb(conn, Some(parent.clone()), listed_delta).await?,
     };
-    if defer_move(c, approved_delta, top_level_delta, from, to) {
+    let (top_level_delta, review_delta) = match top_kind {
+        CommentKind::Comment => (top_delta, 0),
+        CommentKind::Review => (0, top_delta),
+    };
+    if defer_change(c, approved_delta, top_level_delta, review_delta, from, to) {
         return Ok(());
     }
-    if approved_delta != 0 || top_level_delta != 0 {
+    if approved_delta != 0 || top_level_delta != 0 || review_delta != 0 {
         article::Entity::update_many()
             .col_expr(
                 article::Column::CommentCount,
@@ -109,6 +116,10 @@ pub async fn status_changed(
             .col_expr(
                 article::Column::TopLevelCount,
                 Expr::col(article::Column::TopLevelCount).add(top_level_delta),
+            )
+            .col_expr(
+                article::Column::ReviewCount,
+                Expr::col(article::Column::ReviewCount).add(review_delta),
             )
             .filter(article::Column::Id.eq(&c.article_id))
             .exec(conn)
@@ -174,15 +185,17 @@ async fn bump_author(
 /// A comment under `parent` became listed (+1) or unlisted (-1): the parents' reply
 /// counts move. A deleted parent shows as a tombstone only while it has listed replies,
 /// so the change can climb the thread; returns what reaches the top (the change of the
-/// article's count of listed top-level comments), for the caller to apply.
+/// article's count of listed top-level comments, or reviews: the kind of the thread's
+/// top-level comment), for the caller to apply.
 async fn climb(
     conn: &impl ConnectionTrait,
     mut parent: Option<String>,
     mut delta: i64,
-) -> Result<i64, DbErr> {
+) -> Result<(i64, CommentKind), DbErr> {
+    let mut kind = CommentKind::Comment;
     while delta != 0 {
         let Some(parent_id) = parent else {
-            return Ok(delta);
+            return Ok((delta, kind));
         };
         // Lock the parent (PostgreSQL) so its status and count are read and written as one.
         let Some(p) = comment::Entity::find_by_id(&parent_id)
@@ -190,8 +203,9 @@ async fn climb(
             .one(conn)
             .await?
         else {
-            return Ok(0);
+            return Ok((0, kind));
         };
+        kind = CommentKind::parse(&p.kind);
         comment::Entity::update_many()
             .col_expr(
                 comment::Column::ReplyCount,
@@ -206,7 +220,7 @@ async fn climb(
         delta = after - before;
         parent = p.parent_id;
     }
-    Ok(0)
+    Ok((0, kind))
 }
 
 /// Counter changes added up while a batch runs. `job` holds the running job's own, which
@@ -224,8 +238,8 @@ struct Deferred {
 
 #[derive(Debug, Default)]
 struct Deltas {
-    /// Article id → (comment_count, top_level_count).
-    articles: BTreeMap<String, [i64; 2]>,
+    /// Article id → (comment_count, top_level_count, review_count).
+    articles: BTreeMap<String, [i64; 3]>,
     /// Article id → ratings added (removed: negative) per number of stars, 1..=5.
     ratings: BTreeMap<String, [i64; 5]>,
     queues: BTreeMap<&'static str, i64>,
@@ -347,11 +361,13 @@ pub fn job_ended(succeeded: bool) {
     });
 }
 
-/// Records a comment's move for later, if the transaction is deferring its counters.
-fn defer_move(
+/// Records a comment's status change for later, if a batch is deferring counters (the
+/// comment row and its thread were written already).
+fn defer_change(
     c: &comment::Model,
     approved: i64,
     top_level: i64,
+    reviews: i64,
     from: Option<ModerationStatus>,
     to: ModerationStatus,
 ) -> bool {
@@ -360,17 +376,17 @@ fn defer_move(
             let job = &mut d.borrow_mut().job;
             add(
                 job.articles.entry(c.article_id.clone()).or_default(),
-                [approved, top_level],
+                [approved, top_level, reviews],
             );
-            *job.queues.entry(to.as_str()).or_default() += 1;
-            if let Some(i) = author_slot(to) {
-                job.authors.entry(c.author_id.clone()).or_default()[i] += 1;
-            }
             if let Some(from) = from {
                 *job.queues.entry(from.as_str()).or_default() -= 1;
                 if let Some(i) = author_slot(from) {
                     job.authors.entry(c.author_id.clone()).or_default()[i] -= 1;
                 }
+            }
+            *job.queues.entry(to.as_str()).or_default() += 1;
+            if let Some(i) = author_slot(to) {
+                job.authors.entry(c.author_id.clone()).or_default()[i] += 1;
             }
         })
         .is_ok()
@@ -468,13 +484,14 @@ fn histogram(a: &article::Model) -> [i64; 5] {
 async fn apply_article(
     conn: &impl ConnectionTrait,
     id: &str,
-    [comments, top_level]: [i64; 2],
+    [comments, top_level, reviews]: [i64; 3],
     stars: [i64; 5],
     watched: bool,
 ) -> Result<Option<[i64; 5]>, DbErr> {
     let deltas: Vec<(article::Column, i64)> = [
         (article::Column::CommentCount, comments),
         (article::Column::TopLevelCount, top_level),
+        (article::Column::ReviewCount, reviews),
         (article::Column::RatingCount, stars.iter().sum()),
         (
             article::Column::RatingSum,
@@ -511,8 +528,8 @@ async fn apply_article(
     }
 }
 
-/// Writes the batch's deferred counters (articles, then queues, then authors: the lock
-/// order of every write), tells the watching jobs their histograms, stores their
+/// Writes the batch's deferred counters (articles, then the site's rating totals, then
+/// queues, then authors: the lock order of every write), tells the watching jobs their histograms, stores their
 /// idempotent answers, and forgets it all.
 pub async fn apply_deferred(conn: &impl ConnectionTrait) -> Result<(), ApiError> {
     let Ok((d, changes)) = DEFERRED.try_with(|d| {
@@ -553,6 +570,7 @@ pub async fn apply_deferred(conn: &impl ConnectionTrait) -> Result<(), ApiError>
         }
         add(h, c.own.map(|d| -d));
     }
+    apply_site_totals(conn, &d.ratings).await?;
     for (queue, n) in &d.queues {
         write_queue(conn, queue, *n).await?;
     }
@@ -568,6 +586,36 @@ pub async fn apply_deferred(conn: &impl ConnectionTrait) -> Result<(), ApiError>
             idempotency::complete(conn, &req, status, &body).await?;
         }
     }
+    Ok(())
+}
+
+/// The site's rating count and sum (`rating_totals`) follow the batch's rating changes:
+/// one UPDATE, after the articles' and before the queues' (the lock order).
+async fn apply_site_totals(
+    conn: &impl ConnectionTrait,
+    ratings: &BTreeMap<String, [i64; 5]>,
+) -> Result<(), DbErr> {
+    let (count, sum) = ratings.values().fold((0, 0), |(n, s), d| {
+        (
+            n + d.iter().sum::<i64>(),
+            s + d.iter().zip(1..).map(|(d, stars)| d * stars).sum::<i64>(),
+        )
+    });
+    if count == 0 && sum == 0 {
+        return Ok(());
+    }
+    rating_total::Entity::update_many()
+        .col_expr(
+            rating_total::Column::RatingCount,
+            Expr::col(rating_total::Column::RatingCount).add(count),
+        )
+        .col_expr(
+            rating_total::Column::RatingSum,
+            Expr::col(rating_total::Column::RatingSum).add(sum),
+        )
+        .filter(rating_total::Column::Id.eq(1))
+        .exec(conn)
+        .await?;
     Ok(())
 }
 

@@ -61,6 +61,11 @@ impl Route {
         Route::of("article", id)
     }
 
+    /// Votes on one comment (they lock its row while their batch runs).
+    pub fn comment(id: &str) -> Route {
+        Route::of("comment", id)
+    }
+
     fn of(kind: &str, id: &str) -> Route {
         use std::hash::BuildHasher;
         // Fixed seed: the same key goes to the same writer for the life of the process.

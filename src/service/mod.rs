@@ -17,10 +17,13 @@ pub mod moderation;
 pub mod page_overlay;
 pub mod ratings;
 pub mod retry;
+pub mod reviews;
 pub mod schema;
 pub mod settings;
 pub mod singleton;
 pub mod spam;
+pub mod top;
+pub mod votes;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::{

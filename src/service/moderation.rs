@@ -23,7 +23,7 @@ use super::{
 };
 use crate::{
     auth::User,
-    domain::{Action, ArticleId, Cursor, FieldError, ModerationStatus, Sort},
+    domain::{Action, ArticleId, CommentKind, Cursor, FieldError, ModerationStatus, Sort},
     entity::{author_count, ban, comment, flag, moderation_log, queue_counter},
     error::ApiError,
 };
@@ -552,6 +552,13 @@ pub struct LogView {
     pub from_status: Option<String>,
     pub to_status: Option<String>,
     pub reason: Option<String>,
+    /// `review` when the entry is about a review (absent for comments and bans).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comment_kind: Option<CommentKind>,
+    /// The review's stars (its author's current rating); absent but for reviews.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 5)]
+    pub stars: Option<i16>,
 }
 
 /// Who made a change; automatic decisions have id `system`.
@@ -577,6 +584,8 @@ impl From<moderation_log::Model> for LogView {
             from_status: m.from_status,
             to_status: m.to_status,
             reason: m.reason,
+            comment_kind: None,
+            stars: None,
         }
     }
 }
@@ -625,10 +634,42 @@ pub async fn log(
         created_at: m.at,
         id: m.id.to_string(),
     });
+    let mut items: Vec<LogView> = page.items.into_iter().map(LogView::from).collect();
+    mark_reviews(conn, &mut items).await?;
     Ok(CursorPage {
-        items: page.items.into_iter().map(LogView::from).collect(),
+        items,
         next_cursor: page.next_cursor,
     })
+}
+
+/// Marks the entries about reviews with their kind and stars: one query for the page.
+async fn mark_reviews(conn: &impl ConnectionTrait, items: &mut [LogView]) -> Result<(), ApiError> {
+    let ids: Vec<&str> = items
+        .iter()
+        .filter_map(|i| i.comment_id.as_deref())
+        .collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let reviews: Vec<(String, Option<i16>)> = comment::Entity::find()
+        .select_only()
+        .column(comment::Column::Id)
+        .column(comment::Column::Stars)
+        .filter(comment::Column::Id.is_in(ids))
+        .filter(comment::Column::Kind.eq(CommentKind::Review.as_str()))
+        .into_tuple()
+        .all(conn)
+        .await?;
+    for item in items {
+        if let Some((_, stars)) = reviews
+            .iter()
+            .find(|(id, _)| item.comment_id.as_deref() == Some(id.as_str()))
+        {
+            item.comment_kind = Some(CommentKind::Review);
+            item.stars = *stars;
+        }
+    }
+    Ok(())
 }
 
 /// A ban as moderators see it.

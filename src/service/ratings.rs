@@ -11,10 +11,14 @@ use sea_orm::{
 use serde::Serialize;
 
 use super::{
-    articles, counters,
+    articles,
+    comments::CommentView,
+    counters,
     counters::RatingAfter,
     db::{Db, Route},
     idempotency::{self, IdempotentRequest, Outcome},
+    reviews::{self, ReviewChange},
+    settings::PolicyCache,
 };
 use crate::{
     auth::User,
@@ -89,6 +93,9 @@ pub struct MyRating {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub rating: AggregateView,
+    /// The review written with this rating (a comment of kind `review`), or `null`.
+    #[schema(required = true)]
+    pub review: Option<CommentView>,
 }
 
 impl MyRating {
@@ -105,11 +112,15 @@ fn stored_stars(r: &rating::Model) -> Result<Stars, ApiError> {
 
 async fn my_rating(
     conn: &impl ConnectionTrait,
+    user: &User,
     article_id: &ArticleId,
     r: rating::Model,
 ) -> Result<MyRating, ApiError> {
     let a = articles::find(conn, article_id).await?;
-    Ok(rating_view(article_id, r, a.as_ref()))
+    let review = reviews::find(conn, user, r.review_id.as_deref()).await?;
+    let mut view = rating_view(article_id, r, a.as_ref());
+    view.review = review;
+    Ok(view)
 }
 
 fn rating_view(article_id: &ArticleId, r: rating::Model, a: Option<&article::Model>) -> MyRating {
@@ -119,6 +130,7 @@ fn rating_view(article_id: &ArticleId, r: rating::Model, a: Option<&article::Mod
         created_at: r.created_at,
         updated_at: r.updated_at,
         rating: AggregateView::new(article_id.as_str(), articles::aggregate_of(a)),
+        review: None,
     }
 }
 
@@ -134,21 +146,58 @@ pub async fn put(
     auto_create: bool,
     idempotency: Option<&IdempotentRequest>,
 ) -> Result<Outcome<(MyRating, bool)>, ApiError> {
+    // Leaving the review as it is never runs the rule pipeline: no policy needed.
+    let policies = PolicyCache::default();
+    let keep = ReviewChange::Keep;
+    put_with_review(
+        db,
+        &policies,
+        user,
+        article_id,
+        stars,
+        keep,
+        auto_create,
+        idempotency,
+    )
+    .await
+}
+
+/// [`put`] that also writes, rewrites or removes the rating's review (`review`), which
+/// the answer carries.
+#[allow(clippy::too_many_arguments)]
+pub async fn put_with_review(
+    db: &Db,
+    policies: &PolicyCache,
+    user: &User,
+    article_id: &ArticleId,
+    stars: Stars,
+    review: ReviewChange,
+    auto_create: bool,
+    idempotency: Option<&IdempotentRequest>,
+) -> Result<Outcome<(MyRating, bool)>, ApiError> {
     let after = RatingAfter::default();
     let (user, id, idempotency) = (user.clone(), article_id.clone(), idempotency.cloned());
+    let policies = policies.clone();
     let route = Route::user(&user.id);
     let mut outcome = db
         .write(route, {
             let after = after.clone();
             move |tx| {
-                let (user, id, idempotency, after) =
-                    (user.clone(), id.clone(), idempotency.clone(), after.clone());
+                let (user, id, idempotency, after, policies, review) = (
+                    user.clone(),
+                    id.clone(),
+                    idempotency.clone(),
+                    after.clone(),
+                    policies.clone(),
+                    review.clone(),
+                );
                 Box::pin(async move {
                     put_in(
                         tx,
+                        &policies,
                         &user,
                         &id,
-                        stars,
+                        (stars, review),
                         auto_create,
                         idempotency.as_ref(),
                         &after,
@@ -173,11 +222,13 @@ fn not_batched() -> ApiError {
 
 /// `put` inside a group-committed write: the article's counters are deferred to the end
 /// of the batch (`counters::defer_rating`), and `after` gets the aggregate then.
+#[allow(clippy::too_many_arguments)]
 async fn put_in(
     tx: &impl ConnectionTrait,
+    policies: &PolicyCache,
     user: &User,
     article_id: &ArticleId,
-    stars: Stars,
+    (stars, review): (Stars, ReviewChange),
     auto_create: bool,
     idempotency: Option<&IdempotentRequest>,
     after: &RatingAfter,
@@ -199,6 +250,7 @@ async fn put_in(
         stars: Set(i16::from(stars.get())),
         created_at: Set(now),
         updated_at: Set(now),
+        review_id: Set(None),
     };
     // Insert-or-nothing first: a concurrent first rating by the same user waits on the
     // unique key and then takes the update path, so the counters are never doubled.
@@ -212,6 +264,7 @@ async fn put_in(
         .await?;
     let created = inserted > 0;
     let mut created_at = now;
+    let mut review_id = None;
     if created {
         counters::defer_rating(article_id.as_str(), stars, 1);
     } else {
@@ -222,6 +275,7 @@ async fn put_in(
             .ok_or_else(|| ApiError::Internal("rating vanished during update".into()))?;
         let old_stars = stored_stars(&old)?;
         created_at = old.created_at;
+        review_id = old.review_id;
         rating::Entity::update_many()
             .col_expr(rating::Column::Stars, Expr::value(i16::from(stars.get())))
             .col_expr(rating::Column::UpdatedAt, Expr::value(now))
@@ -234,6 +288,25 @@ async fn put_in(
             counters::defer_rating(article_id.as_str(), stars, 1);
         }
     }
+    let review = reviews::apply(
+        tx,
+        policies,
+        user,
+        &article,
+        review_id.as_deref(),
+        stars,
+        review,
+    )
+    .await?;
+    let new_review_id = review.as_ref().map(|(id, _)| id.clone());
+    if new_review_id != review_id {
+        rating::Entity::update_many()
+            .col_expr(rating::Column::ReviewId, Expr::value(new_review_id.clone()))
+            .filter(rating::Column::ArticleId.eq(article_id.as_str()))
+            .filter(rating::Column::UserId.eq(&user.id))
+            .exec(tx)
+            .await?;
+    }
     // The row as just written: no need to read it back. The aggregate in it is the one
     // read before this batch's counters; `put` replaces it with `after`'s.
     let r = rating::Model {
@@ -242,8 +315,10 @@ async fn put_in(
         stars: i16::from(stars.get()),
         created_at,
         updated_at: now,
+        review_id: new_review_id,
     };
-    let view = rating_view(article_id, r, Some(&article));
+    let mut view = rating_view(article_id, r, Some(&article));
+    view.review = review.map(|(_, v)| v);
     // An idempotent answer is stored once the aggregate is known, just before COMMIT.
     let complete = idempotency.map(|req| {
         let (req, view) = (req.clone(), view.clone());
@@ -269,17 +344,17 @@ pub async fn get(
         .one(&db.conn)
         .await?
     {
-        Some(r) => Ok(Some(my_rating(&db.conn, article_id, r).await?)),
+        Some(r) => Ok(Some(my_rating(&db.conn, user, article_id, r).await?)),
         None => Ok(None),
     }
 }
 
 /// Removes the caller's rating (nothing to do when there is none). Group-committed.
 pub async fn delete(db: &Db, user: &User, article_id: &ArticleId) -> Result<(), ApiError> {
-    let (user_id, article_id) = (user.id.clone(), article_id.clone());
+    let (user, article_id) = (user.clone(), article_id.clone());
     db.write(Route::user(&user.id), move |tx| {
-        let (user_id, article_id) = (user_id.clone(), article_id.clone());
-        Box::pin(async move { delete_in(tx, &user_id, &article_id).await })
+        let (user, article_id) = (user.clone(), article_id.clone());
+        Box::pin(async move { delete_in(tx, &user, &article_id).await })
     })
     .await
 }
@@ -287,9 +362,10 @@ pub async fn delete(db: &Db, user: &User, article_id: &ArticleId) -> Result<(), 
 /// `delete` inside a group-committed write (counters deferred like `put_in`'s).
 async fn delete_in(
     tx: &impl ConnectionTrait,
-    user_id: &str,
+    user: &User,
     article_id: &ArticleId,
 ) -> Result<(), ApiError> {
+    let user_id = user.id.as_str();
     if !counters::is_deferring() {
         return Err(not_batched());
     }
@@ -305,6 +381,8 @@ async fn delete_in(
             .exec(tx)
             .await?;
         counters::defer_rating(article_id.as_str(), stars, -1);
+        // Its review goes with it (a tombstone while it has replies).
+        reviews::remove(tx, user, old.review_id.as_deref()).await?;
     }
     Ok(())
 }

@@ -17,7 +17,8 @@ fn a_policy() -> Value {
         "edit_window_secs": 60,
         "trusted_after_approved": 2,
         "spam_threshold": 0.9,
-        "spam_min_examples": 20
+        "spam_min_examples": 20,
+        "rating_prior_weight": 7
     })
 }
 
@@ -32,7 +33,8 @@ async fn an_admin_reads_the_defaults_then_replaces_the_whole_policy() {
         json!({"moderation_mode": "post", "guest_comments": false, "banned_words": [],
                "suspect_words": [], "max_links": 2, "flag_threshold": 3,
                "edit_window_secs": 900, "trusted_after_approved": 0,
-               "spam_threshold": 0.9, "spam_min_examples": 20})
+               "spam_threshold": 0.9, "spam_min_examples": 20,
+               "rating_prior_weight": 5})
     );
 
     let res = app

@@ -335,7 +335,7 @@ async fn bad_list_parameters_are_400_naming_the_parameter() {
         ("limit=0", "limit"),
         ("limit=101", "limit"),
         ("limit=ten", "limit"),
-        ("sort=best", "sort"),
+        ("sort=worst", "sort"),
         ("cursor=not-a-cursor", "cursor"),
     ] {
         let problem = assert_problem(

@@ -303,6 +303,7 @@ fn reader(id: &str) -> User {
         id: id.into(),
         name: format!("Name of {id}"),
         role: Role::Reader,
+        verified: false,
     }
 }
 
@@ -715,6 +716,12 @@ fn count_a_comment(db: &Db, id: &str, fail: bool) -> JoinHandle<Result<(), ApiEr
                     updated_at: now,
                     edited_at: None,
                     spam_probability: None,
+                    kind: "comment".into(),
+                    stars: None,
+                    verified: false,
+                    votes_up: 0,
+                    votes_down: 0,
+                    best_score: 0.0,
                 };
                 let active: tally::entity::comment::ActiveModel = model.clone().into();
                 sea_orm::EntityTrait::insert(active)

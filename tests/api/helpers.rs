@@ -441,7 +441,31 @@ impl TestApp {
                 "articles.top_level_count",
                 "SELECT COUNT(*) FROM articles a WHERE a.top_level_count <> \
                  (SELECT COUNT(*) FROM comments c WHERE c.article_id = a.id AND c.parent_id IS NULL \
+                  AND c.kind = 'comment' \
                   AND (c.status = 'approved' OR (c.status = 'deleted' AND c.reply_count > 0)))",
+            ),
+            (
+                "articles.review_count",
+                "SELECT COUNT(*) FROM articles a WHERE a.review_count <> \
+                 (SELECT COUNT(*) FROM comments c WHERE c.article_id = a.id AND c.parent_id IS NULL \
+                  AND c.kind = 'review' \
+                  AND (c.status = 'approved' OR (c.status = 'deleted' AND c.reply_count > 0)))",
+            ),
+            (
+                "comments.votes_up / votes_down",
+                "SELECT COUNT(*) FROM comments c WHERE \
+                 c.votes_up <> (SELECT COUNT(*) FROM comment_votes v WHERE v.comment_id = c.id AND v.vote = 'up') \
+                 OR c.votes_down <> (SELECT COUNT(*) FROM comment_votes v WHERE v.comment_id = c.id AND v.vote = 'down')",
+            ),
+            (
+                "rating_totals",
+                "SELECT (SELECT rating_count FROM rating_totals) - (SELECT COUNT(*) FROM ratings) \
+                 + 1000 * ((SELECT rating_sum FROM rating_totals) - (SELECT COALESCE(SUM(stars), 0) FROM ratings))",
+            ),
+            (
+                "review stars follow ratings",
+                "SELECT COUNT(*) FROM ratings r JOIN comments c ON c.id = r.review_id \
+                 WHERE c.status <> 'deleted' AND (c.stars IS NULL OR c.stars <> r.stars)",
             ),
             (
                 "comments.reply_count",

@@ -32,5 +32,6 @@ mod page_overlay;
 mod production;
 mod rate_limit;
 mod ratings;
+mod reviews;
 mod spam_model;
 mod timeouts;

@@ -227,6 +227,7 @@ async fn the_problem_schema_has_every_field_and_code() {
         "banned",
         "comments_closed",
         "edit_window_expired",
+        "own_comment",
         "not_found",
         "version_conflict",
         "idempotency_conflict",

@@ -1,7 +1,8 @@
 //! Signed-in comment pages composed from the shared page and the reader's overlay are
 //! exactly what the uncached path answers: the same bytes, for many shapes (own pending
-//! and approved comments on and off the page, guests, tombstones, both sorts, every
-//! cursor, totals, replies), and they follow every write at once.
+//! and approved comments on and off the page, guests, tombstones, the reader's votes,
+//! every sort including `best`, every cursor, totals, replies, the reviews listing with
+//! each of its sorts and `stars` filters), and they follow every write at once.
 //!
 //! The oracle is a second instance on the same database with the page cache off, whose
 //! signed-in pages are read from the database every time. Every write goes through the
@@ -60,12 +61,20 @@ impl Pair {
         serde_json::from_slice(&got).unwrap()
     }
 
-    /// Every page of `base` (any query but the cursor), for each of `tokens`, in both
-    /// sorts and several sizes, cold and warm, after an anonymous read and before one.
+    /// Every page of `base` (any query but the cursor), for each of `tokens`, in the
+    /// comment listings' sorts and several sizes, cold and warm, after an anonymous read
+    /// and before one.
     async fn all_pages_match(&self, base: &str, tokens: &[String]) {
-        for sort in ["newest", "oldest"] {
+        self.all_pages_match_in(base, &["newest", "oldest", "best"], tokens)
+            .await;
+    }
+
+    /// [`Pair::all_pages_match`] in `sorts`; `base` may carry a query already.
+    async fn all_pages_match_in(&self, base: &str, sorts: &[&str], tokens: &[String]) {
+        let joiner = if base.contains('?') { '&' } else { '?' };
+        for sort in sorts {
             for limit in [1, 2, 3, 7, 100] {
-                let first = format!("{base}?sort={sort}&limit={limit}");
+                let first = format!("{base}{joiner}sort={sort}&limit={limit}");
                 for (i, token) in tokens.iter().enumerate() {
                     let mut path = first.clone();
                     for _ in 0..200 {
@@ -170,6 +179,65 @@ async fn signed_in_pages_are_the_uncached_ones_in_every_shape() {
     app.comment(ARTICLE, "u-1", "Hidden reply", Some(&id_of(&hidden)))
         .await;
 
+    // Votes: the readers' own on others' comments (up and down, so `best` has ties
+    // and differences), and a moderator's on pending comments (which they see), so a
+    // pending comment can rank above listed ones in `best`.
+    let listed: Vec<Value> = app
+        .get(&format!("{PAGE}?limit=100"), None)
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["items"]
+        .as_array()
+        .unwrap()
+        .clone();
+    // (Tombstones take no votes.)
+    for (i, c) in listed
+        .iter()
+        .filter(|c| c["status"] != "deleted")
+        .enumerate()
+    {
+        for (j, voter) in ["u-1", "u-2", "u-3", "u-4"].iter().enumerate() {
+            let v = match (i + j) % 4 {
+                0 => "up",
+                1 => "down",
+                2 if i % 2 == 0 => "up",
+                _ => continue,
+            };
+            // Their own comments refuse votes (403): skipped.
+            let res = app
+                .put(
+                    &format!("/api/v1/comments/{}/vote", id_of(c)),
+                    Some(&app.reader(voter)),
+                    &json!({"vote": v}),
+                )
+                .await;
+            assert!(
+                res.status() == StatusCode::OK || res.status() == StatusCode::FORBIDDEN,
+                "{}",
+                res.status()
+            );
+        }
+    }
+    let everything: Value = app
+        .get(&format!("{PAGE}?limit=100"), Some(&app.moderator("mod-1")))
+        .await
+        .json()
+        .await
+        .unwrap();
+    for c in everything["items"].as_array().unwrap() {
+        if c["status"] == "pending" && c["body"] == "Waiting 4" {
+            let res = app
+                .put(
+                    &format!("/api/v1/comments/{}/vote", id_of(c)),
+                    Some(&app.moderator("mod-1")),
+                    &json!({"vote": "up"}),
+                )
+                .await;
+            assert_eq!(res.status(), StatusCode::OK);
+        }
+    }
+
     let tokens: Vec<String> = ["u-1", "u-2", "u-3", "u-4"]
         .iter()
         .map(|u| app.reader(u))
@@ -194,6 +262,8 @@ async fn signed_in_pages_are_the_uncached_ones_in_every_shape() {
     assert!(items
         .iter()
         .any(|c| c["status"] == "deleted" && c["mine"] == true));
+    assert!(items.iter().any(|c| c["my_vote"] == "up"));
+    assert!(items.iter().any(|c| c["my_vote"] == "down"));
     let anonymous: Value = app
         .get(&format!("{PAGE}?limit=100"), None)
         .await
@@ -206,6 +276,7 @@ async fn signed_in_pages_are_the_uncached_ones_in_every_shape() {
     for path in [
         format!("{PAGE}?sort=sideways"),
         format!("{PAGE}?cursor=nonsense"),
+        format!("{PAGE}?sort=highest"),
         format!("{PAGE}?limit=0"),
         "/api/v1/comments/no-such-comment/replies".to_owned(),
         format!("/api/v1/comments/{}/replies", id_of(&rejected)),
@@ -418,5 +489,138 @@ async fn a_pending_comment_is_on_its_authors_page_as_soon_as_its_post_is_answere
     for u in 0..20 {
         let page = p.same(&path, &app.reader(&format!("u-{u}"))).await;
         assert_eq!(page["total"], 2);
+    }
+}
+
+#[tokio::test]
+async fn signed_in_review_pages_are_the_uncached_ones_in_every_sort() {
+    let p = pair().await;
+    let app = &p.app;
+    app.set_policy(|p| p.moderation_mode = ModerationMode::Pre)
+        .await;
+    let reviews = format!("/api/v1/articles/{ARTICLE}/reviews");
+    // Reviews of every number of stars by ten readers, half approved; u-1's and u-2's
+    // stay pending. Votes by the others on the approved ones and on u-2's pending
+    // one (a moderator's), so `best` has differences and ties.
+    let mut ids = vec![];
+    for i in 0..10 {
+        let user = format!("u-{i}");
+        let res = app
+            .put(
+                &format!("/api/v1/articles/{ARTICLE}/ratings/me"),
+                Some(&app.reader(&user)),
+                &json!({"stars": i % 5 + 1, "review": format!("Review {i}")}),
+            )
+            .await;
+        assert!(res.status().is_success(), "review PUT: {}", res.status());
+        let body: Value = res.json().await.unwrap();
+        let id = body["review"]["id"].as_str().unwrap().to_owned();
+        if i % 2 == 0 && i > 2 || i == 3 || i == 5 {
+            let res = app
+                .decide(
+                    "mod-1",
+                    &id,
+                    &json!({"action": "approve", "expected_version": 1}),
+                )
+                .await;
+            assert_eq!(res.status(), StatusCode::OK);
+        }
+        ids.push(id);
+    }
+    // A plain comment of u-1's, pending: never in the reviews listing.
+    app.comment(ARTICLE, "u-1", "A comment, not a review", None)
+        .await;
+    for (i, id) in ids.iter().enumerate() {
+        for (j, voter) in ["u-1", "u-2", "u-7", "u-8"].iter().enumerate() {
+            let v = match (i * 3 + j) % 5 {
+                0 | 2 => "up",
+                1 => "down",
+                _ => continue,
+            };
+            // Own reviews (403) and pending ones others cannot see (404): skipped.
+            app.put(
+                &format!("/api/v1/comments/{id}/vote"),
+                Some(&app.reader(voter)),
+                &json!({"vote": v}),
+            )
+            .await;
+        }
+    }
+    let res = app
+        .put(
+            &format!("/api/v1/comments/{}/vote", ids[2]),
+            Some(&app.moderator("mod-1")),
+            &json!({"vote": "up"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+
+    let tokens: Vec<String> = ["u-1", "u-2", "u-7", "u-9"]
+        .iter()
+        .map(|u| app.reader(u))
+        .chain([app.moderator("mod-1")])
+        .collect();
+    let sorts = ["best", "newest", "oldest", "highest", "lowest"];
+    p.all_pages_match_in(&reviews, &sorts, &tokens).await;
+    for stars in [1, 2, 3] {
+        p.all_pages_match_in(&format!("{reviews}?stars={stars}"), &sorts, &tokens)
+            .await;
+    }
+
+    // The overlay's content shows: u-2 sees their pending review and their votes.
+    let mine = p.same(&format!("{reviews}?limit=100"), &tokens[1]).await;
+    let items = mine["items"].as_array().unwrap();
+    assert!(items
+        .iter()
+        .any(|c| c["status"] == "pending" && c["mine"] == true && c["kind"] == "review"));
+    assert!(items.iter().any(|c| c["my_vote"].is_string()));
+    assert!(items.iter().all(|c| c["kind"] == "review"));
+
+    // A vote shows on the voter's next page at once.
+    let target = items
+        .iter()
+        .find(|c| c["mine"] == false && c["my_vote"].is_null())
+        .map(id_of)
+        .unwrap();
+    let res = app
+        .put(
+            &format!("/api/v1/comments/{target}/vote"),
+            Some(&tokens[1]),
+            &json!({"vote": "down"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let page = p.same(&format!("{reviews}?limit=100"), &tokens[1]).await;
+    let voted = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == target.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(voted["my_vote"], "down");
+    let res = app
+        .delete(&format!("/api/v1/comments/{target}/vote"), Some(&tokens[1]))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    p.same(&format!("{reviews}?limit=100&sort=best"), &tokens[1])
+        .await;
+
+    // Errors are the same too.
+    for path in [
+        format!("{reviews}?sort=sideways"),
+        format!("{reviews}?stars=6"),
+        format!("{reviews}?sort=best&cursor=nonsense"),
+    ] {
+        let got = app.get(&path, Some(&tokens[0])).await;
+        assert!(got.status().is_client_error(), "{path}");
+        let want = app
+            .client
+            .get(p.oracle.url(&path))
+            .bearer_auth(&tokens[0])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(got.status(), want.status(), "{path}");
     }
 }

@@ -202,39 +202,49 @@ describe('<tally-comments>', () => {
     await close();
   });
 
-  test('shows Helpful votes when the API has them, and survives a sort the server refuses', async () => {
-    // Votes are API 1.1 (their own issue): the answers are shaped here to carry them.
-    const other = await comment('votes-1', 'u-val', 'A comment worth a vote');
-    const { page, close } = await open(`<tally-comments article="votes-1" token="${token('u-voter')}"></tally-comments>`, {
-      before: async (p) => {
-        await p.route(/\/api\/v1\/articles\/votes-1\/comments\?/, async (route) => {
-          if (route.request().url().includes('sort=best')) {
-            return route.fulfill({ status: 400, contentType: 'application/problem+json', headers: { 'Access-Control-Allow-Origin': '*' },
-              body: JSON.stringify({ type: 'about:blank', title: 'Bad request', status: 400, code: 'bad_request', detail: 'sort: unknown' }) });
-          }
-          const res = await route.fetch();
-          const body = await res.json();
-          for (const c of body.items) Object.assign(c, { votes: { up: 2, down: 0 }, my_vote: null });
-          return route.fulfill({ response: res, json: body });
-        });
-        await p.route(`**/api/v1/comments/${other.id}/vote`, (route) => {
-          const up = route.request().method() === 'PUT';
-          return route.fulfill({ status: 200, contentType: 'application/json', headers: { 'Access-Control-Allow-Origin': '*' },
-            json: { votes: { up: up ? 3 : 2, down: 0 }, my_vote: up ? 'up' : null } });
-        });
-      },
-    });
-    const art = page.getByRole('article').filter({ hasText: 'A comment worth a vote' });
-    const helpful = art.getByRole('button', { name: 'Helpful', exact: true });
-    assert.equal(await helpful.getAttribute('aria-pressed'), 'false');
-    await art.getByText('2', { exact: true }).waitFor();
-    await helpful.click();
-    await page.getByRole('article').filter({ hasText: 'A comment worth a vote' }).getByText('3', { exact: true }).waitFor();
-    assert.equal(await page.getByRole('button', { name: 'Helpful', exact: true }).getAttribute('aria-pressed'), 'true');
-    await page.getByRole('combobox', { name: 'Sort' }).selectOption('best');
-    await page.getByText('This sort order is not available.').waitFor();
-    assert.equal(await page.getByRole('combobox', { name: 'Sort' }).inputValue(), 'newest');
-    await page.getByRole('article').filter({ hasText: 'A comment worth a vote' }).waitFor();
+  test('Helpful votes go through the API, stay after a reload, and the Best sort orders by them', async () => {
+    const many = await comment('votes-1', 'u-val', 'Helpful to many');
+    const one = await comment('votes-1', 'u-val', 'Helpful to one');
+    await comment('votes-1', 'u-val', 'Helpful to nobody');
+    const vote = async (user, id) => {
+      const r = await tally.api('PUT', `/comments/${id}/vote`, token(user), { vote: 'up' });
+      assert.equal(r.status, 200, JSON.stringify(r));
+    };
+    await Promise.all([vote('u-a', many.id), vote('u-b', many.id), vote('u-c', many.id), vote('u-d', one.id)]);
+    const voter = token('u-voter');
+    const { page, close } = await open(`<tally-comments article="votes-1" token="${voter}"></tally-comments>`);
+    const art = (text) => page.getByRole('article').filter({ hasText: text });
+    const helpful = (text) => art(text).getByRole('button', { name: 'Helpful', exact: true });
+    await art('Helpful to one').getByText('1', { exact: true }).waitFor();
+    assert.equal(await helpful('Helpful to one').getAttribute('aria-pressed'), 'false');
+    await helpful('Helpful to one').click();
+    await art('Helpful to one').getByText('2', { exact: true }).waitFor();
+    assert.equal(await helpful('Helpful to one').getAttribute('aria-pressed'), 'true');
+    const mine = await tally.api('GET', `/comments/${one.id}`, voter);
+    assert.deepEqual([mine.body.votes, mine.body.my_vote], [{ up: 2, down: 0 }, 'up'], 'the vote is stored');
+    // Read again (the signed-in page: the shared page with the reader's votes on it).
+    await page.reload();
+    await art('Helpful to one').getByText('2', { exact: true }).waitFor();
+    assert.equal(await helpful('Helpful to one').getAttribute('aria-pressed'), 'true');
+    assert.equal(await helpful('Helpful to many').getAttribute('aria-pressed'), 'false');
+    const order = async () => (await page.getByRole('article').allTextContents())
+      .map((text) => ['many', 'one', 'nobody'].find((w) => text.includes(`Helpful to ${w}`)));
+    assert.deepEqual(await order(), ['nobody', 'one', 'many'], 'newest first');
+    await Promise.all([
+      page.waitForResponse((r) => r.url().includes('sort=best')),
+      page.getByRole('combobox', { name: 'Sort' }).selectOption('best'),
+    ]);
+    await page.getByRole('article').first().filter({ hasText: 'Helpful to many' }).waitFor();
+    assert.deepEqual(await order(), ['many', 'one', 'nobody'], 'best first');
+    // Taken back: a DELETE.
+    await helpful('Helpful to one').click();
+    await art('Helpful to one').getByText('1', { exact: true }).waitFor();
+    assert.equal(await helpful('Helpful to one').getAttribute('aria-pressed'), 'false');
+    const after = await tally.api('GET', `/comments/${one.id}`, voter);
+    assert.deepEqual([after.body.votes, after.body.my_vote], [{ up: 1, down: 0 }, null]);
+    // Never on one's own comment.
+    const own = await tally.api('PUT', `/comments/${many.id}/vote`, token('u-val'), { vote: 'up' });
+    assert.equal(own.status, 403);
     await close();
   });
 
