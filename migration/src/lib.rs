@@ -11,6 +11,7 @@ mod m20261123_000002_bans_listing;
 mod m20261123_000003_flat_queue;
 mod m20261123_000004_listing_indexes;
 mod m20261124_000005_idempotency_purge;
+mod m20261206_000030_comment_claims;
 
 pub struct Migrator;
 
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000003_flat_queue::Migration),
             Box::new(m20261123_000004_listing_indexes::Migration),
             Box::new(m20261124_000005_idempotency_purge::Migration),
+            Box::new(m20261206_000030_comment_claims::Migration),
         ]
     }
 }

@@ -4,6 +4,7 @@ pub mod article;
 pub mod author_count;
 pub mod ban;
 pub mod comment;
+pub mod comment_claim;
 pub mod flag;
 pub mod idempotency_key;
 pub mod moderation_log;

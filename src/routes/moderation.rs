@@ -78,6 +78,18 @@ pub struct QueueParams {
     /// `next_cursor` of the previous page (opaque).
     #[param(min_length = 1)]
     pub cursor: Option<String>,
+    /// `true`: hide the items other moderators have claimed (their claims in force).
+    #[param(value_type = Option<bool>, default = false)]
+    pub unclaimed: Option<String>,
+}
+
+/// `unclaimed=`: `true` or `false`; anything else is 400 naming it.
+fn flag_param(field: &'static str, raw: Option<&str>) -> Result<bool, ApiError> {
+    match raw {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(_) => Err(bad_query(FieldError::new(field, "must be true or false"))),
+    }
 }
 
 /// `GET /api/v1/moderation/queue`: one queue, oldest first by default.
@@ -109,6 +121,7 @@ pub async fn queue(
             p.cursor.as_deref(),
             Sort::parse("sort", p.sort.as_deref(), Sort::Oldest).map_err(bad_query)?,
         )?,
+        unclaimed: flag_param("unclaimed", p.unclaimed.as_deref())?,
     };
     Ok(HttpResponse::Ok().json(moderation::queue(&state.db.conn, &user, q).await?))
 }

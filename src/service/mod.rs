@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod aggregate_cache;
 pub mod articles;
+pub mod claims;
 pub mod comments;
 pub mod connect;
 pub mod counters;

@@ -162,6 +162,9 @@ pub struct ModerationItem {
     pub flags: BTreeMap<String, i64>,
     pub auto_moderation: AutoModeration,
     pub author_history: AuthorHistory,
+    /// The moderator working on it, or `null` (an expired claim is `null`).
+    #[schema(required = true)]
+    pub claim: Option<super::claims::ClaimView>,
 }
 
 /// Builds the items of a page with two grouped queries (flags, author history) in all,
@@ -194,9 +197,16 @@ pub async fn items(
         .filter(author_count::Column::AuthorId.is_in(authors))
         .all(conn)
         .await?;
+    let ids: Vec<&str> = rows.iter().map(|c| c.id.as_str()).collect();
+    let claims = super::claims::in_force(conn, &ids).await?;
     Ok(rows
         .into_iter()
         .map(|c| {
+            let claim = claims
+                .iter()
+                .find(|h| h.comment_id == c.id)
+                .cloned()
+                .map(Into::into);
             let flags = flags
                 .iter()
                 .filter(|(id, _, _)| *id == c.id)
@@ -220,6 +230,7 @@ pub async fn items(
                     reasons: serde_json::from_str(&c.auto_reasons).unwrap_or_default(),
                 },
                 author_history,
+                claim,
                 comment: view(c, Some(caller), true),
             }
         })
@@ -230,6 +241,8 @@ pub struct QueueQuery {
     pub queue: Queue,
     pub article_id: Option<ArticleId>,
     pub page: ListQuery,
+    /// `unclaimed=true`: hide the items other moderators hold.
+    pub unclaimed: bool,
 }
 
 /// `GET /moderation/queue`: oldest first by default, keyset-paginated on
@@ -242,6 +255,11 @@ pub async fn queue(
     let mut select = comment::Entity::find().filter(q.queue.condition());
     if let Some(a) = &q.article_id {
         select = select.filter(comment::Column::ArticleId.eq(a.as_str()));
+    }
+    if q.unclaimed {
+        select = select.filter(
+            comment::Column::Id.not_in_subquery(super::claims::held_by_others_ids(&caller.id)),
+        );
     }
     if let Some(c) = &q.page.cursor {
         select = select.filter(after_cursor(
@@ -484,6 +502,7 @@ async fn decide_once(
         },
     )
     .await?;
+    super::claims::released_by_decision(&*tx, comment_id).await?;
     // The counters first (in the global lock order), then the item reads them back.
     counters::flush(&*tx).await?;
     let item = items(&*tx, moderator, vec![updated]).await?.pop();

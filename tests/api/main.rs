@@ -10,6 +10,7 @@ mod helpers;
 mod admin;
 mod aggregate_cache;
 mod auth;
+mod claims;
 mod cli;
 mod cli_ops;
 mod comments;
