@@ -12,6 +12,7 @@ mod m20261123_000003_flat_queue;
 mod m20261123_000004_listing_indexes;
 mod m20261124_000005_idempotency_purge;
 mod m20261206_000030_comment_claims;
+mod m20261206_000031_log_time_index;
 
 pub struct Migrator;
 
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000004_listing_indexes::Migration),
             Box::new(m20261124_000005_idempotency_purge::Migration),
             Box::new(m20261206_000030_comment_claims::Migration),
+            Box::new(m20261206_000031_log_time_index::Migration),
         ]
     }
 }

@@ -58,6 +58,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/api/v1/moderation/bans/{user_id}"),
     ("POST", "/api/v1/moderation/comments/{id}/claim"),
     ("DELETE", "/api/v1/moderation/comments/{id}/claim"),
+    ("GET", "/api/v1/moderation/metrics"),
     ("GET", "/api/v1/admin/settings"),
     ("PUT", "/api/v1/admin/settings"),
     ("PUT", "/api/v1/admin/articles/{article_id}"),
@@ -201,6 +202,7 @@ fn api_scope() -> actix_web::Scope {
                 .route(on(Method::POST).to(claims::claim))
                 .route(on(Method::DELETE).to(claims::release)),
         )
+        .service(api("/api/v1/moderation/metrics").route(on(Method::GET).to(claims::metrics)))
         .service(
             api("/api/v1/admin/settings")
                 .route(on(Method::GET).to(admin::get_settings))

@@ -110,6 +110,7 @@ comment goes back to `pending` until a moderator decides."#;
         moderation::unban,
         claims::claim,
         claims::release,
+        claims::metrics,
         admin::get_settings,
         admin::put_settings,
         admin::put_article,

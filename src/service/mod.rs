@@ -14,6 +14,7 @@ pub mod db;
 pub mod flags;
 pub mod group_commit;
 pub mod idempotency;
+pub mod metrics;
 pub mod moderation;
 pub mod page_overlay;
 pub mod ratings;

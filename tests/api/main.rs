@@ -24,6 +24,7 @@ mod group_commit;
 mod health;
 mod hostile_ids;
 mod idempotency;
+mod metrics;
 mod migrations;
 mod moderation;
 mod openapi;
