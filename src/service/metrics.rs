@@ -79,6 +79,10 @@ pub fn percentile(sorted: &[f64], p: u32) -> Option<f64> {
     Some(sorted[rank - 1])
 }
 
+/// A decision in the window: actor id and name, new status, when, and when its comment
+/// was created (`None` once the comment is gone).
+type DecisionRow = (String, String, String, DateTime<Utc>, Option<DateTime<Utc>>);
+
 fn log_to_comment() -> RelationDef {
     moderation_log::Entity::belongs_to(comment::Entity)
         .from(moderation_log::Column::CommentId)
@@ -95,24 +99,23 @@ pub async fn metrics(
     since: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<Metrics, ApiError> {
-    let rows: Vec<(String, String, String, DateTime<Utc>, Option<DateTime<Utc>>)> =
-        moderation_log::Entity::find()
-            .select_only()
-            .column(moderation_log::Column::ActorId)
-            .column(moderation_log::Column::ActorName)
-            .column(moderation_log::Column::ToStatus)
-            .column(moderation_log::Column::At)
-            .column_as(comment::Column::CreatedAt, "created_at")
-            .join(JoinType::LeftJoin, log_to_comment())
-            .filter(moderation_log::Column::At.gte(since))
-            .filter(moderation_log::Column::ToStatus.is_in([
-                ModerationStatus::Approved.as_str(),
-                ModerationStatus::Rejected.as_str(),
-                ModerationStatus::Spam.as_str(),
-            ]))
-            .into_tuple()
-            .all(conn)
-            .await?;
+    let rows: Vec<DecisionRow> = moderation_log::Entity::find()
+        .select_only()
+        .column(moderation_log::Column::ActorId)
+        .column(moderation_log::Column::ActorName)
+        .column(moderation_log::Column::ToStatus)
+        .column(moderation_log::Column::At)
+        .column_as(comment::Column::CreatedAt, "created_at")
+        .join(JoinType::LeftJoin, log_to_comment())
+        .filter(moderation_log::Column::At.gte(since))
+        .filter(moderation_log::Column::ToStatus.is_in([
+            ModerationStatus::Approved.as_str(),
+            ModerationStatus::Rejected.as_str(),
+            ModerationStatus::Spam.as_str(),
+        ]))
+        .into_tuple()
+        .all(conn)
+        .await?;
     let mut by_action = ByAction::default();
     let mut automatic = 0;
     let mut actors: Vec<ActorCount> = vec![];
