@@ -107,6 +107,7 @@ impl Seeder {
             created_at: at,
             updated_at: at,
             edited_at: None,
+            flag_weight: f64::from(flag_count),
         }
     }
 
@@ -138,6 +139,7 @@ impl Seeder {
                     note: None,
                     created_at: c.created_at,
                     resolved_at: None,
+                    weight: 1.0,
                 }
                 .into(),
             );
@@ -317,6 +319,8 @@ pub async fn recount(conn: &DatabaseConnection) -> Result<(), String> {
         .collect();
     let statements = [
         "UPDATE comments SET flag_count = (SELECT COUNT(*) FROM flags f \
+         WHERE f.comment_id = comments.id AND f.resolved_at IS NULL), \
+         flag_weight = (SELECT COALESCE(SUM(f.weight), 0) FROM flags f \
          WHERE f.comment_id = comments.id AND f.resolved_at IS NULL) \
          WHERE id IN (SELECT comment_id FROM flags)"
             .to_owned(),

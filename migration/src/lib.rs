@@ -13,6 +13,7 @@ mod m20261123_000004_listing_indexes;
 mod m20261124_000005_idempotency_purge;
 mod m20261206_000030_comment_claims;
 mod m20261206_000031_log_time_index;
+mod m20261206_000032_flag_weights;
 
 pub struct Migrator;
 
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000005_idempotency_purge::Migration),
             Box::new(m20261206_000030_comment_claims::Migration),
             Box::new(m20261206_000031_log_time_index::Migration),
+            Box::new(m20261206_000032_flag_weights::Migration),
         ]
     }
 }

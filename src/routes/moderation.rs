@@ -56,6 +56,16 @@ pub enum QueueName {
     Approved,
 }
 
+/// The orders of a queue.
+#[derive(Debug, Clone, Copy, utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum QueueSort {
+    Oldest,
+    Newest,
+    /// Heaviest `flag_weight` first (the `flagged` queue only).
+    Weight,
+}
+
 /// The parameters of `GET /api/v1/moderation/queue`; a bad value is 400 naming it.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -69,8 +79,9 @@ pub struct QueueParams {
         max_length = 200
     )]
     pub article_id: Option<String>,
-    /// Work the queue in order: `oldest` first by default.
-    #[param(value_type = Option<Sort>, default = "oldest")]
+    /// Work the queue in order: `oldest` first by default; `weight` (the `flagged`
+    /// queue only, else 400 naming `sort`): heaviest `flag_weight` first.
+    #[param(value_type = Option<QueueSort>, default = "oldest")]
     pub sort: Option<String>,
     /// Page size.
     #[param(minimum = 1, maximum = 100, default = 20)]
@@ -113,14 +124,25 @@ pub async fn queue(
     Moderator(user): Moderator,
     ApiQuery(p): ApiQuery<QueueParams>,
 ) -> Result<HttpResponse, ApiError> {
+    let queue = Queue::parse(p.queue.as_deref()).map_err(bad_query)?;
+    let by_weight = p.sort.as_deref() == Some("weight");
+    if by_weight && queue != Queue::Flagged {
+        return Err(bad_query(FieldError::new(
+            "sort",
+            "weight applies to the flagged queue only",
+        )));
+    }
+    let sort = if by_weight {
+        Sort::Newest
+    } else {
+        Sort::parse("sort", p.sort.as_deref(), Sort::Oldest)
+            .map_err(|_| bad_query(FieldError::new("sort", "must be oldest, newest or weight")))?
+    };
     let q = QueueQuery {
-        queue: Queue::parse(p.queue.as_deref()).map_err(bad_query)?,
+        queue,
         article_id: p.article_id.as_deref().map(article_id).transpose()?,
-        page: page(
-            p.limit,
-            p.cursor.as_deref(),
-            Sort::parse("sort", p.sort.as_deref(), Sort::Oldest).map_err(bad_query)?,
-        )?,
+        by_weight,
+        page: page(p.limit, p.cursor.as_deref(), sort)?,
         unclaimed: flag_param("unclaimed", p.unclaimed.as_deref())?,
     };
     Ok(HttpResponse::Ok().json(moderation::queue(&state.db.conn, &user, q).await?))

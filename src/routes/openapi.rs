@@ -125,6 +125,7 @@ comment goes back to `pending` until a moderator decides."#;
             crate::error::ProblemField,
             crate::domain::Sort,
             moderation::QueueName,
+            moderation::QueueSort,
             ArticleIdSchema,
         ),
         responses(

@@ -442,6 +442,7 @@ pub async fn create_in(
         created_at: now,
         updated_at: now,
         edited_at: None,
+        flag_weight: 0.0,
     };
     let active: comment::ActiveModel = model.clone().into();
     comment::Entity::insert(active)

@@ -158,6 +158,9 @@ pub struct ModerationItem {
     pub comment: CommentView,
     pub version: i32,
     pub flag_count: i32,
+    /// The sum of the unresolved flags' weights (each `2·(upheld+1)/(upheld+dismissed+2)`
+    /// of its flagger when cast); the hide threshold applies to it.
+    pub flag_weight: f64,
     /// Unresolved flags by reason.
     pub flags: BTreeMap<String, i64>,
     pub auto_moderation: AutoModeration,
@@ -224,6 +227,7 @@ pub async fn items(
             ModerationItem {
                 version: c.version,
                 flag_count: c.flag_count,
+                flag_weight: c.flag_weight,
                 flags,
                 auto_moderation: AutoModeration {
                     score: c.auto_score,
@@ -243,6 +247,9 @@ pub struct QueueQuery {
     pub page: ListQuery,
     /// `unclaimed=true`: hide the items other moderators hold.
     pub unclaimed: bool,
+    /// `sort=weight` (flagged queue): heaviest `flag_weight` first, then id descending,
+    /// keyset on both (served by `idx_comments_flagged_weight`).
+    pub by_weight: bool,
 }
 
 /// `GET /moderation/queue`: oldest first by default, keyset-paginated on
@@ -260,6 +267,34 @@ pub async fn queue(
         select = select.filter(
             comment::Column::Id.not_in_subquery(super::claims::held_by_others_ids(&caller.id)),
         );
+    }
+    if q.by_weight {
+        if let Some(c) = &q.page.cursor {
+            let (w, id) = weight_position(c)?;
+            select = select.filter(
+                Condition::all()
+                    .add(comment::Column::FlagWeight.lte(w))
+                    .add(
+                        Condition::any()
+                            .add(comment::Column::FlagWeight.lt(w))
+                            .add(comment::Column::Id.lt(id)),
+                    ),
+            );
+        }
+        let rows = select
+            .order_by_desc(comment::Column::FlagWeight)
+            .order_by_desc(comment::Column::Id)
+            .limit(q.page.limit + 1)
+            .all(conn)
+            .await?;
+        let page = paginate(rows, q.page.limit, |c| Cursor {
+            created_at: c.created_at,
+            id: format!("{} {}", c.flag_weight, c.id),
+        });
+        return Ok(CursorPage {
+            items: items(conn, caller, page.items).await?,
+            next_cursor: page.next_cursor,
+        });
     }
     if let Some(c) = &q.page.cursor {
         select = select.filter(after_cursor(
@@ -281,6 +316,21 @@ pub async fn queue(
         items: items(conn, caller, page.items).await?,
         next_cursor: page.next_cursor,
     })
+}
+
+/// The (flag_weight, id) a `sort=weight` cursor carries in its id: `"<weight> <id>"`.
+fn weight_position(c: &Cursor) -> Result<(f64, String), ApiError> {
+    c.id.split_once(' ')
+        .and_then(|(w, id)| Some((w.parse::<f64>().ok()?, id.to_owned())))
+        .ok_or_else(|| {
+            ApiError::BadRequest(
+                "bad query string".into(),
+                vec![FieldError::new(
+                    "cursor",
+                    "is not a cursor this service gave out",
+                )],
+            )
+        })
 }
 
 /// Queue sizes, read from the kept counters (never counted per request).
@@ -393,7 +443,9 @@ pub async fn move_comment(
         .filter(comment::Column::Id.eq(&c.id))
         .filter(comment::Column::Version.eq(expected_version));
     if change.resolve_flags {
-        update = update.col_expr(comment::Column::FlagCount, Expr::value(0));
+        update = update
+            .col_expr(comment::Column::FlagCount, Expr::value(0))
+            .col_expr(comment::Column::FlagWeight, Expr::value(0.0));
     }
     if update.exec(conn).await?.rows_affected == 0 {
         let current = comment::Entity::find_by_id(&c.id)
@@ -406,6 +458,26 @@ pub async fn move_comment(
         });
     }
     if change.resolve_flags {
+        // Each unresolved flag's flagger: upheld by a rejection or spam, dismissed by an
+        // approval (their track record is written in the global lock order, at flush).
+        let upheld = match change.action {
+            Action::Approve => Some(false),
+            Action::Reject | Action::Spam => Some(true),
+            _ => None,
+        };
+        if let Some(upheld) = upheld.filter(|_| c.flag_count > 0) {
+            let flaggers: Vec<String> = flag::Entity::find()
+                .select_only()
+                .column(flag::Column::UserId)
+                .filter(flag::Column::CommentId.eq(&c.id))
+                .filter(flag::Column::ResolvedAt.is_null())
+                .into_tuple()
+                .all(conn)
+                .await?;
+            for f in flaggers {
+                counters::flagger_decided(conn, &f, upheld).await?;
+            }
+        }
         flag::Entity::update_many()
             .col_expr(flag::Column::ResolvedAt, Expr::value(now))
             .filter(flag::Column::CommentId.eq(&c.id))
@@ -440,6 +512,11 @@ pub async fn move_comment(
             0
         } else {
             c.flag_count
+        },
+        flag_weight: if change.resolve_flags {
+            0.0
+        } else {
+            c.flag_weight
         },
         updated_at: now,
         ..c

@@ -714,6 +714,7 @@ fn count_a_comment(db: &Db, id: &str, fail: bool) -> JoinHandle<Result<(), ApiEr
                     created_at: now,
                     updated_at: now,
                     edited_at: None,
+                    flag_weight: 0.0,
                 };
                 let active: tally::entity::comment::ActiveModel = model.clone().into();
                 sea_orm::EntityTrait::insert(active)
