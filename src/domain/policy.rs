@@ -58,6 +58,11 @@ pub struct Policy {
     /// Authors with fewer approved comments than this are held for moderation.
     #[schema(minimum = 0, maximum = 1_000_000)]
     pub trusted_after_approved: u32,
+    /// Rejected and spam comments created longer ago than this many days are purged
+    /// (their log rows kept); `null` (or absent) keeps them forever.
+    #[serde(default)]
+    #[schema(minimum = 1, required = true)]
+    pub retention_days_rejected: Option<u32>,
 }
 
 /// The schema of a word list: at most [`Policy::MAX_WORDS`] words of 1–100 characters.
@@ -86,6 +91,7 @@ impl Default for Policy {
             flag_threshold: 3,
             edit_window_secs: 900,
             trusted_after_approved: 0,
+            retention_days_rejected: None,
         }
     }
 }
@@ -129,6 +135,12 @@ impl Policy {
             errors.push(FieldError::new(
                 "trusted_after_approved",
                 "must be from 0 to 1000000",
+            ));
+        }
+        if self.retention_days_rejected == Some(0) {
+            errors.push(FieldError::new(
+                "retention_days_rejected",
+                "must be null (keep forever) or at least 1",
             ));
         }
         if errors.is_empty() {

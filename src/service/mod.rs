@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod moderation;
 pub mod page_overlay;
 pub mod ratings;
+pub mod retention;
 pub mod retry;
 pub mod schema;
 pub mod settings;

@@ -15,7 +15,8 @@ fn a_policy() -> Value {
         "max_links": 1,
         "flag_threshold": 5,
         "edit_window_secs": 60,
-        "trusted_after_approved": 2
+        "trusted_after_approved": 2,
+        "retention_days_rejected": null
     })
 }
 
@@ -29,7 +30,8 @@ async fn an_admin_reads_the_defaults_then_replaces_the_whole_policy() {
         res.json::<Value>().await.unwrap(),
         json!({"moderation_mode": "post", "guest_comments": false, "banned_words": [],
                "suspect_words": [], "max_links": 2, "flag_threshold": 3,
-               "edit_window_secs": 900, "trusted_after_approved": 0})
+               "edit_window_secs": 900, "trusted_after_approved": 0,
+               "retention_days_rejected": null})
     );
 
     let res = app

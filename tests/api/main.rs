@@ -35,4 +35,5 @@ mod page_overlay;
 mod production;
 mod rate_limit;
 mod ratings;
+mod retention;
 mod timeouts;
