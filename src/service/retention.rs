@@ -133,11 +133,18 @@ async fn purge_batch(db: &Db, cutoff: DateTime<Utc>, batch: u64) -> Result<Optio
     Ok(Some(n))
 }
 
-/// Applies the retention at start and every [`RETENTION_EVERY`] while the setting is
-/// set; runs until dropped (the server aborts it when it stops).
+/// How long after the start the first round runs: not in the start's rush (nor in the
+/// first requests' connections).
+pub const RETENTION_FIRST_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Applies the retention a minute after the start and every [`RETENTION_EVERY`] while
+/// the setting is set; runs until dropped (the server aborts it when it stops).
 pub async fn purge_periodically(db: Db) {
     let policies = PolicyCache::default();
-    let mut every = tokio::time::interval(RETENTION_EVERY);
+    let mut every = tokio::time::interval_at(
+        tokio::time::Instant::now() + RETENTION_FIRST_AFTER,
+        RETENTION_EVERY,
+    );
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
