@@ -54,6 +54,12 @@ pub enum ApiError {
     /// 409: an `Idempotency-Key` reused with a different request.
     #[error("this Idempotency-Key was used with a different request")]
     IdempotencyConflict,
+    /// 409: another moderator holds an unexpired claim on the comment (issue 21).
+    #[error("{by} is working on this comment (claimed until {until})")]
+    Claimed {
+        by: String,
+        until: chrono::DateTime<chrono::Utc>,
+    },
     /// 413: request body over the limit.
     #[error("request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
@@ -90,7 +96,7 @@ pub enum ApiError {
 
 /// Every `code` an error can carry: API.md's table plus `method_not_allowed` and
 /// `internal_error`. The OpenAPI spec lists exactly these (a test checks each variant).
-pub const CODES: [&str; 18] = [
+pub const CODES: [&str; 19] = [
     "bad_request",
     "unauthorized",
     "forbidden",
@@ -103,6 +109,7 @@ pub const CODES: [&str; 18] = [
     "request_timeout",
     "version_conflict",
     "idempotency_conflict",
+    "claimed",
     "payload_too_large",
     "headers_too_large",
     "validation_failed",
@@ -179,6 +186,7 @@ impl ApiError {
             ApiError::HeadersTooLarge(_) => "headers_too_large",
             ApiError::VersionConflict { .. } => "version_conflict",
             ApiError::IdempotencyConflict => "idempotency_conflict",
+            ApiError::Claimed { .. } => "claimed",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::Validation(_) => "validation_failed",
             ApiError::RateLimited(_) => "rate_limited",
@@ -202,7 +210,9 @@ impl ApiError {
             ApiError::MethodNotAllowed => "Method not allowed",
             ApiError::RequestTimeout(_) => "Request timeout",
             ApiError::HeadersTooLarge(_) => "Request header fields too large",
-            ApiError::VersionConflict { .. } | ApiError::IdempotencyConflict => "Conflict",
+            ApiError::VersionConflict { .. }
+            | ApiError::IdempotencyConflict
+            | ApiError::Claimed { .. } => "Conflict",
             ApiError::PayloadTooLarge(_) => "Payload too large",
             ApiError::Validation(_) => "Validation failed",
             ApiError::RateLimited(_) => "Too many requests",
@@ -250,9 +260,9 @@ impl ResponseError for ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            ApiError::VersionConflict { .. } | ApiError::IdempotencyConflict => {
-                StatusCode::CONFLICT
-            }
+            ApiError::VersionConflict { .. }
+            | ApiError::IdempotencyConflict
+            | ApiError::Claimed { .. } => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -467,6 +477,10 @@ mod tests {
                 current: 2,
             },
             ApiError::IdempotencyConflict,
+            ApiError::Claimed {
+                by: "x".into(),
+                until: chrono::Utc::now(),
+            },
             ApiError::PayloadTooLarge(1),
             ApiError::Validation(vec![]),
             ApiError::RateLimited(1),

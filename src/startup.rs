@@ -221,8 +221,12 @@ impl Application {
             });
         }
         let purge = tokio::spawn(idempotency::purge_periodically(self.db.clone()));
+        let retention = tokio::spawn(crate::service::retention::purge_periodically(
+            self.db.clone(),
+        ));
         let served = self.server.await;
         purge.abort();
+        retention.abort();
         served
     }
 }

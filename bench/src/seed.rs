@@ -116,6 +116,7 @@ impl Seeder {
             votes_up: 0,
             votes_down: 0,
             best_score: 0.0,
+            flag_weight: f64::from(flag_count),
         }
     }
 
@@ -147,6 +148,7 @@ impl Seeder {
                     note: None,
                     created_at: c.created_at,
                     resolved_at: None,
+                    weight: 1.0,
                 }
                 .into(),
             );
@@ -388,6 +390,8 @@ pub async fn recount(conn: &DatabaseConnection) -> Result<(), String> {
         .collect();
     let statements = [
         "UPDATE comments SET flag_count = (SELECT COUNT(*) FROM flags f \
+         WHERE f.comment_id = comments.id AND f.resolved_at IS NULL), \
+         flag_weight = (SELECT COALESCE(SUM(f.weight), 0) FROM flags f \
          WHERE f.comment_id = comments.id AND f.resolved_at IS NULL) \
          WHERE id IN (SELECT comment_id FROM flags)"
             .to_owned(),

@@ -169,6 +169,7 @@ fn comment_of(n: usize, text: &str) -> comment::Model {
         updated_at: now,
         edited_at: None,
         spam_probability: None,
+        flag_weight: 0.0,
         kind: "comment".into(),
         stars: None,
         verified: false,

@@ -12,6 +12,9 @@ mod m20261123_000003_flat_queue;
 mod m20261123_000004_listing_indexes;
 mod m20261124_000005_idempotency_purge;
 mod m20261206_000001_reviews_votes;
+mod m20261206_000030_comment_claims;
+mod m20261206_000031_log_time_index;
+mod m20261206_000032_flag_weights;
 mod m20261206_000040_spam_model;
 
 pub struct Migrator;
@@ -26,6 +29,9 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000004_listing_indexes::Migration),
             Box::new(m20261124_000005_idempotency_purge::Migration),
             Box::new(m20261206_000001_reviews_votes::Migration),
+            Box::new(m20261206_000030_comment_claims::Migration),
+            Box::new(m20261206_000031_log_time_index::Migration),
+            Box::new(m20261206_000032_flag_weights::Migration),
             Box::new(m20261206_000040_spam_model::Migration),
         ]
     }

@@ -72,6 +72,11 @@ pub struct Policy {
     #[serde(default = "default_prior_weight")]
     #[schema(minimum = 0, maximum = 1_000_000, default = 5)]
     pub rating_prior_weight: i64,
+    /// Rejected and spam comments created longer ago than this many days are purged
+    /// (their log rows kept); `null` (or absent) keeps them forever.
+    #[serde(default)]
+    #[schema(minimum = 1, required = true)]
+    pub retention_days_rejected: Option<u32>,
 }
 
 fn default_spam_threshold() -> f64 {
@@ -115,6 +120,7 @@ impl Default for Policy {
             spam_threshold: default_spam_threshold(),
             spam_min_examples: default_spam_min_examples(),
             rating_prior_weight: default_prior_weight(),
+            retention_days_rejected: None,
         }
     }
 }
@@ -173,6 +179,12 @@ impl Policy {
             errors.push(FieldError::new(
                 "rating_prior_weight",
                 "must be from 0 to 1000000",
+            ));
+        }
+        if self.retention_days_rejected == Some(0) {
+            errors.push(FieldError::new(
+                "retention_days_rejected",
+                "must be null (keep forever) or at least 1",
             ));
         }
         if errors.is_empty() {

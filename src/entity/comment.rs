@@ -36,6 +36,8 @@ pub struct Model {
     pub votes_down: i64,
     /// Wilson lower bound of the votes (`domain::wilson_lower_bound`), for `sort=best`.
     pub best_score: f64,
+    /// The sum of the unresolved flags' weights.
+    pub flag_weight: f64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,6 +1,6 @@
 use sea_orm::entity::prelude::*;
 
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "flags")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
@@ -11,6 +11,8 @@ pub struct Model {
     pub note: Option<String>,
     pub created_at: DateTimeUtc,
     pub resolved_at: Option<DateTimeUtc>,
+    /// `2·(upheld+1)/(upheld+dismissed+2)` of the flagger when cast; fixed then.
+    pub weight: f64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

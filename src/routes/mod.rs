@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod articles;
+pub mod claims;
 pub mod comments;
 pub mod extract;
 pub mod flags;
@@ -57,6 +58,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/moderation/bans"),
     ("POST", "/api/v1/moderation/bans"),
     ("DELETE", "/api/v1/moderation/bans/{user_id}"),
+    ("POST", "/api/v1/moderation/comments/{id}/claim"),
+    ("DELETE", "/api/v1/moderation/comments/{id}/claim"),
+    ("GET", "/api/v1/moderation/metrics"),
     ("GET", "/api/v1/admin/settings"),
     ("PUT", "/api/v1/admin/settings"),
     ("PUT", "/api/v1/admin/articles/{article_id}"),
@@ -212,6 +216,12 @@ fn api_scope() -> actix_web::Scope {
             api("/api/v1/moderation/bans/{user_id}")
                 .route(on(Method::DELETE).to(moderation::unban)),
         )
+        .service(
+            api("/api/v1/moderation/comments/{id}/claim")
+                .route(on(Method::POST).to(claims::claim))
+                .route(on(Method::DELETE).to(claims::release)),
+        )
+        .service(api("/api/v1/moderation/metrics").route(on(Method::GET).to(claims::metrics)))
         .service(
             api("/api/v1/admin/settings")
                 .route(on(Method::GET).to(admin::get_settings))

@@ -56,6 +56,16 @@ pub enum QueueName {
     Approved,
 }
 
+/// The orders of a queue.
+#[derive(Debug, Clone, Copy, utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum QueueSort {
+    Oldest,
+    Newest,
+    /// Heaviest `flag_weight` first (the `flagged` queue only).
+    Weight,
+}
+
 /// The parameters of `GET /api/v1/moderation/queue`; a bad value is 400 naming it.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -69,8 +79,9 @@ pub struct QueueParams {
         max_length = 200
     )]
     pub article_id: Option<String>,
-    /// Work the queue in order: `oldest` first by default.
-    #[param(value_type = Option<Sort>, default = "oldest")]
+    /// Work the queue in order: `oldest` first by default; `weight` (the `flagged`
+    /// queue only, else 400 naming `sort`): heaviest `flag_weight` first.
+    #[param(value_type = Option<QueueSort>, default = "oldest")]
     pub sort: Option<String>,
     /// Page size.
     #[param(minimum = 1, maximum = 100, default = 20)]
@@ -78,6 +89,18 @@ pub struct QueueParams {
     /// `next_cursor` of the previous page (opaque).
     #[param(min_length = 1)]
     pub cursor: Option<String>,
+    /// `true`: hide the items other moderators have claimed (their claims in force).
+    #[param(value_type = Option<bool>, default = false)]
+    pub unclaimed: Option<String>,
+}
+
+/// `unclaimed=`: `true` or `false`; anything else is 400 naming it.
+fn flag_param(field: &'static str, raw: Option<&str>) -> Result<bool, ApiError> {
+    match raw {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(_) => Err(bad_query(FieldError::new(field, "must be true or false"))),
+    }
 }
 
 /// `GET /api/v1/moderation/queue`: one queue, oldest first by default.
@@ -101,14 +124,26 @@ pub async fn queue(
     Moderator(user): Moderator,
     ApiQuery(p): ApiQuery<QueueParams>,
 ) -> Result<HttpResponse, ApiError> {
+    let queue = Queue::parse(p.queue.as_deref()).map_err(bad_query)?;
+    let by_weight = p.sort.as_deref() == Some("weight");
+    if by_weight && queue != Queue::Flagged {
+        return Err(bad_query(FieldError::new(
+            "sort",
+            "weight applies to the flagged queue only",
+        )));
+    }
+    let sort = if by_weight {
+        Sort::Newest
+    } else {
+        Sort::parse("sort", p.sort.as_deref(), Sort::Oldest)
+            .map_err(|_| bad_query(FieldError::new("sort", "must be oldest, newest or weight")))?
+    };
     let q = QueueQuery {
-        queue: Queue::parse(p.queue.as_deref()).map_err(bad_query)?,
+        queue,
         article_id: p.article_id.as_deref().map(article_id).transpose()?,
-        page: page(
-            p.limit,
-            p.cursor.as_deref(),
-            Sort::parse("sort", p.sort.as_deref(), Sort::Oldest).map_err(bad_query)?,
-        )?,
+        by_weight,
+        page: page(p.limit, p.cursor.as_deref(), sort)?,
+        unclaimed: flag_param("unclaimed", p.unclaimed.as_deref())?,
     };
     Ok(HttpResponse::Ok().json(moderation::queue(&state.db.conn, &user, q).await?))
 }

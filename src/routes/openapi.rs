@@ -21,7 +21,7 @@ use utoipa::{
 };
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
-use super::{admin, articles, comments, flags, health, moderation, ratings, votes};
+use super::{admin, articles, claims, comments, flags, health, moderation, ratings, votes};
 use crate::error::{ApiError, PROBLEM_JSON};
 
 /// Where the spec is served.
@@ -111,6 +111,9 @@ comment goes back to `pending` until a moderator decides."#;
         moderation::bans,
         moderation::ban,
         moderation::unban,
+        claims::claim,
+        claims::release,
+        claims::metrics,
         admin::get_settings,
         admin::put_settings,
         admin::put_article,
@@ -134,6 +137,7 @@ comment goes back to `pending` until a moderator decides."#;
             crate::domain::Vote,
             comments::CommentSort,
             moderation::QueueName,
+            moderation::QueueSort,
             ArticleIdSchema,
         ),
         responses(
@@ -322,7 +326,8 @@ problem_response!(
     /// 409.
     Conflict,
     "`version_conflict` (a decision's `expected_version` is stale; nothing changed) or \
-     `idempotency_conflict` (an `Idempotency-Key` reused with a different request)."
+     `idempotency_conflict` (an `Idempotency-Key` reused with a different request) or \
+     `claimed` (another moderator holds the item's claim)."
 );
 problem_response!(
     /// 413.

@@ -507,6 +507,7 @@ pub async fn create_in(
         votes_up: 0,
         votes_down: 0,
         best_score: 0.0,
+        flag_weight: 0.0,
     };
     let active: comment::ActiveModel = model.clone().into();
     comment::Entity::insert(active)

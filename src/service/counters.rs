@@ -32,7 +32,9 @@ use sea_orm::{
 use super::idempotency::{self, IdempotentRequest};
 use crate::{
     domain::{CommentKind, ModerationStatus, Stars},
-    entity::{article, author_count, comment, moderation_log, queue_counter, rating_total},
+    entity::{
+        article, author_count, comment, flagger_record, moderation_log, queue_counter, rating_total,
+    },
     error::ApiError,
 };
 
@@ -247,6 +249,8 @@ struct Deltas {
     authors: BTreeMap<String, [i64; 3]>,
     /// Moderation log entries, in the order they were made.
     log: Vec<moderation_log::ActiveModel>,
+    /// Flagger id → (upheld, dismissed) (issue 21), written after the authors.
+    flaggers: BTreeMap<String, [i64; 2]>,
 }
 
 fn add<const N: usize>(into: &mut [i64; N], from: [i64; N]) {
@@ -270,6 +274,9 @@ impl Deltas {
             add(self.authors.entry(id).or_default(), d);
         }
         self.log.extend(other.log);
+        for (id, d) in other.flaggers {
+            add(self.flaggers.entry(id).or_default(), d);
+        }
     }
 }
 
@@ -436,6 +443,72 @@ pub fn defer_log(row: moderation_log::ActiveModel) -> Option<moderation_log::Act
     row
 }
 
+/// Records that a moderator's decision upheld or dismissed `flagger`'s flag (issue 21):
+/// their track record is written by [`flush`] after the authors' counts, in flagger id
+/// order, so these rows join the one global lock order. Outside a deferring
+/// transaction it is written at once.
+pub async fn flagger_decided(
+    conn: &impl ConnectionTrait,
+    flagger: &str,
+    upheld: bool,
+) -> Result<(), ApiError> {
+    let delta = if upheld { [1, 0] } else { [0, 1] };
+    let deferred = DEFERRED
+        .try_with(|d| {
+            add(
+                d.borrow_mut()
+                    .job
+                    .flaggers
+                    .entry(flagger.to_owned())
+                    .or_default(),
+                delta,
+            )
+        })
+        .is_ok();
+    if !deferred {
+        apply_flaggers(conn, &BTreeMap::from([(flagger.to_owned(), delta)])).await?;
+    }
+    Ok(())
+}
+
+/// One upsert adding each flagger's (upheld, dismissed) to their record.
+async fn apply_flaggers(
+    conn: &impl ConnectionTrait,
+    flaggers: &BTreeMap<String, [i64; 2]>,
+) -> Result<(), DbErr> {
+    let rows: Vec<flagger_record::ActiveModel> = flaggers
+        .iter()
+        .filter(|(_, d)| d.iter().any(|v| *v != 0))
+        .map(|(id, [upheld, dismissed])| flagger_record::ActiveModel {
+            user_id: Set(id.clone()),
+            upheld: Set(*upheld),
+            dismissed: Set(*dismissed),
+        })
+        .collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let add = |col: flagger_record::Column| {
+        Expr::col((flagger_record::Entity, col)).add(Expr::col((Alias::new("excluded"), col)))
+    };
+    flagger_record::Entity::insert_many(rows)
+        .on_conflict(
+            OnConflict::column(flagger_record::Column::UserId)
+                .value(
+                    flagger_record::Column::Upheld,
+                    add(flagger_record::Column::Upheld),
+                )
+                .value(
+                    flagger_record::Column::Dismissed,
+                    add(flagger_record::Column::Dismissed),
+                )
+                .to_owned(),
+        )
+        .exec_without_returning(conn)
+        .await?;
+    Ok(())
+}
+
 /// Whether the running write is inside a batch that defers counters.
 pub fn is_deferring() -> bool {
     DEFERRED.try_with(|_| ()).is_ok()
@@ -575,6 +648,7 @@ pub async fn apply_deferred(conn: &impl ConnectionTrait) -> Result<(), ApiError>
         write_queue(conn, queue, *n).await?;
     }
     apply_authors(conn, &d.authors).await?;
+    apply_flaggers(conn, &d.flaggers).await?;
     if !d.log.is_empty() {
         moderation_log::Entity::insert_many(d.log)
             .exec_without_returning(conn)

@@ -21,7 +21,7 @@ use super::{
 use crate::{
     auth::User,
     domain::{Action, ModerationStatus},
-    entity::{comment, flag},
+    entity::{comment, flag, flagger_record},
     error::ApiError,
 };
 
@@ -96,6 +96,11 @@ async fn flag_once(
     let existing = flag::Entity::find_by_id(key.clone()).one(&*tx).await?;
     let counts_now = existing.as_ref().is_none_or(|f| f.resolved_at.is_some());
     let now = super::now();
+    // Fixed when cast: a flag that still counts keeps the weight it had.
+    let weight = match &existing {
+        Some(f) if !counts_now => f.weight,
+        _ => weight_of(&*tx, &user.id).await?,
+    };
     let row = flag::ActiveModel {
         comment_id: Set(c.id.clone()),
         user_id: Set(user.id.clone()),
@@ -106,6 +111,7 @@ async fn flag_once(
             _ => now,
         }),
         resolved_at: Set(None),
+        weight: Set(weight),
     };
     if existing.is_some() {
         flag::Entity::update(row).exec(&*tx).await?;
@@ -115,7 +121,7 @@ async fn flag_once(
             .await?;
     }
     if counts_now {
-        count_flag(&*tx, policies, c).await?;
+        count_flag(&*tx, policies, c, weight).await?;
     }
     let stored = flag::Entity::find_by_id(key)
         .one(&*tx)
@@ -134,29 +140,54 @@ async fn flag_once(
     ))
 }
 
-/// One more unresolved flag on `c`: kept counts, then the threshold.
+/// A flag's weight from its flagger's track record: `2·(upheld+1)/(upheld+dismissed+2)`
+/// (a new flagger weighs 1; always between 0 and 2).
+pub fn flag_weight(upheld: i64, dismissed: i64) -> f64 {
+    2.0 * (upheld as f64 + 1.0) / ((upheld + dismissed) as f64 + 2.0)
+}
+
+/// The weight a flag by `user_id` gets now.
+async fn weight_of(conn: &impl ConnectionTrait, user_id: &str) -> Result<f64, ApiError> {
+    let record = flagger_record::Entity::find_by_id(user_id)
+        .one(conn)
+        .await?;
+    Ok(record.map_or(1.0, |r| flag_weight(r.upheld, r.dismissed)))
+}
+
+/// Sums of floats: a threshold reached up to rounding counts as reached.
+const EPSILON: f64 = 1e-9;
+
+/// One more unresolved flag on `c`, of `weight`: kept counts and weight sum, then the
+/// threshold (on the weight sum).
 async fn count_flag(
     conn: &impl ConnectionTrait,
     policies: &PolicyCache,
     c: comment::Model,
+    weight: f64,
 ) -> Result<(), ApiError> {
     comment::Entity::update_many()
         .col_expr(
             comment::Column::FlagCount,
             Expr::col(comment::Column::FlagCount).add(1),
         )
+        .col_expr(
+            comment::Column::FlagWeight,
+            Expr::col(comment::Column::FlagWeight).add(weight),
+        )
         .filter(comment::Column::Id.eq(&c.id))
         .exec(conn)
         .await?;
     let first = c.flag_count == 0;
     let count = c.flag_count + 1;
+    let sum = c.flag_weight + weight;
     let threshold = policies.get(conn).await?.policy.flag_threshold;
-    if status_of(&c) == ModerationStatus::Approved && i64::from(count) >= i64::from(threshold) {
+    if status_of(&c) == ModerationStatus::Approved && sum + EPSILON >= f64::from(threshold) {
         let version = c.version;
         moderation::move_comment(
             conn,
             comment::Model {
                 flag_count: count,
+                flag_weight: sum,
                 ..c
             },
             version,
@@ -175,4 +206,18 @@ async fn count_flag(
         counters::bump_queue(conn, FLAGGED, 1).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::flag_weight;
+
+    #[test]
+    fn a_new_flagger_weighs_1_and_the_record_moves_it_between_0_and_2() {
+        assert_eq!(flag_weight(0, 0), 1.0);
+        assert_eq!(flag_weight(3, 0), 1.6);
+        assert_eq!(flag_weight(0, 2), 0.5);
+        assert_eq!(flag_weight(1, 1), 1.0);
+        assert!(flag_weight(1000, 0) < 2.0);
+    }
 }

@@ -162,10 +162,16 @@ pub struct ModerationItem {
     pub comment: CommentView,
     pub version: i32,
     pub flag_count: i32,
+    /// The sum of the unresolved flags' weights (each `2·(upheld+1)/(upheld+dismissed+2)`
+    /// of its flagger when cast); the hide threshold applies to it.
+    pub flag_weight: f64,
     /// Unresolved flags by reason.
     pub flags: BTreeMap<String, i64>,
     pub auto_moderation: AutoModeration,
     pub author_history: AuthorHistory,
+    /// The moderator working on it, or `null` (an expired claim is `null`).
+    #[schema(required = true)]
+    pub claim: Option<super::claims::ClaimView>,
 }
 
 /// Builds the items of a page with two grouped queries (flags, author history) in all,
@@ -198,9 +204,16 @@ pub async fn items(
         .filter(author_count::Column::AuthorId.is_in(authors))
         .all(conn)
         .await?;
+    let ids: Vec<&str> = rows.iter().map(|c| c.id.as_str()).collect();
+    let claims = super::claims::in_force(conn, &ids).await?;
     Ok(rows
         .into_iter()
         .map(|c| {
+            let claim = claims
+                .iter()
+                .find(|h| h.comment_id == c.id)
+                .cloned()
+                .map(Into::into);
             let flags = flags
                 .iter()
                 .filter(|(id, _, _)| *id == c.id)
@@ -218,6 +231,7 @@ pub async fn items(
             ModerationItem {
                 version: c.version,
                 flag_count: c.flag_count,
+                flag_weight: c.flag_weight,
                 flags,
                 auto_moderation: AutoModeration {
                     score: c.auto_score,
@@ -225,6 +239,7 @@ pub async fn items(
                     spam_probability: c.spam_probability,
                 },
                 author_history,
+                claim,
                 comment: view(c, Some(caller), true),
             }
         })
@@ -235,6 +250,11 @@ pub struct QueueQuery {
     pub queue: Queue,
     pub article_id: Option<ArticleId>,
     pub page: ListQuery,
+    /// `unclaimed=true`: hide the items other moderators hold.
+    pub unclaimed: bool,
+    /// `sort=weight` (flagged queue): heaviest `flag_weight` first, then id descending,
+    /// keyset on both (served by `idx_comments_flagged_weight`).
+    pub by_weight: bool,
 }
 
 /// `GET /moderation/queue`: oldest first by default, keyset-paginated on
@@ -247,6 +267,39 @@ pub async fn queue(
     let mut select = comment::Entity::find().filter(q.queue.condition());
     if let Some(a) = &q.article_id {
         select = select.filter(comment::Column::ArticleId.eq(a.as_str()));
+    }
+    if q.unclaimed {
+        select = select.filter(
+            comment::Column::Id.not_in_subquery(super::claims::held_by_others_ids(&caller.id)),
+        );
+    }
+    if q.by_weight {
+        if let Some(c) = &q.page.cursor {
+            let (w, id) = weight_position(c)?;
+            select = select.filter(
+                Condition::all()
+                    .add(comment::Column::FlagWeight.lte(w))
+                    .add(
+                        Condition::any()
+                            .add(comment::Column::FlagWeight.lt(w))
+                            .add(comment::Column::Id.lt(id)),
+                    ),
+            );
+        }
+        let rows = select
+            .order_by_desc(comment::Column::FlagWeight)
+            .order_by_desc(comment::Column::Id)
+            .limit(q.page.limit + 1)
+            .all(conn)
+            .await?;
+        let page = paginate(rows, q.page.limit, |c| Cursor {
+            created_at: c.created_at,
+            id: format!("{} {}", c.flag_weight, c.id),
+        });
+        return Ok(CursorPage {
+            items: items(conn, caller, page.items).await?,
+            next_cursor: page.next_cursor,
+        });
     }
     if let Some(c) = &q.page.cursor {
         select = select.filter(after_cursor(
@@ -268,6 +321,21 @@ pub async fn queue(
         items: items(conn, caller, page.items).await?,
         next_cursor: page.next_cursor,
     })
+}
+
+/// The (flag_weight, id) a `sort=weight` cursor carries in its id: `"<weight> <id>"`.
+fn weight_position(c: &Cursor) -> Result<(f64, String), ApiError> {
+    c.id.split_once(' ')
+        .and_then(|(w, id)| Some((w.parse::<f64>().ok()?, id.to_owned())))
+        .ok_or_else(|| {
+            ApiError::BadRequest(
+                "bad query string".into(),
+                vec![FieldError::new(
+                    "cursor",
+                    "is not a cursor this service gave out",
+                )],
+            )
+        })
 }
 
 /// Queue sizes, read from the kept counters (never counted per request).
@@ -380,7 +448,9 @@ pub async fn move_comment(
         .filter(comment::Column::Id.eq(&c.id))
         .filter(comment::Column::Version.eq(expected_version));
     if change.resolve_flags {
-        update = update.col_expr(comment::Column::FlagCount, Expr::value(0));
+        update = update
+            .col_expr(comment::Column::FlagCount, Expr::value(0))
+            .col_expr(comment::Column::FlagWeight, Expr::value(0.0));
     }
     if update.exec(conn).await?.rows_affected == 0 {
         let current = comment::Entity::find_by_id(&c.id)
@@ -393,6 +463,26 @@ pub async fn move_comment(
         });
     }
     if change.resolve_flags {
+        // Each unresolved flag's flagger: upheld by a rejection or spam, dismissed by an
+        // approval (their track record is written in the global lock order, at flush).
+        let upheld = match change.action {
+            Action::Approve => Some(false),
+            Action::Reject | Action::Spam => Some(true),
+            _ => None,
+        };
+        if let Some(upheld) = upheld.filter(|_| c.flag_count > 0) {
+            let flaggers: Vec<String> = flag::Entity::find()
+                .select_only()
+                .column(flag::Column::UserId)
+                .filter(flag::Column::CommentId.eq(&c.id))
+                .filter(flag::Column::ResolvedAt.is_null())
+                .into_tuple()
+                .all(conn)
+                .await?;
+            for f in flaggers {
+                counters::flagger_decided(conn, &f, upheld).await?;
+            }
+        }
         flag::Entity::update_many()
             .col_expr(flag::Column::ResolvedAt, Expr::value(now))
             .filter(flag::Column::CommentId.eq(&c.id))
@@ -427,6 +517,11 @@ pub async fn move_comment(
             0
         } else {
             c.flag_count
+        },
+        flag_weight: if change.resolve_flags {
+            0.0
+        } else {
+            c.flag_weight
         },
         updated_at: now,
         ..c
@@ -491,6 +586,7 @@ async fn decide_once(
     .await?;
     // After the comment row, before the counters: see `spam`'s lock order.
     super::spam::learn(&*tx, &updated, status_of(&updated)).await?;
+    super::claims::released_by_decision(&*tx, comment_id).await?;
     // The counters first (in the global lock order), then the item reads them back.
     counters::flush(&*tx).await?;
     let item = items(&*tx, moderator, vec![updated]).await?.pop();

@@ -198,6 +198,7 @@ async fn create(
         updated_at: now,
         edited_at: None,
         spam_probability: eval.spam_probability,
+        flag_weight: 0.0,
         kind: CommentKind::Review.as_str().to_owned(),
         stars: Some(stars),
         verified: user.verified,

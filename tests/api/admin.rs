@@ -18,7 +18,8 @@ fn a_policy() -> Value {
         "trusted_after_approved": 2,
         "spam_threshold": 0.9,
         "spam_min_examples": 20,
-        "rating_prior_weight": 7
+        "rating_prior_weight": 7,
+        "retention_days_rejected": null
     })
 }
 
@@ -34,7 +35,7 @@ async fn an_admin_reads_the_defaults_then_replaces_the_whole_policy() {
                "suspect_words": [], "max_links": 2, "flag_threshold": 3,
                "edit_window_secs": 900, "trusted_after_approved": 0,
                "spam_threshold": 0.9, "spam_min_examples": 20,
-               "rating_prior_weight": 5})
+               "rating_prior_weight": 5, "retention_days_rejected": null})
     );
 
     let res = app

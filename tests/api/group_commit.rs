@@ -722,6 +722,7 @@ fn count_a_comment(db: &Db, id: &str, fail: bool) -> JoinHandle<Result<(), ApiEr
                     votes_up: 0,
                     votes_down: 0,
                     best_score: 0.0,
+                    flag_weight: 0.0,
                 };
                 let active: tally::entity::comment::ActiveModel = model.clone().into();
                 sea_orm::EntityTrait::insert(active)

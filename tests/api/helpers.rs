@@ -489,6 +489,12 @@ impl TestApp {
                 "SELECT COUNT(*) FROM author_counts k WHERE k.approved + k.rejected + k.spam > 0 \
                  AND NOT EXISTS (SELECT 1 FROM comments c WHERE c.author_id = k.author_id)",
             ),
+            (
+                "comments.flag_weight",
+                "SELECT COUNT(*) FROM comments c WHERE ABS(c.flag_weight - COALESCE((SELECT \
+                 SUM(f.weight) FROM flags f WHERE f.comment_id = c.id \
+                 AND f.resolved_at IS NULL), 0)) > 0.000001",
+            ),
         ];
         for (what, sql) in checks {
             assert_eq!(self.scalar(sql).await, 0, "{what} differs from a recount");

@@ -241,6 +241,8 @@ async fn the_problem_schema_has_every_field_and_code() {
         // Issue 16: a request not received in time, a head too large to read.
         "request_timeout",
         "headers_too_large",
+        // Issue 21: an item another moderator has claimed.
+        "claimed",
     ]
     .into_iter()
     .collect();
