@@ -956,7 +956,7 @@ async fn run_backend(ctx: &Ctx<'_>, backend: Backend, pg_db: &str) -> Result<Sec
             Target::AtLeast(0.9),
         ),
         report::row(
-            "reviews first page, sort=best, signed-in reader (uncached)",
+            "reviews first page, sort=best, signed-in reader (shared page + own overlay)",
             &best_signed,
             Some(ratio(
                 &best_signed,

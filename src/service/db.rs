@@ -109,6 +109,16 @@ impl WriteTx {
     }
 }
 
+/// `localhost` or a loopback address: a server on this machine.
+pub fn is_loopback_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 impl Db {
     /// Opens the pool. SQLite gets WAL (readers never block the writer), `synchronous =
     /// FULL` (a commit that returned survives power loss) and a busy timeout for other
@@ -116,6 +126,14 @@ impl Db {
     pub async fn connect(settings: &Settings) -> Result<Db, DbErr> {
         let mut opt = ConnectOptions::new(settings.database_url.clone());
         let statement_timeout_ms = settings.db_timeout_ms;
+        // TLS to a server on this machine protects nothing and costs a handshake per
+        // connection (about 230 ms of cold start with `prefer`, sqlx's default, measured
+        // in BENCHMARKS.md): a loopback host without an explicit `sslmode=` connects in
+        // plain text. Any `sslmode=` in the URL is obeyed as written.
+        let loopback_default = !settings
+            .database_url
+            .to_ascii_lowercase()
+            .contains("sslmode=");
         opt.max_connections(settings.db_max_connections)
             .min_connections(0)
             .acquire_timeout(Duration::from_secs(settings.db_acquire_timeout_secs))
@@ -124,9 +142,16 @@ impl Db {
             .sqlx_logging_level(log::LevelFilter::Debug)
             // A statement that runs longer than a request may wait is cancelled by the
             // server too, so it does not hold locks for a client long gone (`deadline`).
-            .map_sqlx_postgres_opts(move |o| match statement_timeout_ms {
-                0 => o,
-                ms => o.options([("statement_timeout", ms.to_string())]),
+            .map_sqlx_postgres_opts(move |o| {
+                let o = if loopback_default && is_loopback_host(o.get_host()) {
+                    o.ssl_mode(sea_orm::sqlx::postgres::PgSslMode::Disable)
+                } else {
+                    o
+                };
+                match statement_timeout_ms {
+                    0 => o,
+                    ms => o.options([("statement_timeout", ms.to_string())]),
+                }
             })
             .map_sqlx_sqlite_opts(|o| {
                 o.journal_mode(SqliteJournalMode::Wal)

@@ -69,6 +69,16 @@ async fn postgres_tls_modes_against_the_local_server() {
         "verify-ca with the server's root"
     );
 
+    // No sslmode= on a loopback host: plain text (TLS to this machine protects nothing).
+    let default = open(&base).await.unwrap();
+    assert!(
+        !ssl_in_use(&default).await,
+        "a loopback host without sslmode= does not encrypt"
+    );
+    // `prefer` written out is obeyed: the local server offers TLS, so it encrypts.
+    let prefer = open(&with_query(&base, "sslmode=prefer")).await.unwrap();
+    assert!(ssl_in_use(&prefer).await, "sslmode=prefer encrypts here");
+
     let plain = open(&with_query(&base, "sslmode=disable")).await.unwrap();
     assert!(
         !ssl_in_use(&plain).await,
