@@ -16,7 +16,9 @@
 //! events on this instance's [`EventBus`] before any caller is answered:
 //! - synchronous listeners ([`EventBus::on_event`]) run first, inline: the caches
 //!   (aggregates, pages, policies, the spam model) invalidate there, so a client that
-//!   wrote reads its write back, and no handler touches a cache;
+//!   wrote reads its write back, and no handler touches a cache (the `ratings/top`
+//!   answers are the exception on purpose: an expensive ranking the contract lets be
+//!   up to 60 s old, see `top`);
 //! - then every [`EventBus::subscribe`]r (a `tokio::sync::broadcast` of
 //!   `Arc<StoredEvent>`) gets them: webhooks, live streams.
 //!
