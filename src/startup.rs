@@ -11,19 +11,11 @@ use crate::{
     rate_limit::WriteLimiter,
     routes::{self, comments::SharedPage, ratings::CachedAggregate},
     service::{
-        aggregate_cache::{AggregateCache, WorkerCopies},
-        db::Db,
-        idempotency,
-        page_overlay::Overlay,
+        aggregate_cache::AggregateCache, db::Db, idempotency, page_overlay::Overlay,
         settings::PolicyCache,
     },
     telemetry,
 };
-
-/// Entries of each cache a worker keeps its own copies of, at most: the hot ones are
-/// what the copies are for, and each worker's copies are memory on top of the shared
-/// cache's (a comment page is a few kB).
-const WORKER_COPIES: usize = 256;
 
 /// What every request can reach. Cloning shares everything in it: each worker gets its
 /// own clone (its own `web::Data`), so extracting the state on one core never writes
@@ -262,19 +254,6 @@ fn run(
             .app_data(keys.clone())
             .app_data(metrics.clone())
             .app_data(WorkerMetrics::new(shared_metrics.clone()))
-            // Each worker's copies of the hot cache entries (see `aggregate_cache`).
-            .app_data(WorkerCopies::<CachedAggregate>::new(
-                state.settings.aggregate_cache_entries.min(WORKER_COPIES),
-            ))
-            .app_data(WorkerCopies::<web::Bytes>::new(
-                state.settings.page_cache_entries.min(WORKER_COPIES),
-            ))
-            .app_data(WorkerCopies::<SharedPage>::new(
-                state.settings.page_cache_entries.min(WORKER_COPIES),
-            ))
-            .app_data(WorkerCopies::<Overlay>::new(
-                state.settings.page_cache_entries.min(WORKER_COPIES),
-            ))
             // The raw body reader's own cap (actix defaults to 256 KiB); `ApiJson` also checks.
             .app_data(web::PayloadConfig::new(state.settings.max_body_bytes))
             .app_data(

@@ -1,12 +1,11 @@
-use std::{rc::Rc, sync::Arc};
+use std::sync::Arc;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use validator::Validate;
 
 use super::extract::{
-    article_id, bad_query, parse_query, replay, worker_copies, ApiJson, ApiJsonRaw,
-    IdempotencyHeader,
+    article_id, bad_query, parse_query, replay, ApiJson, ApiJsonRaw, IdempotencyHeader,
 };
 use super::openapi::{
     ArticlePath, BadRequest, CommentPath, Conflict, Forbidden, IdempotencyKeyHeader, NotFound,
@@ -21,7 +20,6 @@ use crate::{
     },
     error::ApiError,
     service::{
-        aggregate_cache::WorkerCopy,
         comments::{self, Author, CommentView, NewComment, Page, ThreadQuery},
         idempotency::Outcome,
         page_overlay::{compose, Composed, Overlay, Thread},
@@ -315,8 +313,8 @@ pub async fn list(
         stars: None,
     };
     match &user {
-        None => anonymous_page(&state, &req, key, read(None)).await,
-        Some(user) => signed_in_page(&state, &req, key, epoch, user, thread, read).await,
+        None => anonymous_page(&state, key, read(None)).await,
+        Some(user) => signed_in_page(&state, key, epoch, user, thread, read).await,
     }
 }
 
@@ -367,7 +365,7 @@ pub async fn reviews(
     let epoch = state.db.write_epoch();
     let key = page_key("reviews", id.as_str(), &req, epoch);
     match &user {
-        None => anonymous_page(&state, &req, key, read(None)).await,
+        None => anonymous_page(&state, key, read(None)).await,
         Some(user) => {
             // The `stars` filter as the listing applies it (a bad one is a 400 from
             // `read`, answered by the uncached path).
@@ -377,7 +375,7 @@ pub async fn reviews(
                 kind: CommentKind::Review,
                 stars,
             };
-            signed_in_page(&state, &req, key, epoch, user, thread, read).await
+            signed_in_page(&state, key, epoch, user, thread, read).await
         }
     }
 }
@@ -399,34 +397,17 @@ pub struct SharedPage {
     query: ThreadQuery,
 }
 
-impl WorkerCopy for SharedPage {
-    fn worker_copy(&self) -> Self {
-        SharedPage {
-            body: self.body.worker_copy(),
-            page: self.page.clone(),
-            query: self.query.clone(),
-        }
-    }
-}
-
-impl WorkerCopy for Overlay {
-    fn worker_copy(&self) -> Self {
-        self.clone()
-    }
-}
-
 /// The anonymous page under `key`, from [`AppState::comment_pages`], or read with
 /// `read`, serialised once and kept. Pages are keyed by the write epoch, so any write
 /// committed through this instance retires every cached page; writes through other
 /// instances show within `TALLY_PAGE_CACHE_TTL_MS`.
 async fn shared_page(
     state: &AppState,
-    req: &HttpRequest,
     key: &str,
     read: impl std::future::Future<Output = Result<(Page<CommentView>, ThreadQuery), ApiError>>,
-) -> Result<Held, ApiError> {
-    match state.comment_pages.get_copy(worker_copies(req)?, key) {
-        Ok((hit, _)) => Ok(Held::Copy(hit)),
+) -> Result<Arc<SharedPage>, ApiError> {
+    match state.comment_pages.get(key) {
+        Ok(hit) => Ok(hit),
         Err(ticket) => {
             let (page, query) = read.await?;
             let body = web::Bytes::from(
@@ -434,24 +415,7 @@ async fn shared_page(
             );
             let shared = Arc::new(SharedPage { body, page, query });
             state.comment_pages.fill(ticket, key, shared.clone());
-            Ok(Held::Filled(shared))
-        }
-    }
-}
-
-/// A [`SharedPage`] as this request holds it: this worker's copy, or the one it just
-/// read (not copied again for one request).
-enum Held {
-    Copy(Rc<SharedPage>),
-    Filled(Arc<SharedPage>),
-}
-
-impl std::ops::Deref for Held {
-    type Target = SharedPage;
-    fn deref(&self) -> &SharedPage {
-        match self {
-            Held::Copy(p) => p,
-            Held::Filled(p) => p,
+            Ok(shared)
         }
     }
 }
@@ -465,11 +429,10 @@ fn json_body(body: web::Bytes) -> HttpResponse {
 /// Answers an anonymous comment page (see [`shared_page`]).
 async fn anonymous_page(
     state: &AppState,
-    req: &HttpRequest,
     key: String,
     read: impl std::future::Future<Output = Result<(Page<CommentView>, ThreadQuery), ApiError>>,
 ) -> Result<HttpResponse, ApiError> {
-    let shared = shared_page(state, req, &key, read).await?;
+    let shared = shared_page(state, &key, read).await?;
     Ok(json_body(web::Bytes::clone(&shared.body)))
 }
 
@@ -481,7 +444,6 @@ async fn anonymous_page(
 /// reader may see, or the reader has too much pending).
 async fn signed_in_page<F, Fut>(
     state: &AppState,
-    req: &HttpRequest,
     key: String,
     epoch: u64,
     user: &User,
@@ -499,10 +461,10 @@ where
     if !state.comment_pages.is_enabled() || !state.overlays.is_enabled() {
         return uncached().await;
     }
-    let Ok(shared) = shared_page(state, req, &key, read(None)).await else {
+    let Ok(shared) = shared_page(state, &key, read(None)).await else {
         return uncached().await;
     };
-    let overlay = overlay(state, req, epoch, user).await?;
+    let overlay = overlay(state, epoch, user).await?;
     match compose(&shared.page, thread, &shared.query, &overlay, user) {
         Composed::Shared => Ok(json_body(web::Bytes::clone(&shared.body))),
         Composed::Own(page) => Ok(HttpResponse::Ok().json(page)),
@@ -514,19 +476,14 @@ where
 /// [`AppState::overlays`] or the database. Keyed by the write epoch like the pages, so
 /// any write committed through this instance (their own comment, edit or deletion, a
 /// moderator's decision on it, a ban) retires it.
-async fn overlay(
-    state: &AppState,
-    req: &HttpRequest,
-    epoch: u64,
-    user: &User,
-) -> Result<Rc<Overlay>, ApiError> {
+async fn overlay(state: &AppState, epoch: u64, user: &User) -> Result<Arc<Overlay>, ApiError> {
     let key = format!("{epoch}|{}", user.id);
-    match state.overlays.get_copy(worker_copies(req)?, &key) {
-        Ok((hit, _)) => Ok(hit),
+    match state.overlays.get(&key) {
+        Ok(hit) => Ok(hit),
         Err(ticket) => {
-            let overlay = Overlay::read(&state.db.conn, user).await?;
-            state.overlays.fill(ticket, &key, Arc::new(overlay.clone()));
-            Ok(Rc::new(overlay))
+            let overlay = Arc::new(Overlay::read(&state.db.conn, user).await?);
+            state.overlays.fill(ticket, &key, overlay.clone());
+            Ok(overlay)
         }
     }
 }
@@ -569,8 +526,8 @@ pub async fn replies(
     let key = page_key("replies", &path, &req, epoch);
     let thread = Thread::Replies { parent_id: &path };
     match &user {
-        None => anonymous_page(&state, &req, key, read(None)).await,
-        Some(user) => signed_in_page(&state, &req, key, epoch, user, thread, read).await,
+        None => anonymous_page(&state, key, read(None)).await,
+        Some(user) => signed_in_page(&state, key, epoch, user, thread, read).await,
     }
 }
 

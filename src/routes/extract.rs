@@ -18,10 +18,7 @@ use crate::{
     auth::User,
     domain::{request_hash, FieldError, IdempotencyKey},
     error::ApiError,
-    service::{
-        aggregate_cache::WorkerCopies,
-        idempotency::{IdempotentRequest, StoredResponse},
-    },
+    service::idempotency::{IdempotentRequest, StoredResponse},
     startup::AppState,
 };
 
@@ -405,13 +402,6 @@ pub fn app_state(req: &HttpRequest) -> Result<&AppState, ApiError> {
     req.app_data::<web::Data<AppState>>()
         .map(|data| data.get_ref())
         .ok_or_else(|| ApiError::Internal("no application state in this app".into()))
-}
-
-/// This worker's copies of the entries of one of `AppState`'s caches (every worker's
-/// app gets its own, see `startup`).
-pub fn worker_copies<V: 'static>(req: &HttpRequest) -> Result<&WorkerCopies<V>, ApiError> {
-    req.app_data::<WorkerCopies<V>>()
-        .ok_or_else(|| ApiError::Internal("no worker copies in this app".into()))
 }
 
 #[cfg(test)]

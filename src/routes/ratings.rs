@@ -16,8 +16,7 @@ use serde::{de::Error as _, Deserialize, Deserializer, Serialize};
 use validator::Validate;
 
 use super::extract::{
-    app_state, article_id, bad_article_id, bad_query, replay, worker_copies, ApiJsonRaw,
-    IdempotencyHeader,
+    app_state, article_id, bad_article_id, bad_query, replay, ApiJsonRaw, IdempotencyHeader,
 };
 use super::openapi::{
     ArticleIdSchema, ArticlePath, BadRequest, Conflict, Forbidden, HeadersTooLarge,
@@ -29,7 +28,6 @@ use crate::{
     domain::{Aggregate, ArticleId, CommentBody, FieldError, Stars},
     error::ApiError,
     service::{
-        aggregate_cache::WorkerCopy,
         articles,
         idempotency::Outcome,
         ratings::{self, AggregateView, MyRating},
@@ -300,8 +298,8 @@ pub async fn aggregate(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let state = app_state(&req)?;
     let raw = req.match_info().query("article_id");
     ArticleId::check(raw).map_err(bad_article_id)?;
-    match state.aggregates.get_copy(worker_copies(&req)?, raw) {
-        Ok((hit, _)) => aggregate_response(&req, &hit),
+    match state.aggregates.get(raw) {
+        Ok(hit) => aggregate_response(&req, &hit),
         Err(ticket) => {
             let id = article_id(raw)?;
             // The ticket was taken before this read, so a write committed meanwhile
@@ -356,29 +354,6 @@ impl CachedAggregate {
             ld_etag: etag("ld")?,
         })
     }
-}
-
-impl WorkerCopy for CachedAggregate {
-    fn worker_copy(&self) -> Self {
-        CachedAggregate {
-            json: self.json.worker_copy(),
-            json_etag: copy_header(&self.json_etag),
-            ld: self.ld.as_ref().map(WorkerCopy::worker_copy),
-            ld_etag: copy_header(&self.ld_etag),
-        }
-    }
-}
-
-/// The cached pages (`AppState::pages`) are bodies.
-impl WorkerCopy for web::Bytes {
-    fn worker_copy(&self) -> Self {
-        web::Bytes::copy_from_slice(self)
-    }
-}
-
-fn copy_header(v: &HeaderValue) -> HeaderValue {
-    // The bytes of a valid header value are valid.
-    HeaderValue::from_bytes(v.as_bytes()).unwrap_or_else(|_| v.clone())
 }
 
 fn aggregate_response(
@@ -457,8 +432,8 @@ pub async fn batch(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
         state.aggregates.version(),
         req.query_string()
     );
-    let body = match state.pages.get_copy(worker_copies(&req)?, &key) {
-        Ok((hit, _)) => web::Bytes::clone(&hit),
+    let body = match state.pages.get(&key) {
+        Ok(hit) => web::Bytes::clone(&hit),
         Err(ticket) => {
             let (body, until) = batch_body(&state, req.query_string()).await?;
             let body = web::Bytes::from(body);
