@@ -5,7 +5,7 @@
 //! log: tracing-subscriber's own JSON formatter (serde through a field visitor, span
 //! fields re-parsed for every line) cost more than the rest of a cached answer. The
 //! access line, one per request, is formatted in the same shape without tracing's
-//! dispatch (see [`Access`]) when [`init`] installed the batched writer.
+//! dispatch (see [`Access`]) when [`init`] installed the subscriber.
 
 use std::{
     borrow::Cow,
@@ -57,40 +57,23 @@ impl RequestContext {
     }
 }
 
-mod batched;
+/// Set by [`init`] when the filter lets access lines through: they are then written to
+/// stderr directly. (The filter is fixed once installed, so asking it once answers for
+/// every request.)
+static ACCESS_LOG: OnceLock<()> = OnceLock::new();
 
-/// Where [`init`] sends lines, set when the filter lets access lines through: they are
-/// then written to it directly. (The filter is fixed once installed, so asking it once
-/// answers for every request.)
-static ACCESS_LOG: OnceLock<batched::BatchedWriter> = OnceLock::new();
-
-/// Installs the global subscriber. `filter` is a tracing filter such as `info` or
-/// `tally=debug,sqlx=warn`; an unusable one falls back to `info`.
-///
-/// Lines are written to stderr by a background thread in batches ([`batched`]), so a
-/// request never waits on the write (a pipe or a slow terminal) nor wakes that thread
-/// per line. Nothing is dropped: when the thread falls behind, callers wait for room.
-/// Keep the returned guard alive until exit: dropping it writes what is still pending.
-/// Without a thread (the system refused one), lines are written to stderr directly.
-pub fn init(filter: &str) -> Option<batched::Guard> {
+/// Installs the global subscriber, writing to stderr. `filter` is a tracing filter such
+/// as `info` or `tally=debug,sqlx=warn`; an unusable one falls back to `info`.
+pub fn init(filter: &str) {
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
+    let installed = tracing_subscriber::fmt()
         .event_format(JsonLines)
-        .with_env_filter(filter);
-    match batched::spawn(std::io::stderr(), batched::LINGER, batched::MAX_PENDING) {
-        Ok((writer, guard)) => {
-            if builder.with_writer(writer.clone()).try_init().is_ok()
-                && tracing::enabled!(Level::INFO)
-            {
-                let _ = ACCESS_LOG.set(writer);
-            }
-            Some(guard)
-        }
-        Err(e) => {
-            let _ = builder.with_writer(std::io::stderr).try_init();
-            tracing::warn!(error = %e, "no log thread; writing log lines directly");
-            None
-        }
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init()
+        .is_ok();
+    if installed && tracing::enabled!(Level::INFO) {
+        let _ = ACCESS_LOG.set(());
     }
 }
 
@@ -374,9 +357,9 @@ impl Access<'_> {
         line.push_str("}\n");
     }
 
-    /// Hands the line to the log thread's buffer, formatted in this thread's own
-    /// reusable buffer (no allocation per request).
-    fn log_to(&self, w: &batched::BatchedWriter) {
+    /// Writes the line to stderr, formatted in this thread's own reusable buffer (no
+    /// allocation per request).
+    fn log(&self) {
         thread_local! {
             static LINE: std::cell::RefCell<String> =
                 std::cell::RefCell::new(String::with_capacity(384));
@@ -385,7 +368,7 @@ impl Access<'_> {
             let mut line = line.borrow_mut();
             line.clear();
             self.write_to(&mut line);
-            let _ = (&*w).write_all(line.as_bytes());
+            let _ = std::io::stderr().write_all(line.as_bytes());
         });
     }
 }
@@ -551,7 +534,7 @@ fn finish<B>(
     let latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
     let id_text = id.to_str().unwrap_or_default();
     match ACCESS_LOG.get() {
-        Some(w) => Access {
+        Some(()) => Access {
             at: started_at + elapsed,
             id: id_text,
             method: &method,
@@ -559,7 +542,7 @@ fn finish<B>(
             status,
             latency_us,
         }
-        .log_to(w),
+        .log(),
         // Not installed by `init` (tests, no log thread, or filtered out): through
         // tracing, same shape.
         None => tracing::info!(
