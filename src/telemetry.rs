@@ -17,7 +17,7 @@ use futures_util::future::LocalBoxFuture;
 use tracing::Instrument as _;
 use tracing_subscriber::EnvFilter;
 
-use crate::error::problem_for_framework_errors;
+use crate::edge::problem_for_framework_errors;
 use crate::metrics::{RequestLabels, WorkerMetrics};
 use crate::routes::RoutePattern;
 

@@ -3,22 +3,28 @@
 
 pub mod admin;
 pub mod articles;
+pub mod cached;
 pub mod claims;
 pub mod comments;
-pub mod extract;
 pub mod flags;
 pub mod frontend;
 pub mod health;
+pub mod idempotency;
+pub mod json;
 pub mod moderation;
 pub mod openapi;
 pub mod paths;
+pub mod query;
 pub mod ratings;
 pub mod spam_model;
+pub mod spec;
 pub mod votes;
+pub mod write_limit;
 
-use actix_web::{http::header::HeaderValue, middleware::from_fn, web, Resource};
+use actix_web::{middleware::from_fn, web, Resource};
 
-use crate::{error::ApiError, rate_limit::limit_writes};
+use self::write_limit::limit_writes;
+use crate::error::ApiError;
 
 /// Every operation of [`configure`] as `(method, path)`, in its order. The OpenAPI spec
 /// (`openapi::ApiDoc`, whose `paths(...)` names the same handlers) must describe exactly
@@ -78,12 +84,6 @@ pub fn allowed_methods(pattern: &str) -> Option<String> {
         .map(|(method, _)| *method)
         .collect();
     (!methods.is_empty()).then(|| methods.join(", "))
-}
-
-/// The contract's JSON content type (what `telemetry` makes of actix's `.json()`), as a
-/// header value that needs no parsing per response.
-pub fn json_content_type() -> HeaderValue {
-    HeaderValue::from_static("application/json; charset=utf-8")
 }
 
 /// The prefix of every API route.

@@ -15,14 +15,17 @@ use actix_web::{
 use serde::{de::Error as _, Deserialize, Deserializer, Serialize};
 use validator::Validate;
 
-use super::extract::{
-    app_state, article_id, bad_article_id, bad_query, replay, ApiJsonRaw, IdempotencyHeader,
-};
-use super::openapi::{
+use super::cached::CachedAggregate;
+use super::idempotency::{replay, IdempotencyHeader};
+use super::json::{json_content_type, ApiJsonRaw};
+use super::paths::{article_id, bad_article_id, ArticleIdPath};
+use super::query::bad_query;
+use super::spec::{
     ArticleIdSchema, ArticlePath, BadRequest, Conflict, Forbidden, HeadersTooLarge,
     IdempotencyKeyHeader, IfNoneMatchHeader, NotFound, PayloadTooLarge, RateLimited, Unauthorized,
     Unavailable, ValidationFailed,
 };
+use crate::state::app_state;
 use crate::{
     auth::Reader,
     domain::{Aggregate, ArticleId, CommentBody, FieldError, Stars},
@@ -33,7 +36,7 @@ use crate::{
         ratings::{self, AggregateView, MyRating},
         reviews::ReviewChange,
     },
-    startup::AppState,
+    state::AppState,
 };
 
 /// Seconds a shared cache may keep an aggregate.
@@ -114,11 +117,10 @@ pub async fn put_mine(
     state: web::Data<AppState>,
     req: HttpRequest,
     Reader(user): Reader,
-    path: web::Path<String>,
     key: IdempotencyHeader,
     ApiJsonRaw(body, raw): ApiJsonRaw<RateBody>,
+    ArticleIdPath(id): ArticleIdPath,
 ) -> Result<HttpResponse, ApiError> {
-    let id = article_id(&path)?;
     let stars = Stars::try_from(body.stars)?;
     let review = match body.review {
         None => ReviewChange::Keep,
@@ -169,9 +171,8 @@ pub async fn put_mine(
 pub async fn get_mine(
     state: web::Data<AppState>,
     Reader(user): Reader,
-    path: web::Path<String>,
+    ArticleIdPath(id): ArticleIdPath,
 ) -> Result<HttpResponse, ApiError> {
-    let id = article_id(&path)?;
     match ratings::get(&state.db, &user, &id).await? {
         Some(view) => Ok(HttpResponse::Ok().json(view)),
         None => Err(ApiError::not_found("rating")),
@@ -199,9 +200,8 @@ pub async fn get_mine(
 pub async fn delete_mine(
     state: web::Data<AppState>,
     Reader(user): Reader,
-    path: web::Path<String>,
+    ArticleIdPath(id): ArticleIdPath,
 ) -> Result<HttpResponse, ApiError> {
-    let id = article_id(&path)?;
     let done = ratings::delete(&state.db, &user, &id).await;
     // After COMMIT, and on an error too (see `put_mine`).
     state.aggregates.invalidate(id.as_str());
@@ -312,16 +312,6 @@ pub async fn aggregate(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     }
 }
 
-/// What `GET …/rating` answers for one article in either form, serialised once per
-/// database read and then served from [`AppState::aggregates`].
-pub struct CachedAggregate {
-    json: web::Bytes,
-    json_etag: HeaderValue,
-    /// The schema.org form; `None` when there are no ratings (that form is then 404).
-    ld: Option<web::Bytes>,
-    ld_etag: HeaderValue,
-}
-
 impl CachedAggregate {
     pub fn new(id: &str, agg: Aggregate) -> Result<Self, ApiError> {
         let etag = |variant| {
@@ -370,7 +360,7 @@ fn aggregate_response(
     } else if !ld {
         let mut res = HttpResponse::with_body(StatusCode::OK, entry.json.clone());
         res.headers_mut()
-            .append(header::CONTENT_TYPE, super::json_content_type());
+            .append(header::CONTENT_TYPE, json_content_type());
         res.map_into_boxed_body()
     } else {
         let Some(body) = &entry.ld else {
@@ -444,7 +434,7 @@ pub async fn batch(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
         }
     };
     Ok(HttpResponse::Ok()
-        .content_type(super::json_content_type())
+        .content_type(json_content_type())
         .body(body))
 }
 
