@@ -70,7 +70,7 @@ pub fn problem_for_framework_errors<B: MessageBody + 'static>(
         StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(
             res.request()
-                .app_data::<actix_web::web::Data<crate::state::AppState>>()
+                .app_data::<web::Data<AppState>>()
                 .map_or(0, |s| s.settings.max_body_bytes),
         ),
         StatusCode::UNAUTHORIZED => ApiError::Unauthorized("authentication required".into()),

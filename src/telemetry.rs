@@ -15,7 +15,7 @@ use actix_web::{
 };
 use futures_util::future::LocalBoxFuture;
 use tracing::Instrument as _;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::{util::SubscriberInitExt as _, EnvFilter};
 
 use crate::edge::problem_for_framework_errors;
 use crate::metrics::{RequestLabels, WorkerMetrics};
