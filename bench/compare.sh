@@ -12,6 +12,8 @@
 # cache hit) on each build. It prints, per build, the median over rounds of
 #   - req/s ÷ the ceiling's req/s in the same round,
 #   - req/s ÷ the first build's req/s in the same round (1.00 for the first),
+#   - req/s ÷ the previous build's req/s in the same round, with its spread over the
+#     rounds (lowest–highest): what each change did, for builds one change apart;
 #   - context switches per request, machine-wide (/proc/stat `ctxt` before and after
 #     the run, divided by the requests answered), for the ceiling too;
 #   - CPU time per request, in microseconds: the server's in user space and in the
@@ -123,14 +125,18 @@ for rnd, i, rps, switches, total, utime, stime, wuser, wsys in rows:
     )
 rounds = sorted({r for r, _ in by})
 med = lambda i, k: statistics.median(by[(r, i)][k] for r in rounds)
-print(f"{'build':<40} {'÷ ceiling':>10} {'÷ first build':>14} {'switches/req':>13}"
-      f" {'server user µs':>15} {'server sys µs':>14} {'wrk µs':>7}")
+print(f"{'build':<40} {'÷ ceiling':>10} {'÷ first build':>14} {'÷ previous (low–high)':>22}"
+      f" {'switches/req':>13} {'server user µs':>15} {'server sys µs':>14} {'wrk µs':>7}")
 for i, name in enumerate(names):
     cpu = f"{med(i, 2):>15.2f} {med(i, 3):>14.2f} {med(i, 4):>7.2f}"
     if i == 0:
-        print(f"{name:<40} {'':>10} {'':>14} {med(i, 1):>13.3f} {cpu}   ({med(0, 0):.0f} req/s)")
+        print(f"{name:<40} {'':>10} {'':>14} {'':>22} {med(i, 1):>13.3f} {cpu}   ({med(0, 0):.0f} req/s)")
         continue
     to_ceiling = statistics.median(by[(r, i)][0] / by[(r, 0)][0] for r in rounds)
     to_first = statistics.median(by[(r, i)][0] / by[(r, 1)][0] for r in rounds)
-    print(f"{name:<40} {to_ceiling:>10.3f} {to_first:>14.3f} {med(i, 1):>13.3f} {cpu}")
+    prev = ""
+    if i > 1:
+        ratios = [by[(r, i)][0] / by[(r, i - 1)][0] for r in rounds]
+        prev = f"{statistics.median(ratios):.3f} ({min(ratios):.2f}–{max(ratios):.2f})"
+    print(f"{name:<40} {to_ceiling:>10.3f} {to_first:>14.3f} {prev:>22} {med(i, 1):>13.3f} {cpu}")
 EOF

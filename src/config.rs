@@ -44,7 +44,7 @@ pub struct Settings {
     pub page_cache_ttl_ms: u64,
     /// `TALLY_CORS_ORIGINS`: origins allowed to call the API from a browser (`*`, or a
     /// comma-separated list of exact origins).
-    pub cors_origins: crate::cors::CorsOrigins,
+    pub cors_origins: CorsOrigins,
     /// `TALLY_REDIS_URL`: when set, write budgets are kept in this Redis and shared by
     /// every instance using it (`rate_limit::shared`).
     pub redis_url: Option<String>,
@@ -83,6 +83,49 @@ pub struct JwtSettings {
 }
 
 /// A configuration value that cannot be used; the message names the variable.
+/// Which origins may call the API from a browser (`TALLY_CORS_ORIGINS`).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum CorsOrigins {
+    /// `*`: any origin (the default).
+    #[default]
+    Any,
+    /// Exact origins such as `https://example.com`; responses then vary by `Origin`.
+    List(Vec<String>),
+}
+
+impl CorsOrigins {
+    /// `*`, or a comma-separated list of exact origins (`scheme://host[:port]`, no path).
+    pub fn parse(v: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = v
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .collect();
+        if parts.is_empty() || parts == ["*"] {
+            return Ok(CorsOrigins::Any);
+        }
+        let mut list = Vec::with_capacity(parts.len());
+        for p in parts {
+            let origin = p.to_ascii_lowercase();
+            let valid = ["http://", "https://"].iter().any(|scheme| {
+                origin.strip_prefix(scheme).is_some_and(|host| {
+                    !host.is_empty()
+                        && host
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
+                })
+            });
+            if !valid {
+                return Err(format!(
+                    "expected * or exact origins like https://example.com (scheme, host, optional port; no path), got {p:?}"
+                ));
+            }
+            list.push(origin);
+        }
+        Ok(CorsOrigins::List(list))
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("{var}: {message}")]
 pub struct ConfigError {
@@ -111,7 +154,7 @@ impl Default for Settings {
             aggregate_cache_ttl_ms: 60_000,
             page_cache_entries: 1_000,
             page_cache_ttl_ms: 60_000,
-            cors_origins: crate::cors::CorsOrigins::Any,
+            cors_origins: CorsOrigins::Any,
             redis_url: None,
             request_timeout_ms: 5_000,
             db_timeout_ms: 5_000,
@@ -230,7 +273,7 @@ impl Settings {
                 "TALLY_CORS_ORIGINS",
                 get("TALLY_CORS_ORIGINS"),
                 d.cors_origins,
-                crate::cors::CorsOrigins::parse,
+                CorsOrigins::parse,
             )?,
             redis_url: get("TALLY_REDIS_URL"),
             request_timeout_ms: parse_or(

@@ -30,50 +30,7 @@ use actix_web::{
 };
 use futures_util::future::Either;
 
-use crate::routes::ROUTES;
-
-/// Which origins may call the API from a browser (`TALLY_CORS_ORIGINS`).
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub enum CorsOrigins {
-    /// `*`: any origin (the default).
-    #[default]
-    Any,
-    /// Exact origins such as `https://example.com`; responses then vary by `Origin`.
-    List(Vec<String>),
-}
-
-impl CorsOrigins {
-    /// `*`, or a comma-separated list of exact origins (`scheme://host[:port]`, no path).
-    pub fn parse(v: &str) -> Result<Self, String> {
-        let parts: Vec<&str> = v
-            .split(',')
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
-            .collect();
-        if parts.is_empty() || parts == ["*"] {
-            return Ok(CorsOrigins::Any);
-        }
-        let mut list = Vec::with_capacity(parts.len());
-        for p in parts {
-            let origin = p.to_ascii_lowercase();
-            let valid = ["http://", "https://"].iter().any(|scheme| {
-                origin.strip_prefix(scheme).is_some_and(|host| {
-                    !host.is_empty()
-                        && host
-                            .chars()
-                            .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
-                })
-            });
-            if !valid {
-                return Err(format!(
-                    "expected * or exact origins like https://example.com (scheme, host, optional port; no path), got {p:?}"
-                ));
-            }
-            list.push(origin);
-        }
-        Ok(CorsOrigins::List(list))
-    }
-}
+use crate::{config::CorsOrigins, routes::ROUTES};
 
 /// The request headers a page may send (`Access-Control-Allow-Headers`).
 pub const ALLOW_HEADERS: &str =

@@ -10,7 +10,11 @@
 //! same status as a problem.
 //!
 //! Everything else passes through untouched: our own responses always carry a
-//! content type (`error::problem_for_framework_errors`), so none of them matches.
+//! content type ([`problem_for_framework_errors`]), so none of them matches.
+//!
+//! The answers actix-web makes itself (no route, a wrong method, a path parameter that
+//! does not decode) are made problems here too: [`problem_for_framework_errors`] on
+//! every response, and [`path_errors`] for path parameters.
 
 use std::{
     fmt, io,
@@ -25,10 +29,74 @@ use actix_rt::net::TcpStream;
 use actix_service::{
     fn_service, map_config, IntoServiceFactory, ServiceFactory, ServiceFactoryExt,
 };
-use actix_web::dev::{AppConfig, Server};
+use actix_web::{
+    body::EitherBody,
+    dev::{AppConfig, Server, ServiceResponse},
+    http::{header, StatusCode},
+    web, ResponseError,
+};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::error::{ApiError, PROBLEM_JSON};
+use crate::{
+    error::{ApiError, PROBLEM_JSON},
+    routes,
+    state::AppState,
+};
+
+/// A path parameter that does not decode (e.g. `web::Path<String>` of invalid UTF-8)
+/// is 404, as an unknown resource.
+pub fn path_errors() -> web::PathConfig {
+    web::PathConfig::default().error_handler(|_, _| ApiError::not_found("resource").into())
+}
+
+/// Safety net for responses actix produces itself (unknown route, wrong method, bodies
+/// from extractors we did not configure): any error response (4xx, 5xx) that is not
+/// already a problem becomes one, with the code matching its status. Applied to every
+/// response by `telemetry::RequestLog`.
+pub fn problem_for_framework_errors<B: MessageBody + 'static>(
+    res: ServiceResponse<B>,
+) -> ServiceResponse<EitherBody<B>> {
+    let status = res.status();
+    let is_problem = || {
+        res.headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()))
+    };
+    if !(status.is_client_error() || status.is_server_error()) || is_problem() {
+        return res.map_into_left_body();
+    }
+    let error = match res.status() {
+        StatusCode::NOT_FOUND => ApiError::NotFound("no such route".into()),
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(
+            res.request()
+                .app_data::<web::Data<AppState>>()
+                .map_or(0, |s| s.settings.max_body_bytes),
+        ),
+        StatusCode::UNAUTHORIZED => ApiError::Unauthorized("authentication required".into()),
+        StatusCode::FORBIDDEN => ApiError::Forbidden("not allowed".into()),
+        StatusCode::SERVICE_UNAVAILABLE => ApiError::Unavailable,
+        s if s.is_client_error() => {
+            ApiError::bad_request(s.canonical_reason().unwrap_or("bad request"))
+        }
+        _ => ApiError::Internal(format!("framework error {}", res.status())),
+    };
+    // RFC 9110: a 405 says which methods the route does have.
+    let allow = match error {
+        ApiError::MethodNotAllowed => res
+            .request()
+            .match_pattern()
+            .and_then(|pattern| routes::allowed_methods(&pattern)),
+        _ => None,
+    };
+    let (req, _) = res.into_parts();
+    let mut response = error.error_response();
+    *response.status_mut() = error.status_code();
+    if let Some(allow) = allow.and_then(|a| header::HeaderValue::from_str(&a).ok()) {
+        response.headers_mut().insert(header::ALLOW, allow);
+    }
+    ServiceResponse::new(req, response.map_into_boxed_body()).map_into_right_body::<B>()
+}
 
 /// The most bytes of request line and headers actix-http reads (its `MAX_BUFFER_SIZE`).
 pub const MAX_HEAD_BYTES: usize = 131_072;

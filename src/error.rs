@@ -3,8 +3,7 @@
 //! causes are logged with the request id and never returned.
 
 use actix_web::{
-    body::{BoxBody, EitherBody, MessageBody},
-    dev::ServiceResponse,
+    body::BoxBody,
     http::{header, StatusCode},
     HttpResponse, ResponseError,
 };
@@ -401,55 +400,6 @@ fn is_connection_lost(e: &DbErr) -> bool {
         }
         _ => false,
     }
-}
-
-/// Safety net for responses actix produces itself (unknown route, wrong method, bodies
-/// from extractors we did not configure): any error response (4xx, 5xx) that is not
-/// already a problem becomes one, with the code matching its status. Applied to every
-/// response by `telemetry::RequestLog`.
-pub fn problem_for_framework_errors<B: MessageBody + 'static>(
-    res: ServiceResponse<B>,
-) -> ServiceResponse<EitherBody<B>> {
-    let status = res.status();
-    let is_problem = || {
-        res.headers()
-            .get(header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()))
-    };
-    if !(status.is_client_error() || status.is_server_error()) || is_problem() {
-        return res.map_into_left_body();
-    }
-    let error = match res.status() {
-        StatusCode::NOT_FOUND => ApiError::NotFound("no such route".into()),
-        StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(
-            res.request()
-                .app_data::<actix_web::web::Data<crate::startup::AppState>>()
-                .map_or(0, |s| s.settings.max_body_bytes),
-        ),
-        StatusCode::UNAUTHORIZED => ApiError::Unauthorized("authentication required".into()),
-        StatusCode::FORBIDDEN => ApiError::Forbidden("not allowed".into()),
-        StatusCode::SERVICE_UNAVAILABLE => ApiError::Unavailable,
-        s if s.is_client_error() => {
-            ApiError::bad_request(s.canonical_reason().unwrap_or("bad request"))
-        }
-        _ => ApiError::Internal(format!("framework error {}", res.status())),
-    };
-    // RFC 9110: a 405 says which methods the route does have.
-    let allow = match error {
-        ApiError::MethodNotAllowed => res
-            .request()
-            .match_pattern()
-            .and_then(|pattern| crate::routes::allowed_methods(&pattern)),
-        _ => None,
-    };
-    let (req, _) = res.into_parts();
-    let mut response = error.error_response();
-    *response.status_mut() = error.status_code();
-    if let Some(allow) = allow.and_then(|a| header::HeaderValue::from_str(&a).ok()) {
-        response.headers_mut().insert(header::ALLOW, allow);
-    }
-    ServiceResponse::new(req, response.map_into_boxed_body()).map_into_right_body::<B>()
 }
 
 pub type BoxedResponse = HttpResponse<BoxBody>;

@@ -12,14 +12,18 @@
 //! - [`auth`]: JWT verification and the `Reader` / `MaybeReader` / `Moderator` / `Admin` extractors.
 //! - [`error`]: `ApiError`, the one problem+json error type.
 //! - [`cors`]: CORS for the API and the widget script (`TALLY_CORS_ORIGINS`).
-//! - [`edge`]: the HTTP server, with actix-http's own bare error answers made problems.
+//! - [`edge`]: the HTTP server, with actix-http's and actix-web's own bare error answers
+//!   made problems.
 //! - [`deadline`]: bounded waits per request (the body's arrival: 408; the database: 503).
-//! - [`rate_limit`]: the per-caller write budget, a middleware on the routes readers write through.
+//! - [`rate_limit`]: the per-caller write budget (spent by `routes::write_limit` on the
+//!   routes readers write through); [`client_ip`]: who a request comes from.
+//! - [`state`]: `AppState`, what every request can reach.
 //! - [`config`], [`startup`], [`telemetry`], [`metrics`], [`cli`]: settings, application
 //!   assembly, logs, Prometheus metrics, and the command line.
 
 pub mod auth;
 pub mod cli;
+pub mod client_ip;
 pub mod config;
 pub mod cors;
 pub mod deadline;
@@ -33,4 +37,5 @@ pub mod routes;
 pub mod service;
 pub mod shared_limit;
 pub mod startup;
+pub mod state;
 pub mod telemetry;

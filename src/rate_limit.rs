@@ -4,7 +4,8 @@
 //! make a burst of `n` writes, then one more every `60 / n` seconds, so never more than
 //! `n` in any minute on average. The caller is the user of a valid token, else the
 //! client IP (the TCP peer, or behind a proxy listed in `TALLY_TRUSTED_PROXIES` the
-//! address it forwarded; see `routes::extract::client_ip`). Reads are never limited.
+//! address it forwarded; see [`crate::client_ip`]). Reads are never limited; the
+//! middleware that spends the budget is `routes::write_limit`.
 //!
 //! Without `TALLY_REDIS_URL` the budget lives in this process: several instances each
 //! keep their own, so a caller may get `n` per instance. With it, the budget is kept in
@@ -17,16 +18,7 @@ use std::{
     time::Duration,
 };
 
-use actix_web::{
-    body::{EitherBody, MessageBody},
-    dev::{ServiceRequest, ServiceResponse},
-    http::Method,
-    middleware::Next,
-    web, ResponseError,
-};
 use governor::{clock::Clock, DefaultKeyedRateLimiter, Quota, RateLimiter};
-
-use crate::{auth, error::ApiError, routes::extract::client_ip, startup::AppState};
 
 /// Every this many checks, callers whose budget is full again are forgotten, so the
 /// table holds only recent writers.
@@ -113,37 +105,6 @@ impl WriteLimiter {
 /// Whole seconds, rounded up, and at least 1 (`Retry-After: 0` would invite a busy loop).
 fn retry_after_secs(wait: Duration) -> u64 {
     (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
-}
-
-/// The budget a request is counted against: its user, or its client IP when it has no
-/// valid token (an invalid token is answered 401 later, but still counted).
-fn caller_key(req: &actix_web::HttpRequest) -> String {
-    match auth::identify(req) {
-        Ok(Some(user)) => format!("user:{}", user.id),
-        _ => format!("ip:{}", client_ip(req)),
-    }
-}
-
-/// Middleware for the routes readers write through: unsafe methods spend one unit of the
-/// caller's budget, or get 429 `rate_limited` with `Retry-After` before anything runs.
-pub async fn limit_writes(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    let is_read = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    if !is_read {
-        if let Some(state) = req.app_data::<web::Data<AppState>>() {
-            if let Some(limiter) = &state.write_limiter {
-                if let Err(secs) = limiter.check_shared(&caller_key(req.request())).await {
-                    let response = ApiError::RateLimited(secs).error_response();
-                    return Ok(req.into_response(response).map_into_right_body());
-                }
-            }
-        }
-    }
-    next.call(req)
-        .await
-        .map(ServiceResponse::map_into_left_body)
 }
 
 #[cfg(test)]

@@ -9,46 +9,11 @@ use crate::{
     config::Settings,
     metrics::{Metrics, WorkerMetrics},
     rate_limit::WriteLimiter,
-    routes::{self, comments::SharedPage, ratings::CachedAggregate},
-    service::{
-        aggregate_cache::{AggregateCache, WorkerCopies},
-        db::Db,
-        idempotency,
-        page_overlay::Overlay,
-        settings::PolicyCache,
-    },
+    routes,
+    service::{aggregate_cache::AggregateCache, db::Db, idempotency, settings::PolicyCache},
+    state::AppState,
     telemetry,
 };
-
-/// Entries of each cache a worker keeps its own copies of, at most: the hot ones are
-/// what the copies are for, and each worker's copies are memory on top of the shared
-/// cache's (a comment page is a few kB).
-const WORKER_COPIES: usize = 256;
-
-/// What every request can reach. Cloning shares everything in it: each worker gets its
-/// own clone (its own `web::Data`), so extracting the state on one core never writes
-/// to a reference count that the other cores' requests write too.
-#[derive(Clone)]
-pub struct AppState {
-    pub db: Db,
-    pub policies: PolicyCache,
-    pub settings: Arc<Settings>,
-    /// `None` when `write_rate_per_min` is 0.
-    pub write_limiter: Option<Arc<WriteLimiter>>,
-    /// Rating aggregates ready to send; every rating write invalidates its article's.
-    pub aggregates: Arc<AggregateCache<CachedAggregate>>,
-    /// Bodies of `GET /api/v1/ratings` batches, keyed by the aggregates' version.
-    pub pages: Arc<AggregateCache<web::Bytes>>,
-    /// Comment-list pages as anonymous readers get them, keyed by the database's write
-    /// epoch (see `Db::write_epoch`), so any committed write retires them all; a
-    /// signed-in reader's page is composed from one of them and their overlay.
-    pub comment_pages: Arc<AggregateCache<SharedPage>>,
-    /// Each signed-in reader's own pending comments (`service::page_overlay`), keyed
-    /// by the write epoch like the pages.
-    pub overlays: Arc<AggregateCache<Overlay>>,
-    /// `GET /api/v1/ratings/top` answers, kept up to a minute.
-    pub top: Arc<crate::service::top::TopCache>,
-}
 
 /// The stop signals, registered with the OS as soon as this is built.
 struct StopSignals {
@@ -316,25 +281,9 @@ fn run(
             .app_data(keys.clone())
             .app_data(metrics.clone())
             .app_data(WorkerMetrics::new(shared_metrics.clone()))
-            // Each worker's copies of the hot cache entries (see `aggregate_cache`).
-            .app_data(WorkerCopies::<CachedAggregate>::new(
-                state.settings.aggregate_cache_entries.min(WORKER_COPIES),
-            ))
-            .app_data(WorkerCopies::<web::Bytes>::new(
-                state.settings.page_cache_entries.min(WORKER_COPIES),
-            ))
-            .app_data(WorkerCopies::<SharedPage>::new(
-                state.settings.page_cache_entries.min(WORKER_COPIES),
-            ))
-            .app_data(WorkerCopies::<Overlay>::new(
-                state.settings.page_cache_entries.min(WORKER_COPIES),
-            ))
             // The raw body reader's own cap (actix defaults to 256 KiB); `ApiJson` also checks.
             .app_data(web::PayloadConfig::new(state.settings.max_body_bytes))
-            .app_data(
-                web::PathConfig::default()
-                    .error_handler(|_, _| crate::error::ApiError::not_found("resource").into()),
-            )
+            .app_data(crate::edge::path_errors())
             .wrap(crate::deadline::Deadline::new(
                 state.settings.request_timeout_ms,
                 state.settings.db_timeout_ms,

@@ -901,7 +901,7 @@ async fn run_backend(ctx: &Ctx<'_>, backend: Backend, pg_db: &str) -> Result<Sec
             &agg,
             Some(agg_ratio),
             " × static",
-            Target::AtLeast(0.8),
+            Target::AtLeast(0.75),
         ),
         report::row(
             "batch of 50 aggregates",

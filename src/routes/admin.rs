@@ -4,9 +4,10 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use validator::{Validate, ValidationErrors};
 
-use super::extract::{article_id, ApiJson};
+use super::json::ApiJson;
 use super::moderation::created_or_ok;
-use super::openapi::{
+use super::paths::ArticleIdPath;
+use super::spec::{
     ArticlePath, BadRequest, Forbidden, NotFound, PayloadTooLarge, Unauthorized, Unavailable,
     ValidationFailed,
 };
@@ -15,7 +16,7 @@ use crate::{
     domain::{ModerationMode, Policy},
     error::ApiError,
     service::admin::{self, AdminArticleView, ArticleSettings},
-    startup::AppState,
+    state::AppState,
 };
 
 /// The settings document. Unknown and missing fields are refused by serde (422 naming
@@ -143,10 +144,9 @@ fn web_url(url: &str) -> Result<(), validator::ValidationError> {
 pub async fn put_article(
     state: web::Data<AppState>,
     _: Admin,
-    path: web::Path<String>,
     ApiJson(body): ApiJson<ArticleBody>,
+    ArticleIdPath(id): ArticleIdPath,
 ) -> Result<HttpResponse, ApiError> {
-    let id = article_id(&path)?;
     let settings = ArticleSettings {
         title: body.title.map(|t| t.trim().to_owned()),
         url: body.url,

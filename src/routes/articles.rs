@@ -1,11 +1,11 @@
 use actix_web::{web, HttpResponse};
 
-use super::extract::article_id;
-use super::openapi::{ArticlePath, BadRequest, NotFound, Unavailable};
+use super::paths::ArticleIdPath;
+use super::spec::{ArticlePath, BadRequest, NotFound, Unavailable};
 use crate::{
     error::ApiError,
     service::articles::{self, ArticleSummary},
-    startup::AppState,
+    state::AppState,
 };
 
 /// `GET /api/v1/articles/{article_id}`: the public summary for an article page.
@@ -28,9 +28,8 @@ use crate::{
 )]
 pub async fn summary(
     state: web::Data<AppState>,
-    path: web::Path<String>,
+    ArticleIdPath(id): ArticleIdPath,
 ) -> Result<HttpResponse, ApiError> {
-    let id = article_id(&path)?;
     let summary =
         articles::summary(&state.db.conn, &id, state.settings.auto_create_articles).await?;
     Ok(HttpResponse::Ok().json(summary))

@@ -2,15 +2,15 @@
 
 use actix_web::{web, HttpResponse};
 
-use super::openapi::{
+use super::paths::CommentIdPath;
+use super::spec::{
     BadRequest, CommentPath, Conflict, Forbidden, NotFound, Unauthorized, Unavailable,
 };
-use super::paths::CommentIdPath;
 use crate::{
     auth::Moderator,
     error::ApiError,
     service::claims::{self, ClaimView},
-    startup::AppState,
+    state::AppState,
 };
 
 /// `POST /api/v1/moderation/comments/{id}/claim`: "I am working on this one".
@@ -107,7 +107,7 @@ pub struct MetricsParams {
 pub async fn metrics(
     state: web::Data<AppState>,
     _: Moderator,
-    super::extract::ApiQuery(p): super::extract::ApiQuery<MetricsParams>,
+    super::query::ApiQuery(p): super::query::ApiQuery<MetricsParams>,
 ) -> Result<HttpResponse, ApiError> {
     let now = crate::service::now();
     let since = match p.since.as_deref() {
@@ -115,7 +115,7 @@ pub async fn metrics(
         Some(raw) => chrono::DateTime::parse_from_rfc3339(raw)
             .map(|t| t.with_timezone(&chrono::Utc))
             .map_err(|_| {
-                super::extract::bad_query(crate::domain::FieldError::new(
+                super::query::bad_query(crate::domain::FieldError::new(
                     "since",
                     "must be an RFC 3339 time, e.g. 2026-12-01T00:00:00Z",
                 ))

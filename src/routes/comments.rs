@@ -1,32 +1,28 @@
-use std::{rc::Rc, sync::Arc};
+use std::sync::Arc;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use validator::Validate;
 
-use super::extract::{
-    article_id, bad_query, parse_query, replay, worker_copies, ApiJson, ApiJsonRaw,
-    IdempotencyHeader,
-};
-use super::openapi::{
+use super::cached::SharedPage;
+use super::idempotency::{replay, IdempotencyHeader};
+use super::json::{json_content_type, ApiJson, ApiJsonRaw};
+use super::paths::{ArticleIdPath, CommentIdPath};
+use super::query::{bad_query, parse_query, PageParams};
+use super::spec::{
     ArticlePath, BadRequest, CommentPath, Conflict, Forbidden, IdempotencyKeyHeader, NotFound,
     PayloadTooLarge, RateLimited, Unauthorized, Unavailable, ValidationFailed,
 };
-use super::paths::CommentIdPath;
 use crate::{
     auth::{MaybeReader, Reader, User},
-    domain::{
-        parse_limit, AuthorName, CommentBody, CommentKind, FieldError, Stars, ThreadCursor,
-        ThreadSort,
-    },
+    domain::{AuthorName, CommentBody, CommentKind, FieldError, Stars, ThreadCursor, ThreadSort},
     error::ApiError,
     service::{
-        aggregate_cache::WorkerCopy,
         comments::{self, Author, CommentView, NewComment, Page, ThreadQuery},
         idempotency::Outcome,
         page_overlay::{compose, Composed, Overlay, Thread},
     },
-    startup::AppState,
+    state::AppState,
 };
 
 /// A new comment.
@@ -80,7 +76,7 @@ pub enum CommentSort {
     Best,
 }
 
-/// `sort`, `limit` and `cursor` of a comment listing; a bad value is 400 naming it.
+/// `sort` of a comment listing (paged by [`PageParams`]); a bad value is 400 naming it.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
@@ -88,45 +84,34 @@ pub struct ListParams {
     /// `oldest` for replies.
     #[param(value_type = Option<CommentSort>)]
     pub sort: Option<String>,
-    /// Page size.
-    #[param(minimum = 1, maximum = 100, default = 20)]
-    pub limit: Option<i64>,
-    /// `next_cursor` of the previous page (opaque).
-    #[param(min_length = 1)]
-    pub cursor: Option<String>,
 }
 
 impl ListParams {
-    fn parse(self, default_sort: ThreadSort) -> Result<ThreadQuery, ApiError> {
-        thread_query(
-            self.sort.as_deref(),
-            self.limit,
-            self.cursor.as_deref(),
-            default_sort,
-            false,
-        )
+    fn parse(self, page: PageParams, default_sort: ThreadSort) -> Result<ThreadQuery, ApiError> {
+        thread_query(self.sort.as_deref(), page, default_sort, false)
     }
 }
 
 fn thread_query(
     sort: Option<&str>,
-    limit: Option<i64>,
-    cursor: Option<&str>,
+    page: PageParams,
     default_sort: ThreadSort,
     reviews: bool,
 ) -> Result<ThreadQuery, ApiError> {
     let sort = ThreadSort::parse(sort, default_sort, reviews).map_err(bad_query)?;
     Ok(ThreadQuery {
         sort,
-        limit: parse_limit(limit).map_err(bad_query)?,
-        cursor: cursor
+        limit: page.limit()?,
+        cursor: page
+            .cursor
+            .as_deref()
             .map(|c| ThreadCursor::decode(c, sort))
             .transpose()
             .map_err(bad_query)?,
     })
 }
 
-/// `sort`, `stars`, `limit` and `cursor` of the reviews listing.
+/// `sort` and `stars` of the reviews listing (paged by [`PageParams`]).
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ReviewParams {
@@ -137,16 +122,10 @@ pub struct ReviewParams {
     /// Only reviews with this many stars.
     #[param(minimum = 1, maximum = 5)]
     pub stars: Option<i64>,
-    /// Page size.
-    #[param(minimum = 1, maximum = 100, default = 20)]
-    pub limit: Option<i64>,
-    /// `next_cursor` of the previous page (opaque).
-    #[param(min_length = 1)]
-    pub cursor: Option<String>,
 }
 
 impl ReviewParams {
-    fn parse(self) -> Result<(ThreadQuery, Option<Stars>), ApiError> {
+    fn parse(self, page: PageParams) -> Result<(ThreadQuery, Option<Stars>), ApiError> {
         let stars = self
             .stars
             .map(|s| {
@@ -155,13 +134,7 @@ impl ReviewParams {
             })
             .transpose()
             .map_err(bad_query)?;
-        let q = thread_query(
-            self.sort.as_deref(),
-            self.limit,
-            self.cursor.as_deref(),
-            ThreadSort::Best,
-            true,
-        )?;
+        let q = thread_query(self.sort.as_deref(), page, ThreadSort::Best, true)?;
         Ok((q, stars))
     }
 }
@@ -201,11 +174,10 @@ pub async fn create(
     state: web::Data<AppState>,
     req: HttpRequest,
     MaybeReader(user): MaybeReader,
-    path: web::Path<String>,
     key: IdempotencyHeader,
     ApiJsonRaw(input, raw): ApiJsonRaw<CreateBody>,
+    ArticleIdPath(id): ArticleIdPath,
 ) -> Result<HttpResponse, ApiError> {
-    let id = article_id(&path)?;
     let idempotent = key.request(&req, user.as_ref(), &raw);
     let mut errors = vec![];
     let body = CommentBody::parse(&input.body)
@@ -274,7 +246,7 @@ pub async fn create(
     path = "/api/v1/articles/{article_id}/comments",
     tag = "comments",
     operation_id = "list_comments",
-    params(ArticlePath, ListParams),
+    params(ArticlePath, ListParams, PageParams),
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "A page of top-level comments.", body = Page<CommentView>),
@@ -287,11 +259,13 @@ pub async fn create(
 pub async fn list(
     state: web::Data<AppState>,
     MaybeReader(user): MaybeReader,
-    path: web::Path<String>,
     req: HttpRequest,
+    ArticleIdPath(id): ArticleIdPath,
 ) -> Result<HttpResponse, ApiError> {
-    let id = article_id(&path)?;
-    let query = || parse_query::<ListParams>(req.query_string())?.parse(ThreadSort::Newest);
+    let query = || {
+        let qs = req.query_string();
+        parse_query::<ListParams>(qs)?.parse(parse_query(qs)?, ThreadSort::Newest)
+    };
     let read = |caller: Option<User>| {
         let (state, id) = (&state, &id);
         async move {
@@ -315,8 +289,8 @@ pub async fn list(
         stars: None,
     };
     match &user {
-        None => anonymous_page(&state, &req, key, read(None)).await,
-        Some(user) => signed_in_page(&state, &req, key, epoch, user, thread, read).await,
+        None => anonymous_page(&state, key, read(None)).await,
+        Some(user) => signed_in_page(&state, key, epoch, user, thread, read).await,
     }
 }
 
@@ -330,7 +304,7 @@ pub async fn list(
     path = "/api/v1/articles/{article_id}/reviews",
     tag = "comments",
     operation_id = "list_reviews",
-    params(ArticlePath, ReviewParams),
+    params(ArticlePath, ReviewParams, PageParams),
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "A page of reviews.", body = Page<CommentView>),
@@ -343,11 +317,13 @@ pub async fn list(
 pub async fn reviews(
     state: web::Data<AppState>,
     MaybeReader(user): MaybeReader,
-    path: web::Path<String>,
     req: HttpRequest,
+    ArticleIdPath(id): ArticleIdPath,
 ) -> Result<HttpResponse, ApiError> {
-    let id = article_id(&path)?;
-    let query = || parse_query::<ReviewParams>(req.query_string())?.parse();
+    let query = || {
+        let qs = req.query_string();
+        parse_query::<ReviewParams>(qs)?.parse(parse_query(qs)?)
+    };
     let read = |caller: Option<User>| {
         let (state, id) = (&state, &id);
         async move {
@@ -367,7 +343,7 @@ pub async fn reviews(
     let epoch = state.db.write_epoch();
     let key = page_key("reviews", id.as_str(), &req, epoch);
     match &user {
-        None => anonymous_page(&state, &req, key, read(None)).await,
+        None => anonymous_page(&state, key, read(None)).await,
         Some(user) => {
             // The `stars` filter as the listing applies it (a bad one is a 400 from
             // `read`, answered by the uncached path).
@@ -377,7 +353,7 @@ pub async fn reviews(
                 kind: CommentKind::Review,
                 stars,
             };
-            signed_in_page(&state, &req, key, epoch, user, thread, read).await
+            signed_in_page(&state, key, epoch, user, thread, read).await
         }
     }
 }
@@ -390,43 +366,17 @@ fn page_key(kind: &str, of: &str, req: &HttpRequest, epoch: u64) -> String {
     format!("{epoch}|{kind}|{}:{of}|{}", of.len(), req.query_string())
 }
 
-/// An anonymous comment page as kept in [`AppState::comment_pages`]: the body ready to
-/// send, and the page itself with the query it answers, from which a signed-in
-/// reader's page is composed (`service::page_overlay`).
-pub struct SharedPage {
-    body: web::Bytes,
-    page: Page<CommentView>,
-    query: ThreadQuery,
-}
-
-impl WorkerCopy for SharedPage {
-    fn worker_copy(&self) -> Self {
-        SharedPage {
-            body: self.body.worker_copy(),
-            page: self.page.clone(),
-            query: self.query.clone(),
-        }
-    }
-}
-
-impl WorkerCopy for Overlay {
-    fn worker_copy(&self) -> Self {
-        self.clone()
-    }
-}
-
 /// The anonymous page under `key`, from [`AppState::comment_pages`], or read with
 /// `read`, serialised once and kept. Pages are keyed by the write epoch, so any write
 /// committed through this instance retires every cached page; writes through other
 /// instances show within `TALLY_PAGE_CACHE_TTL_MS`.
 async fn shared_page(
     state: &AppState,
-    req: &HttpRequest,
     key: &str,
     read: impl std::future::Future<Output = Result<(Page<CommentView>, ThreadQuery), ApiError>>,
-) -> Result<Held, ApiError> {
-    match state.comment_pages.get_copy(worker_copies(req)?, key) {
-        Ok((hit, _)) => Ok(Held::Copy(hit)),
+) -> Result<Arc<SharedPage>, ApiError> {
+    match state.comment_pages.get(key) {
+        Ok(hit) => Ok(hit),
         Err(ticket) => {
             let (page, query) = read.await?;
             let body = web::Bytes::from(
@@ -434,42 +384,24 @@ async fn shared_page(
             );
             let shared = Arc::new(SharedPage { body, page, query });
             state.comment_pages.fill(ticket, key, shared.clone());
-            Ok(Held::Filled(shared))
-        }
-    }
-}
-
-/// A [`SharedPage`] as this request holds it: this worker's copy, or the one it just
-/// read (not copied again for one request).
-enum Held {
-    Copy(Rc<SharedPage>),
-    Filled(Arc<SharedPage>),
-}
-
-impl std::ops::Deref for Held {
-    type Target = SharedPage;
-    fn deref(&self) -> &SharedPage {
-        match self {
-            Held::Copy(p) => p,
-            Held::Filled(p) => p,
+            Ok(shared)
         }
     }
 }
 
 fn json_body(body: web::Bytes) -> HttpResponse {
     HttpResponse::Ok()
-        .content_type(super::json_content_type())
+        .content_type(json_content_type())
         .body(body)
 }
 
 /// Answers an anonymous comment page (see [`shared_page`]).
 async fn anonymous_page(
     state: &AppState,
-    req: &HttpRequest,
     key: String,
     read: impl std::future::Future<Output = Result<(Page<CommentView>, ThreadQuery), ApiError>>,
 ) -> Result<HttpResponse, ApiError> {
-    let shared = shared_page(state, req, &key, read).await?;
+    let shared = shared_page(state, &key, read).await?;
     Ok(json_body(web::Bytes::clone(&shared.body)))
 }
 
@@ -481,7 +413,6 @@ async fn anonymous_page(
 /// reader may see, or the reader has too much pending).
 async fn signed_in_page<F, Fut>(
     state: &AppState,
-    req: &HttpRequest,
     key: String,
     epoch: u64,
     user: &User,
@@ -499,10 +430,10 @@ where
     if !state.comment_pages.is_enabled() || !state.overlays.is_enabled() {
         return uncached().await;
     }
-    let Ok(shared) = shared_page(state, req, &key, read(None)).await else {
+    let Ok(shared) = shared_page(state, &key, read(None)).await else {
         return uncached().await;
     };
-    let overlay = overlay(state, req, epoch, user).await?;
+    let overlay = overlay(state, epoch, user).await?;
     match compose(&shared.page, thread, &shared.query, &overlay, user) {
         Composed::Shared => Ok(json_body(web::Bytes::clone(&shared.body))),
         Composed::Own(page) => Ok(HttpResponse::Ok().json(page)),
@@ -514,19 +445,14 @@ where
 /// [`AppState::overlays`] or the database. Keyed by the write epoch like the pages, so
 /// any write committed through this instance (their own comment, edit or deletion, a
 /// moderator's decision on it, a ban) retires it.
-async fn overlay(
-    state: &AppState,
-    req: &HttpRequest,
-    epoch: u64,
-    user: &User,
-) -> Result<Rc<Overlay>, ApiError> {
+async fn overlay(state: &AppState, epoch: u64, user: &User) -> Result<Arc<Overlay>, ApiError> {
     let key = format!("{epoch}|{}", user.id);
-    match state.overlays.get_copy(worker_copies(req)?, &key) {
-        Ok((hit, _)) => Ok(hit),
+    match state.overlays.get(&key) {
+        Ok(hit) => Ok(hit),
         Err(ticket) => {
-            let overlay = Overlay::read(&state.db.conn, user).await?;
-            state.overlays.fill(ticket, &key, Arc::new(overlay.clone()));
-            Ok(Rc::new(overlay))
+            let overlay = Arc::new(Overlay::read(&state.db.conn, user).await?);
+            state.overlays.fill(ticket, &key, overlay.clone());
+            Ok(overlay)
         }
     }
 }
@@ -540,7 +466,7 @@ async fn overlay(
     path = "/api/v1/comments/{id}/replies",
     tag = "comments",
     operation_id = "list_replies",
-    params(CommentPath, ListParams),
+    params(CommentPath, ListParams, PageParams),
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "A page of direct replies.", body = Page<CommentView>),
@@ -556,7 +482,10 @@ pub async fn replies(
     path: CommentIdPath,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let query = || parse_query::<ListParams>(req.query_string())?.parse(ThreadSort::Oldest);
+    let query = || {
+        let qs = req.query_string();
+        parse_query::<ListParams>(qs)?.parse(parse_query(qs)?, ThreadSort::Oldest)
+    };
     let read = |caller: Option<User>| {
         let (state, path) = (&state, &path);
         async move {
@@ -569,8 +498,8 @@ pub async fn replies(
     let key = page_key("replies", &path, &req, epoch);
     let thread = Thread::Replies { parent_id: &path };
     match &user {
-        None => anonymous_page(&state, &req, key, read(None)).await,
-        Some(user) => signed_in_page(&state, &req, key, epoch, user, thread, read).await,
+        None => anonymous_page(&state, key, read(None)).await,
+        Some(user) => signed_in_page(&state, key, epoch, user, thread, read).await,
     }
 }
 

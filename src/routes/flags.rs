@@ -4,18 +4,18 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use validator::Validate;
 
-use super::extract::ApiJson;
+use super::json::ApiJson;
 use super::moderation::created_or_ok;
-use super::openapi::{
+use super::paths::CommentIdPath;
+use super::spec::{
     BadRequest, CommentPath, Forbidden, NotFound, PayloadTooLarge, RateLimited, Unauthorized,
     Unavailable, ValidationFailed,
 };
-use super::paths::CommentIdPath;
 use crate::{
     auth::Reader,
     error::ApiError,
     service::flags::{self, FlagReason, FlagView},
-    startup::AppState,
+    state::AppState,
 };
 
 /// A reader's flag on a comment.

@@ -1,8 +1,8 @@
 use actix_web::{web, HttpResponse, ResponseError};
 use serde::Serialize;
 
-use super::openapi::Unavailable;
-use crate::{error::ApiError, metrics::Metrics, startup::AppState};
+use super::spec::Unavailable;
+use crate::{error::ApiError, metrics::Metrics, state::AppState};
 
 /// The body of the health probes.
 #[derive(Debug, Serialize, utoipa::ToSchema)]

@@ -3,27 +3,28 @@
 
 pub mod admin;
 pub mod articles;
+pub mod cached;
 pub mod claims;
 pub mod comments;
-pub mod extract;
 pub mod flags;
 pub mod frontend;
 pub mod health;
+pub mod idempotency;
+pub mod json;
 pub mod moderation;
 pub mod openapi;
 pub mod paths;
+pub mod query;
 pub mod ratings;
 pub mod spam_model;
+pub mod spec;
 pub mod votes;
+pub mod write_limit;
 
-use actix_web::{
-    guard::{Guard, GuardContext},
-    http::{header::HeaderValue, Method},
-    middleware::from_fn,
-    web, Resource, Route,
-};
+use actix_web::{middleware::from_fn, web, Resource};
 
-use crate::{error::ApiError, rate_limit::limit_writes};
+use self::write_limit::limit_writes;
+use crate::error::ApiError;
 
 /// Every operation of [`configure`] as `(method, path)`, in its order. The OpenAPI spec
 /// (`openapi::ApiDoc`, whose `paths(...)` names the same handlers) must describe exactly
@@ -85,12 +86,6 @@ pub fn allowed_methods(pattern: &str) -> Option<String> {
     (!methods.is_empty()).then(|| methods.join(", "))
 }
 
-/// The contract's JSON content type (what `telemetry` makes of actix's `.json()`), as a
-/// header value that needs no parsing per response.
-pub fn json_content_type() -> HeaderValue {
-    HeaderValue::from_static("application/json; charset=utf-8")
-}
-
 /// The prefix of every API route.
 const API: &str = "/api/v1";
 
@@ -111,41 +106,23 @@ fn api(pattern: &'static str) -> Resource {
     web::resource(relative).app_data(RoutePattern(pattern))
 }
 
-/// A route answering one method. actix's own method routes (`Resource::get`,
-/// `web::get`, …) also record their method in every request's extensions (a `Vec` and a
-/// boxed entry per request), only for the `Allow` header of actix's 405s; ours are
-/// built from [`ROUTES`] by `error::problem_for_framework_errors`, so this guard only
-/// compares.
-fn on(method: Method) -> Route {
-    web::route().guard(MethodIs(method))
-}
-
-struct MethodIs(Method);
-
-impl Guard for MethodIs {
-    fn check(&self, ctx: &GuardContext<'_>) -> bool {
-        ctx.head().method == self.0
-    }
-}
-
 /// Every route of the service. Resources wrapped in `limit_writes` spend the caller's
 /// write budget on every non-GET request; moderation and admin tools are not limited.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     // The API first: the table is tried in order, and the routes before it would each
     // cost every API request a match attempt (Swagger UI's `/docs/{_:.*}` a regex).
     cfg.service(api_scope())
-        .service(resource("/healthz").route(on(Method::GET).to(health::healthz)))
-        .service(resource("/readyz").route(on(Method::GET).to(health::readyz)))
-        .service(resource("/metrics").route(on(Method::GET).to(health::metrics)))
-        .service(resource(openapi::SPEC_PATH).route(on(Method::GET).to(openapi::openapi_json)))
-        .service(resource("/docs").route(on(Method::GET).to(openapi::docs)))
+        .service(resource("/healthz").route(web::get().to(health::healthz)))
+        .service(resource("/readyz").route(web::get().to(health::readyz)))
+        .service(resource("/metrics").route(web::get().to(health::metrics)))
+        .service(resource(openapi::SPEC_PATH).route(web::get().to(openapi::openapi_json)))
+        .service(resource("/docs").route(web::get().to(openapi::docs)))
         .service(openapi::docs_assets())
-        .service(resource("/widget/tally.js").route(on(Method::GET).to(frontend::widget)))
+        .service(resource("/widget/tally.js").route(web::get().to(frontend::widget)))
         .service(
-            resource("/widget/tally-comments.js")
-                .route(on(Method::GET).to(frontend::widget_thread)),
+            resource("/widget/tally-comments.js").route(web::get().to(frontend::widget_thread)),
         )
-        .service(resource("/console/").route(on(Method::GET).to(frontend::console)))
+        .service(resource("/console/").route(web::get().to(frontend::console)))
         .default_service(web::to(not_found));
 }
 
@@ -155,84 +132,78 @@ fn api_scope() -> actix_web::Scope {
         // Every pattern is exact, so order decides only how many are tried:
         // the most requested come first (each dynamic one tried costs a regex).
         .service(
-            api("/api/v1/articles/{article_id}/rating")
-                .route(on(Method::GET).to(ratings::aggregate)),
+            api("/api/v1/articles/{article_id}/rating").route(web::get().to(ratings::aggregate)),
         )
         .service(
             api("/api/v1/articles/{article_id}/comments")
                 .wrap(from_fn(limit_writes))
-                .route(on(Method::GET).to(comments::list))
-                .route(on(Method::POST).to(comments::create)),
+                .route(web::get().to(comments::list))
+                .route(web::post().to(comments::create)),
         )
-        .service(api("/api/v1/ratings").route(on(Method::GET).to(ratings::batch)))
-        .service(api("/api/v1/ratings/top").route(on(Method::GET).to(votes::top)))
+        .service(api("/api/v1/ratings").route(web::get().to(ratings::batch)))
+        .service(api("/api/v1/ratings/top").route(web::get().to(votes::top)))
         .service(
-            api("/api/v1/articles/{article_id}/reviews")
-                .route(on(Method::GET).to(comments::reviews)),
+            api("/api/v1/articles/{article_id}/reviews").route(web::get().to(comments::reviews)),
         )
         .service(
             api("/api/v1/articles/{article_id}/ratings/me")
                 .wrap(from_fn(limit_writes))
-                .route(on(Method::GET).to(ratings::get_mine))
-                .route(on(Method::PUT).to(ratings::put_mine))
-                .route(on(Method::DELETE).to(ratings::delete_mine)),
+                .route(web::get().to(ratings::get_mine))
+                .route(web::put().to(ratings::put_mine))
+                .route(web::delete().to(ratings::delete_mine)),
         )
-        .service(api("/api/v1/comments/{id}/replies").route(on(Method::GET).to(comments::replies)))
+        .service(api("/api/v1/comments/{id}/replies").route(web::get().to(comments::replies)))
         .service(
             api("/api/v1/comments/{id}")
                 .wrap(from_fn(limit_writes))
-                .route(on(Method::GET).to(comments::get))
-                .route(on(Method::PATCH).to(comments::edit))
-                .route(on(Method::DELETE).to(comments::delete)),
+                .route(web::get().to(comments::get))
+                .route(web::patch().to(comments::edit))
+                .route(web::delete().to(comments::delete)),
         )
         .service(
             api("/api/v1/comments/{id}/vote")
                 .wrap(from_fn(limit_writes))
-                .route(on(Method::PUT).to(votes::put_vote))
-                .route(on(Method::DELETE).to(votes::delete_vote)),
+                .route(web::put().to(votes::put_vote))
+                .route(web::delete().to(votes::delete_vote)),
         )
         .service(
             api("/api/v1/comments/{id}/flags")
                 .wrap(from_fn(limit_writes))
-                .route(on(Method::POST).to(flags::create)),
+                .route(web::post().to(flags::create)),
         )
-        .service(api("/api/v1/articles/{article_id}").route(on(Method::GET).to(articles::summary)))
-        .service(api("/api/v1/moderation/queue").route(on(Method::GET).to(moderation::queue)))
-        .service(api("/api/v1/moderation/stats").route(on(Method::GET).to(moderation::stats)))
+        .service(api("/api/v1/articles/{article_id}").route(web::get().to(articles::summary)))
+        .service(api("/api/v1/moderation/queue").route(web::get().to(moderation::queue)))
+        .service(api("/api/v1/moderation/stats").route(web::get().to(moderation::stats)))
         .service(
             api("/api/v1/moderation/comments/{id}/decision")
-                .route(on(Method::POST).to(moderation::decide)),
+                .route(web::post().to(moderation::decide)),
         )
-        .service(
-            api("/api/v1/moderation/decisions").route(on(Method::POST).to(moderation::decide_many)),
-        )
-        .service(api("/api/v1/moderation/log").route(on(Method::GET).to(moderation::log)))
+        .service(api("/api/v1/moderation/decisions").route(web::post().to(moderation::decide_many)))
+        .service(api("/api/v1/moderation/log").route(web::get().to(moderation::log)))
         .service(
             api("/api/v1/moderation/bans")
-                .route(on(Method::GET).to(moderation::bans))
-                .route(on(Method::POST).to(moderation::ban)),
+                .route(web::get().to(moderation::bans))
+                .route(web::post().to(moderation::ban)),
         )
         .service(
-            api("/api/v1/moderation/bans/{user_id}")
-                .route(on(Method::DELETE).to(moderation::unban)),
+            api("/api/v1/moderation/bans/{user_id}").route(web::delete().to(moderation::unban)),
         )
         .service(
             api("/api/v1/moderation/comments/{id}/claim")
-                .route(on(Method::POST).to(claims::claim))
-                .route(on(Method::DELETE).to(claims::release)),
+                .route(web::post().to(claims::claim))
+                .route(web::delete().to(claims::release)),
         )
-        .service(api("/api/v1/moderation/metrics").route(on(Method::GET).to(claims::metrics)))
+        .service(api("/api/v1/moderation/metrics").route(web::get().to(claims::metrics)))
         .service(
             api("/api/v1/admin/settings")
-                .route(on(Method::GET).to(admin::get_settings))
-                .route(on(Method::PUT).to(admin::put_settings)),
+                .route(web::get().to(admin::get_settings))
+                .route(web::put().to(admin::put_settings)),
         )
         .service(
-            api("/api/v1/admin/articles/{article_id}")
-                .route(on(Method::PUT).to(admin::put_article)),
+            api("/api/v1/admin/articles/{article_id}").route(web::put().to(admin::put_article)),
         )
-        .service(api("/api/v1/moderation/model").route(on(Method::GET).to(spam_model::model)))
-        .service(api("/api/v1/admin/model/rebuild").route(on(Method::POST).to(spam_model::rebuild)))
+        .service(api("/api/v1/moderation/model").route(web::get().to(spam_model::model)))
+        .service(api("/api/v1/admin/model/rebuild").route(web::post().to(spam_model::rebuild)))
 }
 
 async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {

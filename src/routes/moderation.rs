@@ -5,24 +5,25 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use validator::Validate;
 
-use super::extract::{article_id, bad_query, parse_json, validation_errors, ApiJson, ApiQuery};
-use super::openapi::{
+use super::json::{parse_json, validation_errors, ApiJson};
+use super::paths::{article_id, CommentIdPath, UserIdPath};
+use super::query::{bad_query, ApiQuery, PageParams};
+use super::spec::{
     BadRequest, CommentPath, Conflict, Forbidden, NotFound, PayloadTooLarge, Unauthorized,
     Unavailable, ValidationFailed,
 };
-use super::paths::{CommentIdPath, UserIdPath};
 use crate::{
     auth::Moderator,
-    domain::{parse_limit, CommentId, Cursor, FieldError, Sort, UserId},
+    domain::{CommentId, FieldError, Sort, UserId},
     error::ApiError,
     service::{
-        comments::{CursorPage, ListQuery},
+        comments::CursorPage,
         moderation::{
             self, BanOutcome, BanView, BulkResult, Decision, LogQuery, LogView, ModerationItem,
             NewBan, Queue, QueueQuery, QueueStats, Verdict,
         },
     },
-    startup::AppState,
+    state::AppState,
 };
 
 /// 201 when a write made something new, 200 when it changed what was there.
@@ -32,15 +33,6 @@ pub(super) fn created_or_ok(created: bool) -> actix_web::HttpResponseBuilder {
     } else {
         HttpResponse::Ok()
     }
-}
-
-/// `limit` and `cursor` of a listing.
-fn page(limit: Option<i64>, cursor: Option<&str>, sort: Sort) -> Result<ListQuery, ApiError> {
-    Ok(ListQuery {
-        sort,
-        limit: parse_limit(limit).map_err(bad_query)?,
-        cursor: cursor.map(Cursor::decode).transpose().map_err(bad_query)?,
-    })
 }
 
 /// The queues a moderator works.
@@ -83,12 +75,6 @@ pub struct QueueParams {
     /// queue only, else 400 naming `sort`): heaviest `flag_weight` first.
     #[param(value_type = Option<QueueSort>, default = "oldest")]
     pub sort: Option<String>,
-    /// Page size.
-    #[param(minimum = 1, maximum = 100, default = 20)]
-    pub limit: Option<i64>,
-    /// `next_cursor` of the previous page (opaque).
-    #[param(min_length = 1)]
-    pub cursor: Option<String>,
     /// `true`: hide the items other moderators have claimed (their claims in force).
     #[param(value_type = Option<bool>, default = false)]
     pub unclaimed: Option<String>,
@@ -109,7 +95,7 @@ fn flag_param(field: &'static str, raw: Option<&str>) -> Result<bool, ApiError> 
     path = "/api/v1/moderation/queue",
     tag = "moderation",
     operation_id = "moderation_queue",
-    params(QueueParams),
+    params(QueueParams, PageParams),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A page of moderation items.", body = CursorPage<ModerationItem>),
@@ -123,6 +109,7 @@ pub async fn queue(
     state: web::Data<AppState>,
     Moderator(user): Moderator,
     ApiQuery(p): ApiQuery<QueueParams>,
+    ApiQuery(paging): ApiQuery<PageParams>,
 ) -> Result<HttpResponse, ApiError> {
     let queue = Queue::parse(p.queue.as_deref()).map_err(bad_query)?;
     let by_weight = p.sort.as_deref() == Some("weight");
@@ -142,7 +129,7 @@ pub async fn queue(
         queue,
         article_id: p.article_id.as_deref().map(article_id).transpose()?,
         by_weight,
-        page: page(p.limit, p.cursor.as_deref(), sort)?,
+        page: paging.list(sort)?,
         unclaimed: flag_param("unclaimed", p.unclaimed.as_deref())?,
     };
     Ok(HttpResponse::Ok().json(moderation::queue(&state.db.conn, &user, q).await?))
@@ -320,12 +307,6 @@ pub struct LogParams {
     /// characters, no control characters, else 400 naming `actor`).
     #[param(min_length = 1, max_length = 160)]
     pub actor: Option<String>,
-    /// Page size.
-    #[param(minimum = 1, maximum = 100, default = 20)]
-    pub limit: Option<i64>,
-    /// `next_cursor` of the previous page (opaque).
-    #[param(min_length = 1)]
-    pub cursor: Option<String>,
 }
 
 /// `GET /api/v1/moderation/log`: the audit log, newest first.
@@ -338,7 +319,7 @@ pub struct LogParams {
     path = "/api/v1/moderation/log",
     tag = "moderation",
     operation_id = "moderation_log",
-    params(LogParams),
+    params(LogParams, PageParams),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A page of log entries, newest first.", body = CursorPage<LogView>),
@@ -352,8 +333,9 @@ pub async fn log(
     state: web::Data<AppState>,
     _: Moderator,
     ApiQuery(p): ApiQuery<LogParams>,
+    ApiQuery(paging): ApiQuery<PageParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let page = page(p.limit, p.cursor.as_deref(), Sort::Newest)?;
+    let page = paging.list(Sort::Newest)?;
     // Parsed before any query: a filter the database could not store is 400 naming it.
     let comment_id = p
         .comment_id
@@ -449,25 +431,13 @@ pub async fn ban(
     Ok(created_or_ok(created).json(outcome))
 }
 
-/// The parameters of `GET /api/v1/moderation/bans`; a bad value is 400 naming it.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct BanListParams {
-    /// Page size.
-    #[param(minimum = 1, maximum = 100, default = 20)]
-    pub limit: Option<i64>,
-    /// `next_cursor` of the previous page (opaque).
-    #[param(min_length = 1)]
-    pub cursor: Option<String>,
-}
-
 /// `GET /api/v1/moderation/bans`: bans in force, newest first.
 #[utoipa::path(
     get,
     path = "/api/v1/moderation/bans",
     tag = "moderation",
     operation_id = "list_bans",
-    params(BanListParams),
+    params(PageParams),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A page of bans in force.", body = CursorPage<BanView>),
@@ -480,9 +450,9 @@ pub struct BanListParams {
 pub async fn bans(
     state: web::Data<AppState>,
     _: Moderator,
-    ApiQuery(p): ApiQuery<BanListParams>,
+    ApiQuery(paging): ApiQuery<PageParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let page = page(p.limit, p.cursor.as_deref(), Sort::Newest)?;
+    let page = paging.list(Sort::Newest)?;
     Ok(HttpResponse::Ok().json(moderation::bans(&state.db.conn, page.limit, page.cursor).await?))
 }
 

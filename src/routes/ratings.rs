@@ -15,27 +15,28 @@ use actix_web::{
 use serde::{de::Error as _, Deserialize, Deserializer, Serialize};
 use validator::Validate;
 
-use super::extract::{
-    app_state, article_id, bad_article_id, bad_query, replay, worker_copies, ApiJsonRaw,
-    IdempotencyHeader,
-};
-use super::openapi::{
+use super::cached::CachedAggregate;
+use super::idempotency::{replay, IdempotencyHeader};
+use super::json::{json_content_type, ApiJsonRaw};
+use super::paths::{article_id, bad_article_id, ArticleIdPath};
+use super::query::bad_query;
+use super::spec::{
     ArticleIdSchema, ArticlePath, BadRequest, Conflict, Forbidden, HeadersTooLarge,
     IdempotencyKeyHeader, IfNoneMatchHeader, NotFound, PayloadTooLarge, RateLimited, Unauthorized,
     Unavailable, ValidationFailed,
 };
+use crate::state::app_state;
 use crate::{
     auth::Reader,
     domain::{Aggregate, ArticleId, CommentBody, FieldError, Stars},
     error::ApiError,
     service::{
-        aggregate_cache::WorkerCopy,
         articles,
         idempotency::Outcome,
         ratings::{self, AggregateView, MyRating},
         reviews::ReviewChange,
     },
-    startup::AppState,
+    state::AppState,
 };
 
 /// Seconds a shared cache may keep an aggregate.
@@ -116,11 +117,10 @@ pub async fn put_mine(
     state: web::Data<AppState>,
     req: HttpRequest,
     Reader(user): Reader,
-    path: web::Path<String>,
     key: IdempotencyHeader,
     ApiJsonRaw(body, raw): ApiJsonRaw<RateBody>,
+    ArticleIdPath(id): ArticleIdPath,
 ) -> Result<HttpResponse, ApiError> {
-    let id = article_id(&path)?;
     let stars = Stars::try_from(body.stars)?;
     let review = match body.review {
         None => ReviewChange::Keep,
@@ -169,9 +169,8 @@ pub async fn put_mine(
 pub async fn get_mine(
     state: web::Data<AppState>,
     Reader(user): Reader,
-    path: web::Path<String>,
+    ArticleIdPath(id): ArticleIdPath,
 ) -> Result<HttpResponse, ApiError> {
-    let id = article_id(&path)?;
     match ratings::get(&state.db, &user, &id).await? {
         Some(view) => Ok(HttpResponse::Ok().json(view)),
         None => Err(ApiError::not_found("rating")),
@@ -199,9 +198,8 @@ pub async fn get_mine(
 pub async fn delete_mine(
     state: web::Data<AppState>,
     Reader(user): Reader,
-    path: web::Path<String>,
+    ArticleIdPath(id): ArticleIdPath,
 ) -> Result<HttpResponse, ApiError> {
-    let id = article_id(&path)?;
     ratings::delete(&state.db, &user, &id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -295,8 +293,8 @@ pub async fn aggregate(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let state = app_state(&req)?;
     let raw = req.match_info().query("article_id");
     ArticleId::check(raw).map_err(bad_article_id)?;
-    match state.aggregates.get_copy(worker_copies(&req)?, raw) {
-        Ok((hit, _)) => aggregate_response(&req, &hit),
+    match state.aggregates.get(raw) {
+        Ok(hit) => aggregate_response(&req, &hit),
         Err(ticket) => {
             let id = article_id(raw)?;
             // The ticket was taken before this read, so a write committed meanwhile
@@ -307,16 +305,6 @@ pub async fn aggregate(req: HttpRequest) -> Result<HttpResponse, ApiError> {
             aggregate_response(&req, &entry)
         }
     }
-}
-
-/// What `GET …/rating` answers for one article in either form, serialised once per
-/// database read and then served from [`AppState::aggregates`].
-pub struct CachedAggregate {
-    json: web::Bytes,
-    json_etag: HeaderValue,
-    /// The schema.org form; `None` when there are no ratings (that form is then 404).
-    ld: Option<web::Bytes>,
-    ld_etag: HeaderValue,
 }
 
 impl CachedAggregate {
@@ -353,29 +341,6 @@ impl CachedAggregate {
     }
 }
 
-impl WorkerCopy for CachedAggregate {
-    fn worker_copy(&self) -> Self {
-        CachedAggregate {
-            json: self.json.worker_copy(),
-            json_etag: copy_header(&self.json_etag),
-            ld: self.ld.as_ref().map(WorkerCopy::worker_copy),
-            ld_etag: copy_header(&self.ld_etag),
-        }
-    }
-}
-
-/// The cached pages (`AppState::pages`) are bodies.
-impl WorkerCopy for web::Bytes {
-    fn worker_copy(&self) -> Self {
-        web::Bytes::copy_from_slice(self)
-    }
-}
-
-fn copy_header(v: &HeaderValue) -> HeaderValue {
-    // The bytes of a valid header value are valid.
-    HeaderValue::from_bytes(v.as_bytes()).unwrap_or_else(|_| v.clone())
-}
-
 fn aggregate_response(
     req: &HttpRequest,
     entry: &CachedAggregate,
@@ -390,7 +355,7 @@ fn aggregate_response(
     } else if !ld {
         let mut res = HttpResponse::with_body(StatusCode::OK, entry.json.clone());
         res.headers_mut()
-            .append(header::CONTENT_TYPE, super::json_content_type());
+            .append(header::CONTENT_TYPE, json_content_type());
         res.map_into_boxed_body()
     } else {
         let Some(body) = &entry.ld else {
@@ -452,8 +417,8 @@ pub async fn batch(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
         state.aggregates.version(),
         req.query_string()
     );
-    let body = match state.pages.get_copy(worker_copies(&req)?, &key) {
-        Ok((hit, _)) => web::Bytes::clone(&hit),
+    let body = match state.pages.get(&key) {
+        Ok(hit) => web::Bytes::clone(&hit),
         Err(ticket) => {
             let (body, until) = batch_body(&state, req.query_string()).await?;
             let body = web::Bytes::from(body);
@@ -464,7 +429,7 @@ pub async fn batch(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
         }
     };
     Ok(HttpResponse::Ok()
-        .content_type(super::json_content_type())
+        .content_type(json_content_type())
         .body(body))
 }
 

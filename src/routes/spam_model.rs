@@ -3,12 +3,12 @@
 
 use actix_web::{web, HttpResponse};
 
-use super::openapi::{Forbidden, Unauthorized, Unavailable};
+use super::spec::{Forbidden, Unauthorized, Unavailable};
 use crate::{
     auth::{Admin, Moderator},
     error::ApiError,
     service::spam::{self, ModelSummary},
-    startup::AppState,
+    state::AppState,
 };
 
 /// `GET /api/v1/moderation/model`: how many comments of each kind the model learned from.

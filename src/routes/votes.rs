@@ -6,12 +6,14 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use validator::Validate;
 
-use super::extract::{bad_query, parse_query, replay, ApiJsonRaw, IdempotencyHeader};
-use super::openapi::{
+use super::idempotency::{replay, IdempotencyHeader};
+use super::json::{json_content_type, ApiJsonRaw};
+use super::paths::CommentIdPath;
+use super::query::{bad_query, parse_query};
+use super::spec::{
     BadRequest, CommentPath, Conflict, Forbidden, IdempotencyKeyHeader, NotFound, PayloadTooLarge,
     RateLimited, Unauthorized, Unavailable, ValidationFailed,
 };
-use super::paths::CommentIdPath;
 use crate::{
     auth::Reader,
     domain::{FieldError, Vote},
@@ -21,7 +23,7 @@ use crate::{
         top::{self, TopList},
         votes::{self, VoteView},
     },
-    startup::AppState,
+    state::AppState,
 };
 
 /// A vote: `up` (helpful) or `down`.
@@ -170,6 +172,6 @@ pub async fn top(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRes
         }
     };
     Ok(HttpResponse::Ok()
-        .content_type(super::json_content_type())
+        .content_type(json_content_type())
         .body(body))
 }

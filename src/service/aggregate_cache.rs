@@ -16,19 +16,10 @@
 //! database read that produced it. The cache is bounded to `entries` values; a full
 //! shard drops its oldest entry. Zero entries or a zero TTL turns it off.
 //!
-//! Hot entries are also kept per worker thread ([`WorkerCopies`], read through
-//! [`get_copy`](AggregateCache::get_copy)): a copy sharing no memory with the shared
-//! entry, served while its shard's generation, readable without the lock, is the one
-//! it was copied at. The shared map's lock and the reference counts of a shared value
-//! are written by every hit, and two cores hitting the same hot article then pass
-//! those cache lines back and forth on every request; a worker's own copy is only
-//! read, and the generation only changes when something is invalidated.
 
 use std::{
-    cell::RefCell,
     collections::HashMap,
     hash::BuildHasher,
-    rc::Rc,
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex, MutexGuard,
@@ -50,45 +41,6 @@ pub struct AggregateCache<V> {
     hasher: foldhash::fast::RandomState,
     /// Bumped by every invalidation, of any id (see [`AggregateCache::version`]).
     version: AtomicU64,
-    /// Each shard's generation, written under its lock, read without it by
-    /// [`get_copy`](AggregateCache::get_copy).
-    generations: Box<[Generation]>,
-}
-
-/// A shard's generation on cache lines of its own, so invalidating one shard does not
-/// disturb the readers of its neighbours.
-#[derive(Default)]
-#[repr(align(128))]
-struct Generation(AtomicU64);
-
-/// A value that can be copied into memory that shares nothing with the original, not
-/// even a reference count (see [`WorkerCopies`]).
-pub trait WorkerCopy {
-    fn worker_copy(&self) -> Self;
-}
-
-/// One worker thread's copies of the entries it serves from an [`AggregateCache`], at
-/// most `capacity` of them. Built per worker (it is not `Send`).
-pub struct WorkerCopies<V> {
-    entries: RefCell<HashMap<Box<str>, Copied<V>, foldhash::fast::RandomState>>,
-    capacity: usize,
-}
-
-struct Copied<V> {
-    value: Rc<V>,
-    shard: usize,
-    /// The shard's generation when the shared entry was copied.
-    generation: u64,
-    expires: Instant,
-}
-
-impl<V> WorkerCopies<V> {
-    pub fn new(capacity: usize) -> Self {
-        WorkerCopies {
-            entries: RefCell::default(),
-            capacity,
-        }
-    }
 }
 
 struct Shard<V> {
@@ -135,7 +87,6 @@ impl<V> AggregateCache<V> {
             ttl,
             hasher: foldhash::fast::RandomState::default(),
             version: AtomicU64::new(0),
-            generations: (0..shards).map(|_| Generation::default()).collect(),
         }
     }
 
@@ -263,72 +214,6 @@ impl<V> AggregateCache<V> {
         let mut s = self.lock(shard);
         s.map.remove(id);
         s.generation = s.generation.wrapping_add(1);
-        // Under the lock, so the published generations only ever grow.
-        self.generations[shard]
-            .0
-            .store(s.generation, Ordering::Release);
-    }
-
-    /// As [`get_until`](Self::get_until), served from this worker's `copies` when it
-    /// holds a live copy made at the shard's current generation; otherwise from the
-    /// shared map, whose live value is then copied into `copies`.
-    pub fn get_copy(&self, copies: &WorkerCopies<V>, id: &str) -> Result<(Rc<V>, Instant), Ticket>
-    where
-        V: WorkerCopy,
-    {
-        let now = Instant::now();
-        if !self.is_enabled() || copies.capacity == 0 {
-            return self
-                .get_until(id)
-                .map(|(v, until)| (Rc::new(v.worker_copy()), until));
-        }
-        let shard = self.shard_of(id);
-        let current = self.generations[shard].0.load(Ordering::Acquire);
-        let mut entries = copies.entries.borrow_mut();
-        if let Some(c) = entries.get(id) {
-            if c.generation == current && c.expires > now {
-                return Ok((c.value.clone(), c.expires));
-            }
-        }
-        let (shared, expires, generation) = {
-            let mut s = self.lock(shard);
-            match s.map.get(id) {
-                Some(slot) if slot.expires > now => {
-                    (slot.value.clone(), slot.expires, s.generation)
-                }
-                found => {
-                    if found.is_some() {
-                        s.map.remove(id);
-                    }
-                    return Err(Ticket {
-                        shard,
-                        generation: s.generation,
-                        taken: now,
-                    });
-                }
-            }
-        };
-        let value = Rc::new(shared.worker_copy());
-        if entries.len() >= copies.capacity && !entries.contains_key(id) {
-            // Full: keep the copies still current; if all are, start over.
-            entries.retain(|_, c| {
-                c.expires > now
-                    && c.generation == self.generations[c.shard].0.load(Ordering::Acquire)
-            });
-            if entries.len() >= copies.capacity {
-                entries.clear();
-            }
-        }
-        entries.insert(
-            id.into(),
-            Copied {
-                value: value.clone(),
-                shard,
-                generation,
-                expires,
-            },
-        );
-        Ok((value, expires))
     }
 }
 
@@ -366,65 +251,6 @@ mod tests {
         assert_eq!((*value, until), (2, soon));
         std::thread::sleep(Duration::from_millis(40));
         assert!(c.get("b").is_err(), "not served past its bound");
-    }
-
-    impl WorkerCopy for u32 {
-        fn worker_copy(&self) -> Self {
-            *self
-        }
-    }
-
-    #[test]
-    fn a_workers_copy_is_served_until_its_shard_moves_on() {
-        let c = cache(100, LONG);
-        let (a, b) = (WorkerCopies::new(10), WorkerCopies::new(10));
-        let t = c.get_copy(&a, "x").expect_err("nothing yet");
-        assert!(c.fill(t, "x", Arc::new(1)));
-        assert_eq!(*c.get_copy(&a, "x").unwrap().0, 1);
-        assert_eq!(*c.get_copy(&b, "x").unwrap().0, 1);
-        assert_eq!(a.entries.borrow().len(), 1, "a copy is kept");
-        // Invalidated: neither worker's copy is served, though both still hold one.
-        c.invalidate("x");
-        assert!(c.get_copy(&a, "x").is_err());
-        assert!(c.get_copy(&b, "x").is_err());
-        let t = c.get_copy(&a, "x").unwrap_err();
-        assert!(c.fill(t, "x", Arc::new(2)));
-        assert_eq!(*c.get_copy(&a, "x").unwrap().0, 2);
-        assert_eq!(*c.get_copy(&b, "x").unwrap().0, 2);
-        // A fill taken before an invalidation is refused, for copies as for the map.
-        let t = c.get_copy(&a, "y").unwrap_err();
-        c.invalidate("y");
-        assert!(!c.fill(t, "y", Arc::new(9)));
-        assert!(c.get_copy(&a, "y").is_err());
-    }
-
-    #[test]
-    fn a_workers_copy_expires_with_the_entry_and_copies_stay_bounded() {
-        let c = cache(100, Duration::from_millis(30));
-        let a = WorkerCopies::new(3);
-        let t = c.get_copy(&a, "x").unwrap_err();
-        assert!(c.fill(t, "x", Arc::new(1)));
-        assert!(c.get_copy(&a, "x").is_ok());
-        std::thread::sleep(Duration::from_millis(40));
-        assert!(
-            c.get_copy(&a, "x").is_err(),
-            "not served past its entry's TTL"
-        );
-
-        let c = cache(100, LONG);
-        for (i, id) in ["a", "b", "c", "d", "e"].into_iter().enumerate() {
-            let t = c.get_copy(&a, id).unwrap_err();
-            assert!(c.fill(t, id, Arc::new(i as u32)));
-            assert_eq!(*c.get_copy(&a, id).unwrap().0, i as u32);
-            assert!(a.entries.borrow().len() <= 3);
-        }
-        let off = WorkerCopies::new(0);
-        assert_eq!(
-            *c.get_copy(&off, "e").unwrap().0,
-            4,
-            "no copies kept: the map's value"
-        );
-        assert!(off.entries.borrow().is_empty());
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use reqwest::{Method, Response};
 use serde_json::json;
-use tally::{cors::CorsOrigins, routes::ROUTES};
+use tally::{config::CorsOrigins, routes::ROUTES};
 
 use crate::helpers::{spawn_app, spawn_app_with, TestApp};
 

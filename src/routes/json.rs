@@ -1,29 +1,25 @@
-//! Request extractors that turn bad input into our problem responses: JSON bodies
-//! (content type, size limit, syntax → 400/413, rule breaks → 422 naming the field) and
-//! query strings (→ 400 naming the parameter).
+//! JSON bodies: the extractors that parse and validate them before the handler runs
+//! (content type, size limit, syntax → 400/413, rule breaks → 422 naming the field), and
+//! the content type JSON answers carry.
 
 use std::{future::Future, pin::Pin};
 
 use actix_web::{
     dev::Payload,
-    http::{header, StatusCode},
-    mime,
+    http::header::{self, HeaderValue},
     web::{self, Bytes},
-    FromRequest, HttpRequest, HttpResponse,
+    FromRequest, HttpRequest,
 };
 use serde::de::DeserializeOwned;
 use validator::{Validate, ValidationErrors, ValidationErrorsKind};
 
-use crate::{
-    auth::User,
-    domain::{request_hash, FieldError, IdempotencyKey},
-    error::ApiError,
-    service::{
-        aggregate_cache::WorkerCopies,
-        idempotency::{IdempotentRequest, StoredResponse},
-    },
-    startup::AppState,
-};
+use crate::{domain::FieldError, error::ApiError, state::AppState};
+
+/// The contract's JSON content type (what `telemetry` makes of actix's `.json()`), as a
+/// header value that needs no parsing per response.
+pub fn json_content_type() -> HeaderValue {
+    HeaderValue::from_static("application/json; charset=utf-8")
+}
 
 /// A JSON body, parsed and validated before the handler runs.
 pub struct ApiJson<T>(pub T);
@@ -33,7 +29,7 @@ fn strip_position(message: &str) -> &str {
 }
 
 /// The JSON path serde failed at, or the field named in "missing field `x`".
-fn error_field(path: &str, message: &str) -> String {
+pub(super) fn error_field(path: &str, message: &str) -> String {
     if let Some(rest) = message.strip_prefix("missing field `") {
         let name = rest.split('`').next().unwrap_or(rest);
         return if path == "." {
@@ -245,229 +241,9 @@ fn refuse_nul(bytes: &[u8]) -> Result<(), ApiError> {
     }
 }
 
-/// Query parameters; anything that does not parse is a 400 naming the parameter.
-pub struct ApiQuery<T>(pub T);
-
-pub fn parse_query<T: DeserializeOwned>(qs: &str) -> Result<T, ApiError> {
-    let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(qs.as_bytes()));
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let message = e.into_inner().to_string();
-        ApiError::BadRequest(
-            "bad query string".into(),
-            vec![FieldError::new(
-                error_field(&path, &message).replace("body", "query"),
-                message,
-            )],
-        )
-    })
-}
-
-impl<T: DeserializeOwned + 'static> FromRequest for ApiQuery<T> {
-    type Error = ApiError;
-    type Future = std::future::Ready<Result<Self, ApiError>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        std::future::ready(parse_query(req.query_string()).map(ApiQuery))
-    }
-}
-
-/// The optional `Idempotency-Key` header, parsed: 400 naming it when malformed.
-pub struct IdempotencyHeader(pub Option<IdempotencyKey>);
-
-impl FromRequest for IdempotencyHeader {
-    type Error = ApiError;
-    type Future = std::future::Ready<Result<Self, ApiError>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        std::future::ready(parse_idempotency_header(req).map(IdempotencyHeader))
-    }
-}
-
-fn parse_idempotency_header(req: &HttpRequest) -> Result<Option<IdempotencyKey>, ApiError> {
-    let bad = |e: FieldError| ApiError::BadRequest("bad Idempotency-Key header".into(), vec![e]);
-    let mut values = req.headers().get_all(IdempotencyKey::HEADER);
-    let Some(value) = values.next() else {
-        return Ok(None);
-    };
-    if values.next().is_some() {
-        return Err(bad(FieldError::new(
-            IdempotencyKey::HEADER,
-            "must be sent once",
-        )));
-    }
-    let text = value.to_str().map_err(|_| {
-        bad(FieldError::new(
-            IdempotencyKey::HEADER,
-            "must be 1–255 printable ASCII characters",
-        ))
-    })?;
-    IdempotencyKey::parse(text).map(Some).map_err(bad)
-}
-
-impl IdempotencyHeader {
-    /// The request to run under this key, if one was sent: scoped to the caller (the
-    /// user, or the client IP for guests) and fingerprinted by method, path and body.
-    pub fn request(
-        self,
-        req: &HttpRequest,
-        user: Option<&User>,
-        body: &[u8],
-    ) -> Option<IdempotentRequest> {
-        let key = self.0?;
-        let scope = match user {
-            Some(u) => format!("user:{}", u.id),
-            None => format!("guest-ip:{}", client_ip(req)),
-        };
-        Some(IdempotentRequest {
-            scope,
-            key,
-            hash: request_hash(req.method().as_str(), req.path(), body),
-        })
-    }
-}
-
-/// A stored response replayed for a repeated idempotent request, marked as such.
-pub fn replay(stored: StoredResponse) -> HttpResponse {
-    let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
-    HttpResponse::build(status)
-        .content_type(mime::APPLICATION_JSON)
-        .insert_header((IDEMPOTENT_REPLAYED, "true"))
-        .body(stored.body)
-}
-
-/// Marks a replayed response (as Stripe and the IETF draft's implementations do).
-pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
-
-/// The client's IP address: the TCP peer. `X-Forwarded-For` is not trusted (behind a
-/// proxy every client shares the proxy's address; trusting a configured proxy is future
-/// work).
-pub fn client_ip(req: &HttpRequest) -> String {
-    let trusted = req
-        .app_data::<web::Data<AppState>>()
-        .map_or(&[][..], |s| &s.settings.trusted_proxies[..]);
-    let forwarded: Vec<&str> = req
-        .headers()
-        .get_all("x-forwarded-for")
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    originating_ip(req.peer_addr().map(|a| a.ip()), &forwarded, trusted)
-        .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
-}
-
-/// The client behind any trusted proxies: `X-Forwarded-For` is read only when the TCP
-/// peer is a trusted proxy, from the right (the hop nearest to us), skipping trusted
-/// proxies; the first untrusted address is the client. Anything a client wrote to the
-/// left of that is never believed.
-pub fn originating_ip(
-    peer: Option<std::net::IpAddr>,
-    forwarded: &[&str],
-    trusted: &[ipnet::IpNet],
-) -> Option<std::net::IpAddr> {
-    let is_trusted = |ip: &std::net::IpAddr| trusted.iter().any(|n| n.contains(ip));
-    let mut client = peer?;
-    if !is_trusted(&client) {
-        return Some(client);
-    }
-    let hops = forwarded.iter().flat_map(|h| h.split(',')).map(str::trim);
-    for hop in hops.collect::<Vec<_>>().into_iter().rev() {
-        match hop.parse::<std::net::IpAddr>() {
-            Ok(ip) => {
-                client = ip;
-                if !is_trusted(&ip) {
-                    break;
-                }
-            }
-            // A malformed entry ends what can be believed.
-            Err(_) => break,
-        }
-    }
-    Some(client)
-}
-
-/// A path segment that must be an article id: 400 naming `article_id` otherwise.
-pub fn article_id(raw: &str) -> Result<crate::domain::ArticleId, ApiError> {
-    crate::domain::ArticleId::parse(raw).map_err(bad_article_id)
-}
-
-/// The 400 of a path segment that is not an article id.
-pub fn bad_article_id(e: FieldError) -> ApiError {
-    ApiError::BadRequest("bad article id".into(), vec![e])
-}
-
-/// Turns a field error found in a query string into a 400.
-pub fn bad_query(e: FieldError) -> ApiError {
-    ApiError::BadRequest("bad query string".into(), vec![e])
-}
-
-/// The application state, for a handler that takes only the request.
-pub fn app_state(req: &HttpRequest) -> Result<&AppState, ApiError> {
-    req.app_data::<web::Data<AppState>>()
-        .map(|data| data.get_ref())
-        .ok_or_else(|| ApiError::Internal("no application state in this app".into()))
-}
-
-/// This worker's copies of the entries of one of `AppState`'s caches (every worker's
-/// app gets its own, see `startup`).
-pub fn worker_copies<V: 'static>(req: &HttpRequest) -> Result<&WorkerCopies<V>, ApiError> {
-    req.app_data::<WorkerCopies<V>>()
-        .ok_or_else(|| ApiError::Internal("no worker copies in this app".into()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn forwarded_for_is_believed_only_from_trusted_proxies() {
-        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
-        let nets: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
-        let cases: [(&str, &[&str], &str, &str); 6] = [
-            (
-                "203.0.113.9",
-                &["1.2.3.4"],
-                "203.0.113.9",
-                "untrusted peer: header ignored",
-            ),
-            (
-                "10.0.0.2",
-                &["198.51.100.7"],
-                "198.51.100.7",
-                "one trusted proxy",
-            ),
-            (
-                "10.0.0.2",
-                &["6.6.6.6, 198.51.100.7, 10.0.0.3"],
-                "198.51.100.7",
-                "spoofed left part ignored",
-            ),
-            (
-                "10.0.0.2",
-                &["6.6.6.6", "198.51.100.7"],
-                "198.51.100.7",
-                "header repeated",
-            ),
-            ("10.0.0.2", &[], "10.0.0.2", "no header"),
-            (
-                "10.0.0.2",
-                &["garbage, 10.0.0.5"],
-                "10.0.0.5",
-                "malformed hop stops the walk",
-            ),
-        ];
-        for (peer, xff, want, why) in cases {
-            assert_eq!(
-                originating_ip(Some(ip(peer)), xff, &nets),
-                Some(ip(want)),
-                "{why}"
-            );
-        }
-        assert_eq!(
-            originating_ip(Some(ip("10.0.0.2")), &["1.2.3.4"], &[]),
-            Some(ip("10.0.0.2")),
-            "nothing trusted"
-        );
-    }
 
     #[derive(Debug, serde::Deserialize)]
     #[allow(dead_code)]
