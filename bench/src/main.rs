@@ -21,6 +21,7 @@ mod report;
 mod seed;
 mod spam_eval;
 mod tokens;
+mod transfer;
 mod wrk;
 
 use std::process::ExitCode;
@@ -36,6 +37,7 @@ fn main() -> ExitCode {
         Some(Command::CeilingSqlitePk { bind, db, rows }) => ceiling::serve_pk(&bind, &db, rows),
         Some(Command::ConcurrentDecisions(args)) => decisions::main(args),
         Some(Command::SpamEval(args)) => spam_eval::main(args),
+        Some(Command::Transfer(args)) => transfer::main(args),
         None => harness::main(cli.run),
     };
     match result {

@@ -9,6 +9,7 @@ pub mod comment_vote;
 pub mod flag;
 pub mod flagger_record;
 pub mod idempotency_key;
+pub mod import_source;
 pub mod moderation_log;
 pub mod queue_counter;
 pub mod rating;
