@@ -205,9 +205,9 @@ async fn statuses(app: &TestApp) -> Vec<(String, String, String, i64)> {
         .query_all_raw(sea_orm::Statement::from_string(
             app.db.get_database_backend(),
             "SELECT c.article_id, c.author_name, c.status, \
-             CASE WHEN c.parent_id IS NULL THEN 0 \
+             CAST(CASE WHEN c.parent_id IS NULL THEN 0 \
                   WHEN (SELECT p.parent_id FROM comments p WHERE p.id = c.parent_id) IS NULL THEN 1 \
-                  ELSE 2 END AS depth \
+                  ELSE 2 END AS BIGINT) AS depth \
              FROM comments c ORDER BY c.created_at, c.id"
                 .to_owned(),
         ))
