@@ -98,10 +98,8 @@ pub fn read(input: impl BufRead, progress: impl Fn(u64)) -> Result<Foreign, Stri
                     _ => {}
                 }
                 text.clear();
-                if !empty {
-                    path.push(name);
-                } else {
-                    path.push(name);
+                path.push(name);
+                if empty {
                     end(&mut path, &mut text, &mut thread, &mut post, &mut out);
                 }
             }
@@ -188,7 +186,7 @@ fn time(raw: &str) -> Result<DateTime<Utc>, String> {
         .map_err(|_| format!("createdAt {raw:?} is no RFC 3339 time"))
 }
 
-fn finish_thread(t: Thread) -> Thread2 {
+fn finish_thread(t: Thread) -> foreign::Thread {
     let article = if ArticleId::check(t.id.trim()).is_ok() {
         Ok(t.id.trim().to_owned())
     } else {
@@ -204,8 +202,6 @@ fn finish_thread(t: Thread) -> Thread2 {
         created_at: time(&t.created_at).ok(),
     }
 }
-
-type Thread2 = foreign::Thread;
 
 fn finish_post(p: Post) -> foreign::Comment {
     let yes = |s: &str| s.trim() == "true";

@@ -11,6 +11,7 @@ use std::{
     path::Path,
 };
 
+use chrono::SubsecRound;
 use sea_orm::{
     sea_query::OnConflict, ColumnTrait, ConnectionTrait, DatabaseConnection,
     DatabaseTransaction, DbBackend, DbErr, EntityTrait, QueryFilter, QuerySelect,
@@ -808,7 +809,6 @@ impl Writer {
     }
 }
 
-use chrono::SubsecRound;
 
 async fn insert_sources(
     tx: &DatabaseTransaction,
