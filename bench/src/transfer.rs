@@ -29,8 +29,14 @@ async fn run(args: TransferArgs) -> Result<(), String> {
             .with_file_name("tally"),
     };
     let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let source = format!("sqlite://{}?mode=rwc", tmp.path().join("source.db").display());
-    let target = format!("sqlite://{}?mode=rwc", tmp.path().join("target.db").display());
+    let source = format!(
+        "sqlite://{}?mode=rwc",
+        tmp.path().join("source.db").display()
+    );
+    let target = format!(
+        "sqlite://{}?mode=rwc",
+        tmp.path().join("target.db").display()
+    );
     let file = tmp.path().join("export.jsonl");
 
     eprintln!("== seeding {} comments", args.comments);

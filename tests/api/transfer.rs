@@ -32,7 +32,12 @@ fn text(bytes: &[u8]) -> String {
 }
 
 /// Runs `tally import`; returns (exit code, stdout, stderr).
-fn import(database_url: &str, format: &str, file: &std::path::Path, extra: &[&str]) -> (i32, String, String) {
+fn import(
+    database_url: &str,
+    format: &str,
+    file: &std::path::Path,
+    extra: &[&str],
+) -> (i32, String, String) {
     let path = file.display().to_string();
     let mut args = vec!["import", "--format", format, &path];
     args.extend_from_slice(extra);
@@ -65,21 +70,36 @@ fn comparable(lines: &[String]) -> Vec<String> {
 async fn populated() -> TestApp {
     let app = spawn_app().await;
     app.set_policy(|p| p.flag_threshold = 10).await;
-    let a = app.comment("article-a", "alice", "Top-level comment", None).await;
+    let a = app
+        .comment("article-a", "alice", "Top-level comment", None)
+        .await;
     let a_id = a["id"].as_str().unwrap().to_owned();
-    let b = app.comment("article-a", "bob", "A reply", Some(&a_id)).await;
+    let b = app
+        .comment("article-a", "bob", "A reply", Some(&a_id))
+        .await;
     let b_id = b["id"].as_str().unwrap().to_owned();
-    let c = app.comment("article-a", "carol", "A reply to the reply", Some(&b_id)).await;
+    let c = app
+        .comment("article-a", "carol", "A reply to the reply", Some(&b_id))
+        .await;
     let c_id = c["id"].as_str().unwrap().to_owned();
-    let d = app.comment("article-b", "dave", "Another article", None).await;
+    let d = app
+        .comment("article-b", "dave", "Another article", None)
+        .await;
     let d_id = d["id"].as_str().unwrap().to_owned();
-    let e = app.comment("article-b", "erin", "Will be rejected", None).await;
+    let e = app
+        .comment("article-b", "erin", "Will be rejected", None)
+        .await;
     let e_id = e["id"].as_str().unwrap().to_owned();
-    let res = app.decide("mod-1", &e_id, &json!({"action": "reject"})).await;
+    let res = app
+        .decide("mod-1", &e_id, &json!({"action": "reject"}))
+        .await;
     assert!(res.status().is_success(), "reject: {}", res.status());
     // Deleted by its author while it has a reply: a tombstone.
     let res = app
-        .delete(&format!("/api/v1/comments/{b_id}"), Some(&app.reader("bob")))
+        .delete(
+            &format!("/api/v1/comments/{b_id}"),
+            Some(&app.reader("bob")),
+        )
         .await;
     assert!(res.status().is_success(), "delete: {}", res.status());
     app.rate("article-a", "alice", 5).await;
@@ -93,7 +113,11 @@ async fn populated() -> TestApp {
         .await;
     assert!(res.status().is_success());
     assert!(app.flag(&c_id, "grace", "spam").await.status().is_success());
-    assert!(app.flag(&d_id, "heidi", "abuse").await.status().is_success());
+    assert!(app
+        .flag(&d_id, "heidi", "abuse")
+        .await
+        .status()
+        .is_success());
     let res = app
         .put(
             &format!("/api/v1/comments/{a_id}/vote"),
@@ -125,9 +149,16 @@ async fn export_then_import_into_an_empty_database_then_export_gives_the_same_li
     // Types in order, every one present.
     let types: Vec<String> = first[1..]
         .iter()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["type"].as_str().unwrap().to_owned())
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["type"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
         .collect();
-    let order = ["settings", "article", "comment", "rating", "flag", "vote", "ban", "log"];
+    let order = [
+        "settings", "article", "comment", "rating", "flag", "vote", "ban", "log",
+    ];
     let mut dedup = types.clone();
     dedup.dedup();
     assert_eq!(dedup, order, "types in order");
@@ -142,7 +173,15 @@ async fn export_then_import_into_an_empty_database_then_export_gives_the_same_li
         if let Some(p) = c["parent_id"].as_str() {
             assert!(comments[..i].iter().any(|o| o["id"] == p), "parent first");
         }
-        for field in ["body", "status", "reply_count", "auto_reasons", "votes_up", "flag_weight", "created_at"] {
+        for field in [
+            "body",
+            "status",
+            "reply_count",
+            "auto_reasons",
+            "votes_up",
+            "flag_weight",
+            "created_at",
+        ] {
             assert!(c.get(field).is_some(), "{field} in {c}");
         }
     }
@@ -248,7 +287,10 @@ async fn body_of(app: &TestApp, author: &str) -> String {
 async fn disqus_import_keeps_statuses_parents_authors_and_times_and_imports_nothing_twice() {
     let file = fixture("disqus.xml");
     let (app, stdout) = imported("disqus", &file).await;
-    assert!(stdout.contains("imported 10, skipped 0, refused 0"), "{stdout}");
+    assert!(
+        stdout.contains("imported 10, skipped 0, refused 0"),
+        "{stdout}"
+    );
     assert_eq!(
         statuses(&app).await,
         vec![
@@ -267,14 +309,18 @@ async fn disqus_import_keeps_statuses_parents_authors_and_times_and_imports_noth
     );
     assert_eq!(body_of(&app, "Guest").await, "Nice post \u{2014} thanks!");
     assert_eq!(
-        app.scalar("SELECT COUNT(*) FROM comments WHERE author_name = 'Alice' \
-                    AND created_at = (SELECT MIN(created_at) FROM comments)")
-            .await,
+        app.scalar(
+            "SELECT COUNT(*) FROM comments WHERE author_name = 'Alice' \
+                    AND created_at = (SELECT MIN(created_at) FROM comments)"
+        )
+        .await,
         1
     );
     assert_eq!(
-        app.scalar("SELECT COUNT(*) FROM articles WHERE id = '2024-05-second-post' AND NOT comments_open")
-            .await,
+        app.scalar(
+            "SELECT COUNT(*) FROM articles WHERE id = '2024-05-second-post' AND NOT comments_open"
+        )
+        .await,
         1,
         "a closed thread is closed"
     );
@@ -286,7 +332,10 @@ async fn disqus_import_keeps_statuses_parents_authors_and_times_and_imports_noth
 
     let (code, stdout, _) = import(&app.settings.database_url, "disqus", &file, &[]);
     assert_eq!(code, 0);
-    assert!(stdout.contains("imported 0, skipped 10, refused 0"), "{stdout}");
+    assert!(
+        stdout.contains("imported 0, skipped 10, refused 0"),
+        "{stdout}"
+    );
     assert_eq!(app.scalar("SELECT COUNT(*) FROM comments").await, 7);
     app.assert_counters_match_recounts().await;
 }
@@ -295,7 +344,10 @@ async fn disqus_import_keeps_statuses_parents_authors_and_times_and_imports_noth
 async fn wxr_import_maps_wordpress_statuses_and_skips_pingbacks() {
     let file = fixture("wordpress.xml");
     let (app, stdout) = imported("wxr", &file).await;
-    assert!(stdout.contains("imported 9, skipped 1, refused 0"), "{stdout}");
+    assert!(
+        stdout.contains("imported 9, skipped 1, refused 0"),
+        "{stdout}"
+    );
     assert_eq!(
         statuses(&app).await,
         vec![
@@ -309,15 +361,22 @@ async fn wxr_import_maps_wordpress_statuses_and_skips_pingbacks() {
         ]
     );
     assert_eq!(body_of(&app, "Bob").await, "Thanks & welcome!");
-    assert_eq!(body_of(&app, "Frank").await, "Line one\n\nLine two \u{2026}");
     assert_eq!(
-        app.scalar("SELECT COUNT(*) FROM articles WHERE id = 'about' AND NOT comments_open").await,
+        body_of(&app, "Frank").await,
+        "Line one\n\nLine two \u{2026}"
+    );
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM articles WHERE id = 'about' AND NOT comments_open")
+            .await,
         1
     );
     app.assert_counters_match_recounts().await;
     let (code, stdout, _) = import(&app.settings.database_url, "wxr", &file, &[]);
     assert_eq!(code, 0);
-    assert!(stdout.contains("imported 0, skipped 10, refused 0"), "{stdout}");
+    assert!(
+        stdout.contains("imported 0, skipped 10, refused 0"),
+        "{stdout}"
+    );
     assert_eq!(app.scalar("SELECT COUNT(*) FROM comments").await, 7);
 }
 
@@ -325,7 +384,10 @@ async fn wxr_import_maps_wordpress_statuses_and_skips_pingbacks() {
 async fn isso_import_reads_a_database_isso_wrote() {
     let file = fixture("isso.db");
     let (app, stdout) = imported("isso", &file).await;
-    assert!(stdout.contains("imported 9, skipped 0, refused 0"), "{stdout}");
+    assert!(
+        stdout.contains("imported 9, skipped 0, refused 0"),
+        "{stdout}"
+    );
     assert_eq!(
         statuses(&app).await,
         vec![
@@ -341,27 +403,58 @@ async fn isso_import_reads_a_database_isso_wrote() {
     assert_eq!(body_of(&app, "Alice").await, "First!\n\nA *markdown* body.");
     // The deleted comment still shows as a tombstone: it has a listed reply.
     assert_eq!(
-        app.scalar("SELECT top_level_count FROM articles WHERE id = 'blog-hello-world'").await,
+        app.scalar("SELECT top_level_count FROM articles WHERE id = 'blog-hello-world'")
+            .await,
         2
     );
     app.assert_counters_match_recounts().await;
     let (code, stdout, _) = import(&app.settings.database_url, "isso", &file, &[]);
     assert_eq!(code, 0);
-    assert!(stdout.contains("imported 0, skipped 9, refused 0"), "{stdout}");
+    assert!(
+        stdout.contains("imported 0, skipped 9, refused 0"),
+        "{stdout}"
+    );
     assert_eq!(app.scalar("SELECT COUNT(*) FROM comments").await, 7);
 }
 
 #[tokio::test]
 async fn dry_run_counts_everything_and_writes_nothing() {
-    for (format, name) in [("disqus", "disqus.xml"), ("wxr", "wordpress.xml"), ("isso", "isso.db")] {
+    for (format, name) in [
+        ("disqus", "disqus.xml"),
+        ("wxr", "wordpress.xml"),
+        ("isso", "isso.db"),
+    ] {
         let app = spawn_app().await;
-        let (code, stdout, _) = import(&app.settings.database_url, format, &fixture(name), &["--dry-run"]);
+        let (code, stdout, _) = import(
+            &app.settings.database_url,
+            format,
+            &fixture(name),
+            &["--dry-run"],
+        );
         assert_eq!(code, 0, "{format}");
-        assert!(stdout.contains("refused 0 (dry run: nothing written)"), "{stdout}");
-        assert!(!stdout.contains("imported 0,"), "{format}: counts as if written: {stdout}");
-        assert_eq!(app.scalar("SELECT COUNT(*) FROM comments").await, 0, "{format}");
-        assert_eq!(app.scalar("SELECT COUNT(*) FROM articles").await, 0, "{format}");
-        assert_eq!(app.scalar("SELECT COUNT(*) FROM import_sources").await, 0, "{format}");
+        assert!(
+            stdout.contains("refused 0 (dry run: nothing written)"),
+            "{stdout}"
+        );
+        assert!(
+            !stdout.contains("imported 0,"),
+            "{format}: counts as if written: {stdout}"
+        );
+        assert_eq!(
+            app.scalar("SELECT COUNT(*) FROM comments").await,
+            0,
+            "{format}"
+        );
+        assert_eq!(
+            app.scalar("SELECT COUNT(*) FROM articles").await,
+            0,
+            "{format}"
+        );
+        assert_eq!(
+            app.scalar("SELECT COUNT(*) FROM import_sources").await,
+            0,
+            "{format}"
+        );
     }
 }
 
@@ -392,8 +485,14 @@ async fn a_bad_record_is_refused_with_its_id_and_strict_stops_writing_nothing() 
 
     let (code, stdout, _) = import(url, "disqus", file.path(), &[]);
     assert_eq!(code, 0);
-    assert!(stdout.contains("imported 9, skipped 0, refused 1"), "{stdout}");
-    assert!(stdout.contains("refused post 2007: createdAt \"yesterday\""), "{stdout}");
+    assert!(
+        stdout.contains("imported 9, skipped 0, refused 1"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("refused post 2007: createdAt \"yesterday\""),
+        "{stdout}"
+    );
     assert_eq!(app.scalar("SELECT COUNT(*) FROM comments").await, 6);
     app.assert_counters_match_recounts().await;
 }
@@ -402,7 +501,10 @@ async fn a_bad_record_is_refused_with_its_id_and_strict_stops_writing_nothing() 
 async fn a_bad_line_of_a_tally_export_is_refused_by_its_number() {
     let app = populated().await;
     let mut lines = export(&app.settings.database_url);
-    let at = lines.iter().position(|l| l.contains("\"type\":\"comment\"")).unwrap();
+    let at = lines
+        .iter()
+        .position(|l| l.contains("\"type\":\"comment\""))
+        .unwrap();
     // A comment of an article that is nowhere, and a line that is no JSON.
     let mut orphan: Value = serde_json::from_str(&lines[at]).unwrap();
     orphan["id"] = json!("00000000-0000-7000-8000-000000000001");
@@ -422,7 +524,10 @@ async fn a_bad_line_of_a_tally_export_is_refused_by_its_number() {
     let (code, stdout, _) = import(&empty.url, "tally", file.path(), &[]);
     assert_eq!(code, 0);
     assert!(stdout.contains("refused 2"), "{stdout}");
-    assert!(stdout.contains(&format!("refused line {}:", at + 1)), "{stdout}");
+    assert!(
+        stdout.contains(&format!("refused line {}:", at + 1)),
+        "{stdout}"
+    );
     assert!(
         stdout.contains(&format!("refused line {}: article \"nowhere\"", at + 2)),
         "{stdout}"

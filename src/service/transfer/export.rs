@@ -8,8 +8,8 @@ use std::io::Write;
 use futures_util::{Stream, StreamExt};
 use sea_orm::{
     AccessMode, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
-    EntityTrait, FromQueryResult, IsolationLevel, JsonValue, PaginatorTrait, QueryOrder,
-    Statement, TransactionTrait,
+    EntityTrait, FromQueryResult, IsolationLevel, JsonValue, PaginatorTrait, QueryOrder, Statement,
+    TransactionTrait,
 };
 
 use super::lines::{self, Header, Line};
@@ -56,7 +56,10 @@ impl From<serde_json::Error> for ExportError {
 }
 
 /// Writes the whole database to `out` (which the caller buffers).
-pub async fn export(conn: &DatabaseConnection, out: &mut impl Write) -> Result<Exported, ExportError> {
+pub async fn export(
+    conn: &DatabaseConnection,
+    out: &mut impl Write,
+) -> Result<Exported, ExportError> {
     let tx = match conn.get_database_backend() {
         DbBackend::Postgres => {
             conn.begin_with_config(
@@ -217,10 +220,15 @@ pub async fn has_table(conn: &DatabaseTransaction, table: &str) -> Result<bool, 
             "SELECT COUNT(*) AS n FROM information_schema.tables \
              WHERE table_schema = current_schema() AND table_name = '{table}'"
         ),
-        _ => format!("SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = '{table}'"),
+        _ => format!(
+            "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = '{table}'"
+        ),
     };
     let row = conn
         .query_one_raw(Statement::from_string(backend, sql))
         .await?;
-    Ok(row.and_then(|r| r.try_get::<i64>("", "n").ok()).unwrap_or(0) > 0)
+    Ok(row
+        .and_then(|r| r.try_get::<i64>("", "n").ok())
+        .unwrap_or(0)
+        > 0)
 }

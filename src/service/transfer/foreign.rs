@@ -92,8 +92,14 @@ mod tests {
 
     #[test]
     fn paths_and_slugs_become_article_ids() {
-        assert_eq!(article_id_from("/blog/hello-world/").unwrap(), "blog-hello-world");
-        assert_eq!(article_id_from("/notes/2024/why?").unwrap(), "notes-2024-why");
+        assert_eq!(
+            article_id_from("/blog/hello-world/").unwrap(),
+            "blog-hello-world"
+        );
+        assert_eq!(
+            article_id_from("/notes/2024/why?").unwrap(),
+            "notes-2024-why"
+        );
         assert_eq!(article_id_from("héllo wörld").unwrap(), "h-llo-w-rld");
         assert!(article_id_from("/").is_err());
         assert_eq!(url_path("https://example.org/a/b/?p=1#c"), "/a/b/");

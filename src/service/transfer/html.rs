@@ -3,7 +3,19 @@
 
 /// Tags that end a block: a paragraph break in the text.
 const BLOCKS: [&str; 14] = [
-    "p", "div", "blockquote", "pre", "ul", "ol", "li", "h1", "h2", "h3", "h4", "h5", "h6",
+    "p",
+    "div",
+    "blockquote",
+    "pre",
+    "ul",
+    "ol",
+    "li",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
     "tr",
 ];
 

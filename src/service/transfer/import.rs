@@ -13,9 +13,8 @@ use std::{
 
 use chrono::SubsecRound;
 use sea_orm::{
-    sea_query::OnConflict, ColumnTrait, ConnectionTrait, DatabaseConnection,
-    DatabaseTransaction, DbBackend, DbErr, EntityTrait, QueryFilter, QuerySelect,
-    TransactionTrait,
+    sea_query::OnConflict, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
+    DbBackend, DbErr, EntityTrait, QueryFilter, QuerySelect, TransactionTrait,
 };
 
 use super::{
@@ -47,7 +46,8 @@ pub async fn import(
     file: &Path,
     opts: Options,
 ) -> Result<Summary, ImportError> {
-    let unreadable = |e: std::io::Error| ImportError::Unreadable(format!("{}: {e}", file.display()));
+    let unreadable =
+        |e: std::io::Error| ImportError::Unreadable(format!("{}: {e}", file.display()));
     let summary = match opts.format {
         Format::Tally => {
             let f = std::fs::File::open(file).map_err(unreadable)?;
@@ -303,7 +303,10 @@ impl Writer {
         self.insert_articles(rows).await
     }
 
-    async fn insert_articles(&mut self, rows: Vec<article::ActiveModel>) -> Result<(), ImportError> {
+    async fn insert_articles(
+        &mut self,
+        rows: Vec<article::ActiveModel>,
+    ) -> Result<(), ImportError> {
         let tried = rows.len();
         if tried > 0 {
             let written = article::Entity::insert_many(rows)
@@ -345,7 +348,11 @@ impl Writer {
         &self,
         ids: impl IntoIterator<Item = String>,
     ) -> Result<HashMap<String, String>, DbErr> {
-        let ids: Vec<String> = ids.into_iter().collect::<HashSet<_>>().into_iter().collect();
+        let ids: Vec<String> = ids
+            .into_iter()
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
         let mut out = HashMap::new();
         for chunk in ids.chunks(BATCH) {
             let found: Vec<(String, String)> = comment::Entity::find()
@@ -399,11 +406,18 @@ impl Writer {
             return Err("id must be 1–36 characters".into());
         }
         if !self.articles.contains(&c.article_id) {
-            return Err(format!("article {:?} is neither in the file nor in the database", c.article_id));
+            return Err(format!(
+                "article {:?} is neither in the file nor in the database",
+                c.article_id
+            ));
         }
         if let Some(p) = &c.parent_id {
             match known.get(p) {
-                None => return Err(format!("parent {p:?} is neither in the file (before it) nor in the database")),
+                None => {
+                    return Err(format!(
+                        "parent {p:?} is neither in the file (before it) nor in the database"
+                    ))
+                }
                 Some(a) if *a != c.article_id => {
                     return Err(format!("parent {p:?} belongs to another article"))
                 }
@@ -431,7 +445,10 @@ impl Writer {
         Ok(())
     }
 
-    async fn insert_comments(&mut self, rows: Vec<comment::ActiveModel>) -> Result<(), ImportError> {
+    async fn insert_comments(
+        &mut self,
+        rows: Vec<comment::ActiveModel>,
+    ) -> Result<(), ImportError> {
         let tried = rows.len();
         if tried > 0 {
             let written = comment::Entity::insert_many(rows)
@@ -460,7 +477,10 @@ impl Writer {
         let mut rows = Vec::new();
         for (at, r) in lines {
             let problem = if !self.articles.contains(&r.article_id) {
-                Some(format!("article {:?} is neither in the file nor in the database", r.article_id))
+                Some(format!(
+                    "article {:?} is neither in the file nor in the database",
+                    r.article_id
+                ))
             } else if !(1..=5).contains(&r.stars) {
                 Some("stars must be 1–5".into())
             } else if r.user_id.is_empty() || r.user_id.chars().count() > 128 {
@@ -508,7 +528,10 @@ impl Writer {
                 _ => continue,
             };
             if !known.contains_key(comment_id) {
-                self.refuse(at, format!("comment {comment_id:?} is neither in the file nor in the database"))?;
+                self.refuse(
+                    at,
+                    format!("comment {comment_id:?} is neither in the file nor in the database"),
+                )?;
                 continue;
             }
             if user_id.is_empty() || user_id.chars().count() > 128 {
@@ -528,7 +551,9 @@ impl Writer {
                         self.refuse(at, "vote must be up or down")?;
                         continue;
                     }
-                    votes.push(comment_vote::ActiveModel::from(comment_vote::Model::from(v)));
+                    votes.push(comment_vote::ActiveModel::from(comment_vote::Model::from(
+                        v,
+                    )));
                 }
                 _ => {}
             }
@@ -597,7 +622,8 @@ impl Writer {
         let mut rows = Vec::new();
         for (at, line) in batch {
             let Line::Log(l) = line else { continue };
-            let too_long = |v: &Option<String>, n: usize| v.as_ref().is_some_and(|v| v.chars().count() > n);
+            let too_long =
+                |v: &Option<String>, n: usize| v.as_ref().is_some_and(|v| v.chars().count() > n);
             if l.actor_id.chars().count() > 128
                 || l.actor_name.chars().count() > 64
                 || l.action.chars().count() > 24
@@ -609,7 +635,9 @@ impl Writer {
                 self.refuse(at, "a field is longer than its column")?;
                 continue;
             }
-            rows.push(moderation_log::ActiveModel::from(moderation_log::Model::from(l)));
+            rows.push(moderation_log::ActiveModel::from(
+                moderation_log::Model::from(l),
+            ));
         }
         let tried = rows.len();
         if tried > 0 {
@@ -719,7 +747,10 @@ impl Writer {
                     continue;
                 }
             };
-            done.insert(c.source_id.clone(), (model.id.clone(), model.article_id.clone()));
+            done.insert(
+                c.source_id.clone(),
+                (model.id.clone(), model.article_id.clone()),
+            );
             sources.push(import_source::ActiveModel::from(import_source::Model {
                 format: format.as_str().into(),
                 source_id: c.source_id.clone(),
@@ -808,7 +839,6 @@ impl Writer {
         })
     }
 }
-
 
 async fn insert_sources(
     tx: &DatabaseTransaction,

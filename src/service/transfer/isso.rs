@@ -75,7 +75,11 @@ async fn read_from(conn: &sea_orm::DatabaseConnection) -> Result<Foreign, String
             thread_id: tid.to_string(),
             parent_id: parent.map(|p| p.to_string()),
             author_name: foreign::author_name(author.as_deref()),
-            body: text.unwrap_or_default().replace("\r\n", "\n").trim().to_owned(),
+            body: text
+                .unwrap_or_default()
+                .replace("\r\n", "\n")
+                .trim()
+                .to_owned(),
             status,
             created_at: DateTime::<Utc>::from_timestamp_micros(micros)
                 .ok_or_else(|| format!("created {created} is no time")),

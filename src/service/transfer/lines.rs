@@ -317,7 +317,15 @@ same_fields!(
 same_fields!(
     flag::Model,
     FlagLine,
-    [comment_id, user_id, reason, note, created_at, resolved_at, weight]
+    [
+        comment_id,
+        user_id,
+        reason,
+        note,
+        created_at,
+        resolved_at,
+        weight
+    ]
 );
 same_fields!(
     comment_vote::Model,

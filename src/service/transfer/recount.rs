@@ -28,9 +28,8 @@ pub async fn recount(conn: &impl ConnectionTrait) -> Result<(), DbErr> {
     // A deleted reply is listed while it has listed replies, so a count depends on the
     // counts below it: repeat until nothing moves (as many rounds as the deepest
     // thread, plus one; one round when the counts were right already).
-    let count = format!(
-        "(SELECT COUNT(*) FROM comments r WHERE r.parent_id = comments.id AND {LISTED})"
-    );
+    let count =
+        format!("(SELECT COUNT(*) FROM comments r WHERE r.parent_id = comments.id AND {LISTED})");
     for _ in 0..10_000 {
         let moved = conn
             .execute_unprepared(&format!(

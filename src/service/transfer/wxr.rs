@@ -65,14 +65,26 @@ pub fn read(input: impl BufRead, progress: impl Fn(u64)) -> Result<Foreign, Stri
                 text.clear();
                 path.push(name);
                 if matches!(event, Event::Empty(_)) {
-                    end(&mut path, &mut text, &mut item, &mut comment, &mut comments, &mut out);
+                    end(
+                        &mut path,
+                        &mut text,
+                        &mut item,
+                        &mut comment,
+                        &mut comments,
+                        &mut out,
+                    );
                 }
             }
             Event::Text(e) => text.push_str(&e.unescape().map_err(|e| e.to_string())?),
             Event::CData(e) => text.push_str(&String::from_utf8_lossy(&e.into_inner())),
-            Event::End(_) => {
-                end(&mut path, &mut text, &mut item, &mut comment, &mut comments, &mut out)
-            }
+            Event::End(_) => end(
+                &mut path,
+                &mut text,
+                &mut item,
+                &mut comment,
+                &mut comments,
+                &mut out,
+            ),
             Event::Eof => {
                 if let Some(open) = path.last() {
                     return Err(format!(
