@@ -193,7 +193,7 @@ impl<W: Write> Sink<'_, W> {
         serde_json::to_writer(&mut *self.out, line)?;
         self.out.write_all(b"\n")?;
         self.n.lines += 1;
-        if self.n.lines % 4096 == 0 {
+        if self.n.lines.is_multiple_of(4096) {
             self.bar.set_position(self.n.lines);
         }
         Ok(())

@@ -210,7 +210,7 @@ impl Writer {
             }
             n += 1;
             read += len as u64;
-            if n % 4096 == 0 {
+            if n.is_multiple_of(4096) {
                 bar.set_position(read);
             }
             let text = raw.trim();
@@ -732,7 +732,7 @@ impl Writer {
         let mut emitted = vec![false; comments.len()];
         for (n, i) in order.into_iter().enumerate() {
             emitted[i] = true;
-            if n % 1024 == 0 {
+            if n.is_multiple_of(1024) {
                 bar.set_position(n as u64);
             }
             let c = &comments[i];

@@ -96,7 +96,7 @@ pub fn read(input: impl BufRead, progress: impl Fn(u64)) -> Result<Foreign, Stri
             }
             _ => {}
         }
-        progress(reader.buffer_position() as u64);
+        progress(reader.buffer_position());
         buf.clear();
     }
     if !root_seen {
