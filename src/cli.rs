@@ -1,5 +1,5 @@
 //! The command line: `tally serve` (default), `tally migrate`, `tally token`,
-//! `tally healthcheck`, `tally backup FILE`.
+//! `tally healthcheck`, `tally backup FILE`, `tally export`, `tally import`.
 
 use clap::{Parser, Subcommand};
 
@@ -57,10 +57,59 @@ pub enum Command {
         /// Where to write the copy; must not exist yet.
         file: std::path::PathBuf,
     },
+    /// Write the whole database as JSON Lines (a header line, then settings, articles,
+    /// comments (parents first), ratings, flags, votes, bans, log entries and webhooks
+    /// without their secrets). Migrates first. Progress on standard error.
+    Export {
+        /// Where to write [default: standard output].
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
+    /// Import tally's own export, a Disqus XML export, a WordPress WXR file or an Isso
+    /// SQLite database, in one transaction, then recount every counter. Running it
+    /// twice imports nothing twice. Prints `imported`, `skipped` and `refused` (each
+    /// refusal with its line or source id). Exit 0 when it completed, 1 when --strict
+    /// stopped at a bad record (nothing written), 2 when FILE cannot be read.
+    Import {
+        #[arg(long, value_parser = crate::service::transfer::Format::NAMES)]
+        format: String,
+        file: std::path::PathBuf,
+        /// Check and count everything, write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Stop at the first bad record and write nothing.
+        #[arg(long)]
+        strict: bool,
+    },
+}
+
+/// Why a command failed: what the operator sees, and the exit code.
+#[derive(Debug)]
+pub struct Failure {
+    pub message: String,
+    pub code: u8,
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Failure { message, code: 1 }
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(message: &str) -> Self {
+        message.to_owned().into()
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
 }
 
 /// Runs a command; the error text is what the operator sees.
-pub async fn run(cli: Cli, settings: Settings) -> Result<(), String> {
+pub async fn run(cli: Cli, settings: Settings) -> Result<(), Failure> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             tracing::info!(
@@ -76,7 +125,7 @@ pub async fn run(cli: Cli, settings: Settings) -> Result<(), String> {
                 .map_err(|e| format!("cannot handle signals: {e}"))?;
             tracing::info!(port = app.port(), bind = %settings.bind, "tally listening");
             app.print_trial_tokens();
-            app.run_until_stopped().await.map_err(|e| e.to_string())
+            Ok(app.run_until_stopped().await.map_err(|e| e.to_string())?)
         }
         Command::Migrate => {
             tracing::info!(
@@ -109,9 +158,100 @@ pub async fn run(cli: Cli, settings: Settings) -> Result<(), String> {
         }
         Command::Healthcheck { url, timeout } => {
             let url = url.unwrap_or_else(|| format!("http://{}", local_address(&settings.bind)));
-            healthcheck(&url, std::time::Duration::from_secs(timeout.max(1)))
+            Ok(healthcheck(
+                &url,
+                std::time::Duration::from_secs(timeout.max(1)),
+            )?)
         }
-        Command::Backup { file } => backup(&settings, &file).await,
+        Command::Backup { file } => Ok(backup(&settings, &file).await?),
+        Command::Export { out } => Ok(export(&settings, out.as_deref()).await?),
+        Command::Import {
+            format,
+            file,
+            dry_run,
+            strict,
+        } => import(&settings, &format, &file, dry_run, strict).await,
+    }
+}
+
+/// The database for `export` and `import`: migrated, and without the per-statement
+/// timeout meant for requests (a recount of a million comments takes longer).
+async fn open_for_transfer(settings: &Settings) -> Result<crate::service::db::Db, String> {
+    let mut settings = settings.clone();
+    settings.db_timeout_ms = 0;
+    let db = crate::service::connect::open(&settings).await?;
+    db.migrate()
+        .await
+        .map_err(|e| format!("migration failed: {e}"))?;
+    Ok(db)
+}
+
+/// `tally export [--out FILE]`.
+async fn export(settings: &Settings, out: Option<&std::path::Path>) -> Result<(), String> {
+    use crate::service::transfer::export::export;
+    let db = open_for_transfer(settings).await?;
+    let started = std::time::Instant::now();
+    let exported = match out {
+        Some(path) => {
+            let file = std::fs::File::create(path)
+                .map_err(|e| format!("export: {}: {e}", path.display()))?;
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+            export(&db.conn, &mut w).await
+        }
+        None => {
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
+            export(&db.conn, &mut w).await
+        }
+    }
+    .map_err(|e| format!("export: {e}"))?;
+    eprintln!(
+        "exported {} lines in {:.1}s{}",
+        exported.lines + 1,
+        started.elapsed().as_secs_f64(),
+        out.map(|p| format!(" to {}", p.display()))
+            .unwrap_or_default()
+    );
+    Ok(())
+}
+
+/// `tally import --format F FILE [--dry-run] [--strict]`.
+async fn import(
+    settings: &Settings,
+    format: &str,
+    file: &std::path::Path,
+    dry_run: bool,
+    strict: bool,
+) -> Result<(), Failure> {
+    use crate::service::transfer::{import, Format, ImportError};
+    let format = Format::parse(format).ok_or("import: unknown --format")?;
+    let db = open_for_transfer(settings).await?;
+    let started = std::time::Instant::now();
+    let options = import::Options {
+        format,
+        dry_run,
+        strict,
+    };
+    match import::import(&db.conn, file, options).await {
+        Ok(summary) => {
+            println!("{summary}");
+            eprintln!(
+                "import of {} ({}) took {:.1}s",
+                file.display(),
+                format.as_str(),
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
+        Err(e) => {
+            let code = match e {
+                ImportError::Unreadable(_) => 2,
+                _ => 1,
+            };
+            Err(Failure {
+                message: format!("import: {e}"),
+                code,
+            })
+        }
     }
 }
 

@@ -45,7 +45,7 @@ async fn main() -> ExitCode {
         Err(e) => {
             // Once, as a log line (stderr): the operator's and the log collector's copy.
             tracing::error!(error = %e, "tally stopped");
-            ExitCode::FAILURE
+            ExitCode::from(e.code)
         }
     }
 }

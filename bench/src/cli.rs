@@ -46,6 +46,20 @@ pub enum Command {
     /// The learned spam model's evaluation on a labelled corpus (see `spam_eval`;
     /// `bench/spam-eval.sh` installs the corpus and runs it).
     SpamEval(SpamEvalArgs),
+    /// `tally export` (time, peak RSS) and `tally import --format tally` into an empty
+    /// database (comments/s) on a seeded SQLite database (see `transfer`).
+    Transfer(TransferArgs),
+}
+
+/// Options of `tally-bench transfer`.
+#[derive(Debug, Clone, Args)]
+pub struct TransferArgs {
+    /// Comments in the seeded database.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub comments: u64,
+    /// The tally release binary (default: `tally` next to this binary).
+    #[arg(long)]
+    pub tally_bin: Option<PathBuf>,
 }
 
 /// Options of `tally-bench spam-eval`.

@@ -23,6 +23,7 @@ mod report;
 mod seed;
 mod spam_eval;
 mod tokens;
+mod transfer;
 mod wrk;
 
 use std::process::ExitCode;
@@ -39,6 +40,7 @@ fn main() -> ExitCode {
         Some(Command::ConcurrentDecisions(args)) => decisions::main(args),
         Some(Command::CrossInstance(args)) => cross::main(args),
         Some(Command::SpamEval(args)) => spam_eval::main(args),
+        Some(Command::Transfer(args)) => transfer::main(args),
         None => harness::main(cli.run),
     };
     match result {

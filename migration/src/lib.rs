@@ -17,6 +17,7 @@ mod m20261206_000031_log_time_index;
 mod m20261206_000032_flag_weights;
 mod m20261206_000040_spam_model;
 mod m20261207_000010_events;
+mod m20261207_000030_import_sources;
 
 pub struct Migrator;
 
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000032_flag_weights::Migration),
             Box::new(m20261206_000040_spam_model::Migration),
             Box::new(m20261207_000010_events::Migration),
+            Box::new(m20261207_000030_import_sources::Migration),
         ]
     }
 }

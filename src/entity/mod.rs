@@ -10,6 +10,7 @@ pub mod event;
 pub mod flag;
 pub mod flagger_record;
 pub mod idempotency_key;
+pub mod import_source;
 pub mod moderation_log;
 pub mod queue_counter;
 pub mod rating;

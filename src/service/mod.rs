@@ -27,6 +27,7 @@ pub mod settings;
 pub mod singleton;
 pub mod spam;
 pub mod top;
+pub mod transfer;
 pub mod votes;
 
 use chrono::{DateTime, SubsecRound, Utc};

@@ -40,3 +40,4 @@ mod retention;
 mod reviews;
 mod spam_model;
 mod timeouts;
+mod transfer;
