@@ -14,6 +14,7 @@ pub mod openapi;
 pub mod paths;
 pub mod ratings;
 pub mod spam_model;
+pub mod user_data;
 pub mod votes;
 
 use actix_web::{
@@ -73,6 +74,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/api/v1/comments/{id}/vote"),
     ("DELETE", "/api/v1/comments/{id}/vote"),
     ("GET", "/api/v1/ratings/top"),
+    ("GET", "/api/v1/me/data"),
+    ("DELETE", "/api/v1/me/data"),
+    ("GET", "/api/v1/admin/users/{user_id}/data"),
+    ("DELETE", "/api/v1/admin/users/{user_id}/data"),
 ];
 
 /// The `Allow` header of a route pattern (`GET, PUT, DELETE`), for 405 answers.
@@ -233,6 +238,16 @@ fn api_scope() -> actix_web::Scope {
         )
         .service(api("/api/v1/moderation/model").route(on(Method::GET).to(spam_model::model)))
         .service(api("/api/v1/admin/model/rebuild").route(on(Method::POST).to(spam_model::rebuild)))
+        .service(
+            api("/api/v1/me/data")
+                .route(on(Method::GET).to(user_data::get_mine))
+                .route(on(Method::DELETE).to(user_data::erase_mine)),
+        )
+        .service(
+            api("/api/v1/admin/users/{user_id}/data")
+                .route(on(Method::GET).to(user_data::get_user))
+                .route(on(Method::DELETE).to(user_data::erase_user)),
+        )
 }
 
 async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {

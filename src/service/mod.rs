@@ -26,6 +26,7 @@ pub mod settings;
 pub mod singleton;
 pub mod spam;
 pub mod top;
+pub mod user_data;
 pub mod votes;
 
 use chrono::{DateTime, SubsecRound, Utc};

@@ -39,3 +39,4 @@ mod retention;
 mod reviews;
 mod spam_model;
 mod timeouts;
+mod user_data;
