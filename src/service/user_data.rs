@@ -28,7 +28,7 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Utc};
 use sea_orm::{
     sea_query::{Expr, ExprTrait, LockType},
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use serde::Serialize;
 
@@ -582,7 +582,7 @@ async fn anonymise_log(tx: &impl ConnectionTrait, user_id: &str) -> Result<(), A
         .await?;
     moderation_log::Entity::update_many()
         .col_expr(moderation_log::Column::SubjectUserId, Expr::value(ERASED))
-        .filter(Condition::all().add(moderation_log::Column::SubjectUserId.eq(user_id)))
+        .filter(moderation_log::Column::SubjectUserId.eq(user_id))
         .exec(tx)
         .await?;
     counters::erase_deferred_log(user_id, ERASED);
