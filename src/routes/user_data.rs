@@ -127,4 +127,3 @@ async fn erase(state: &AppState, user_id: &str) -> Result<HttpResponse, ApiError
     }
     Ok(HttpResponse::Ok().json(erasure.counts))
 }
-

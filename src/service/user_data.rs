@@ -540,14 +540,20 @@ async fn tombstone(tx: &impl ConnectionTrait, c: &comment::Model) -> Result<(), 
         .col_expr(comment::Column::IsGuest, Expr::value(true))
         .col_expr(comment::Column::Verified, Expr::value(false))
         .col_expr(comment::Column::Stars, Expr::value(Option::<i16>::None))
-        .col_expr(comment::Column::Fingerprint, Expr::value(Option::<String>::None))
+        .col_expr(
+            comment::Column::Fingerprint,
+            Expr::value(Option::<String>::None),
+        )
         .col_expr(comment::Column::AutoReasons, Expr::value("[]"))
         .col_expr(comment::Column::AutoScore, Expr::value(0.0))
         .col_expr(
             comment::Column::SpamProbability,
             Expr::value(Option::<f64>::None),
         )
-        .col_expr(comment::Column::EditedAt, Expr::value(Option::<DateTime<Utc>>::None))
+        .col_expr(
+            comment::Column::EditedAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
         .col_expr(comment::Column::FlagCount, Expr::value(0))
         .col_expr(comment::Column::FlagWeight, Expr::value(0.0))
         .col_expr(

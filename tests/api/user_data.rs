@@ -123,17 +123,30 @@ async fn eves_world(app: &TestApp) -> World {
     let own_thread = id(&app
         .comment("a-2", EVE, &format!("{SECRET} a thread"), None)
         .await);
-    app.comment("a-2", EVE, &format!("{SECRET} my own reply"), Some(&own_thread))
-        .await;
+    app.comment(
+        "a-2",
+        EVE,
+        &format!("{SECRET} my own reply"),
+        Some(&own_thread),
+    )
+    .await;
     let bob_comment = id(&app.comment("a-1", "bob", "Bob speaks", None).await);
-    app.comment("a-1", EVE, &format!("{SECRET} answering bob"), Some(&bob_comment))
-        .await;
+    app.comment(
+        "a-1",
+        EVE,
+        &format!("{SECRET} answering bob"),
+        Some(&bob_comment),
+    )
+    .await;
     let bob_flagged = id(&app.comment("a-1", "bob", "Bob again", None).await);
     review(app, "a-1", EVE, 2, &format!("{SECRET} review text")).await;
     app.rate("a-2", EVE, 5).await;
     app.rate("a-1", "bob", 4).await;
     assert_eq!(vote(app, EVE, &bob_comment, "up").await, StatusCode::OK);
-    assert_eq!(vote(app, "carol", &bob_comment, "down").await, StatusCode::OK);
+    assert_eq!(
+        vote(app, "carol", &bob_comment, "down").await,
+        StatusCode::OK
+    );
     assert_eq!(vote(app, "carol", &answered, "up").await, StatusCode::OK);
     assert_eq!(
         app.flag(&bob_flagged, EVE, "spam").await.status(),
@@ -203,7 +216,10 @@ async fn your_data_is_everything_stored_about_you_even_when_banned() {
         .map(|c| c["status"].as_str().unwrap())
         .collect();
     for s in ["approved", "spam", "deleted"] {
-        assert!(statuses.contains(&s), "a {s} comment is listed: {statuses:?}");
+        assert!(
+            statuses.contains(&s),
+            "a {s} comment is listed: {statuses:?}"
+        );
     }
     assert!(
         comments
@@ -226,10 +242,13 @@ async fn your_data_is_everything_stored_about_you_even_when_banned() {
         .collect();
     rated.sort();
     assert_eq!(rated, vec![("a-1".into(), 2), ("a-2".into(), 5)]);
-    assert_eq!(data["votes"], json!([{
-        "comment_id": w.bob_comment, "vote": "up",
-        "created_at": data["votes"][0]["created_at"], "updated_at": data["votes"][0]["updated_at"],
-    }]));
+    assert_eq!(
+        data["votes"],
+        json!([{
+            "comment_id": w.bob_comment, "vote": "up",
+            "created_at": data["votes"][0]["created_at"], "updated_at": data["votes"][0]["updated_at"],
+        }])
+    );
     let flags = data["flags"].as_array().unwrap();
     assert_eq!(flags.len(), 2);
     assert_eq!(
@@ -373,7 +392,8 @@ async fn erasure_leaves_tombstones_only_and_every_counter_follows() {
         .await;
     let answers = every_answer(&app, &w).await;
     assert!(
-        answers.iter().any(|(_, b)| b.contains(SECRET)) && answers.iter().any(|(_, b)| b.contains(EVE)),
+        answers.iter().any(|(_, b)| b.contains(SECRET))
+            && answers.iter().any(|(_, b)| b.contains(EVE)),
         "the search finds her before the erasure"
     );
 
@@ -389,7 +409,10 @@ async fn erasure_leaves_tombstones_only_and_every_counter_follows() {
     assert_rating_counters_match_recounts(&app).await;
     for (path, body) in every_answer(&app, &w).await {
         for needle in [EVE, EVE_NAME, SECRET] {
-            assert!(!body.contains(needle), "GET {path} still holds {needle:?}: {body}");
+            assert!(
+                !body.contains(needle),
+                "GET {path} still holds {needle:?}: {body}"
+            );
         }
     }
     // Only the answered comment stays, as a tombstone holding bob's reply.
@@ -402,7 +425,12 @@ async fn erasure_leaves_tombstones_only_and_every_counter_follows() {
         .expect("the tombstone keeps its place")
         .clone();
     assert_eq!(
-        (tomb["status"].clone(), tomb["body"].clone(), tomb["author"].clone(), tomb["owner"].clone()),
+        (
+            tomb["status"].clone(),
+            tomb["body"].clone(),
+            tomb["author"].clone(),
+            tomb["owner"].clone()
+        ),
         (json!("deleted"), json!(""), Value::Null, Value::Null),
         "{tomb}"
     );
@@ -421,7 +449,11 @@ async fn erasure_leaves_tombstones_only_and_every_counter_follows() {
     );
     // The cached aggregate was retired: bob's 4 stars alone.
     let after = app.get_json("/api/v1/articles/a-1/rating").await;
-    assert_eq!((after["count"].clone(), after["average"].clone()), (json!(1), json!(4.0)), "{after}");
+    assert_eq!(
+        (after["count"].clone(), after["average"].clone()),
+        (json!(1), json!(4.0)),
+        "{after}"
+    );
     // Rows: nothing of hers but the ban; log rows stay, anonymised.
     for (what, sql) in [
         ("comments", "SELECT COUNT(*) FROM comments WHERE author_id = '{u}' OR author_name = '{n}' OR body LIKE '%{s}%'"),
@@ -444,7 +476,14 @@ async fn erasure_leaves_tombstones_only_and_every_counter_follows() {
             >= 3,
         "her log rows stay (decision, deletion, ban)"
     );
-    assert_eq!(app.scalar(&format!("SELECT COUNT(*) FROM bans WHERE user_id = '{EVE}'")).await, 1, "the ban stays");
+    assert_eq!(
+        app.scalar(&format!(
+            "SELECT COUNT(*) FROM bans WHERE user_id = '{EVE}'"
+        ))
+        .await,
+        1,
+        "the ban stays"
+    );
     // Carol's flag on the tombstone was settled, bob's comments lost her vote and flag.
     let bob = app
         .get_json(&format!("/api/v1/comments/{}", w.bob_comment))
@@ -466,7 +505,10 @@ async fn erasure_leaves_tombstones_only_and_every_counter_follows() {
         assert_eq!(data[kind], json!([]), "{kind} after the erasure");
     }
     let again = erase(&app, EVE).await;
-    assert_eq!(again, json!({"comments": 0, "ratings": 0, "flags": 0, "votes": 0}));
+    assert_eq!(
+        again,
+        json!({"comments": 0, "ratings": 0, "flags": 0, "votes": 0})
+    );
 }
 
 #[tokio::test]
@@ -483,10 +525,16 @@ async fn an_admin_erases_a_users_data() {
         .await;
 
     let body = json_of(res, "admin DELETE").await;
-    assert_eq!(body, json!({"comments": 1, "ratings": 1, "flags": 0, "votes": 0}));
+    assert_eq!(
+        body,
+        json!({"comments": 1, "ratings": 1, "flags": 0, "votes": 0})
+    );
     let res = app.get(&format!("/api/v1/comments/{c}"), None).await;
     assert_problem(res, 404, "not_found").await;
-    assert_eq!(app.get_json("/api/v1/articles/a-1/rating").await["count"], 0);
+    assert_eq!(
+        app.get_json("/api/v1/articles/a-1/rating").await["count"],
+        0
+    );
     app.assert_counters_match_recounts().await;
     assert_rating_counters_match_recounts(&app).await;
 }
@@ -496,7 +544,15 @@ async fn an_erasure_racing_the_users_own_votes_and_ratings_keeps_counters_exact(
     let owned = spawn_app().await;
     let app = &owned;
     let targets: Vec<String> = stream::iter(0..6)
-        .then(|i| async move { id(&app.comment(&format!("a-{}", i % 3), "bob", &format!("Bob text {i}"), None).await)
+        .then(|i| async move {
+            id(&app
+                .comment(
+                    &format!("a-{}", i % 3),
+                    "bob",
+                    &format!("Bob text {i}"),
+                    None,
+                )
+                .await)
         })
         .collect()
         .await;
@@ -518,7 +574,9 @@ async fn an_erasure_racing_the_users_own_votes_and_ratings_keeps_counters_exact(
         }
         for r in 0..2 {
             ops.push(Box::pin(async move {
-                let c = app.comment("a-1", EVE, &format!("{SECRET} {round} {r}"), None).await;
+                let c = app
+                    .comment("a-1", EVE, &format!("{SECRET} {round} {r}"), None)
+                    .await;
                 let _ = vote(app, "bob", c["id"].as_str().unwrap(), "up").await;
             }));
         }
@@ -528,14 +586,17 @@ async fn an_erasure_racing_the_users_own_votes_and_ratings_keeps_counters_exact(
                 erase(app, EVE).await;
             }),
         );
-        stream::iter(ops).buffer_unordered(16).collect::<Vec<()>>().await;
+        stream::iter(ops)
+            .buffer_unordered(16)
+            .collect::<Vec<()>>()
+            .await;
 
         app.assert_counters_match_recounts().await;
-        assert_rating_counters_match_recounts(&app).await;
+        assert_rating_counters_match_recounts(app).await;
     }
     erase(app, EVE).await;
     app.assert_counters_match_recounts().await;
-    assert_rating_counters_match_recounts(&app).await;
+    assert_rating_counters_match_recounts(app).await;
     let left = app
         .scalar(&format!(
             "SELECT (SELECT COUNT(*) FROM comments WHERE author_id = '{EVE}') \
