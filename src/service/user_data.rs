@@ -52,7 +52,7 @@ pub const ERASED: &str = "erased";
 
 /// One of the user's comments or reviews, in any status.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-#[schema(as = MyComment)]
+#[schema(as = DataComment)]
 pub struct CommentData {
     pub id: String,
     pub article_id: String,
@@ -90,7 +90,7 @@ impl From<comment::Model> for CommentData {
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-#[schema(as = MyRating)]
+#[schema(as = DataRating)]
 pub struct RatingData {
     pub article_id: String,
     #[schema(minimum = 1, maximum = 5)]
@@ -103,7 +103,7 @@ pub struct RatingData {
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-#[schema(as = MyFlag)]
+#[schema(as = DataFlag)]
 pub struct FlagData {
     pub comment_id: String,
     /// `spam`, `abuse`, `off_topic` or `other`.
@@ -117,7 +117,7 @@ pub struct FlagData {
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-#[schema(as = MyVote)]
+#[schema(as = DataVote)]
 pub struct VoteData {
     pub comment_id: String,
     pub vote: Vote,
@@ -126,7 +126,7 @@ pub struct VoteData {
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-#[schema(as = MyBan)]
+#[schema(as = DataBan)]
 pub struct BanData {
     pub reason: String,
     pub created_at: DateTime<Utc>,
@@ -137,7 +137,7 @@ pub struct BanData {
 
 /// `GET /api/v1/me/data`: everything stored about one user.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-#[schema(as = MyData)]
+#[schema(as = UserData)]
 pub struct UserData {
     pub user_id: String,
     /// Their comments and replies, in any status, oldest first.

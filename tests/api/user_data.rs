@@ -606,3 +606,111 @@ async fn an_erasure_racing_the_users_own_votes_and_ratings_keeps_counters_exact(
         .await;
     assert_eq!(left, 0, "a last erasure leaves nothing");
 }
+
+/// The property names of the schema `name` in the spec, sorted.
+fn properties(spec: &Value, name: &str) -> Vec<String> {
+    let s = &spec["components"]["schemas"][name];
+    assert!(s.is_object(), "schema {name}");
+    let mut keys: Vec<String> = s["properties"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{name} has properties"))
+        .keys()
+        .cloned()
+        .collect();
+    keys.sort();
+    keys
+}
+
+/// The keys of a JSON object, sorted.
+fn keys(v: &Value) -> Vec<String> {
+    let mut keys: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+    keys.sort();
+    keys
+}
+
+#[tokio::test]
+async fn the_spec_describes_the_documents_as_they_are_sent() {
+    let app = spawn_app().await;
+    eves_world(&app).await;
+    let data = my_data(&app, EVE).await;
+    let spec: Value = app.get("/openapi.json", None).await.json().await.unwrap();
+
+    for (schema, sample) in [
+        ("UserData", &data),
+        ("DataComment", &data["comments"][0]),
+        ("DataComment", &data["reviews"][0]),
+        ("DataRating", &data["ratings"][0]),
+        ("DataFlag", &data["flags"][0]),
+        ("DataVote", &data["votes"][0]),
+        ("DataBan", &data["bans"][0]),
+    ] {
+        assert_eq!(properties(&spec, schema), keys(sample), "{schema}");
+    }
+    assert_ne!(
+        properties(&spec, "MyRating"),
+        properties(&spec, "DataRating"),
+        "the rating PUT's own schema is not replaced"
+    );
+    let erased = erase(&app, EVE).await;
+    assert_eq!(properties(&spec, "Erased"), keys(&erased));
+    for (method, path, statuses) in [
+        ("get", "/api/v1/me/data", &["200", "401", "500", "503"][..]),
+        (
+            "delete",
+            "/api/v1/me/data",
+            &["200", "401", "500", "503"][..],
+        ),
+        (
+            "get",
+            "/api/v1/admin/users/{user_id}/data",
+            &["200", "400", "401", "403", "500", "503"][..],
+        ),
+        (
+            "delete",
+            "/api/v1/admin/users/{user_id}/data",
+            &["200", "400", "401", "403", "500", "503"][..],
+        ),
+    ] {
+        let op = &spec["paths"][path][method];
+        assert_eq!(op["security"], json!([{"bearer": []}]), "{method} {path}");
+        assert_eq!(keys(&op["responses"]), statuses.to_vec(), "{method} {path}");
+    }
+}
+
+#[tokio::test]
+async fn an_answered_review_stays_as_a_tombstone_without_stars() {
+    let app = spawn_app().await;
+    let put = review(&app, "a-1", EVE, 5, &format!("{SECRET} five stars")).await;
+    let review_id = put["review"]["id"].as_str().unwrap().to_owned();
+    app.comment("a-1", "bob", "Do you work for them?", Some(&review_id))
+        .await;
+    app.rate("a-1", "bob", 1).await;
+
+    let erased = erase(&app, EVE).await;
+
+    assert_eq!(
+        erased,
+        json!({"comments": 1, "ratings": 1, "flags": 0, "votes": 0})
+    );
+    let reviews = app.get_json("/api/v1/articles/a-1/reviews").await;
+    let tomb = &reviews["items"][0];
+    assert_eq!(tomb["id"], review_id.as_str(), "{reviews}");
+    assert_eq!(
+        (
+            tomb["status"].clone(),
+            tomb["body"].clone(),
+            tomb["author"].clone(),
+            tomb["stars"].clone()
+        ),
+        (json!("deleted"), json!(""), Value::Null, Value::Null),
+        "{tomb}"
+    );
+    assert!(!reviews.to_string().contains(EVE), "{reviews}");
+    let agg = app.get_json("/api/v1/articles/a-1/rating").await;
+    assert_eq!(
+        (agg["count"].clone(), agg["average"].clone()),
+        (json!(1), json!(1.0))
+    );
+    app.assert_counters_match_recounts().await;
+    assert_rating_counters_match_recounts(&app).await;
+}
