@@ -118,9 +118,13 @@ pub async fn erase_user(
 async fn erase(state: &AppState, user_id: &str) -> Result<HttpResponse, ApiError> {
     let erasure = user_data::erase(&state.db, user_id).await?;
     // Pages and overlays are keyed by the write epoch (the COMMIT retired them); the
-    // aggregates of the articles they rated and the learned model are kept apart.
+    // aggregates of the articles they rated, the top list and the learned model are
+    // kept apart.
     for article in &erasure.rated_articles {
         state.aggregates.invalidate(article);
+    }
+    if !erasure.rated_articles.is_empty() {
+        state.top.clear();
     }
     if erasure.model_changed {
         state.policies.spam().invalidate();

@@ -454,6 +454,21 @@ async fn erasure_leaves_tombstones_only_and_every_counter_follows() {
         (json!(1), json!(4.0)),
         "{after}"
     );
+    // The top list was cached with her ratings (a-2 had hers alone); it is read again.
+    let top = app.get_json("/api/v1/ratings/top?min_count=1").await;
+    let rated: Vec<(Value, Value)> = top["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["rating"]["article_id"].clone(),
+                i["rating"]["count"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(rated, vec![(json!("a-1"), json!(1))], "{top}");
+    assert_eq!(top["prior"]["mean"], 4.0, "{top}");
     // Rows: nothing of hers but the ban; log rows stay, anonymised.
     for (what, sql) in [
         ("comments", "SELECT COUNT(*) FROM comments WHERE author_id = '{u}' OR author_name = '{n}' OR body LIKE '%{s}%'"),
