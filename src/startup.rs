@@ -100,6 +100,10 @@ pub struct Application {
     signals: Option<StopSignals>,
     pub keys: Arc<JwtKeys>,
     pub db: Db,
+    /// How other instances' events reach this one (`service::events::pump`).
+    pump: crate::service::events::PumpMode,
+    /// How long events stay in the outbox (`None`: forever).
+    events_retention: Option<Duration>,
 }
 
 impl Application {
@@ -163,6 +167,12 @@ impl Application {
             top: Arc::default(),
             settings: Arc::new(settings),
         };
+        invalidate_from_events(&state);
+        let pump = pump_mode(&state.settings, db.backend());
+        let events_retention = match state.settings.events_retention_days {
+            0 => None,
+            days => Some(Duration::from_secs(days.saturating_mul(86_400))),
+        };
         let server = run(listener, state, keys.clone(), workers)?;
         Ok(Application {
             port,
@@ -170,6 +180,8 @@ impl Application {
             signals: None,
             keys,
             db,
+            pump,
+            events_retention,
         })
     }
 
@@ -224,10 +236,52 @@ impl Application {
         let retention = tokio::spawn(crate::service::retention::purge_periodically(
             self.db.clone(),
         ));
+        let pump = tokio::spawn(crate::service::events::pump(self.db.clone(), self.pump));
+        let outbox_purge = self.events_retention.map(|keep| {
+            tokio::spawn(crate::service::events::purge_periodically(
+                self.db.clone(),
+                keep,
+            ))
+        });
         let served = self.server.await;
         purge.abort();
         retention.abort();
+        pump.abort();
+        if let Some(p) = outbox_purge {
+            p.abort();
+        }
         served
+    }
+}
+
+/// The caches forget what committed events changed, through this instance or another
+/// (`service::events`): no handler touches a cache. Pages keyed by the write epoch
+/// retire themselves (`Db` bumps it at every event).
+fn invalidate_from_events(state: &AppState) {
+    use crate::service::events::Event;
+    let (aggregates, policies) = (state.aggregates.clone(), state.policies.clone());
+    state.db.events().on_event(move |e| {
+        if let Some(article) = e.event.article_id() {
+            aggregates.invalidate(article);
+        }
+        match e.event {
+            Event::SettingsChanged { .. } => policies.invalidate(),
+            Event::SpamModelChanged => policies.spam().invalidate(),
+            _ => {}
+        }
+    });
+}
+
+/// How this instance hears of other instances' writes (`Settings::events_poll_ms`).
+fn pump_mode(settings: &Settings, backend: sea_orm::DbBackend) -> crate::service::events::PumpMode {
+    use crate::service::events::PumpMode;
+    match (settings.events_poll_ms, backend) {
+        (0, sea_orm::DbBackend::Postgres) => PumpMode::Listen {
+            url: settings.database_url.clone(),
+            fallback: Duration::from_secs(1),
+        },
+        (0, _) => PumpMode::Poll(Duration::from_millis(500)),
+        (ms, _) => PumpMode::Poll(Duration::from_millis(ms)),
     }
 }
 

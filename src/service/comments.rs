@@ -515,6 +515,7 @@ pub async fn create_in(
         .await?;
     counters::status_changed(tx, &model, None, eval.status).await?;
     log_automatic(tx, &model, None, &eval).await?;
+    super::events::record(super::events::comment_created(&model))?;
     let created = view(model, caller, false);
     if let Some(req) = idempotency {
         idempotency::complete(tx, req, 201, &created).await?;
@@ -1028,6 +1029,7 @@ async fn edit_once(
     .await?;
     counters::status_changed(&*tx, &updated, Some(from), to).await?;
     log_automatic(&*tx, &updated, Some(from), &eval).await?;
+    super::events::record(super::events::comment_edited(&updated))?;
     counters::flush(&*tx).await?;
     tx.commit().await?;
     Ok(view(updated, Some(user), false))

@@ -11,6 +11,7 @@ pub mod comments;
 pub mod connect;
 pub mod counters;
 pub mod db;
+pub mod events;
 pub mod flags;
 pub mod group_commit;
 pub mod idempotency;

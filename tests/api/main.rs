@@ -17,6 +17,7 @@ mod comments;
 mod concurrency;
 mod cors;
 mod edge;
+mod events;
 mod flag_weights;
 mod flags;
 mod flat_queue;

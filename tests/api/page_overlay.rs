@@ -389,9 +389,16 @@ async fn a_reader_with_many_pending_comments_still_gets_their_exact_page() {
 
 #[tokio::test]
 async fn signed_in_pages_are_served_from_memory() {
-    // A write through another instance does not move this instance's write epoch: a
-    // page that still lacks it after it was answered came from the caches.
-    let p = pair().await;
+    // This instance does not hear of other instances' writes here (it reads the outbox
+    // once an hour, no LISTEN), so a write through another one does not move its write
+    // epoch: a page that still lacks it after it was answered came from the caches.
+    let app = spawn_app_with(|s| {
+        s.page_cache_ttl_ms = 600_000;
+        s.events_poll_ms = 3_600_000;
+    })
+    .await;
+    let oracle = spawn_peer(&app, |s| s.page_cache_entries = 0).await;
+    let p = Pair { app, oracle };
     let app = &p.app;
     app.set_policy(|p| p.moderation_mode = ModerationMode::Pre)
         .await;
