@@ -6,7 +6,7 @@ use actix_web::{web, HttpResponse};
 use super::openapi::{BadRequest, Forbidden, Unauthorized, Unavailable};
 use super::paths::UserIdPath;
 use crate::{
-    auth::{Admin, Reader},
+    auth::{Admin, Reader, User},
     error::ApiError,
     service::user_data::{self, Erased, UserData},
     startup::AppState,
@@ -57,7 +57,7 @@ pub async fn erase_mine(
     state: web::Data<AppState>,
     Reader(user): Reader,
 ) -> Result<HttpResponse, ApiError> {
-    erase(&state, &user.id).await
+    erase(&state, &user.id, &user).await
 }
 
 /// `GET /api/v1/admin/users/{user_id}/data`: everything stored about a user.
@@ -109,25 +109,15 @@ pub async fn get_user(
 )]
 pub async fn erase_user(
     state: web::Data<AppState>,
-    _: Admin,
+    Admin(admin): Admin,
     path: UserIdPath,
 ) -> Result<HttpResponse, ApiError> {
-    erase(&state, &path).await
+    erase(&state, &path, &admin).await
 }
 
-async fn erase(state: &AppState, user_id: &str) -> Result<HttpResponse, ApiError> {
-    let erasure = user_data::erase(&state.db, user_id).await?;
-    // Pages and overlays are keyed by the write epoch (the COMMIT retired them); the
-    // aggregates of the articles they rated, the top list and the learned model are
-    // kept apart.
-    for article in &erasure.rated_articles {
-        state.aggregates.invalidate(article);
-    }
-    if !erasure.rated_articles.is_empty() {
-        state.top.clear();
-    }
-    if erasure.model_changed {
-        state.policies.spam().invalidate();
-    }
-    Ok(HttpResponse::Ok().json(erasure.counts))
+/// The caches (aggregates, pages, the top list, the spam model) invalidate from the
+/// erasure's events, on this instance and the others (`service::events`).
+async fn erase(state: &AppState, user_id: &str, actor: &User) -> Result<HttpResponse, ApiError> {
+    let erased = user_data::erase(&state.db, user_id, actor).await?;
+    Ok(HttpResponse::Ok().json(erased))
 }

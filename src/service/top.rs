@@ -177,8 +177,9 @@ impl TopCache {
         entries.insert(key, (read_at, body));
     }
 
-    /// Drops every answer, and refuses those read before now (an erasure: the list
-    /// must not show the erased ratings for another minute). Rating writes do not call
+    /// Drops every answer, and refuses those read before now. Run at every
+    /// `UserDataErased` event (`startup::invalidate_from_events`): the list must not
+    /// show the erased ratings for another minute. Single rating changes do not clear
     /// it: their effect on the list may take [`TOP_FRESH_FOR`] to show.
     pub fn clear(&self) {
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());

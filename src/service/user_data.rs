@@ -20,10 +20,16 @@
 //! - moderation log rows stay, with their id and name replaced by `erased`; their
 //!   idempotency keys (stored answers hold their text) and claims go. Bans stay.
 //!
+//! Events (`service::events`, written with the erasure's COMMIT): a `RatingChanged`
+//! (`stars: null`) per removed rating, a `VoteChanged` (`vote: 0`) per removed vote, a
+//! `CommentStatusChanged` (to `deleted`) per comment that was not deleted yet, a
+//! `SpamModelChanged` when the model took a lesson back, then `UserDataErased`. The
+//! caches of every instance invalidate from them (the top list at `UserDataErased`); no
+//! caller touches a cache. In the comments' events the actor is the admin who erased,
+//! or, when the user erased their own data, their id with the name `erased`.
+//!
 //! Lock order: rating rows, comment rows, then the spam model's totals and tokens, then
 //! (at the batch's COMMIT) the shared counters, as every write takes them.
-
-use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
@@ -36,9 +42,11 @@ use super::{
     comments::status_of,
     counters,
     db::{Db, Route},
+    events::{self, Event},
     moderation::FLAGGED,
 };
 use crate::{
+    auth::User,
     domain::{wilson_lower_bound, Action, ModerationStatus, Stars, Vote},
     entity::{
         author_count, ban, comment, comment_claim, comment_vote, flag, flagger_record,
@@ -166,14 +174,11 @@ pub struct Erased {
     pub votes: u64,
 }
 
-/// What an erasure did, for the caller to retire caches with.
-#[derive(Debug, Clone, Default)]
-pub struct Erasure {
-    pub counts: Erased,
-    /// Articles whose rating aggregate changed.
-    pub rated_articles: Vec<String>,
-    /// Whether the spam model changed.
-    pub model_changed: bool,
+/// Who erases: the user themselves or an admin (named in the comments' events).
+#[derive(Debug, Clone)]
+struct Actor {
+    id: String,
+    name: String,
 }
 
 /// Everything stored about `user_id`.
@@ -256,13 +261,23 @@ pub async fn export(conn: &impl ConnectionTrait, user_id: &str) -> Result<UserDa
 }
 
 /// Erases everything of `user_id` but their bans (see the module's documentation), in
-/// one group-committed write; then drops their author counts row once it is all zeros.
-pub async fn erase(db: &Db, user_id: &str) -> Result<Erasure, ApiError> {
+/// one group-committed write, on behalf of `actor` (the user or an admin); then drops
+/// their author counts row once it is all zeros.
+pub async fn erase(db: &Db, user_id: &str, actor: &User) -> Result<Erased, ApiError> {
     let id = user_id.to_owned();
-    let erasure = db
+    let actor = Actor {
+        id: actor.id.clone(),
+        // Their own name is not written anew anywhere (the log's is replaced too).
+        name: if actor.id == user_id {
+            ERASED.to_owned()
+        } else {
+            actor.name.clone()
+        },
+    };
+    let erased = db
         .write(Route::user(&id), move |tx| {
-            let id = id.clone();
-            Box::pin(async move { erase_in(tx, &id).await })
+            let (id, actor) = (id.clone(), actor.clone());
+            Box::pin(async move { erase_in(tx, &id, &actor).await })
         })
         .await?;
     // Their author counts reach zero only when the batch's counters are written (at its
@@ -283,21 +298,25 @@ pub async fn erase(db: &Db, user_id: &str) -> Result<Erasure, ApiError> {
         })
     })
     .await?;
-    Ok(erasure)
+    Ok(erased)
 }
 
 /// The erasure inside a group-committed write (its counters deferred to the COMMIT).
-async fn erase_in(tx: &impl ConnectionTrait, user_id: &str) -> Result<Erasure, ApiError> {
+async fn erase_in(
+    tx: &impl ConnectionTrait,
+    user_id: &str,
+    actor: &Actor,
+) -> Result<Erased, ApiError> {
     if !counters::is_deferring() {
         return Err(ApiError::Internal(
             "an erasure must run through Db::write".into(),
         ));
     }
-    let mut out = Erasure::default();
+    let mut out = Erased::default();
     erase_ratings(tx, user_id, &mut out).await?;
     erase_votes(tx, user_id, &mut out).await?;
     erase_flags(tx, user_id, &mut out).await?;
-    erase_comments(tx, user_id, &mut out).await?;
+    erase_comments(tx, user_id, actor, &mut out).await?;
     anonymise_log(tx, user_id).await?;
     idempotency_key::Entity::delete_many()
         .filter(idempotency_key::Column::Scope.eq(format!("user:{user_id}")))
@@ -307,13 +326,18 @@ async fn erase_in(tx: &impl ConnectionTrait, user_id: &str) -> Result<Erasure, A
         .filter(comment_claim::Column::ModeratorId.eq(user_id))
         .exec(tx)
         .await?;
+    // The top list's caches retire at this one (`startup::invalidate_from_events`).
+    events::record(Event::UserDataErased {
+        user_id: user_id.to_owned(),
+        actor_id: actor.id.clone(),
+    })?;
     Ok(out)
 }
 
 async fn erase_ratings(
     tx: &impl ConnectionTrait,
     user_id: &str,
-    out: &mut Erasure,
+    out: &mut Erased,
 ) -> Result<(), ApiError> {
     let ratings = rating::Entity::find()
         .filter(rating::Column::UserId.eq(user_id))
@@ -321,7 +345,6 @@ async fn erase_ratings(
         .lock(LockType::NoKeyUpdate)
         .all(tx)
         .await?;
-    let mut articles = BTreeSet::new();
     for r in ratings {
         let stars = Stars::try_from(i64::from(r.stars))
             .map_err(|_| ApiError::Internal(format!("stored rating out of range: {}", r.stars)))?;
@@ -331,10 +354,13 @@ async fn erase_ratings(
             .exec(tx)
             .await?;
         counters::defer_rating(&r.article_id, stars, -1);
-        out.counts.ratings += 1;
-        articles.insert(r.article_id);
+        events::record(Event::RatingChanged {
+            article_id: r.article_id,
+            user_id: user_id.to_owned(),
+            stars: None,
+        })?;
+        out.ratings += 1;
     }
-    out.rated_articles = articles.into_iter().collect();
     Ok(())
 }
 
@@ -342,7 +368,7 @@ async fn erase_ratings(
 async fn erase_votes(
     tx: &impl ConnectionTrait,
     user_id: &str,
-    out: &mut Erasure,
+    out: &mut Erased,
 ) -> Result<(), ApiError> {
     let voted: Vec<String> = comment_vote::Entity::find()
         .select_only()
@@ -384,7 +410,13 @@ async fn erase_votes(
             .filter(comment::Column::Id.eq(comment_id.as_str()))
             .exec(tx)
             .await?;
-        out.counts.votes += 1;
+        events::record(Event::VoteChanged {
+            comment_id,
+            article_id: c.article_id,
+            user_id: user_id.to_owned(),
+            vote: 0,
+        })?;
+        out.votes += 1;
     }
     Ok(())
 }
@@ -393,7 +425,7 @@ async fn erase_votes(
 async fn erase_flags(
     tx: &impl ConnectionTrait,
     user_id: &str,
-    out: &mut Erasure,
+    out: &mut Erased,
 ) -> Result<(), ApiError> {
     let flagged: Vec<String> = flag::Entity::find()
         .select_only()
@@ -422,7 +454,7 @@ async fn erase_flags(
             .filter(flag::Column::UserId.eq(user_id))
             .exec(tx)
             .await?;
-        out.counts.flags += 1;
+        out.flags += 1;
         if f.resolved_at.is_some() || c.flag_count <= 0 {
             continue;
         }
@@ -455,7 +487,8 @@ async fn erase_flags(
 async fn erase_comments(
     tx: &impl ConnectionTrait,
     user_id: &str,
-    out: &mut Erasure,
+    actor: &Actor,
+    out: &mut Erased,
 ) -> Result<(), ApiError> {
     let written: Vec<String> = comment::Entity::find()
         .select_only()
@@ -478,13 +511,21 @@ async fn erase_comments(
         else {
             continue;
         };
-        out.counts.comments += 1;
+        out.comments += 1;
         let from = status_of(&c);
         if from != ModerationStatus::Deleted {
             let to = from
                 .apply(Action::Delete)
                 .map_err(|e| ApiError::Internal(e.to_string()))?;
             counters::status_changed(tx, &c, Some(from), to).await?;
+            events::record(Event::CommentStatusChanged {
+                comment_id: c.id.clone(),
+                article_id: c.article_id.clone(),
+                from: from.as_str().to_owned(),
+                to: to.as_str().to_owned(),
+                actor_id: actor.id.clone(),
+                actor_name: actor.name.clone(),
+            })?;
         }
         if c.flag_count > 0 {
             counters::bump_queue(tx, FLAGGED, -1).await?;
@@ -519,8 +560,8 @@ async fn erase_comments(
             .await?
             .is_some();
         if learned {
+            // It records the model's `SpamModelChanged` event.
             super::spam::learn(tx, c, ModerationStatus::Rejected).await?;
-            out.model_changed = true;
         }
     }
     Ok(())

@@ -7,7 +7,14 @@ use futures_util::{stream, StreamExt};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, error_fields, spawn_app, TestApp};
+use tally::{
+    config::Settings,
+    service::events::{self, Event},
+};
+
+use crate::helpers::{
+    assert_problem, error_fields, spawn_app, spawn_app_with, spawn_peer, PeerApp, TestApp,
+};
 
 /// A user id and a word no other text of the tests contains, so any answer still
 /// holding them is found by a substring search.
@@ -728,4 +735,179 @@ async fn an_answered_review_stays_as_a_tombstone_without_stars() {
     );
     app.assert_counters_match_recounts().await;
     assert_rating_counters_match_recounts(&app).await;
+}
+
+/// The outbox's events after id `after`, as `Event`s.
+async fn events_after(app: &TestApp, after: i64) -> Vec<Event> {
+    events::read_after(&app.db, after, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event)
+        .collect()
+}
+
+#[tokio::test]
+async fn an_erasure_records_what_it_changed_as_events() {
+    let app = spawn_app().await;
+    let bob = id(&app.comment("a-1", "bob", "Bob speaks", None).await);
+    let mine = id(&app.comment("a-1", EVE, SECRET, None).await);
+    let spam = app.decide("mod-1", &mine, &json!({"action": "spam"})).await;
+    assert_eq!(spam.status(), StatusCode::OK);
+    app.rate("a-2", EVE, 4).await;
+    assert_eq!(vote(&app, EVE, &bob, "up").await, StatusCode::OK);
+    let before = events::last_id(&app.db).await.unwrap();
+
+    erase(&app, EVE).await;
+
+    let recorded = events_after(&app, before).await;
+    assert_eq!(
+        recorded,
+        vec![
+            Event::RatingChanged {
+                article_id: "a-2".into(),
+                user_id: EVE.into(),
+                stars: None,
+            },
+            Event::VoteChanged {
+                comment_id: bob.clone(),
+                article_id: "a-1".into(),
+                user_id: EVE.into(),
+                vote: 0,
+            },
+            Event::CommentStatusChanged {
+                comment_id: mine.clone(),
+                article_id: "a-1".into(),
+                from: "spam".into(),
+                to: "deleted".into(),
+                actor_id: EVE.into(),
+                actor_name: "erased".into(),
+            },
+            Event::SpamModelChanged,
+            Event::UserDataErased {
+                user_id: EVE.into(),
+                actor_id: EVE.into(),
+            },
+        ],
+        "in the order the erasure made them"
+    );
+
+    // An admin's erasure names the admin; an erasure of nothing still says so.
+    let c = id(&app.comment("a-1", "carol", "Carol speaks", None).await);
+    let before = events::last_id(&app.db).await.unwrap();
+    let res = app
+        .delete("/api/v1/admin/users/carol/data", Some(&app.admin("root")))
+        .await;
+    json_of(res, "admin DELETE").await;
+    let recorded = events_after(&app, before).await;
+    let status = json!(recorded[0]);
+    assert_eq!(
+        (
+            status["type"].clone(),
+            status["comment_id"].clone(),
+            status["actor_id"].clone(),
+            status["to"].clone()
+        ),
+        (
+            json!("comment_status_changed"),
+            json!(c),
+            json!("root"),
+            json!("deleted")
+        ),
+        "{recorded:?}"
+    );
+    assert_eq!(
+        recorded.last(),
+        Some(&Event::UserDataErased {
+            user_id: "carol".into(),
+            actor_id: "root".into(),
+        })
+    );
+    let before = events::last_id(&app.db).await.unwrap();
+    erase(&app, "nobody").await;
+    assert_eq!(
+        events_after(&app, before).await,
+        vec![Event::UserDataErased {
+            user_id: "nobody".into(),
+            actor_id: "nobody".into(),
+        }]
+    );
+}
+
+/// Waits (at most 10 s) until `$cond` holds: far less than any cache's lifetime here.
+macro_rules! eventually {
+    ($what:expr, $cond:expr) => {{
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !$cond {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{}: not visible through the other instance",
+                $what
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }};
+}
+
+async fn peer_json(app: &TestApp, peer: &PeerApp, path: &str) -> Value {
+    let res = app.client.get(peer.url(path)).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "GET {path} through the peer");
+    res.json().await.unwrap()
+}
+
+/// The top list's (article, count) pairs.
+fn top_counts(top: &Value) -> Vec<(Value, Value)> {
+    top["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["rating"]["article_id"].clone(),
+                i["rating"]["count"].clone(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_erasure_through_one_instance_shows_through_another_at_once() {
+    // Caches that outlive the test: only the erasure's events can retire them (the top
+    // list keeps answers a minute). On SQLite the peer polls the outbox, on PostgreSQL
+    // it LISTENs.
+    let long_lived = |s: &mut Settings| {
+        s.aggregate_cache_ttl_ms = 600_000;
+        s.page_cache_ttl_ms = 600_000;
+    };
+    let app = spawn_app_with(long_lived).await;
+    let peer = spawn_peer(&app, long_lived).await;
+    app.comment("a-1", EVE, SECRET, None).await;
+    app.rate("a-1", EVE, 2).await;
+    app.rate("a-1", "bob", 4).await;
+    app.rate("a-2", EVE, 5).await;
+    // Warm the peer's caches with her data.
+    assert_eq!(
+        peer_json(&app, &peer, "/api/v1/articles/a-1/rating").await["count"],
+        2
+    );
+    let page = peer_json(&app, &peer, "/api/v1/articles/a-1/comments").await;
+    assert!(page.to_string().contains(SECRET), "{page}");
+    let top = peer_json(&app, &peer, "/api/v1/ratings/top?min_count=1").await;
+    assert_eq!(top_counts(&top).len(), 2, "{top}");
+
+    erase(&app, EVE).await;
+
+    eventually!("the aggregate", {
+        peer_json(&app, &peer, "/api/v1/articles/a-1/rating").await["count"] == 1
+    });
+    eventually!("the page", {
+        !peer_json(&app, &peer, "/api/v1/articles/a-1/comments")
+            .await
+            .to_string()
+            .contains(SECRET)
+    });
+    eventually!("the top list", {
+        top_counts(&peer_json(&app, &peer, "/api/v1/ratings/top?min_count=1").await)
+            == vec![(json!("a-1"), json!(1))]
+    });
 }
