@@ -225,6 +225,7 @@ impl Application {
 fn invalidate_from_events(state: &AppState) {
     use crate::service::events::Event;
     let (aggregates, policies) = (state.aggregates.clone(), state.policies.clone());
+    let top = state.top.clone();
     state.db.events().on_event(move |e| {
         if let Some(article) = e.event.article_id() {
             aggregates.invalidate(article);
@@ -232,6 +233,9 @@ fn invalidate_from_events(state: &AppState) {
         match e.event {
             Event::SettingsChanged { .. } => policies.invalidate(),
             Event::SpamModelChanged => policies.spam().invalidate(),
+            // The top list may show a single rating's change late (`TOP_FRESH_FOR`),
+            // not an erased reader's ratings.
+            Event::UserDataErased { .. } => top.clear(),
             _ => {}
         }
     });

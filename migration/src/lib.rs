@@ -18,6 +18,7 @@ mod m20261206_000032_flag_weights;
 mod m20261206_000040_spam_model;
 mod m20261207_000010_events;
 mod m20261207_000030_import_sources;
+mod m20261207_000040_user_data_indexes;
 
 pub struct Migrator;
 
@@ -37,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000040_spam_model::Migration),
             Box::new(m20261207_000010_events::Migration),
             Box::new(m20261207_000030_import_sources::Migration),
+            Box::new(m20261207_000040_user_data_indexes::Migration),
         ]
     }
 }

@@ -1,6 +1,7 @@
 use sea_orm::entity::prelude::*;
 
-/// Append-only: rows are inserted, never updated or deleted.
+/// Append-only: rows are inserted, never deleted, and updated only by an erasure
+/// (`service::user_data`), which replaces a user's id and name by `erased`.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "moderation_log")]
 pub struct Model {

@@ -18,6 +18,7 @@ pub mod query;
 pub mod ratings;
 pub mod spam_model;
 pub mod spec;
+pub mod user_data;
 pub mod votes;
 pub mod write_limit;
 
@@ -74,6 +75,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/api/v1/comments/{id}/vote"),
     ("DELETE", "/api/v1/comments/{id}/vote"),
     ("GET", "/api/v1/ratings/top"),
+    ("GET", "/api/v1/me/data"),
+    ("DELETE", "/api/v1/me/data"),
+    ("GET", "/api/v1/admin/users/{user_id}/data"),
+    ("DELETE", "/api/v1/admin/users/{user_id}/data"),
 ];
 
 /// The `Allow` header of a route pattern (`GET, PUT, DELETE`), for 405 answers.
@@ -204,6 +209,16 @@ fn api_scope() -> actix_web::Scope {
         )
         .service(api("/api/v1/moderation/model").route(web::get().to(spam_model::model)))
         .service(api("/api/v1/admin/model/rebuild").route(web::post().to(spam_model::rebuild)))
+        .service(
+            api("/api/v1/me/data")
+                .route(web::get().to(user_data::get_mine))
+                .route(web::delete().to(user_data::erase_mine)),
+        )
+        .service(
+            api("/api/v1/admin/users/{user_id}/data")
+                .route(web::get().to(user_data::get_user))
+                .route(web::delete().to(user_data::erase_user)),
+        )
 }
 
 async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {

@@ -130,6 +130,10 @@ comment goes back to `pending` until a moderator decides."#;
         votes::put_vote,
         votes::delete_vote,
         votes::top,
+        super::user_data::get_mine,
+        super::user_data::erase_mine,
+        super::user_data::get_user,
+        super::user_data::erase_user,
     ),
     components(
         // Those named only by parameters (bodies and responses bring in their own).
@@ -165,6 +169,7 @@ comment goes back to `pending` until a moderator decides."#;
         (name = "articles", description = "The public summary of an article page."),
         (name = "moderation", description = "Moderator or admin role: queues, decisions, the audit log, bans."),
         (name = "admin", description = "Admin role: the moderation policy and article registration."),
+        (name = "your data", description = "A reader's own data: read it all, or erase it (an admin: any user's)."),
         (name = "operations", description = "Health, metrics and this description."),
         (name = "front ends", description = "The embeddable widget and the moderation console, served by tally."),
     ),

@@ -449,6 +449,29 @@ pub fn defer_log(row: moderation_log::ActiveModel) -> Option<moderation_log::Act
     row
 }
 
+/// Replaces `user_id` by `with` as actor (id and name) and subject of the log entries
+/// this batch keeps for its COMMIT (an erasure: the rows already inserted are updated
+/// by the caller).
+pub fn erase_deferred_log(user_id: &str, with: &str) {
+    let _ = DEFERRED.try_with(|d| {
+        let mut d = d.borrow_mut();
+        let d = &mut *d;
+        for row in d.batch.log.iter_mut().chain(d.job.log.iter_mut()) {
+            if row.actor_id.try_as_ref().is_some_and(|a| a == user_id) {
+                row.actor_id = Set(with.to_owned());
+                row.actor_name = Set(with.to_owned());
+            }
+            if row
+                .subject_user_id
+                .try_as_ref()
+                .is_some_and(|s| s.as_deref() == Some(user_id))
+            {
+                row.subject_user_id = Set(Some(with.to_owned()));
+            }
+        }
+    });
+}
+
 /// Records that a moderator's decision upheld or dismissed `flagger`'s flag (issue 21):
 /// their track record is written by [`flush`] after the authors' counts, in flagger id
 /// order, so these rows join the one global lock order. Outside a deferring

@@ -140,6 +140,10 @@ pub enum Event {
         moderator_id: String,
         claimed: bool,
     },
+    /// A user's data was erased (`DELETE /me/data`, or an admin's
+    /// `DELETE /admin/users/{user_id}/data`; `actor_id` is then the admin's). Recorded
+    /// after the erasure's own events (ratings, votes, comments, the spam model).
+    UserDataErased { user_id: String, actor_id: String },
 }
 
 impl Event {
@@ -159,6 +163,7 @@ impl Event {
             Event::ArticleRegistered { .. } => "article_registered",
             Event::SpamModelChanged => "spam_model_changed",
             Event::ClaimChanged { .. } => "claim_changed",
+            Event::UserDataErased { .. } => "user_data_erased",
         }
     }
 

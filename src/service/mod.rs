@@ -28,6 +28,7 @@ pub mod singleton;
 pub mod spam;
 pub mod top;
 pub mod transfer;
+pub mod user_data;
 pub mod votes;
 
 use chrono::{DateTime, SubsecRound, Utc};

@@ -147,6 +147,8 @@ pub type TopKey = (u64, i64, i64);
 #[derive(Default)]
 pub struct TopCache {
     entries: RwLock<HashMap<TopKey, (Instant, Bytes)>>,
+    /// When [`TopCache::clear`] last ran: answers read before it are not kept.
+    cleared_at: RwLock<Option<Instant>>,
 }
 
 /// More distinct questions than this and the cache starts over (`min_count` is open).
@@ -164,9 +166,24 @@ impl TopCache {
     /// Keeps `body`, read from the database at `read_at`.
     pub fn put(&self, key: TopKey, read_at: Instant, body: Bytes) {
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        let cleared_at = *self.cleared_at.read().unwrap_or_else(|e| e.into_inner());
+        if cleared_at.is_some_and(|c| read_at <= c) {
+            // Read before a write that cleared the cache: possibly older than it.
+            return;
+        }
         if entries.len() >= TOP_CACHE_ENTRIES {
             entries.clear();
         }
         entries.insert(key, (read_at, body));
+    }
+
+    /// Drops every answer, and refuses those read before now. Run at every
+    /// `UserDataErased` event (`startup::invalidate_from_events`): the list must not
+    /// show the erased ratings for another minute. Single rating changes do not clear
+    /// it: their effect on the list may take [`TOP_FRESH_FOR`] to show.
+    pub fn clear(&self) {
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        *self.cleared_at.write().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        entries.clear();
     }
 }

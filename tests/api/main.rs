@@ -41,3 +41,4 @@ mod reviews;
 mod spam_model;
 mod timeouts;
 mod transfer;
+mod user_data;
