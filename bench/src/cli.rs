@@ -43,6 +43,49 @@ pub enum Command {
     /// The learned spam model's evaluation on a labelled corpus (see `spam_eval`;
     /// `bench/spam-eval.sh` installs the corpus and runs it).
     SpamEval(SpamEvalArgs),
+    /// What the learned spam model costs (issue 21): POST comment with the model
+    /// trained vs empty, and a decision that teaches it vs one that does not, in turns,
+    /// on each backend (see `model_cost`).
+    SpamModelCost(ModelCostArgs),
+}
+
+/// Options of `tally-bench spam-model-cost` (see `model_cost`).
+#[derive(Debug, Clone, Args)]
+pub struct ModelCostArgs {
+    /// Backends to run, in order.
+    #[arg(long, value_delimiter = ',', default_value = "sqlite,postgres")]
+    pub backends: Vec<Backend>,
+    /// Decisions the trained model learns from (half spam, half ham).
+    #[arg(long, default_value_t = 10_000)]
+    pub examples: usize,
+    /// Rounds of each pair of runs, in turns.
+    #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rounds: u32,
+    /// Seconds per wrk run of POST comment.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+    pub round_secs: u64,
+    /// wrk connections.
+    #[arg(long, default_value_t = 64)]
+    pub connections: u32,
+    /// wrk threads.
+    #[arg(long, default_value_t = 2)]
+    pub threads: u32,
+    /// Distinct readers (JWTs) the posts rotate through.
+    #[arg(long, default_value_t = 5_000)]
+    pub readers: u32,
+    /// Decisions per kind (with and without learning) per round.
+    #[arg(long, default_value_t = 400)]
+    pub decisions: usize,
+    /// Decisions (and setup posts) in flight at once.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// A PostgreSQL database the harness can connect to (it creates two throwaway ones
+    /// next to it and drops them at the end).
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
+    pub pg_url: String,
+    /// The tally release binary (default: `tally` next to this binary).
+    #[arg(long)]
+    pub tally_bin: Option<PathBuf>,
 }
 
 /// Options of `tally-bench spam-eval`.

@@ -130,7 +130,7 @@ pub fn render(args: &DecisionsArgs, runs: &[DecisionRun]) -> String {
     out
 }
 
-fn pg_url_with_db(url: &str, name: &str) -> String {
+pub(crate) fn pg_url_with_db(url: &str, name: &str) -> String {
     let (base, query) = match url.split_once('?') {
         Some((b, q)) => (b, format!("?{q}")),
         None => (url, String::new()),
@@ -142,7 +142,7 @@ fn pg_url_with_db(url: &str, name: &str) -> String {
     format!("{}/{name}{query}", &base[..host_end])
 }
 
-async fn admin_sql(url: &str, sql: &str) -> Result<(), String> {
+pub(crate) async fn admin_sql(url: &str, sql: &str) -> Result<(), String> {
     let mut opt = sea_orm::ConnectOptions::new(url.to_owned());
     opt.max_connections(1)
         .connect_timeout(Duration::from_secs(5))
@@ -156,9 +156,9 @@ async fn admin_sql(url: &str, sql: &str) -> Result<(), String> {
 }
 
 /// Drops the throwaway PostgreSQL database when the run ends, however it ends.
-struct PgDatabase {
-    admin_url: String,
-    name: String,
+pub(crate) struct PgDatabase {
+    pub(crate) admin_url: String,
+    pub(crate) name: String,
 }
 
 impl Drop for PgDatabase {
@@ -206,6 +206,19 @@ async fn run_backend(
             pg_url_with_db(&args.pg_url, &name)
         }
     };
+    let (server, port) = start_server(tally_bin, &url, &dir).await?;
+    let outcome = drive(args, backend, port).await;
+    server.terminate(STOP_GRACE);
+    outcome
+}
+
+/// Starts `tally_bin` on `url` (it migrates the database), in `dir`, on a free port of
+/// 127.0.0.1, its per-user write limit off; returns once `/readyz` answers 200.
+pub(crate) async fn start_server(
+    tally_bin: &Path,
+    url: &str,
+    dir: &Path,
+) -> Result<(Child, u16), String> {
     let port = proc::free_port()?;
     let mut cmd = Command::new(tally_bin);
     for (k, _) in std::env::vars() {
@@ -213,16 +226,14 @@ async fn run_backend(
             cmd.env_remove(k);
         }
     }
-    cmd.current_dir(&dir)
-        .env("TALLY_DATABASE_URL", &url)
+    cmd.current_dir(dir)
+        .env("TALLY_DATABASE_URL", url)
         .env("TALLY_BIND", format!("127.0.0.1:{port}"))
         .env("TALLY_JWT_SECRET", tokens::SECRET)
         .env("TALLY_WRITE_RATE_PER_MIN", "0");
     let mut server = Child::spawn("tally", cmd, &dir.join("tally.log"))?;
     proc::wait_ready(&mut server, port, "/readyz", Instant::now(), READY_TIMEOUT).await?;
-    let outcome = drive(args, backend, port).await;
-    server.terminate(STOP_GRACE);
-    outcome
+    Ok((server, port))
 }
 
 async fn drive(args: &DecisionsArgs, backend: Backend, port: u16) -> Result<DecisionRun, String> {

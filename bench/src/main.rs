@@ -10,12 +10,15 @@
 //! and recounts; [`ceiling`] the bare actix servers and the raw commit rate; [`wrk`]
 //! lua scripts, running wrk and parsing its output; [`proc`] child processes, readiness,
 //! RSS; [`report`] the machine header and the tables; [`decisions`] the concurrent
-//! decisions scenario (also `tally-bench concurrent-decisions` on its own).
+//! decisions scenario (also `tally-bench concurrent-decisions` on its own);
+//! [`model_cost`] what the learned spam model costs posts and decisions
+//! (`tally-bench spam-model-cost`).
 
 mod ceiling;
 mod cli;
 mod decisions;
 mod harness;
+mod model_cost;
 mod proc;
 mod report;
 mod seed;
@@ -36,6 +39,7 @@ fn main() -> ExitCode {
         Some(Command::CeilingSqlitePk { bind, db, rows }) => ceiling::serve_pk(&bind, &db, rows),
         Some(Command::ConcurrentDecisions(args)) => decisions::main(args),
         Some(Command::SpamEval(args)) => spam_eval::main(args),
+        Some(Command::SpamModelCost(args)) => model_cost::main(args),
         None => harness::main(cli.run),
     };
     match result {

@@ -547,15 +547,25 @@ pub async fn decide(
     comment_id: &str,
     d: Decision,
 ) -> Result<ModerationItem, ApiError> {
-    retrying(|| counters::in_lock_order(decide_once(db, moderator, comment_id, d.clone()))).await
+    let updated =
+        retrying(|| counters::in_lock_order(decide_once(db, moderator, comment_id, d.clone())))
+            .await?;
+    // The item is read after the COMMIT (its flags, author history and claim as they
+    // stand now): read inside, it kept the shared counter rows locked for three more
+    // round trips, and decisions on PostgreSQL wait for each other on those rows.
+    items(&db.conn, moderator, vec![updated])
+        .await?
+        .pop()
+        .ok_or_else(|| ApiError::Internal("decided comment has no item".into()))
 }
 
+/// One attempt at a decision; returns the comment as it now stands.
 async fn decide_once(
     db: &Db,
     moderator: &User,
     comment_id: &str,
     d: Decision,
-) -> Result<ModerationItem, ApiError> {
+) -> Result<comment::Model, ApiError> {
     let tx = db.begin_write().await?;
     // Locked on PostgreSQL, so a decision without `expected_version` waits for a
     // concurrent one instead of failing; the conditional update still has the last word.
@@ -584,14 +594,15 @@ async fn decide_once(
         },
     )
     .await?;
-    // After the comment row, before the counters: see `spam`'s lock order.
-    super::spam::learn(&*tx, &updated, status_of(&updated)).await?;
+    // What the decision teaches the spam model: its own lesson row now, the model's
+    // shared rows after the counters (see `spam`'s lock order).
+    let lesson = super::spam::teach(&*tx, &updated, status_of(&updated)).await?;
     super::claims::released_by_decision(&*tx, comment_id).await?;
-    // The counters first (in the global lock order), then the item reads them back.
+    // The counters (in the global lock order), then the model's shared rows.
     counters::flush(&*tx).await?;
-    let item = items(&*tx, moderator, vec![updated]).await?.pop();
+    super::spam::apply(&*tx, lesson).await?;
     tx.commit().await?;
-    item.ok_or_else(|| ApiError::Internal("decided comment has no item".into()))
+    Ok(updated)
 }
 
 /// One result of a bulk decision: `item` when `ok`, else `error`.

@@ -3,11 +3,14 @@
 //! what each decided comment taught (`spam_lessons`), so that a later decision on the
 //! same comment first takes back what the earlier one taught.
 //!
-//! Lock order: a decision locks its comment row, then the totals row (`spam_model`,
-//! `SELECT … FOR UPDATE` on PostgreSQL) before any token row, then the counters
-//! (`counters::flush`). Every writer of token rows holds the totals row first, so two
-//! decisions never wait for each other's token rows in opposite orders; token rows
-//! are also written in sorted order.
+//! Lock order: a decision locks its comment row and writes its own lesson row
+//! ([`teach`], under the comment row's lock), then the counters (`counters::flush`),
+//! and only then the model's shared rows ([`apply`]): the totals row (`spam_model`)
+//! before any token row, token rows in sorted order. Every writer of token rows holds
+//! the totals row first, so two decisions never wait for each other's token rows in
+//! opposite orders, and a decision holds the shared rows only from its last statements
+//! to its COMMIT (while they were taken mid-transaction, decisions that teach the model
+//! committed one at a time on PostgreSQL: issue 16's concurrent decisions).
 //!
 //! Bounds: one text teaches or is scored on at most
 //! [`MAX_TOKENS_PER_TEXT`](crate::domain::MAX_TOKENS_PER_TEXT) distinct tokens, and the
@@ -89,15 +92,33 @@ async fn totals_for_update(conn: &impl ConnectionTrait) -> Result<spam_model::Mo
 }
 
 /// Teaches the model what a moderator's decision moving `c` to `to` says, replacing
-/// what an earlier decision on it taught. Call inside the decision's transaction,
-/// after the comment row is locked.
+/// what an earlier decision on it taught: [`teach`] then [`apply`] (the evaluation
+/// trains through it; a decision calls the two apart, see the lock order above).
 pub async fn learn(
     conn: &impl ConnectionTrait,
     c: &comment::Model,
     to: ModerationStatus,
 ) -> Result<(), ApiError> {
+    let change = teach(conn, c, to).await?;
+    apply(conn, change).await
+}
+
+/// What one decision changes in the model's shared rows (the totals and the token
+/// counts), for [`apply`] to write at the end of the decision's transaction.
+#[must_use = "a model change must be applied in the same transaction"]
+pub struct ModelChange(Delta);
+
+/// The first half of [`learn`], inside the decision's transaction after the comment row
+/// is locked: records what the decision teaches about `c` (its lesson row, which only
+/// decisions on `c` write) and returns the change of the model's counts, `None` when it
+/// teaches nothing new. Takes no lock on a shared row.
+pub async fn teach(
+    conn: &impl ConnectionTrait,
+    c: &comment::Model,
+    to: ModerationStatus,
+) -> Result<Option<ModelChange>, ApiError> {
     let Some(label) = lesson_of(to) else {
-        return Ok(());
+        return Ok(None);
     };
     let old = spam_lesson::Entity::find_by_id(c.id.as_str())
         .one(conn)
@@ -114,9 +135,8 @@ pub async fn learn(
     };
     let new_lesson = label.zip(new_tokens);
     if old_lesson == new_lesson {
-        return Ok(());
+        return Ok(None);
     }
-    let totals = totals_for_update(conn).await?;
     let mut delta = Delta::default();
     if let Some((l, t)) = &old_lesson {
         delta.add(*l, t, -1);
@@ -124,7 +144,6 @@ pub async fn learn(
     if let Some((l, t)) = &new_lesson {
         delta.add(*l, t, 1);
     }
-    apply_tokens(conn, &delta.tokens).await?;
     match (&old, &new_lesson) {
         (Some(_), None) => {
             spam_lesson::Entity::delete_by_id(c.id.as_str())
@@ -153,8 +172,19 @@ pub async fn learn(
         }
         (None, None) => {}
     }
-    let version = totals.version + 1;
-    spam_model::Entity::update_many()
+    Ok(Some(ModelChange(delta)))
+}
+
+/// The second half of [`learn`]: writes a change of the model's counts, the totals row
+/// first (a relative UPDATE, which locks it), then the token rows in sorted order, then
+/// prunes the vocabulary every [`PRUNE_EVERY`] changes. Call it last in the decision's
+/// transaction, after the counters (`counters::flush`): the shared rows are then held
+/// only until the COMMIT.
+pub async fn apply(conn: &impl ConnectionTrait, change: Option<ModelChange>) -> Result<(), ApiError> {
+    let Some(ModelChange(delta)) = change else {
+        return Ok(());
+    };
+    let totals = spam_model::Entity::update_many()
         .col_expr(
             spam_model::Column::SpamDocs,
             Expr::col(spam_model::Column::SpamDocs).add(delta.spam_docs),
@@ -171,11 +201,19 @@ pub async fn learn(
             spam_model::Column::HamWords,
             Expr::col(spam_model::Column::HamWords).add(delta.ham_words),
         )
-        .col_expr(spam_model::Column::Version, Expr::value(version))
+        .col_expr(
+            spam_model::Column::Version,
+            Expr::col(spam_model::Column::Version).add(1),
+        )
         .col_expr(spam_model::Column::UpdatedAt, Expr::value(super::now()))
         .filter(spam_model::Column::Id.eq(MODEL_ID))
-        .exec(conn)
+        .exec_with_returning(conn)
         .await?;
+    let version = totals
+        .first()
+        .ok_or_else(|| ApiError::Internal("spam model row missing".into()))?
+        .version;
+    apply_tokens(conn, &delta.tokens).await?;
     if version % PRUNE_EVERY == 0 {
         prune(conn).await?;
     }
