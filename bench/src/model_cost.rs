@@ -27,7 +27,7 @@ use std::{
 };
 
 use rand::{rngs::StdRng, Rng, SeedableRng};
-use sea_orm::{Database, TransactionTrait};
+use sea_orm::{ConnectionTrait, Database, TransactionTrait};
 use tally::{domain::ModerationStatus, service::spam};
 
 use crate::{
@@ -118,6 +118,23 @@ fn text(rng: &mut StdRng, spam: bool) -> String {
     out.join(" ")
 }
 
+/// After the training (hundreds of thousands of row updates), the database's cleanup
+/// is done now rather than during the measured rounds: PostgreSQL `VACUUM ANALYZE` and
+/// a `CHECKPOINT` (else autovacuum and the checkpointer of the trained database compete
+/// with the POSTs), SQLite a WAL checkpoint. The empty database gets the same.
+async fn settle(db: &sea_orm::DatabaseConnection) -> Result<(), String> {
+    let stmts: &[&str] = match db.get_database_backend() {
+        sea_orm::DbBackend::Postgres => &["VACUUM ANALYZE", "CHECKPOINT"],
+        _ => &["PRAGMA wal_checkpoint(TRUNCATE)"],
+    };
+    for sql in stmts {
+        db.execute_unprepared(sql)
+            .await
+            .map_err(|e| format!("{sql}: {e}"))?;
+    }
+    Ok(())
+}
+
 /// Teaches `examples` decisions to the model of the database at `url`.
 async fn train(url: &str, examples: usize) -> Result<(f64, i64), String> {
     let db = Database::connect(url)
@@ -145,6 +162,7 @@ async fn train(url: &str, examples: usize) -> Result<(f64, i64), String> {
     }
     let secs = started.elapsed().as_secs_f64();
     let counts = spam::load(&db).await.map_err(|e| format!("load: {e:?}"))?;
+    settle(&db).await?;
     db.close().await.ok();
     Ok((secs, counts.tokens.len() as i64))
 }
@@ -183,7 +201,16 @@ async fn run_backend(
     // one's back (its cache checks the model's version every second).
     let (empty, empty_port) = start_server(tally_bin, &urls[0].1, &urls[0].0).await?;
     let (trained, trained_port) = start_server(tally_bin, &urls[1].1, &urls[1].0).await?;
-    let outcome = drive(args, backend, &urls[1].1, &urls[0].0, empty_port, trained_port).await;
+    let outcome = drive(
+        args,
+        backend,
+        &urls[1].1,
+        &urls[0].1,
+        &urls[0].0,
+        empty_port,
+        trained_port,
+    )
+    .await;
     for s in [empty, trained] {
         Child::terminate(s, STOP_GRACE);
     }
@@ -195,12 +222,18 @@ async fn drive(
     args: &ModelCostArgs,
     backend: Backend,
     trained_url: &str,
+    empty_url: &str,
     dir: &Path,
     empty_port: u16,
     trained_port: u16,
 ) -> Result<ModelRun, String> {
     eprintln!("  training on {} decisions", args.examples);
     let (train_secs, vocabulary) = train(trained_url, args.examples).await?;
+    let empty = Database::connect(empty_url)
+        .await
+        .map_err(|e| format!("connect {empty_url}: {e}"))?;
+    settle(&empty).await?;
+    empty.close().await.ok();
     eprintln!("  trained in {train_secs:.1} s, {vocabulary} tokens");
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)

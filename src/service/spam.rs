@@ -16,7 +16,10 @@
 //! [`MAX_TOKENS_PER_TEXT`](crate::domain::MAX_TOKENS_PER_TEXT) distinct tokens, and the
 //! vocabulary is capped at [`MAX_VOCABULARY`] tokens: once it grows past that (checked
 //! every [`PRUNE_EVERY`] changes), the rarest tokens are dropped until it holds 90 % of
-//! the cap. A pruned token later taken back by a decision is simply absent.
+//! the cap. A pruned token later taken back by a decision is simply absent. A decision
+//! checks the size after its COMMIT ([`check_vocabulary`]: a count that locks nothing,
+//! then the prune in a transaction of its own only when over the cap): counting the
+//! whole vocabulary inside the decision held every decision's shared rows meanwhile.
 //!
 //! Scoring reads nothing per comment: each instance keeps the model in memory
 //! ([`SpamCache`]) and checks the totals row's version at most once a second
@@ -100,7 +103,10 @@ pub async fn learn(
     to: ModerationStatus,
 ) -> Result<(), ApiError> {
     let change = teach(conn, c, to).await?;
-    apply(conn, change).await
+    if apply(conn, change).await? {
+        prune(conn).await?;
+    }
+    Ok(())
 }
 
 /// What one decision changes in the model's shared rows (the totals and the token
@@ -176,13 +182,18 @@ pub async fn teach(
 }
 
 /// The second half of [`learn`]: writes a change of the model's counts, the totals row
-/// first (a relative UPDATE, which locks it), then the token rows in sorted order, then
-/// prunes the vocabulary every [`PRUNE_EVERY`] changes. Call it last in the decision's
-/// transaction, after the counters (`counters::flush`): the shared rows are then held
-/// only until the COMMIT.
-pub async fn apply(conn: &impl ConnectionTrait, change: Option<ModelChange>) -> Result<(), ApiError> {
+/// first (a relative UPDATE, which locks it), then the token rows in sorted order. Call
+/// it last in the decision's transaction, after the counters (`counters::flush`): the
+/// shared rows are then held only until the COMMIT. Returns whether the vocabulary's
+/// size is due for a check (every [`PRUNE_EVERY`] changes): then call
+/// [`check_vocabulary`] after the COMMIT.
+#[must_use = "a due vocabulary check must be made (check_vocabulary)"]
+pub async fn apply(
+    conn: &impl ConnectionTrait,
+    change: Option<ModelChange>,
+) -> Result<bool, ApiError> {
     let Some(ModelChange(delta)) = change else {
-        return Ok(());
+        return Ok(false);
     };
     let totals = spam_model::Entity::update_many()
         .col_expr(
@@ -214,9 +225,21 @@ pub async fn apply(conn: &impl ConnectionTrait, change: Option<ModelChange>) -> 
         .ok_or_else(|| ApiError::Internal("spam model row missing".into()))?
         .version;
     apply_tokens(conn, &delta.tokens).await?;
-    if version % PRUNE_EVERY == 0 {
-        prune(conn).await?;
+    Ok(version % PRUNE_EVERY == 0)
+}
+
+/// After a decision whose [`apply`] said so: counts the vocabulary without locking
+/// anything, and only when it is over [`MAX_VOCABULARY`] prunes it in a transaction of
+/// its own (holding the totals row, as every writer of token rows does).
+pub async fn check_vocabulary(db: &Db) -> Result<(), ApiError> {
+    let (size, _, _) = count_sums(&db.conn, None).await?;
+    if size <= MAX_VOCABULARY as i64 {
+        return Ok(());
     }
+    let tx = db.begin_write().await?;
+    totals_for_update(&*tx).await?;
+    prune(&*tx).await?;
+    tx.commit().await?;
     Ok(())
 }
 
