@@ -91,9 +91,30 @@ pub fn main(args: ModelCostArgs) -> Result<(), String> {
 /// has to weigh them. Zipf-like: low indices far more frequent.
 fn text(rng: &mut StdRng, spam: bool) -> String {
     const COMMON: [&str; 24] = [
-        "the", "and", "this", "that", "with", "for", "you", "are", "was", "have", "not", "but",
-        "all", "can", "one", "from", "thanks", "helped", "comment", "article", "benchmark",
-        "good", "read", "more",
+        "the",
+        "and",
+        "this",
+        "that",
+        "with",
+        "for",
+        "you",
+        "are",
+        "was",
+        "have",
+        "not",
+        "but",
+        "all",
+        "can",
+        "one",
+        "from",
+        "thanks",
+        "helped",
+        "comment",
+        "article",
+        "benchmark",
+        "good",
+        "read",
+        "more",
     ];
     const SALES: [&str; 12] = [
         "cheap", "pills", "casino", "bonus", "winner", "free", "offer", "click", "buy", "now",
@@ -113,7 +134,10 @@ fn text(rng: &mut StdRng, spam: bool) -> String {
         out.push(w);
     }
     if spam {
-        out.push(format!("https://shop{}.example/x", rng.random_range(0..200)));
+        out.push(format!(
+            "https://shop{}.example/x",
+            rng.random_range(0..200)
+        ));
     }
     out.join(" ")
 }
@@ -254,7 +278,9 @@ async fn drive(
         let have = m["examples"]["spam"].as_i64().unwrap_or(-1)
             + m["examples"]["ham"].as_i64().unwrap_or(-1);
         if have != want as i64 {
-            return Err(format!("model on port {port}: {m}, expected {want} examples"));
+            return Err(format!(
+                "model on port {port}: {m}, expected {want} examples"
+            ));
         }
     }
     let readers = tokens::readers(args.readers)?;
@@ -267,7 +293,14 @@ async fn drive(
     };
     // Warm-up: the trained server loads its model on the first scored comment.
     for port in [empty_port, trained_port] {
-        post(&client, port, &readers[0], "model-post", "warm-up: thanks, this helped.").await?;
+        post(
+            &client,
+            port,
+            &readers[0],
+            "model-post",
+            "warm-up: thanks, this helped.",
+        )
+        .await?;
     }
     let mut posts = vec![];
     for round in 1..=args.rounds {
@@ -292,18 +325,38 @@ async fn drive(
 
     let mut decisions = vec![];
     for round in 1..=args.rounds {
-        let ids = post_many(&client, trained_port, &readers, round, 2 * args.decisions, args.concurrency).await?;
+        let ids = post_many(
+            &client,
+            trained_port,
+            &readers,
+            round,
+            2 * args.decisions,
+            args.concurrency,
+        )
+        .await?;
         let (spam_ids, reject_ids) = ids.split_at(args.decisions);
         let mut with = (0.0, 0.0);
         let mut without = (0.0, 0.0);
-        let order = if round % 2 == 1 { [true, false] } else { [false, true] };
+        let order = if round % 2 == 1 {
+            [true, false]
+        } else {
+            [false, true]
+        };
         for learning in order {
             let (ids, verdict) = if learning {
                 (spam_ids, "spam")
             } else {
                 (reject_ids, "reject")
             };
-            let r = decide_all(&client, trained_port, &moderator, ids, verdict, args.concurrency).await?;
+            let r = decide_all(
+                &client,
+                trained_port,
+                &moderator,
+                ids,
+                verdict,
+                args.concurrency,
+            )
+            .await?;
             if learning {
                 with = r;
             } else {
@@ -337,7 +390,9 @@ async fn post(
     body: &str,
 ) -> Result<String, String> {
     let res = client
-        .post(format!("http://127.0.0.1:{port}/api/v1/articles/{article}/comments"))
+        .post(format!(
+            "http://127.0.0.1:{port}/api/v1/articles/{article}/comments"
+        ))
         .bearer_auth(token)
         .json(&serde_json::json!({ "body": body }))
         .send()
@@ -372,7 +427,10 @@ async fn post_many(
                 }
                 let body = format!("Round {round} comment {i} to decide on: thanks, this helped.");
                 let article = format!("model-decide-{}", i % 10);
-                ids.push((i, post(&client, port, &readers[i % readers.len()], &article, &body).await?));
+                ids.push((
+                    i,
+                    post(&client, port, &readers[i % readers.len()], &article, &body).await?,
+                ));
             }
             Ok::<_, String>(ids)
         }));
@@ -497,7 +555,12 @@ fn render(args: &ModelCostArgs, runs: &[ModelRun]) -> String {
         let dec_detail = r
             .decisions
             .iter()
-            .map(|(wo, w)| format!("{:.0} → {:.0}/s (p99 {:.0} → {:.0} ms)", wo.0, w.0, wo.1, w.1))
+            .map(|(wo, w)| {
+                format!(
+                    "{:.0} → {:.0}/s (p99 {:.0} → {:.0} ms)",
+                    wo.0, w.0, wo.1, w.1
+                )
+            })
             .collect::<Vec<_>>()
             .join("; ");
         let m = median(dec_ratios.clone());

@@ -310,7 +310,9 @@ async fn after_concurrent_decisions_the_model_equals_a_rebuild_from_the_stored_l
             words[(n / 3) % 6],
             n % 4
         );
-        let c = app.comment("a-1", &format!("u-{}", n % 5), &body, None).await;
+        let c = app
+            .comment("a-1", &format!("u-{}", n % 5), &body, None)
+            .await;
         ids.push(c["id"].as_str().unwrap().to_owned());
     }
     let verdicts = ["approve", "spam", "reject"];
@@ -321,7 +323,11 @@ async fn after_concurrent_decisions_the_model_equals_a_rebuild_from_the_stored_l
                 .wrapping_mul(6_364_136_223_846_793_005)
                 .wrapping_add(1_442_695_040_888_963_407);
             let id = ids[((seed >> 33) % ids.len() as u64) as usize].clone();
-            (id, verdicts[((seed >> 20) % 3) as usize], format!("mod-{}", i % 4))
+            (
+                id,
+                verdicts[((seed >> 20) % 3) as usize],
+                format!("mod-{}", i % 4),
+            )
         })
         .collect();
     let statuses: Vec<u16> = stream::iter(decisions)
@@ -342,7 +348,10 @@ async fn after_concurrent_decisions_the_model_equals_a_rebuild_from_the_stored_l
         "every decision succeeds: {statuses:?}"
     );
     let incremental = spam::load(&app.db).await.unwrap();
-    assert!(incremental.spam_docs + incremental.ham_docs > 0, "it learned");
+    assert!(
+        incremental.spam_docs + incremental.ham_docs > 0,
+        "it learned"
+    );
 
     let res = app
         .post(
