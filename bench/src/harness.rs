@@ -91,6 +91,17 @@ async fn run_with_cleanup(args: RunArgs) -> Result<(), String> {
 }
 
 /// The PostgreSQL copy of the 10 k database.
+/// The harness's own connection (seeding, recounts, VACUUM, CHECKPOINT): tally's
+/// settings but for the per-statement bound, which a CHECKPOINT on a machine busy with
+/// other work can exceed (the 2026-12-07 runs failed there with `statement timeout`).
+fn harness_settings(url: &str) -> Settings {
+    Settings {
+        database_url: url.to_owned(),
+        db_timeout_ms: 600_000,
+        ..Settings::default()
+    }
+}
+
 fn small_pg_db(pg_db: &str) -> String {
     format!("{pg_db}_10k")
 }
@@ -525,10 +536,7 @@ async fn run_backend(ctx: &Ctx<'_>, backend: Backend, pg_db: &str) -> Result<Sec
             (url.clone(), url.clone(), url)
         }
     };
-    let mut db = Db::connect(&Settings {
-        database_url: url.clone(),
-        ..Settings::default()
-    })
+    let mut db = Db::connect(&harness_settings(&url))
     .await
     .map_err(|e| format!("connect: {e}"))?;
     db.migrate().await.map_err(|e| format!("migrate: {e}"))?;
@@ -790,10 +798,7 @@ async fn run_backend(ctx: &Ctx<'_>, backend: Backend, pg_db: &str) -> Result<Sec
             // A template must have no other sessions: close ours for the copy.
             db.conn.close_by_ref().await.ok();
             copy_pg_database(&args.pg_url, pg_db, &small_pg_db(pg_db)).await?;
-            db = Db::connect(&Settings {
-                database_url: url.clone(),
-                ..Settings::default()
-            })
+            db = Db::connect(&harness_settings(&url))
             .await
             .map_err(|e| format!("connect: {e}"))?;
             pg_url_with_db(&args.pg_url, &small_pg_db(pg_db))

@@ -453,7 +453,9 @@ async fn decide_all(
     verdict: &'static str,
     concurrency: usize,
 ) -> Result<(f64, f64), String> {
-    let queue = Arc::new(tokio::sync::Mutex::new(ids.to_vec().into_iter()));
+    // Owned: the tasks outlive this borrow.
+    let owned: Vec<String> = ids.to_vec();
+    let queue = Arc::new(tokio::sync::Mutex::new(owned.into_iter()));
     let started = Instant::now();
     let mut tasks = vec![];
     for _ in 0..concurrency {
