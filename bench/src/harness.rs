@@ -537,8 +537,8 @@ async fn run_backend(ctx: &Ctx<'_>, backend: Backend, pg_db: &str) -> Result<Sec
         }
     };
     let mut db = Db::connect(&harness_settings(&url))
-    .await
-    .map_err(|e| format!("connect: {e}"))?;
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
     db.migrate().await.map_err(|e| format!("migrate: {e}"))?;
     let version = db_version(&db.conn).await;
     eprintln!("  {} {version}; seeding", backend.name());
@@ -799,8 +799,8 @@ async fn run_backend(ctx: &Ctx<'_>, backend: Backend, pg_db: &str) -> Result<Sec
             db.conn.close_by_ref().await.ok();
             copy_pg_database(&args.pg_url, pg_db, &small_pg_db(pg_db)).await?;
             db = Db::connect(&harness_settings(&url))
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
+                .await
+                .map_err(|e| format!("connect: {e}"))?;
             pg_url_with_db(&args.pg_url, &small_pg_db(pg_db))
         }
     };
