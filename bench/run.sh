@@ -36,4 +36,6 @@ else
 fi
 
 cargo build --release -p tally -p tally-bench
-exec target/release/tally-bench "$@"
+# Where cargo put them: CARGO_TARGET_DIR when it is set (relative to the repository root,
+# as cargo takes it), else target/.
+exec "${CARGO_TARGET_DIR:-target}/release/tally-bench" "$@"

@@ -49,6 +49,10 @@ pub enum Command {
     /// `tally export` (time, peak RSS) and `tally import --format tally` into an empty
     /// database (comments/s) on a seeded SQLite database (see `transfer`).
     Transfer(TransferArgs),
+    /// What the learned spam model costs (issue 21): POST comment with the model
+    /// trained vs empty, and a decision that teaches it vs one that does not, in turns,
+    /// on each backend (see `model_cost`).
+    SpamModelCost(ModelCostArgs),
 }
 
 /// Options of `tally-bench transfer`.
@@ -57,6 +61,45 @@ pub struct TransferArgs {
     /// Comments in the seeded database.
     #[arg(long, default_value_t = 1_000_000)]
     pub comments: u64,
+    /// The tally release binary (default: `tally` next to this binary).
+    #[arg(long)]
+    pub tally_bin: Option<PathBuf>,
+}
+
+/// Options of `tally-bench spam-model-cost` (see `model_cost`).
+#[derive(Debug, Clone, Args)]
+pub struct ModelCostArgs {
+    /// Backends to run, in order.
+    #[arg(long, value_delimiter = ',', default_value = "sqlite,postgres")]
+    pub backends: Vec<Backend>,
+    /// Decisions the trained model learns from (half spam, half ham).
+    #[arg(long, default_value_t = 10_000)]
+    pub examples: usize,
+    /// Rounds of each pair of runs, in turns.
+    #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rounds: u32,
+    /// Seconds per wrk run of POST comment.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+    pub round_secs: u64,
+    /// wrk connections.
+    #[arg(long, default_value_t = 64)]
+    pub connections: u32,
+    /// wrk threads.
+    #[arg(long, default_value_t = 2)]
+    pub threads: u32,
+    /// Distinct readers (JWTs) the posts rotate through.
+    #[arg(long, default_value_t = 5_000)]
+    pub readers: u32,
+    /// Decisions per kind (with and without learning) per round.
+    #[arg(long, default_value_t = 400)]
+    pub decisions: usize,
+    /// Decisions (and setup posts) in flight at once.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// A PostgreSQL database the harness can connect to (it creates two throwaway ones
+    /// next to it and drops them at the end).
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
+    pub pg_url: String,
     /// The tally release binary (default: `tally` next to this binary).
     #[arg(long)]
     pub tally_bin: Option<PathBuf>,

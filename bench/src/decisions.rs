@@ -206,6 +206,19 @@ async fn run_backend(
             pg_url_with_db(&args.pg_url, &name)
         }
     };
+    let (server, port) = start_server(tally_bin, &url, &dir).await?;
+    let outcome = drive(args, backend, port).await;
+    server.terminate(STOP_GRACE);
+    outcome
+}
+
+/// Starts `tally_bin` on `url` (it migrates the database), in `dir`, on a free port of
+/// 127.0.0.1, its per-user write limit off; returns once `/readyz` answers 200.
+pub(crate) async fn start_server(
+    tally_bin: &Path,
+    url: &str,
+    dir: &Path,
+) -> Result<(Child, u16), String> {
     let port = proc::free_port()?;
     let mut cmd = Command::new(tally_bin);
     for (k, _) in std::env::vars() {
@@ -213,16 +226,14 @@ async fn run_backend(
             cmd.env_remove(k);
         }
     }
-    cmd.current_dir(&dir)
-        .env("TALLY_DATABASE_URL", &url)
+    cmd.current_dir(dir)
+        .env("TALLY_DATABASE_URL", url)
         .env("TALLY_BIND", format!("127.0.0.1:{port}"))
         .env("TALLY_JWT_SECRET", tokens::SECRET)
         .env("TALLY_WRITE_RATE_PER_MIN", "0");
     let mut server = Child::spawn("tally", cmd, &dir.join("tally.log"))?;
     proc::wait_ready(&mut server, port, "/readyz", Instant::now(), READY_TIMEOUT).await?;
-    let outcome = drive(args, backend, port).await;
-    server.terminate(STOP_GRACE);
-    outcome
+    Ok((server, port))
 }
 
 async fn drive(args: &DecisionsArgs, backend: Backend, port: u16) -> Result<DecisionRun, String> {

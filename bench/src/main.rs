@@ -11,13 +11,16 @@
 //! lua scripts, running wrk and parsing its output; [`proc`] child processes, readiness,
 //! RSS; [`report`] the machine header and the tables; [`decisions`] the concurrent
 //! decisions scenario (also `tally-bench concurrent-decisions` on its own); [`cross`] the
-//! cross-instance visibility scenario (`tally-bench cross-instance`).
+//! cross-instance visibility scenario (`tally-bench cross-instance`);
+//! [`model_cost`] what the learned spam model costs posts and decisions
+//! (`tally-bench spam-model-cost`).
 
 mod ceiling;
 mod cli;
 mod cross;
 mod decisions;
 mod harness;
+mod model_cost;
 mod proc;
 mod report;
 mod seed;
@@ -41,6 +44,7 @@ fn main() -> ExitCode {
         Some(Command::CrossInstance(args)) => cross::main(args),
         Some(Command::SpamEval(args)) => spam_eval::main(args),
         Some(Command::Transfer(args)) => transfer::main(args),
+        Some(Command::SpamModelCost(args)) => model_cost::main(args),
         None => harness::main(cli.run),
     };
     match result {

@@ -148,7 +148,8 @@ fn roc_auc(scored: &[(f64, bool)]) -> f64 {
     (rank_sum - pos * (pos + 1.0) / 2.0) / (pos * neg)
 }
 
-fn comment_of(n: usize, text: &str) -> comment::Model {
+/// A decided comment as `spam::learn` sees it (only its id and body matter).
+pub(crate) fn comment_of(n: usize, text: &str) -> comment::Model {
     let now = chrono::Utc::now();
     comment::Model {
         id: format!("eval-{n:07}"),

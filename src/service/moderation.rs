@@ -555,15 +555,33 @@ pub async fn decide(
     comment_id: &str,
     d: Decision,
 ) -> Result<ModerationItem, ApiError> {
-    retrying(|| counters::in_lock_order(decide_once(db, moderator, comment_id, d.clone()))).await
+    let (updated, check_vocabulary) =
+        retrying(|| counters::in_lock_order(decide_once(db, moderator, comment_id, d.clone())))
+            .await?;
+    if check_vocabulary {
+        // Maintenance after the COMMIT: the decision stands whatever happens here, and
+        // the next due check tries again.
+        if let Err(e) = super::spam::check_vocabulary(db).await {
+            tracing::warn!(error = ?e, "spam model vocabulary check failed");
+        }
+    }
+    // The item is read after the COMMIT (its flags, author history and claim as they
+    // stand now): read inside, it kept the shared counter rows locked for three more
+    // round trips, and decisions on PostgreSQL wait for each other on those rows.
+    items(&db.conn, moderator, vec![updated])
+        .await?
+        .pop()
+        .ok_or_else(|| ApiError::Internal("decided comment has no item".into()))
 }
 
+/// One attempt at a decision; returns the comment as it now stands, and whether the
+/// spam model's vocabulary is due for a check (`spam::apply`).
 async fn decide_once(
     db: &Db,
     moderator: &User,
     comment_id: &str,
     d: Decision,
-) -> Result<ModerationItem, ApiError> {
+) -> Result<(comment::Model, bool), ApiError> {
     let tx = db.begin_write().await?;
     // Locked on PostgreSQL, so a decision without `expected_version` waits for a
     // concurrent one instead of failing; the conditional update still has the last word.
@@ -592,14 +610,19 @@ async fn decide_once(
         },
     )
     .await?;
-    // After the comment row, before the counters: see `spam`'s lock order.
-    super::spam::learn(&*tx, &updated, status_of(&updated)).await?;
+    // What the decision teaches the spam model: its own lesson row now, the model's
+    // shared rows after the counters (see `spam`'s lock order).
+    let lesson = super::spam::teach(&*tx, &updated, status_of(&updated)).await?;
+    if lesson.is_some() {
+        // The instances' model caches invalidate from this event (see `events`).
+        super::events::record(super::events::Event::SpamModelChanged)?;
+    }
     super::claims::released_by_decision(&*tx, comment_id).await?;
-    // The counters first (in the global lock order), then the item reads them back.
+    // The counters (in the global lock order), then the model's shared rows.
     counters::flush(&*tx).await?;
-    let item = items(&*tx, moderator, vec![updated]).await?.pop();
+    let check_vocabulary = super::spam::apply(&*tx, lesson).await?;
     tx.commit().await?;
-    item.ok_or_else(|| ApiError::Internal("decided comment has no item".into()))
+    Ok((updated, check_vocabulary))
 }
 
 /// One result of a bulk decision: `item` when `ok`, else `error`.

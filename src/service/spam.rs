@@ -3,17 +3,23 @@
 //! what each decided comment taught (`spam_lessons`), so that a later decision on the
 //! same comment first takes back what the earlier one taught.
 //!
-//! Lock order: a decision locks its comment row, then the totals row (`spam_model`,
-//! `SELECT … FOR UPDATE` on PostgreSQL) before any token row, then the counters
-//! (`counters::flush`). Every writer of token rows holds the totals row first, so two
-//! decisions never wait for each other's token rows in opposite orders; token rows
-//! are also written in sorted order.
+//! Lock order: a decision locks its comment row and writes its own lesson row
+//! ([`teach`], under the comment row's lock), then the counters (`counters::flush`),
+//! and only then the model's shared rows ([`apply`]): the totals row (`spam_model`)
+//! before any token row, token rows in sorted order. Every writer of token rows holds
+//! the totals row first, so two decisions never wait for each other's token rows in
+//! opposite orders, and a decision holds the shared rows only from its last statements
+//! to its COMMIT (while they were taken mid-transaction, decisions that teach the model
+//! committed one at a time on PostgreSQL: issue 16's concurrent decisions).
 //!
 //! Bounds: one text teaches or is scored on at most
 //! [`MAX_TOKENS_PER_TEXT`](crate::domain::MAX_TOKENS_PER_TEXT) distinct tokens, and the
 //! vocabulary is capped at [`MAX_VOCABULARY`] tokens: once it grows past that (checked
 //! every [`PRUNE_EVERY`] changes), the rarest tokens are dropped until it holds 90 % of
-//! the cap. A pruned token later taken back by a decision is simply absent.
+//! the cap. A pruned token later taken back by a decision is simply absent. A decision
+//! checks the size after its COMMIT ([`check_vocabulary`]: a count that locks nothing,
+//! then the prune in a transaction of its own only when over the cap): counting the
+//! whole vocabulary inside the decision held every decision's shared rows meanwhile.
 //!
 //! Scoring reads nothing per comment: each instance keeps the model in memory
 //! ([`SpamCache`]) and checks the totals row's version at most once a second
@@ -91,15 +97,36 @@ async fn totals_for_update(conn: &impl ConnectionTrait) -> Result<spam_model::Mo
 }
 
 /// Teaches the model what a moderator's decision moving `c` to `to` says, replacing
-/// what an earlier decision on it taught. Call inside the decision's transaction,
-/// after the comment row is locked.
+/// what an earlier decision on it taught: [`teach`] then [`apply`] (the evaluation
+/// trains through it; a decision calls the two apart, see the lock order above).
 pub async fn learn(
     conn: &impl ConnectionTrait,
     c: &comment::Model,
     to: ModerationStatus,
 ) -> Result<(), ApiError> {
+    let change = teach(conn, c, to).await?;
+    if apply(conn, change).await? {
+        prune(conn).await?;
+    }
+    Ok(())
+}
+
+/// What one decision changes in the model's shared rows (the totals and the token
+/// counts), for [`apply`] to write at the end of the decision's transaction.
+#[must_use = "a model change must be applied in the same transaction"]
+pub struct ModelChange(Delta);
+
+/// The first half of [`learn`], inside the decision's transaction after the comment row
+/// is locked: records what the decision teaches about `c` (its lesson row, which only
+/// decisions on `c` write) and returns the change of the model's counts, `None` when it
+/// teaches nothing new. Takes no lock on a shared row.
+pub async fn teach(
+    conn: &impl ConnectionTrait,
+    c: &comment::Model,
+    to: ModerationStatus,
+) -> Result<Option<ModelChange>, ApiError> {
     let Some(label) = lesson_of(to) else {
-        return Ok(());
+        return Ok(None);
     };
     let old = spam_lesson::Entity::find_by_id(c.id.as_str())
         .one(conn)
@@ -116,11 +143,8 @@ pub async fn learn(
     };
     let new_lesson = label.zip(new_tokens);
     if old_lesson == new_lesson {
-        return Ok(());
+        return Ok(None);
     }
-    let totals = totals_for_update(conn).await?;
-    // The instances' model caches invalidate from this event (see `events`).
-    super::events::record(super::events::Event::SpamModelChanged)?;
     let mut delta = Delta::default();
     if let Some((l, t)) = &old_lesson {
         delta.add(*l, t, -1);
@@ -128,7 +152,6 @@ pub async fn learn(
     if let Some((l, t)) = &new_lesson {
         delta.add(*l, t, 1);
     }
-    apply_tokens(conn, &delta.tokens).await?;
     match (&old, &new_lesson) {
         (Some(_), None) => {
             spam_lesson::Entity::delete_by_id(c.id.as_str())
@@ -157,8 +180,24 @@ pub async fn learn(
         }
         (None, None) => {}
     }
-    let version = totals.version + 1;
-    spam_model::Entity::update_many()
+    Ok(Some(ModelChange(delta)))
+}
+
+/// The second half of [`learn`]: writes a change of the model's counts, the totals row
+/// first (a relative UPDATE, which locks it), then the token rows in sorted order. Call
+/// it last in the decision's transaction, after the counters (`counters::flush`): the
+/// shared rows are then held only until the COMMIT. Returns whether the vocabulary's
+/// size is due for a check (every [`PRUNE_EVERY`] changes): then call
+/// [`check_vocabulary`] after the COMMIT.
+#[must_use = "a due vocabulary check must be made (check_vocabulary)"]
+pub async fn apply(
+    conn: &impl ConnectionTrait,
+    change: Option<ModelChange>,
+) -> Result<bool, ApiError> {
+    let Some(ModelChange(delta)) = change else {
+        return Ok(false);
+    };
+    let totals = spam_model::Entity::update_many()
         .col_expr(
             spam_model::Column::SpamDocs,
             Expr::col(spam_model::Column::SpamDocs).add(delta.spam_docs),
@@ -175,14 +214,34 @@ pub async fn learn(
             spam_model::Column::HamWords,
             Expr::col(spam_model::Column::HamWords).add(delta.ham_words),
         )
-        .col_expr(spam_model::Column::Version, Expr::value(version))
+        .col_expr(
+            spam_model::Column::Version,
+            Expr::col(spam_model::Column::Version).add(1),
+        )
         .col_expr(spam_model::Column::UpdatedAt, Expr::value(super::now()))
         .filter(spam_model::Column::Id.eq(MODEL_ID))
-        .exec(conn)
+        .exec_with_returning(conn)
         .await?;
-    if version % PRUNE_EVERY == 0 {
-        prune(conn).await?;
+    let version = totals
+        .first()
+        .ok_or_else(|| ApiError::Internal("spam model row missing".into()))?
+        .version;
+    apply_tokens(conn, &delta.tokens).await?;
+    Ok(version % PRUNE_EVERY == 0)
+}
+
+/// After a decision whose [`apply`] said so: counts the vocabulary without locking
+/// anything, and only when it is over [`MAX_VOCABULARY`] prunes it in a transaction of
+/// its own (holding the totals row, as every writer of token rows does).
+pub async fn check_vocabulary(db: &Db) -> Result<(), ApiError> {
+    let (size, _, _) = count_sums(&db.conn, None).await?;
+    if size <= MAX_VOCABULARY as i64 {
+        return Ok(());
     }
+    let tx = db.begin_write().await?;
+    totals_for_update(&*tx).await?;
+    prune(&*tx).await?;
+    tx.commit().await?;
     Ok(())
 }
 

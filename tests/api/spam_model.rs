@@ -1,11 +1,12 @@
 //! The learned spam model: learning from decisions and taking it back, the minimum
 //! number of examples, the threshold, the summary and the rebuild.
 
+use futures_util::{stream, StreamExt};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tally::{domain::ModerationMode, service::spam};
 
-use crate::helpers::{assert_problem, error_fields, spawn_app, TestApp};
+use crate::helpers::{assert_problem, error_fields, spawn_app, spawn_app_with, TestApp};
 
 const SPAM: &str = "Cheap pills and casino bonus at https://pills.example/buy now";
 const HAM: &str = "Thanks for the careful article, the second chart helped me";
@@ -287,4 +288,82 @@ async fn the_vocabulary_is_pruned_to_its_cap_keeping_the_totals_equal_to_the_kep
     // Taking the lesson back after the prune still leaves consistent counts.
     decide(&app, &id, "reject").await;
     assert_eq!(token_count(&app, "kept1", "ham").await, 5);
+}
+
+#[tokio::test]
+async fn after_concurrent_decisions_the_model_equals_a_rebuild_from_the_stored_lessons() {
+    // Decisions teach the model's shared rows (totals, tokens) at the end of their
+    // transactions, in one order: many at once, on the same comments and in every
+    // direction, must leave the model a rebuild would make, and no decision failed.
+    let app = spawn_app_with(|s| {
+        s.db_max_connections = 12;
+        s.workers = Some(2);
+    })
+    .await;
+    let words = ["pills", "casino", "chart", "careful", "bonus", "thanks"];
+    let mut ids = vec![];
+    for n in 0..24 {
+        let body = format!(
+            "{} {} and {} number {n} https://site{}.example/x",
+            words[n % 6],
+            words[(n / 2) % 6],
+            words[(n / 3) % 6],
+            n % 4
+        );
+        let c = app
+            .comment("a-1", &format!("u-{}", n % 5), &body, None)
+            .await;
+        ids.push(c["id"].as_str().unwrap().to_owned());
+    }
+    let verdicts = ["approve", "spam", "reject"];
+    let mut seed: u64 = 21;
+    let decisions: Vec<(String, &str, String)> = (0..240)
+        .map(|i| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let id = ids[((seed >> 33) % ids.len() as u64) as usize].clone();
+            (
+                id,
+                verdicts[((seed >> 20) % 3) as usize],
+                format!("mod-{}", i % 4),
+            )
+        })
+        .collect();
+    let statuses: Vec<u16> = stream::iter(decisions)
+        .map(|(id, verdict, moderator)| {
+            let app = &app;
+            async move {
+                app.decide(&moderator, &id, &json!({"action": verdict}))
+                    .await
+                    .status()
+                    .as_u16()
+            }
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    assert!(
+        statuses.iter().all(|s| *s == 200),
+        "every decision succeeds: {statuses:?}"
+    );
+    let incremental = spam::load(&app.db).await.unwrap();
+    assert!(
+        incremental.spam_docs + incremental.ham_docs > 0,
+        "it learned"
+    );
+
+    let res = app
+        .post(
+            "/api/v1/admin/model/rebuild",
+            Some(&app.admin("admin-1")),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(spam::load(&app.db).await.unwrap(), incremental);
+    // One example per comment whose last decision taught one.
+    let lessons = app.scalar("SELECT COUNT(*) FROM spam_lessons").await;
+    assert_eq!(incremental.spam_docs + incremental.ham_docs, lessons);
+    app.assert_counters_match_recounts().await;
 }
