@@ -6,17 +6,23 @@
 //! events only if it succeeded. Just before the COMMIT, `counters::apply_deferred`
 //! writes the counters, the log entries and then the events into the `events` table
 //! (the outbox), in the same transaction as the change: an event exists exactly when its
-//! write committed. On PostgreSQL it first takes a transaction-scoped advisory lock (the
-//! last lock of every write, held until the COMMIT), so outbox ids grow in commit order
-//! across every writer and instance, and it NOTIFYs `tally_events` (payload
-//! `<schema>:<max id>`) in the same transaction. SQLite has one writer at a time, so its
-//! ids are in commit order anyway.
+//! write committed. On PostgreSQL it also NOTIFYs `tally_events` (payload
+//! `<schema>:<max id>`) in the same transaction. Ids are taken just before the COMMIT:
+//! on SQLite (one writer at a time) they are in commit order; on PostgreSQL two
+//! transactions committing at the same moment may commit in the other order than their
+//! ids, and a rolled-back transaction leaves an unused id. A reader by id therefore
+//! treats a missing id below one it has seen as "committing now" for a moment
+//! ([`GAP_GRACE`]) before it skips it (as the pump does). A global lock would give
+//! commit order, but it serialises every COMMIT of every instance: measured, it made
+//! concurrent decisions on PostgreSQL run out of pool connections.
 //!
 //! **Who listens.** After the COMMIT returned, `WriteTx::commit` publishes the batch's
 //! events on this instance's [`EventBus`] before any caller is answered:
 //! - synchronous listeners ([`EventBus::on_event`]) run first, inline: the caches
 //!   (aggregates, pages, policies, the spam model) invalidate there, so a client that
-//!   wrote reads its write back, and no handler touches a cache;
+//!   wrote reads its write back, and no handler touches a cache (the `ratings/top`
+//!   answers are the exception on purpose: an expensive ranking the contract lets be
+//!   up to 60 s old, see `top`);
 //! - then every [`EventBus::subscribe`]r (a `tokio::sync::broadcast` of
 //!   `Arc<StoredEvent>`) gets them: webhooks, live streams.
 //!
@@ -28,15 +34,16 @@
 //! outbox instead. So a write through instance A reaches instance B's caches within a
 //! notification's round trip, and cache lifetimes can be long.
 //!
-//! Order: events of this instance reach the bus in commit order; events of other
-//! instances arrive when the pump reads them, possibly after a later local one. For a
-//! total order, read the outbox by id ([`read_after`]). Rows are purged by age
+//! Order: each event reaches the bus once. Events of this instance arrive in commit
+//! order; events of other instances when the pump reads them, possibly after a later
+//! local one. For an order, read the outbox by id ([`read_after`], minding the gaps
+//! above). Rows are purged by age
 //! ([`purge_periodically`], `TALLY_EVENTS_RETENTION_DAYS`, default 7).
 
 use std::{
     collections::BTreeSet,
     sync::{Arc, Mutex, RwLock},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use chrono::{DateTime, Utc};
@@ -208,7 +215,7 @@ impl Event {
     }
 }
 
-/// An event as committed: its outbox id (growing in commit order) and time.
+/// An event as committed: its outbox id (see the module doc on their order) and time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StoredEvent {
     pub id: i64,
@@ -246,13 +253,6 @@ pub(crate) async fn insert(
         return Ok(Vec::new());
     }
     let postgres = conn.get_database_backend() == DbBackend::Postgres;
-    if postgres {
-        // Held until the COMMIT: ids are handed out in commit order (see the module doc).
-        conn.execute_unprepared(
-            "SELECT pg_advisory_xact_lock(hashtext('tally events ' || current_schema()))",
-        )
-        .await?;
-    }
     let at = super::now();
     let rows = events
         .iter()
@@ -323,13 +323,55 @@ pub struct EventBus {
     seen: Mutex<Seen>,
 }
 
-/// What the pump has read, and what this instance published itself beyond that.
+/// What this instance has published: everything up to `cursor`, and `above` it.
 #[derive(Default)]
 struct Seen {
-    /// Every event up to this id has been published here.
+    /// Every event up to this id has been published here (or its id was never used).
     cursor: i64,
-    /// Ids above `cursor` this instance published at its own commits.
-    local: BTreeSet<i64>,
+    /// Ids above `cursor` published here (at this instance's commits, or read).
+    above: BTreeSet<i64>,
+    /// When the first missing id after `cursor` was noticed.
+    gap_since: Option<Instant>,
+}
+
+/// How long a missing id below a published one is waited for before the cursor moves
+/// past it. An id is taken just before its transaction's COMMIT, so a transaction with
+/// a lower id commits at most a moment after one with a higher id; an id that is still
+/// missing after this long belongs to a transaction that rolled back.
+pub const GAP_GRACE: Duration = Duration::from_secs(10);
+
+impl Seen {
+    /// Takes `events` (ids not published here yet) and moves the cursor.
+    fn take<E: std::ops::Deref<Target = StoredEvent>>(&mut self, events: Vec<E>) -> Vec<E> {
+        let cursor = self.cursor;
+        let fresh: Vec<E> = events
+            .into_iter()
+            .filter(|e| e.id > cursor && !self.above.contains(&e.id))
+            .collect();
+        self.above.extend(fresh.iter().map(|e| e.id));
+        self.advance();
+        fresh
+    }
+
+    fn advance(&mut self) {
+        loop {
+            while self.above.remove(&(self.cursor + 1)) {
+                self.cursor += 1;
+                self.gap_since = None;
+            }
+            let Some(&next) = self.above.first() else {
+                self.gap_since = None;
+                return;
+            };
+            let since = *self.gap_since.get_or_insert_with(Instant::now);
+            if since.elapsed() < GAP_GRACE {
+                return;
+            }
+            // Ids never committed (rolled back): nothing to wait for.
+            self.cursor = next - 1;
+            self.gap_since = None;
+        }
+    }
 }
 
 impl Default for EventBus {
@@ -393,33 +435,24 @@ impl EventBus {
         if events.is_empty() {
             return;
         }
-        let events: Vec<Arc<StoredEvent>> = {
-            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-            let cursor = seen.cursor;
-            // The pump may have read (and published) them already, from our own NOTIFY.
-            let events: Vec<_> = events.into_iter().filter(|e| e.id > cursor).collect();
-            seen.local.extend(events.iter().map(|e| e.id));
-            events
-        };
+        // The pump may have read (and published) them already, from our own NOTIFY.
+        let events = self
+            .seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take(events);
         self.deliver(&events);
     }
 
     /// Publishes what the pump read from the outbox (oldest first), less what was
-    /// published here already, and moves the cursor past it.
+    /// published here already, and moves the cursor.
     fn publish_read(&self, events: Vec<StoredEvent>) {
-        let fresh: Vec<Arc<StoredEvent>> = {
-            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-            let cursor = seen.cursor;
-            let last = events.last().map_or(cursor, |e| e.id.max(cursor));
-            let fresh = events
-                .into_iter()
-                .filter(|e| e.id > cursor && !seen.local.contains(&e.id))
-                .map(Arc::new)
-                .collect();
-            seen.cursor = last;
-            seen.local.retain(|l| *l > last);
-            fresh
-        };
+        let events = events.into_iter().map(Arc::new).collect();
+        let fresh = self
+            .seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take(events);
         self.deliver(&fresh);
     }
 
@@ -428,7 +461,8 @@ impl EventBus {
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         seen.cursor = seen.cursor.max(id);
         let cursor = seen.cursor;
-        seen.local.retain(|l| *l > cursor);
+        seen.above.retain(|l| *l > cursor);
+        seen.advance();
     }
 }
 
@@ -450,13 +484,16 @@ const LISTEN_SAFETY_NET: Duration = Duration::from_secs(30);
 pub async fn catch_up(db: &Db) -> Result<usize, ApiError> {
     let mut total = 0;
     loop {
-        let events = read_after(&db.conn, db.events().cursor(), READ_BATCH).await?;
+        let cursor = db.events().cursor();
+        let events = read_after(&db.conn, cursor, READ_BATCH).await?;
         let n = events.len();
         total += n;
         if n > 0 {
             db.events().publish_read(events);
         }
-        if (n as u64) < READ_BATCH {
+        // More to read only if a full batch came and the cursor moved (behind a gap it
+        // waits, see `GAP_GRACE`).
+        if (n as u64) < READ_BATCH || db.events().cursor() == cursor {
             return Ok(total);
         }
     }
@@ -658,5 +695,44 @@ pub fn comment_edited(c: &crate::entity::comment::Model) -> Event {
         comment_id: c.id.clone(),
         article_id: c.article_id.clone(),
         status: c.status.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(id: i64) -> Arc<StoredEvent> {
+        Arc::new(StoredEvent {
+            id,
+            created_at: Utc::now(),
+            event: Event::SpamModelChanged,
+        })
+    }
+
+    fn ids(events: &[Arc<StoredEvent>]) -> Vec<i64> {
+        events.iter().map(|e| e.id).collect()
+    }
+
+    #[test]
+    fn each_id_is_taken_once_and_the_cursor_waits_at_a_gap() {
+        let mut seen = Seen::default();
+        assert_eq!(ids(&seen.take(vec![at(1), at(3)])), [1, 3]);
+        assert_eq!(seen.cursor, 1, "2 may still be committing");
+        assert_eq!(ids(&seen.take(vec![at(3)])), Vec::<i64>::new(), "3 again");
+        assert_eq!(ids(&seen.take(vec![at(2), at(3), at(4)])), [2, 4]);
+        assert_eq!(seen.cursor, 4);
+        assert!(seen.above.is_empty());
+    }
+
+    #[test]
+    fn a_gap_older_than_the_grace_is_skipped() {
+        let mut seen = Seen::default();
+        seen.take(vec![at(2)]);
+        assert_eq!(seen.cursor, 0);
+        seen.gap_since = Instant::now().checked_sub(GAP_GRACE + Duration::from_secs(1));
+        seen.advance();
+        assert_eq!(seen.cursor, 2);
+        assert!(seen.gap_since.is_none());
     }
 }

@@ -268,7 +268,7 @@ async fn comments_edits_decisions_and_flags_show_through_the_other_instance() {
     let first_id = first["id"].as_str().unwrap().to_owned();
     assert_eq!(
         page_ids(&json_at(&app, peer.url(PAGE), None).await),
-        [first_id.clone()]
+        std::slice::from_ref(&first_id)
     );
 
     // A comment.
@@ -297,7 +297,7 @@ async fn comments_edits_decisions_and_flags_show_through_the_other_instance() {
         .await;
     assert_eq!(res.status(), StatusCode::OK);
     eventually!("a decision", {
-        page_ids(&json_at(&app, peer.url(PAGE), None).await) == [first_id.clone()]
+        page_ids(&json_at(&app, peer.url(PAGE), None).await) == std::slice::from_ref(&first_id)
     });
 
     // A flag that reaches the threshold hides the comment.
