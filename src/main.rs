@@ -13,7 +13,8 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init(&settings.log);
+    // Flushes the log lines still queued when main returns.
+    let _log_guard = telemetry::init(&settings.log);
     // A misspelt variable would otherwise be ignored in silence.
     let names: Vec<String> = std::env::vars_os()
         .filter_map(|(k, _)| k.into_string().ok())
