@@ -56,6 +56,14 @@ pub struct Settings {
     /// been received (PostgreSQL's `statement_timeout` too); past it the request gets
     /// 503 `unavailable` (0: no bound).
     pub db_timeout_ms: u64,
+    /// `TALLY_WEBHOOK_ALLOW_PRIVATE`: webhook and external-moderation URLs may name
+    /// loopback, private and other non-public addresses.
+    pub webhook_allow_private: bool,
+    /// `TALLY_EXTERNAL_MODERATION_SECRET`: signs the external moderation call.
+    pub external_moderation_secret: Option<String>,
+    /// `TALLY_WEBHOOK_RETRY_BASE_MS`: the first retry's delay; each next one doubles,
+    /// up to an hour (tests shorten it).
+    pub webhook_retry_base_ms: u64,
 }
 
 /// How tokens are verified. At most one of `secret` and `public_key_file` is set; with
@@ -107,6 +115,9 @@ impl Default for Settings {
             redis_url: None,
             request_timeout_ms: 5_000,
             db_timeout_ms: 5_000,
+            webhook_allow_private: false,
+            external_moderation_secret: None,
+            webhook_retry_base_ms: 1_000,
         }
     }
 }
@@ -235,6 +246,19 @@ impl Settings {
                 d.db_timeout_ms,
                 parse_num,
             )?,
+            webhook_allow_private: parse_or(
+                "TALLY_WEBHOOK_ALLOW_PRIVATE",
+                get("TALLY_WEBHOOK_ALLOW_PRIVATE"),
+                d.webhook_allow_private,
+                parse_bool,
+            )?,
+            external_moderation_secret: get("TALLY_EXTERNAL_MODERATION_SECRET"),
+            webhook_retry_base_ms: parse_or(
+                "TALLY_WEBHOOK_RETRY_BASE_MS",
+                get("TALLY_WEBHOOK_RETRY_BASE_MS"),
+                d.webhook_retry_base_ms,
+                parse_num,
+            )?,
         })
     }
 }
@@ -301,6 +325,9 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ("TALLY_REQUEST_TIMEOUT_MS", "5000", "time to send a request's head, then its body (408 past it)"),
     ("TALLY_DB_TIMEOUT_MS", "5000", "time a request may wait for the database (503 past it; 0: no bound)"),
     ("TALLY_CORS_ORIGINS", "*", "origins allowed to call the API from a browser"),
+    ("TALLY_WEBHOOK_ALLOW_PRIVATE", "false", "allow webhook and external-moderation URLs on private or loopback addresses"),
+    ("TALLY_EXTERNAL_MODERATION_SECRET", "none", "secret that signs the external moderation call"),
+    ("TALLY_WEBHOOK_RETRY_BASE_MS", "1000", "first webhook retry delay, doubling up to 1 h (tests shorten it)"),
 ];
 
 /// The `--help` text listing [`VARIABLES`].

@@ -15,6 +15,7 @@
 //! - [`edge`]: the HTTP server, with actix-http's own bare error answers made problems.
 //! - [`deadline`]: bounded waits per request (the body's arrival: 408; the database: 503).
 //! - [`rate_limit`]: the per-caller write budget, a middleware on the routes readers write through.
+//! - [`outbound`]: outbound HTTP (webhooks, external moderation): signing, the address rule.
 //! - [`config`], [`startup`], [`telemetry`], [`metrics`], [`cli`]: settings, application
 //!   assembly, logs, Prometheus metrics, and the command line.
 
@@ -28,6 +29,7 @@ pub mod edge;
 pub mod entity;
 pub mod error;
 pub mod metrics;
+pub mod outbound;
 pub mod rate_limit;
 pub mod routes;
 pub mod service;

@@ -48,6 +48,12 @@ pub struct AppState {
     pub overlays: Arc<AggregateCache<Overlay>>,
     /// `GET /api/v1/ratings/top` answers, kept up to a minute.
     pub top: Arc<crate::service::top::TopCache>,
+    /// The external moderation hook's client (`service::external`).
+    pub external: crate::service::external::ExternalHook,
+    /// The outbound HTTP client (webhooks, the external hook), address rule built in.
+    pub outbound: crate::outbound::Outbound,
+    /// Wakes the webhook sender (`service::webhook_dispatch`) after a commit.
+    pub webhook_wake: Arc<tokio::sync::Notify>,
 }
 
 /// The stop signals, registered with the OS as soon as this is built.
@@ -100,6 +106,8 @@ pub struct Application {
     signals: Option<StopSignals>,
     pub keys: Arc<JwtKeys>,
     pub db: Db,
+    /// What the background webhook sender needs.
+    webhooks: (crate::outbound::Outbound, Duration, Arc<tokio::sync::Notify>),
 }
 
 impl Application {
@@ -140,7 +148,15 @@ impl Application {
         if let Some(limiter) = &write_limiter {
             limiter.warm_up().await;
         }
+        let outbound = crate::outbound::Outbound::new(settings.webhook_allow_private)
+            .map_err(StartError::Connect)?;
         let state = AppState {
+            external: crate::service::external::ExternalHook::new(
+                outbound.clone(),
+                settings.external_moderation_secret.clone(),
+            ),
+            outbound: outbound.clone(),
+            webhook_wake: Arc::default(),
             db: db.clone(),
             policies: PolicyCache::default(),
             write_limiter: write_limiter.map(Arc::new),
@@ -163,6 +179,11 @@ impl Application {
             top: Arc::default(),
             settings: Arc::new(settings),
         };
+        let webhooks = (
+            outbound,
+            Duration::from_millis(state.settings.webhook_retry_base_ms.max(1)),
+            state.webhook_wake.clone(),
+        );
         let server = run(listener, state, keys.clone(), workers)?;
         Ok(Application {
             port,
@@ -170,6 +191,7 @@ impl Application {
             signals: None,
             keys,
             db,
+            webhooks,
         })
     }
 
@@ -224,9 +246,17 @@ impl Application {
         let retention = tokio::spawn(crate::service::retention::purge_periodically(
             self.db.clone(),
         ));
+        let (outbound, retry_base, wake) = self.webhooks;
+        let webhooks = tokio::spawn(crate::service::webhook_dispatch::run(
+            self.db.clone(),
+            outbound,
+            retry_base,
+            wake,
+        ));
         let served = self.server.await;
         purge.abort();
         retention.abort();
+        webhooks.abort();
         served
     }
 }

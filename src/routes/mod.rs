@@ -15,6 +15,7 @@ pub mod paths;
 pub mod ratings;
 pub mod spam_model;
 pub mod votes;
+pub mod webhooks;
 
 use actix_web::{
     guard::{Guard, GuardContext},
@@ -73,6 +74,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/api/v1/comments/{id}/vote"),
     ("DELETE", "/api/v1/comments/{id}/vote"),
     ("GET", "/api/v1/ratings/top"),
+    ("POST", "/api/v1/admin/webhooks"),
+    ("GET", "/api/v1/admin/webhooks"),
+    ("DELETE", "/api/v1/admin/webhooks/{id}"),
+    ("GET", "/api/v1/admin/webhooks/{id}/deliveries"),
 ];
 
 /// The `Allow` header of a route pattern (`GET, PUT, DELETE`), for 405 answers.
@@ -233,6 +238,16 @@ fn api_scope() -> actix_web::Scope {
         )
         .service(api("/api/v1/moderation/model").route(on(Method::GET).to(spam_model::model)))
         .service(api("/api/v1/admin/model/rebuild").route(on(Method::POST).to(spam_model::rebuild)))
+        .service(
+            api("/api/v1/admin/webhooks")
+                .route(on(Method::POST).to(webhooks::create))
+                .route(on(Method::GET).to(webhooks::list)),
+        )
+        .service(api("/api/v1/admin/webhooks/{id}").route(on(Method::DELETE).to(webhooks::delete)))
+        .service(
+            api("/api/v1/admin/webhooks/{id}/deliveries")
+                .route(on(Method::GET).to(webhooks::deliveries)),
+        )
 }
 
 async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {

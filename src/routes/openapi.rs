@@ -126,6 +126,10 @@ comment goes back to `pending` until a moderator decides."#;
         votes::put_vote,
         votes::delete_vote,
         votes::top,
+        super::webhooks::create,
+        super::webhooks::list,
+        super::webhooks::delete,
+        super::webhooks::deliveries,
     ),
     components(
         // Those named only by parameters (bodies and responses bring in their own).

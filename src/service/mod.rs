@@ -11,6 +11,7 @@ pub mod comments;
 pub mod connect;
 pub mod counters;
 pub mod db;
+pub mod external;
 pub mod flags;
 pub mod group_commit;
 pub mod idempotency;
@@ -27,6 +28,8 @@ pub mod singleton;
 pub mod spam;
 pub mod top;
 pub mod votes;
+pub mod webhook_dispatch;
+pub mod webhooks;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::{
