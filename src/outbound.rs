@@ -8,7 +8,7 @@
 //! (DNS rebinding). `TALLY_WEBHOOK_ALLOW_PRIVATE=true` turns both off.
 
 use std::{
-    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    net::{IpAddr, Ipv4Addr, SocketAddr},
     sync::Arc,
     time::Duration,
 };
@@ -152,6 +152,15 @@ impl Resolve for PublicOnly {
     }
 }
 
+/// Makes rustls's aws-lc backend the process default. reqwest is built without its
+/// ring provider (nothing else links ring), so a client built without a preconfigured
+/// TLS set-up (tests, the bench) needs a default; `Outbound` itself brings its own.
+/// Idempotent.
+pub fn install_crypto_provider() {
+    // Err only when one is installed already, which is what we want anyway.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
 /// The HTTP client for outbound calls, with the address rule built in.
 #[derive(Clone)]
 pub struct Outbound {
@@ -163,6 +172,7 @@ impl Outbound {
     /// No redirects, no proxy, HTTP/1, `ATTEMPT_TIMEOUT` per attempt, rustls on the
     /// aws-lc backend with the webpki roots.
     pub fn new(allow_private: bool) -> Result<Self, String> {
+        install_crypto_provider();
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let roots = rustls::RootCertStore {
             roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),

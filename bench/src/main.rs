@@ -31,6 +31,7 @@ use cli::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    tally::outbound::install_crypto_provider();
     let result = match cli.command {
         Some(Command::CeilingStatic { bind }) => ceiling::serve_static(&bind),
         Some(Command::CeilingSqlitePk { bind, db, rows }) => ceiling::serve_pk(&bind, &db, rows),

@@ -81,7 +81,7 @@ pub struct Policy {
     /// (http or https; a non-public address is refused unless
     /// `TALLY_WEBHOOK_ALLOW_PRIVATE=true`); `null` (or absent): no call.
     #[serde(default)]
-    #[schema(required = true, format = Uri, max_length = 2000)]
+    #[schema(required = true, max_length = 2000)]
     pub external_moderation_url: Option<String>,
     /// How long the external moderation call may take, in milliseconds (1–10000).
     #[serde(default = "default_external_timeout_ms")]

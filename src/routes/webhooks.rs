@@ -25,7 +25,7 @@ use crate::{
 pub struct WebhookBody {
     /// Where deliveries are POSTed: http or https, a public address unless
     /// `TALLY_WEBHOOK_ALLOW_PRIVATE=true`.
-    #[schema(format = Uri, max_length = 2000)]
+    #[schema(max_length = 2000)]
     pub url: String,
     /// Event types (`comment.created`, `comment.published`, `comment.status_changed`,
     /// `comment.flagged`, `rating.changed`), or `["*"]` for all.

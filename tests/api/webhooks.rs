@@ -358,3 +358,78 @@ async fn events_committed_before_a_kill_9_are_delivered_after_the_restart_exactl
     let status = crate::cli::sigterm_and_wait(&mut second.child).await;
     assert!(status.success());
 }
+
+/// The Python receiver of `tests/receivers/verify_webhook.py`, stopped when dropped.
+struct PythonReceiver {
+    child: std::process::Child,
+    port: u16,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+}
+
+impl PythonReceiver {
+    fn start(secret: &str) -> PythonReceiver {
+        use std::io::{BufRead, BufReader};
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/receivers/verify_webhook.py");
+        let mut child = std::process::Command::new("python3")
+            .arg(script)
+            .arg(secret)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 runs the receiver");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let port: u16 = lines.next().unwrap().unwrap().trim().parse().unwrap();
+        let got = std::sync::Arc::new(std::sync::Mutex::new(vec![]));
+        let sink = got.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                sink.lock().unwrap().push(serde_json::from_str(&line).unwrap());
+            }
+        });
+        PythonReceiver {
+            child,
+            port,
+            lines: got,
+        }
+    }
+}
+
+impl Drop for PythonReceiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn an_independent_python_receiver_verifies_every_signature() {
+    let app = private_app().await;
+    // The secret is known once the webhook exists, and the receiver needs it to start:
+    // create the webhook, start the receiver with its secret, then aim the webhook at it.
+    let hook = create_hook(&app, "http://127.0.0.1:9/placeholder", json!(["*"])).await;
+    let secret = hook["secret"].as_str().unwrap().to_owned();
+    let receiver = PythonReceiver::start(&secret);
+    let url = format!("http://127.0.0.1:{}/hook", receiver.port);
+    let sql = format!(
+        "UPDATE webhooks SET url = '{url}' WHERE id = '{}'",
+        hook["id"].as_str().unwrap()
+    );
+    sea_orm::ConnectionTrait::execute_unprepared(&app.db, &sql)
+        .await
+        .unwrap();
+    let c = app.comment("a-1", "u-1", "Verify me in Python", None).await;
+    app.rate("a-1", "u-1", 5).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let got = loop {
+        let got = receiver.lines.lock().unwrap().clone();
+        if got.len() >= 3 || tokio::time::Instant::now() > deadline {
+            break got;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert!(got.iter().all(|l| l["ok"] == true), "{got:?}");
+    let mut kinds: Vec<&str> = got.iter().map(|l| l["type"].as_str().unwrap()).collect();
+    kinds.sort();
+    assert_eq!(kinds, ["comment.created", "comment.published", "rating.changed"]);
+    assert!(c["id"].is_string());
+}
