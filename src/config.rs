@@ -56,6 +56,14 @@ pub struct Settings {
     /// been received (PostgreSQL's `statement_timeout` too); past it the request gets
     /// 503 `unavailable` (0: no bound).
     pub db_timeout_ms: u64,
+    /// `TALLY_EVENTS_POLL_MS`: how other instances' writes reach this one's caches
+    /// (`service::events`). 0: LISTEN/NOTIFY on PostgreSQL (polling every second while
+    /// LISTEN fails), polling every 500 ms on SQLite; more than 0: poll the outbox that
+    /// often (behind a pooler in transaction mode, where LISTEN does not work).
+    pub events_poll_ms: u64,
+    /// `TALLY_EVENTS_RETENTION_DAYS`: how long committed events stay in the outbox
+    /// (for webhooks and live streams to deliver from); 0 keeps them forever.
+    pub events_retention_days: u64,
     /// `TALLY_WEBHOOK_ALLOW_PRIVATE`: webhook and external-moderation URLs may name
     /// loopback, private and other non-public addresses.
     pub webhook_allow_private: bool,
@@ -108,13 +116,15 @@ impl Default for Settings {
             db_max_connections: 16,
             db_acquire_timeout_secs: 3,
             aggregate_cache_entries: 10_000,
-            aggregate_cache_ttl_ms: 1_000,
+            aggregate_cache_ttl_ms: 60_000,
             page_cache_entries: 1_000,
-            page_cache_ttl_ms: 1_000,
+            page_cache_ttl_ms: 60_000,
             cors_origins: crate::cors::CorsOrigins::Any,
             redis_url: None,
             request_timeout_ms: 5_000,
             db_timeout_ms: 5_000,
+            events_poll_ms: 0,
+            events_retention_days: 7,
             webhook_allow_private: false,
             external_moderation_secret: None,
             webhook_retry_base_ms: 1_000,
@@ -246,6 +256,18 @@ impl Settings {
                 d.db_timeout_ms,
                 parse_num,
             )?,
+            events_poll_ms: parse_or(
+                "TALLY_EVENTS_POLL_MS",
+                get("TALLY_EVENTS_POLL_MS"),
+                d.events_poll_ms,
+                parse_num,
+            )?,
+            events_retention_days: parse_or(
+                "TALLY_EVENTS_RETENTION_DAYS",
+                get("TALLY_EVENTS_RETENTION_DAYS"),
+                d.events_retention_days,
+                parse_num,
+            )?,
             webhook_allow_private: parse_or(
                 "TALLY_WEBHOOK_ALLOW_PRIVATE",
                 get("TALLY_WEBHOOK_ALLOW_PRIVATE"),
@@ -319,12 +341,14 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ("TALLY_DB_MAX_CONNECTIONS", "16", "database pool size"),
     ("TALLY_DB_ACQUIRE_TIMEOUT_SECS", "3", "wait for a database connection before answering 503"),
     ("TALLY_AGGREGATE_CACHE_ENTRIES", "10000", "rating aggregates kept in memory (0: no cache)"),
-    ("TALLY_AGGREGATE_CACHE_TTL_MS", "1000", "how long a cached aggregate may be served"),
+    ("TALLY_AGGREGATE_CACHE_TTL_MS", "60000", "how long a cached aggregate may be served (writes through any instance invalidate it at once)"),
     ("TALLY_PAGE_CACHE_ENTRIES", "1000", "anonymous comment pages kept in memory (0: no cache)"),
-    ("TALLY_PAGE_CACHE_TTL_MS", "1000", "how long a cached page may be served"),
+    ("TALLY_PAGE_CACHE_TTL_MS", "60000", "how long a cached page may be served (writes through any instance invalidate it at once)"),
     ("TALLY_REQUEST_TIMEOUT_MS", "5000", "time to send a request's head, then its body (408 past it)"),
     ("TALLY_DB_TIMEOUT_MS", "5000", "time a request may wait for the database (503 past it; 0: no bound)"),
     ("TALLY_CORS_ORIGINS", "*", "origins allowed to call the API from a browser"),
+    ("TALLY_EVENTS_POLL_MS", "0", "0: other instances' writes arrive by LISTEN/NOTIFY (PostgreSQL) or a 500 ms poll (SQLite); N: poll the outbox every N ms"),
+    ("TALLY_EVENTS_RETENTION_DAYS", "7", "days committed events stay in the outbox (0: forever)"),
     ("TALLY_WEBHOOK_ALLOW_PRIVATE", "false", "allow webhook and external-moderation URLs on private or loopback addresses"),
     ("TALLY_EXTERNAL_MODERATION_SECRET", "none", "secret that signs the external moderation call"),
     ("TALLY_WEBHOOK_RETRY_BASE_MS", "1000", "first webhook retry delay, doubling up to 1 h (tests shorten it)"),
@@ -468,9 +492,9 @@ mod tests {
         assert!(s.migrate);
         assert!(s.jwt.secret.is_none());
         assert_eq!(s.aggregate_cache_entries, 10_000);
-        assert_eq!(s.aggregate_cache_ttl_ms, 1_000);
+        assert_eq!(s.aggregate_cache_ttl_ms, 60_000);
         assert_eq!(s.page_cache_entries, 1_000);
-        assert_eq!(s.page_cache_ttl_ms, 1_000);
+        assert_eq!(s.page_cache_ttl_ms, 60_000);
     }
 
     #[test]

@@ -52,8 +52,6 @@ pub struct AppState {
     pub external: crate::service::external::ExternalHook,
     /// The outbound HTTP client (webhooks, the external hook), address rule built in.
     pub outbound: crate::outbound::Outbound,
-    /// Wakes the webhook sender (`service::webhook_dispatch`) after a commit.
-    pub webhook_wake: Arc<tokio::sync::Notify>,
 }
 
 /// The stop signals, registered with the OS as soon as this is built.
@@ -106,8 +104,12 @@ pub struct Application {
     signals: Option<StopSignals>,
     pub keys: Arc<JwtKeys>,
     pub db: Db,
+    /// How other instances' events reach this one (`service::events::pump`).
+    pump: crate::service::events::PumpMode,
+    /// How long events stay in the outbox (`None`: forever).
+    events_retention: Option<Duration>,
     /// What the background webhook sender needs.
-    webhooks: (crate::outbound::Outbound, Duration, Arc<tokio::sync::Notify>),
+    webhooks: (crate::outbound::Outbound, Duration),
 }
 
 impl Application {
@@ -156,7 +158,6 @@ impl Application {
                 settings.external_moderation_secret.clone(),
             ),
             outbound: outbound.clone(),
-            webhook_wake: Arc::default(),
             db: db.clone(),
             policies: PolicyCache::default(),
             write_limiter: write_limiter.map(Arc::new),
@@ -179,10 +180,15 @@ impl Application {
             top: Arc::default(),
             settings: Arc::new(settings),
         };
+        invalidate_from_events(&state);
+        let pump = pump_mode(&state.settings, db.backend());
+        let events_retention = match state.settings.events_retention_days {
+            0 => None,
+            days => Some(Duration::from_secs(days.saturating_mul(86_400))),
+        };
         let webhooks = (
             outbound,
             Duration::from_millis(state.settings.webhook_retry_base_ms.max(1)),
-            state.webhook_wake.clone(),
         );
         let server = run(listener, state, keys.clone(), workers)?;
         Ok(Application {
@@ -191,6 +197,8 @@ impl Application {
             signals: None,
             keys,
             db,
+            pump,
+            events_retention,
             webhooks,
         })
     }
@@ -246,18 +254,59 @@ impl Application {
         let retention = tokio::spawn(crate::service::retention::purge_periodically(
             self.db.clone(),
         ));
-        let (outbound, retry_base, wake) = self.webhooks;
+        let pump = tokio::spawn(crate::service::events::pump(self.db.clone(), self.pump));
+        let outbox_purge = self.events_retention.map(|keep| {
+            tokio::spawn(crate::service::events::purge_periodically(
+                self.db.clone(),
+                keep,
+            ))
+        });
+        let (outbound, retry_base) = self.webhooks;
         let webhooks = tokio::spawn(crate::service::webhook_dispatch::run(
             self.db.clone(),
             outbound,
             retry_base,
-            wake,
         ));
         let served = self.server.await;
         purge.abort();
         retention.abort();
+        pump.abort();
+        if let Some(p) = outbox_purge {
+            p.abort();
+        }
         webhooks.abort();
         served
+    }
+}
+
+/// The caches forget what committed events changed, through this instance or another
+/// (`service::events`): no handler touches a cache. Pages keyed by the write epoch
+/// retire themselves (`Db` bumps it at every event).
+fn invalidate_from_events(state: &AppState) {
+    use crate::service::events::Event;
+    let (aggregates, policies) = (state.aggregates.clone(), state.policies.clone());
+    state.db.events().on_event(move |e| {
+        if let Some(article) = e.event.article_id() {
+            aggregates.invalidate(article);
+        }
+        match e.event {
+            Event::SettingsChanged { .. } => policies.invalidate(),
+            Event::SpamModelChanged => policies.spam().invalidate(),
+            _ => {}
+        }
+    });
+}
+
+/// How this instance hears of other instances' writes (`Settings::events_poll_ms`).
+fn pump_mode(settings: &Settings, backend: sea_orm::DbBackend) -> crate::service::events::PumpMode {
+    use crate::service::events::PumpMode;
+    match (settings.events_poll_ms, backend) {
+        (0, sea_orm::DbBackend::Postgres) => PumpMode::Listen {
+            url: settings.database_url.clone(),
+            fallback: Duration::from_secs(1),
+        },
+        (0, _) => PumpMode::Poll(Duration::from_millis(500)),
+        (ms, _) => PumpMode::Poll(Duration::from_millis(ms)),
     }
 }
 

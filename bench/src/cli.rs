@@ -40,6 +40,9 @@ pub enum Command {
     /// directions over 200 comments, 64 at a time, on each backend; prints statuses,
     /// 5xx, p50/p99 and PostgreSQL's p99 over SQLite's.
     ConcurrentDecisions(DecisionsArgs),
+    /// Cross-instance visibility (issue 18): rating writes through one tally instance,
+    /// each polled through a second until shown; p50/p90/p99 per backend.
+    CrossInstance(CrossArgs),
     /// The learned spam model's evaluation on a labelled corpus (see `spam_eval`;
     /// `bench/spam-eval.sh` installs the corpus and runs it).
     SpamEval(SpamEvalArgs),
@@ -61,6 +64,24 @@ pub struct SpamEvalArgs {
     /// The setting `spam_min_examples`.
     #[arg(long, default_value_t = 20)]
     pub min_examples: u32,
+}
+
+/// Options of `tally-bench cross-instance` (see `cross`).
+#[derive(Debug, Clone, Args)]
+pub struct CrossArgs {
+    /// Backends to run, in order.
+    #[arg(long, value_delimiter = ',', default_value = "postgres")]
+    pub backends: Vec<Backend>,
+    /// Writes, one after the other, each by a new reader.
+    #[arg(long, default_value_t = 200)]
+    pub writes: u32,
+    /// A PostgreSQL database the harness can connect to (it creates a throwaway one
+    /// next to it and drops it at the end).
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
+    pub pg_url: String,
+    /// The tally release binary (default: `tally` next to this binary).
+    #[arg(long)]
+    pub tally_bin: Option<PathBuf>,
 }
 
 /// Options of `tally-bench concurrent-decisions` (see `decisions`).

@@ -130,7 +130,7 @@ pub fn render(args: &DecisionsArgs, runs: &[DecisionRun]) -> String {
     out
 }
 
-fn pg_url_with_db(url: &str, name: &str) -> String {
+pub(crate) fn pg_url_with_db(url: &str, name: &str) -> String {
     let (base, query) = match url.split_once('?') {
         Some((b, q)) => (b, format!("?{q}")),
         None => (url, String::new()),
@@ -142,7 +142,7 @@ fn pg_url_with_db(url: &str, name: &str) -> String {
     format!("{}/{name}{query}", &base[..host_end])
 }
 
-async fn admin_sql(url: &str, sql: &str) -> Result<(), String> {
+pub(crate) async fn admin_sql(url: &str, sql: &str) -> Result<(), String> {
     let mut opt = sea_orm::ConnectOptions::new(url.to_owned());
     opt.max_connections(1)
         .connect_timeout(Duration::from_secs(5))
@@ -156,9 +156,9 @@ async fn admin_sql(url: &str, sql: &str) -> Result<(), String> {
 }
 
 /// Drops the throwaway PostgreSQL database when the run ends, however it ends.
-struct PgDatabase {
-    admin_url: String,
-    name: String,
+pub(crate) struct PgDatabase {
+    pub(crate) admin_url: String,
+    pub(crate) name: String,
 }
 
 impl Drop for PgDatabase {

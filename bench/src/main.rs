@@ -10,10 +10,12 @@
 //! and recounts; [`ceiling`] the bare actix servers and the raw commit rate; [`wrk`]
 //! lua scripts, running wrk and parsing its output; [`proc`] child processes, readiness,
 //! RSS; [`report`] the machine header and the tables; [`decisions`] the concurrent
-//! decisions scenario (also `tally-bench concurrent-decisions` on its own).
+//! decisions scenario (also `tally-bench concurrent-decisions` on its own); [`cross`] the
+//! cross-instance visibility scenario (`tally-bench cross-instance`).
 
 mod ceiling;
 mod cli;
+mod cross;
 mod decisions;
 mod harness;
 mod proc;
@@ -36,6 +38,7 @@ fn main() -> ExitCode {
         Some(Command::CeilingStatic { bind }) => ceiling::serve_static(&bind),
         Some(Command::CeilingSqlitePk { bind, db, rows }) => ceiling::serve_pk(&bind, &db, rows),
         Some(Command::ConcurrentDecisions(args)) => decisions::main(args),
+        Some(Command::CrossInstance(args)) => cross::main(args),
         Some(Command::SpamEval(args)) => spam_eval::main(args),
         None => harness::main(cli.run),
     };

@@ -16,6 +16,7 @@ mod m20261206_000030_comment_claims;
 mod m20261206_000031_log_time_index;
 mod m20261206_000032_flag_weights;
 mod m20261206_000040_spam_model;
+mod m20261207_000010_events;
 mod m20261207_000020_webhooks;
 
 pub struct Migrator;
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000031_log_time_index::Migration),
             Box::new(m20261206_000032_flag_weights::Migration),
             Box::new(m20261206_000040_spam_model::Migration),
+            Box::new(m20261207_000010_events::Migration),
             Box::new(m20261207_000020_webhooks::Migration),
         ]
     }

@@ -6,6 +6,7 @@ pub mod ban;
 pub mod comment;
 pub mod comment_claim;
 pub mod comment_vote;
+pub mod event;
 pub mod flag;
 pub mod flagger_record;
 pub mod idempotency_key;

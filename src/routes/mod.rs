@@ -9,6 +9,7 @@ pub mod extract;
 pub mod flags;
 pub mod frontend;
 pub mod health;
+pub mod live;
 pub mod moderation;
 pub mod openapi;
 pub mod paths;
@@ -77,6 +78,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/admin/webhooks"),
     ("GET", "/api/v1/admin/webhooks"),
     ("DELETE", "/api/v1/admin/webhooks/{id}"),
+    ("GET", "/api/v1/moderation/events"),
     ("GET", "/api/v1/admin/webhooks/{id}/deliveries"),
 ];
 
@@ -244,6 +246,7 @@ fn api_scope() -> actix_web::Scope {
                 .route(on(Method::GET).to(webhooks::list)),
         )
         .service(api("/api/v1/admin/webhooks/{id}").route(on(Method::DELETE).to(webhooks::delete)))
+        .service(api("/api/v1/moderation/events").route(on(Method::GET).to(live::events)))
         .service(
             api("/api/v1/admin/webhooks/{id}/deliveries")
                 .route(on(Method::GET).to(webhooks::deliveries)),

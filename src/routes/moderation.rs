@@ -230,10 +230,8 @@ pub async fn decide(
     path: CommentIdPath,
     ApiJson(body): ApiJson<DecisionBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let item = moderation::decide(&state.db, &user, &path, body.into()).await;
-    // The decision taught the spam model: score the next comment with what it learned.
-    state.policies.spam().invalidate();
-    Ok(HttpResponse::Ok().json(item?))
+    let item = moderation::decide(&state.db, &user, &path, body.into()).await?;
+    Ok(HttpResponse::Ok().json(item))
 }
 
 /// A bulk body. Items stay raw JSON so that a bad item fails alone, not the request.
@@ -307,7 +305,6 @@ pub async fn decide_many(
         let comment_id = item_comment_id(raw).map(str::to_owned);
         results.push(BulkResult::of(comment_id, outcome));
     }
-    state.policies.spam().invalidate();
     Ok(HttpResponse::Ok().json(BulkResponse { results }))
 }
 

@@ -130,6 +130,7 @@ comment goes back to `pending` until a moderator decides."#;
         super::webhooks::list,
         super::webhooks::delete,
         super::webhooks::deliveries,
+        super::live::events,
     ),
     components(
         // Those named only by parameters (bodies and responses bring in their own).

@@ -141,11 +141,9 @@ pub async fn put_mine(
         state.settings.auto_create_articles,
         idempotent.as_ref(),
     )
-    .await;
-    // The service returns after COMMIT. Also on an error: a commit whose answer was lost
-    // must not leave the old aggregate served (a needless invalidation costs one miss).
-    state.aggregates.invalidate(id.as_str());
-    Ok(match outcome? {
+    .await?;
+    // The cached aggregate was invalidated by the write's event (`service::events`).
+    Ok(match outcome {
         Outcome::Done((view, true)) => HttpResponse::Created().json(view),
         Outcome::Done((view, false)) => HttpResponse::Ok().json(view),
         Outcome::Replay(stored) => replay(stored),
@@ -204,10 +202,7 @@ pub async fn delete_mine(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = article_id(&path)?;
-    let done = ratings::delete(&state.db, &user, &id).await;
-    // After COMMIT, and on an error too (see `put_mine`).
-    state.aggregates.invalidate(id.as_str());
-    done?;
+    ratings::delete(&state.db, &user, &id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

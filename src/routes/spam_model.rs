@@ -45,7 +45,6 @@ pub async fn model(state: web::Data<AppState>, _: Moderator) -> Result<HttpRespo
     ),
 )]
 pub async fn rebuild(state: web::Data<AppState>, _: Admin) -> Result<HttpResponse, ApiError> {
-    let summary = spam::rebuild(&state.db).await;
-    state.policies.spam().invalidate();
-    Ok(HttpResponse::Ok().json(summary?))
+    let summary = spam::rebuild(&state.db).await?;
+    Ok(HttpResponse::Ok().json(summary))
 }

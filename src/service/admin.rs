@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use super::{
     articles::{self, ArticleSummary},
+    counters,
     db::Db,
     moderation::{append_log, LogEntry},
     settings::PolicyCache,
@@ -30,8 +31,18 @@ pub async fn put_settings(
     policy: Policy,
 ) -> Result<Policy, ApiError> {
     policy.validate().map_err(ApiError::Validation)?;
+    counters::in_lock_order(put_settings_once(db, policies, admin, &policy)).await?;
+    settings(db, policies).await
+}
+
+async fn put_settings_once(
+    db: &Db,
+    policies: &PolicyCache,
+    admin: &User,
+    policy: &Policy,
+) -> Result<(), ApiError> {
     let tx = db.begin_write().await?;
-    policies.put(&*tx, &policy).await?;
+    policies.put(&*tx, policy).await?;
     append_log(
         &*tx,
         LogEntry {
@@ -46,11 +57,13 @@ pub async fn put_settings(
         },
     )
     .await?;
-    let committed = tx.commit().await;
-    // Also when the COMMIT failed: whether it took effect is then unknown.
-    policies.invalidate();
-    committed?;
-    settings(db, policies).await
+    // The policy caches invalidate from this event (see `events`).
+    super::events::record(super::events::Event::SettingsChanged {
+        actor_id: admin.id.clone(),
+    })?;
+    counters::flush(&*tx).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// What an admin says about an article (`PUT /admin/articles/{id}`).
@@ -82,6 +95,14 @@ pub async fn put_article(
     id: &ArticleId,
     s: ArticleSettings,
 ) -> Result<(AdminArticleView, bool), ApiError> {
+    counters::in_lock_order(put_article_once(db, id, s)).await
+}
+
+async fn put_article_once(
+    db: &Db,
+    id: &ArticleId,
+    s: ArticleSettings,
+) -> Result<(AdminArticleView, bool), ApiError> {
     let tx = db.begin_write().await?;
     let created = articles::find(&*tx, id).await?.is_none();
     articles::for_write(&*tx, id, true).await?;
@@ -99,6 +120,10 @@ pub async fn put_article(
         .exec(&*tx)
         .await?;
     let summary = articles::summary(&*tx, id, true).await?;
+    super::events::record(super::events::Event::ArticleRegistered {
+        article_id: id.to_string(),
+    })?;
+    counters::flush(&*tx).await?;
     tx.commit().await?;
     Ok((
         AdminArticleView {

@@ -62,6 +62,16 @@ pub async fn claim_at(
     now: DateTime<Utc>,
     duration: Duration,
 ) -> Result<ClaimView, ApiError> {
+    super::counters::in_lock_order(claim_once(db, moderator, comment_id, now, duration)).await
+}
+
+async fn claim_once(
+    db: &Db,
+    moderator: &User,
+    comment_id: &str,
+    now: DateTime<Utc>,
+    duration: Duration,
+) -> Result<ClaimView, ApiError> {
     let tx = db.begin_write().await?;
     if comment::Entity::find_by_id(comment_id)
         .one(&*tx)
@@ -105,6 +115,12 @@ pub async fn claim_at(
             until: held.expires_at,
         });
     }
+    super::events::record(super::events::Event::ClaimChanged {
+        comment_id: comment_id.to_owned(),
+        moderator_id: moderator.id.clone(),
+        claimed: true,
+    })?;
+    super::counters::flush(&*tx).await?;
     tx.commit().await?;
     Ok(held.into())
 }
@@ -113,7 +129,7 @@ pub async fn claim_at(
 /// when there is none); 409 `claimed` while another moderator holds it, 404 for an
 /// unknown comment.
 pub async fn release(db: &Db, moderator: &User, comment_id: &str) -> Result<(), ApiError> {
-    retrying(|| release_once(db, moderator, comment_id)).await
+    retrying(|| super::counters::in_lock_order(release_once(db, moderator, comment_id))).await
 }
 
 async fn release_once(db: &Db, moderator: &User, comment_id: &str) -> Result<(), ApiError> {
@@ -135,9 +151,18 @@ async fn release_once(db: &Db, moderator: &User, comment_id: &str) -> Result<(),
             until: other.expires_at,
         });
     }
-    comment_claim::Entity::delete_by_id(comment_id)
+    let released = comment_claim::Entity::delete_by_id(comment_id)
         .exec(&*tx)
-        .await?;
+        .await?
+        .rows_affected;
+    if released > 0 {
+        super::events::record(super::events::Event::ClaimChanged {
+            comment_id: comment_id.to_owned(),
+            moderator_id: moderator.id.clone(),
+            claimed: false,
+        })?;
+    }
+    super::counters::flush(&*tx).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -526,6 +526,7 @@ pub async fn create_in(
     if let Some(decision) = external {
         decision.log(tx, &model).await?;
     }
+    super::events::record(super::events::comment_created(&model))?;
     let created = view(model, caller, false);
     if let Some(req) = idempotency {
         idempotency::complete(tx, req, 201, &created).await?;
@@ -1059,6 +1060,7 @@ async fn edit_once(
     if let Some(decision) = external {
         decision.log(&*tx, &updated).await?;
     }
+    super::events::record(super::events::comment_edited(&updated))?;
     counters::flush(&*tx).await?;
     tx.commit().await?;
     Ok(view(updated, Some(user), false))

@@ -236,6 +236,9 @@ struct Deferred {
     /// The rating changes of the batch's jobs and their requests, in the order the
     /// jobs ran.
     changes: Vec<Change>,
+    /// The events written to the outbox by [`apply_deferred`], published once the
+    /// transaction committed ([`take_written_events`]).
+    written: Vec<Arc<super::events::StoredEvent>>,
 }
 
 #[derive(Debug, Default)]
@@ -251,6 +254,8 @@ struct Deltas {
     log: Vec<moderation_log::ActiveModel>,
     /// Flagger id → (upheld, dismissed) (issue 21), written after the authors.
     flaggers: BTreeMap<String, [i64; 2]>,
+    /// Events for the outbox (`events`), in the order they were recorded.
+    events: Vec<super::events::Event>,
 }
 
 fn add<const N: usize>(into: &mut [i64; N], from: [i64; N]) {
@@ -277,6 +282,7 @@ impl Deltas {
         for (id, d) in other.flaggers {
             add(self.flaggers.entry(id).or_default(), d);
         }
+        self.events.extend(other.events);
     }
 }
 
@@ -509,6 +515,23 @@ async fn apply_flaggers(
     Ok(())
 }
 
+/// Keeps an event of the running job, written to the outbox with the batch's others
+/// just before the COMMIT (see `events`). Outside a write transaction that collects
+/// them it is an error: the event would be lost.
+pub fn defer_event(event: super::events::Event) -> Result<(), ApiError> {
+    DEFERRED
+        .try_with(|d| d.borrow_mut().job.events.push(event))
+        .map_err(|_| ApiError::Internal("an event was recorded outside a write transaction".into()))
+}
+
+/// The events the running transaction wrote to the outbox, to publish after its
+/// COMMIT (taken: a second call gets none).
+pub fn take_written_events() -> Vec<Arc<super::events::StoredEvent>> {
+    DEFERRED
+        .try_with(|d| std::mem::take(&mut d.borrow_mut().written))
+        .unwrap_or_default()
+}
+
 /// Whether the running write is inside a batch that defers counters.
 pub fn is_deferring() -> bool {
     DEFERRED.try_with(|_| ()).is_ok()
@@ -653,6 +676,11 @@ pub async fn apply_deferred(conn: &impl ConnectionTrait) -> Result<(), ApiError>
         moderation_log::Entity::insert_many(d.log)
             .exec_without_returning(conn)
             .await?;
+    }
+    // Last: on PostgreSQL the outbox lock is the last lock of every write.
+    let written = super::events::insert(conn, d.events).await?;
+    if !written.is_empty() {
+        let _ = DEFERRED.try_with(|d| d.borrow_mut().written.extend(written));
     }
     for w in changes.iter().filter_map(|c| c.watch.as_ref()) {
         if let (Some(complete), Some(h)) = (&w.complete, w.after.get()) {

@@ -16,7 +16,11 @@ use sea_orm::{
 };
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
-use super::group_commit::{self, GroupCommit, JobFuture};
+use super::{
+    counters,
+    events::EventBus,
+    group_commit::{self, GroupCommit, JobFuture},
+};
 use crate::{config::Settings, error::ApiError};
 
 /// The database handle shared by all requests.
@@ -28,9 +32,11 @@ pub struct Db {
     sqlite_writer: Option<Arc<Mutex<()>>>,
     /// The group-commit writers behind [`Db::write`]; none in a writer's own copy.
     writers: Arc<[GroupCommit]>,
-    /// Bumped after every write transaction of this process ended in a COMMIT (see
-    /// [`Db::write_epoch`]).
+    /// Bumped after every write transaction of this process ended in a COMMIT, and at
+    /// every event from another instance (see [`Db::write_epoch`]).
     epoch: Arc<AtomicU64>,
+    /// Where committed events are published (`events`).
+    bus: Arc<EventBus>,
 }
 
 /// How many group-commit writers a PostgreSQL pool gets (SQLite has one writer at a
@@ -84,6 +90,7 @@ pub struct WriteTx {
     tx: DatabaseTransaction,
     _writer: Option<OwnedMutexGuard<()>>,
     epoch: Arc<AtomicU64>,
+    bus: Arc<EventBus>,
 }
 
 impl Deref for WriteTx {
@@ -99,6 +106,13 @@ impl WriteTx {
         // Also after a failed COMMIT: a lost connection leaves it unknown whether it
         // took effect, and retiring cached reads for nothing costs only a re-read.
         self.epoch.fetch_add(1, Ordering::SeqCst);
+        // What the transaction wrote to the outbox, published once it is durable (a
+        // failed COMMIT's events are dropped; if it did take effect, the pump reads
+        // them back from the outbox).
+        let written = counters::take_written_events();
+        if done.is_ok() {
+            self.bus.publish_committed(written);
+        }
         done
     }
 
@@ -181,7 +195,13 @@ impl Db {
             sqlite_writer,
             writers: Arc::new([]),
             epoch: Arc::new(AtomicU64::new(0)),
+            bus: Arc::default(),
         };
+        // Another instance's write retires this one's epoch-keyed reads too.
+        let epoch = db.epoch.clone();
+        db.bus.on_event(move |_| {
+            epoch.fetch_add(1, Ordering::SeqCst);
+        });
         let n = if sqlite { 1 } else { writers.max(1) };
         let batch_sizes = group_commit::batch_size_histogram();
         db.writers = (0..n)
@@ -209,6 +229,11 @@ impl Db {
         tx.commit().await
     }
 
+    /// This instance's event bus: subscribe to committed events (see `events`).
+    pub fn events(&self) -> &Arc<EventBus> {
+        &self.bus
+    }
+
     pub fn backend(&self) -> DbBackend {
         self.conn.get_database_backend()
     }
@@ -228,6 +253,7 @@ impl Db {
             tx,
             _writer: writer,
             epoch: self.epoch.clone(),
+            bus: self.bus.clone(),
         })
     }
 

@@ -113,6 +113,12 @@ async fn flag_once(
         resolved_at: Set(None),
         weight: Set(weight),
     };
+    super::events::record(super::events::Event::CommentFlagged {
+        comment_id: c.id.clone(),
+        article_id: c.article_id.clone(),
+        flagger_id: user.id.clone(),
+        reason: reason.as_str().to_owned(),
+    })?;
     if existing.is_some() {
         flag::Entity::update(row).exec(&*tx).await?;
     } else {

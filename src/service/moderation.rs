@@ -510,6 +510,14 @@ pub async fn move_comment(
         },
     )
     .await?;
+    super::events::record(super::events::Event::CommentStatusChanged {
+        comment_id: c.id.clone(),
+        article_id: c.article_id.clone(),
+        from: from.as_str().to_owned(),
+        to: to.as_str().to_owned(),
+        actor_id: change.actor.id.to_owned(),
+        actor_name: change.actor.name.to_owned(),
+    })?;
     Ok(comment::Model {
         status: to.as_str().to_owned(),
         version: c.version + 1,
@@ -862,6 +870,11 @@ async fn ban_once(db: &Db, moderator: &User, b: &NewBan) -> Result<(BanOutcome, 
     } else {
         0
     };
+    super::events::record(super::events::Event::UserBanned {
+        user_id: b.user_id.clone(),
+        actor_id: moderator.id.clone(),
+        actor_name: moderator.name.clone(),
+    })?;
     counters::flush(&*tx).await?;
     tx.commit().await?;
     Ok((
@@ -953,7 +966,7 @@ pub async fn bans(
 
 /// `DELETE /moderation/bans/{user_id}`: lifts a ban (nothing to do when there is none).
 pub async fn unban(db: &Db, moderator: &User, user_id: &str) -> Result<(), ApiError> {
-    retrying(|| unban_once(db, moderator, user_id)).await
+    retrying(|| counters::in_lock_order(unban_once(db, moderator, user_id))).await
 }
 
 async fn unban_once(db: &Db, moderator: &User, user_id: &str) -> Result<(), ApiError> {
@@ -977,7 +990,13 @@ async fn unban_once(db: &Db, moderator: &User, user_id: &str) -> Result<(), ApiE
             },
         )
         .await?;
+        super::events::record(super::events::Event::UserUnbanned {
+            user_id: user_id.to_owned(),
+            actor_id: moderator.id.clone(),
+            actor_name: moderator.name.clone(),
+        })?;
     }
+    counters::flush(&*tx).await?;
     tx.commit().await?;
     Ok(())
 }

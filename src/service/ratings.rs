@@ -265,8 +265,14 @@ async fn put_in(
     let created = inserted > 0;
     let mut created_at = now;
     let mut review_id = None;
+    let rated = super::events::Event::RatingChanged {
+        article_id: article_id.to_string(),
+        user_id: user.id.clone(),
+        stars: Some(stars.get()),
+    };
     if created {
         counters::defer_rating(article_id.as_str(), stars, 1);
+        super::events::record(rated)?;
     } else {
         let old = rating::Entity::find_by_id((article_id.to_string(), user.id.clone()))
             .lock(LockType::NoKeyUpdate)
@@ -286,6 +292,7 @@ async fn put_in(
         if old_stars != stars {
             counters::defer_rating(article_id.as_str(), old_stars, -1);
             counters::defer_rating(article_id.as_str(), stars, 1);
+            super::events::record(rated)?;
         }
     }
     let review = reviews::apply(
@@ -381,6 +388,11 @@ async fn delete_in(
             .exec(tx)
             .await?;
         counters::defer_rating(article_id.as_str(), stars, -1);
+        super::events::record(super::events::Event::RatingChanged {
+            article_id: article_id.to_string(),
+            user_id: user_id.to_owned(),
+            stars: None,
+        })?;
         // Its review goes with it (a tombstone while it has replies).
         reviews::remove(tx, user, old.review_id.as_deref()).await?;
     }

@@ -114,6 +114,14 @@ async fn purge_batch(db: &Db, cutoff: DateTime<Utc>, batch: u64) -> Result<Optio
         // Leaving its status as if deleted, then leaving `deleted` too: the queue and
         // author counts of `from` drop by one, nothing else moves (not listed).
         counters::status_changed(&*tx, &c, Some(from), ModerationStatus::Deleted).await?;
+        super::events::record(super::events::Event::CommentStatusChanged {
+            comment_id: c.id.clone(),
+            article_id: c.article_id.clone(),
+            from: from.as_str().to_owned(),
+            to: ModerationStatus::Deleted.as_str().to_owned(),
+            actor_id: "system:retention".into(),
+            actor_name: "retention".into(),
+        })?;
         counters::bump_queue(&*tx, "deleted", -1).await?;
         if c.flag_count > 0 {
             counters::bump_queue(&*tx, FLAGGED, -1).await?;

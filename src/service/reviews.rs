@@ -212,6 +212,8 @@ async fn create(
         .await?;
     counters::status_changed(tx, &model, None, eval.status).await?;
     log_automatic(tx, &model, None, &eval).await?;
+    super::events::record(super::events::comment_created(&model))?;
+    super::events::record(review_written(&model))?;
     Ok(model)
 }
 
@@ -278,5 +280,15 @@ async fn rewrite(
     .await?;
     counters::status_changed(tx, &updated, Some(from), to).await?;
     log_automatic(tx, &updated, Some(from), &eval).await?;
+    super::events::record(super::events::comment_edited(&updated))?;
+    super::events::record(review_written(&updated))?;
     Ok(updated)
+}
+
+fn review_written(c: &comment::Model) -> super::events::Event {
+    super::events::Event::ReviewWritten {
+        comment_id: c.id.clone(),
+        article_id: c.article_id.clone(),
+        author_id: c.author_id.clone(),
+    }
 }

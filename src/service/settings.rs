@@ -22,9 +22,10 @@ use crate::{
 const KEY: &str = "moderation";
 
 /// How long a policy read from the database is used without reading it again. A change
-/// made through this instance applies at once (`invalidate`); one made through another
-/// instance sharing the database applies here within this time.
-pub const POLICY_FRESH_FOR: Duration = Duration::from_secs(1);
+/// made through any instance applies at once: its `SettingsChanged` event invalidates
+/// the copy (`service::events`); this bound only covers a row changed behind tally's
+/// back.
+pub const POLICY_FRESH_FOR: Duration = Duration::from_secs(60);
 
 /// Cloning is cheap and shares the cache (group-committed writes own a clone).
 #[derive(Default, Clone)]

@@ -48,8 +48,10 @@ use crate::{
 pub const MAX_VOCABULARY: usize = 50_000;
 /// How often (in model changes) the vocabulary size is checked against the cap.
 pub const PRUNE_EVERY: i64 = 64;
-/// How long an instance scores with its cached model before checking the version.
-pub const MODEL_FRESH_FOR: Duration = Duration::from_secs(1);
+/// How long an instance scores with its cached model before checking the version. Every
+/// change through any instance invalidates it at once (its `SpamModelChanged` event,
+/// see `service::events`); this bound only covers rows changed behind tally's back.
+pub const MODEL_FRESH_FOR: Duration = Duration::from_secs(60);
 const MODEL_ID: i32 = 1;
 /// Token rows per multi-row statement.
 const CHUNK: usize = 300;
@@ -117,6 +119,8 @@ pub async fn learn(
         return Ok(());
     }
     let totals = totals_for_update(conn).await?;
+    // The instances' model caches invalidate from this event (see `events`).
+    super::events::record(super::events::Event::SpamModelChanged)?;
     let mut delta = Delta::default();
     if let Some((l, t)) = &old_lesson {
         delta.add(*l, t, -1);
@@ -334,6 +338,10 @@ pub async fn summary(conn: &impl ConnectionTrait) -> Result<ModelSummary, ApiErr
 /// `POST /admin/model/rebuild`: recounts the model from the stored lessons (what the
 /// last decision on each comment taught), in one transaction, then applies the cap.
 pub async fn rebuild(db: &Db) -> Result<ModelSummary, ApiError> {
+    super::counters::in_lock_order(rebuild_once(db)).await
+}
+
+async fn rebuild_once(db: &Db) -> Result<ModelSummary, ApiError> {
     let tx = db.begin_write().await?;
     totals_for_update(&*tx).await?;
     let mut tokens: BTreeMap<String, (i64, i64)> = BTreeMap::new();
@@ -390,6 +398,8 @@ pub async fn rebuild(db: &Db) -> Result<ModelSummary, ApiError> {
         .await?;
     prune(&*tx).await?;
     let s = summary(&*tx).await?;
+    super::events::record(super::events::Event::SpamModelChanged)?;
+    super::counters::flush(&*tx).await?;
     tx.commit().await?;
     Ok(s)
 }
@@ -508,7 +518,7 @@ impl SpamCache {
         Ok(counts)
     }
 
-    /// Call after committing a change of the model through this instance.
+    /// Forgets the model (run at every `SpamModelChanged` event, see `events`).
     pub fn invalidate(&self) {
         let mut cached = self.inner.cached.write().unwrap_or_else(|e| e.into_inner());
         self.inner.generation.fetch_add(1, Ordering::SeqCst);

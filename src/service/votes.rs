@@ -188,6 +188,12 @@ async fn set_in(
             .filter(comment::Column::Id.eq(id))
             .exec(tx)
             .await?;
+        super::events::record(super::events::Event::VoteChanged {
+            comment_id: id.to_owned(),
+            article_id: c.article_id.clone(),
+            user_id: user.id.clone(),
+            vote: i8::try_from(new_up - new_down).unwrap_or(0),
+        })?;
     }
     let view = VoteView {
         votes: VoteCounts { up, down },

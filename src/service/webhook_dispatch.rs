@@ -17,7 +17,7 @@
 //! Both wake on the in-process event bus (new commits here, or from other instances
 //! through it) and otherwise poll, so a webhook goes out well within a second.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
@@ -27,7 +27,6 @@ use sea_orm::{
     Statement, Value,
 };
 use serde_json::{json, Value as Json};
-use tokio::sync::Notify;
 
 use super::{db::Db, webhooks::subscribed};
 use crate::{
@@ -405,10 +404,12 @@ pub async fn send_due(db: &Db, outbound: &Outbound, retry_base: Duration) -> Res
     }
 }
 
-/// The background task: dispatch and send, woken by `wake` (the event bus) or polling.
-pub async fn run(db: Db, outbound: Outbound, retry_base: Duration, wake: Arc<Notify>) {
+/// The background task: dispatch and send, woken by the event bus (a commit here, or
+/// on another instance through the bus's pump), else polling every `POLL`.
+pub async fn run(db: Db, outbound: Outbound, retry_base: Duration) {
+    use tokio::sync::broadcast::error::TryRecvError;
+    let mut bus = db.events().subscribe();
     loop {
-        let notified = wake.notified();
         let mut worked = false;
         loop {
             match dispatch_once(&db).await {
@@ -424,9 +425,13 @@ pub async fn run(db: Db, outbound: Outbound, retry_base: Duration, wake: Arc<Not
             Ok(n) => worked |= n > 0,
             Err(e) => tracing::warn!(error = %e, "webhook sending failed"),
         }
-        if !worked {
-            let _ = tokio::time::timeout(POLL, notified).await;
+        if worked {
+            continue;
         }
+        // Sleep until the next commit (or the poll); what queued up meanwhile is
+        // covered by the next round's read of the outbox.
+        let _ = tokio::time::timeout(POLL, bus.recv()).await;
+        while matches!(bus.try_recv(), Ok(_) | Err(TryRecvError::Lagged(_))) {}
     }
 }
 

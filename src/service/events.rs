@@ -1,0 +1,657 @@
+//! Committed events: the outbox and the in-process bus (issue 18).
+//!
+//! **How a write flows.** A write use case runs inside a write transaction that
+//! collects what it changes (`counters`: counter moves, moderation log entries, and the
+//! [`Event`]s it records with [`record`]). A job of a group-committed batch keeps its
+//! events only if it succeeded. Just before the COMMIT, `counters::apply_deferred`
+//! writes the counters, the log entries and then the events into the `events` table
+//! (the outbox), in the same transaction as the change: an event exists exactly when its
+//! write committed. On PostgreSQL it first takes a transaction-scoped advisory lock (the
+//! last lock of every write, held until the COMMIT), so outbox ids grow in commit order
+//! across every writer and instance, and it NOTIFYs `tally_events` (payload
+//! `<schema>:<max id>`) in the same transaction. SQLite has one writer at a time, so its
+//! ids are in commit order anyway.
+//!
+//! **Who listens.** After the COMMIT returned, `WriteTx::commit` publishes the batch's
+//! events on this instance's [`EventBus`] before any caller is answered:
+//! - synchronous listeners ([`EventBus::on_event`]) run first, inline: the caches
+//!   (aggregates, pages, policies, the spam model) invalidate there, so a client that
+//!   wrote reads its write back, and no handler touches a cache;
+//! - then every [`EventBus::subscribe`]r (a `tokio::sync::broadcast` of
+//!   `Arc<StoredEvent>`) gets them: webhooks, live streams.
+//!
+//! **Other instances.** Each instance runs [`pump`]: on PostgreSQL it LISTENs on
+//! `tally_events` and, on each notification, reads the outbox from the last id it saw
+//! and publishes what it had not published itself; after a lost connection it
+//! reconnects and replays from that id. Where LISTEN is not available
+//! (`TALLY_EVENTS_POLL_MS` > 0, a pooler in transaction mode, or SQLite) it polls the
+//! outbox instead. So a write through instance A reaches instance B's caches within a
+//! notification's round trip, and cache lifetimes can be long.
+//!
+//! Order: events of this instance reach the bus in commit order; events of other
+//! instances arrive when the pump reads them, possibly after a later local one. For a
+//! total order, read the outbox by id ([`read_after`]). Rows are purged by age
+//! ([`purge_periodically`], `TALLY_EVENTS_RETENTION_DAYS`, default 7).
+
+use std::{
+    collections::BTreeSet,
+    sync::{Arc, Mutex, RwLock},
+    time::Duration,
+};
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveValue::{NotSet, Set},
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    Statement,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+
+use super::db::Db;
+use crate::{entity::event, error::ApiError};
+
+/// The PostgreSQL channel the write path NOTIFYs; the payload is `<schema>:<max id>`.
+pub const CHANNEL: &str = "tally_events";
+
+/// How many events a subscriber may fall behind before it misses some (it is told how
+/// many with `RecvError::Lagged`, and can read them from the outbox).
+pub const BUS_CAPACITY: usize = 4096;
+
+/// The most events the pump reads from the outbox at once.
+const READ_BATCH: u64 = 500;
+
+/// What a committed write changed. Serialized (tagged by `type`) into `events.data`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// A reader's rating of an article was set (`stars`) or removed (`None`).
+    RatingChanged {
+        article_id: String,
+        user_id: String,
+        stars: Option<u8>,
+    },
+    /// A comment (or review, `kind`) was posted, in moderation status `status`.
+    CommentCreated {
+        comment_id: String,
+        article_id: String,
+        parent_id: Option<String>,
+        author_id: String,
+        kind: String,
+        status: String,
+    },
+    /// A comment moved between moderation statuses (a decision, a ban's purge, its
+    /// author deleting it, a retention purge).
+    CommentStatusChanged {
+        comment_id: String,
+        article_id: String,
+        from: String,
+        to: String,
+        actor_id: String,
+        actor_name: String,
+    },
+    /// A comment's author edited its body; `status` is its status after the edit.
+    CommentEdited {
+        comment_id: String,
+        article_id: String,
+        status: String,
+    },
+    /// A reader flagged a comment.
+    CommentFlagged {
+        comment_id: String,
+        article_id: String,
+        flagger_id: String,
+        reason: String,
+    },
+    /// A reader's vote on a comment was set (`1`, `-1`) or removed (`0`).
+    VoteChanged {
+        comment_id: String,
+        article_id: String,
+        user_id: String,
+        vote: i8,
+    },
+    /// A review (a rating with a text) was written or rewritten.
+    ReviewWritten {
+        comment_id: String,
+        article_id: String,
+        author_id: String,
+    },
+    UserBanned {
+        user_id: String,
+        actor_id: String,
+        actor_name: String,
+    },
+    UserUnbanned {
+        user_id: String,
+        actor_id: String,
+        actor_name: String,
+    },
+    /// The site's moderation settings were replaced.
+    SettingsChanged { actor_id: String },
+    /// An article was registered (or its registration changed) by an admin.
+    ArticleRegistered { article_id: String },
+    /// The learned spam model changed (a decision taught it, or it was rebuilt).
+    SpamModelChanged,
+    /// A moderator claimed a pending comment, or let it go (`claimed: false`).
+    ClaimChanged {
+        comment_id: String,
+        moderator_id: String,
+        claimed: bool,
+    },
+}
+
+impl Event {
+    /// The `type` tag, also stored in `events.kind`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::RatingChanged { .. } => "rating_changed",
+            Event::CommentCreated { .. } => "comment_created",
+            Event::CommentStatusChanged { .. } => "comment_status_changed",
+            Event::CommentEdited { .. } => "comment_edited",
+            Event::CommentFlagged { .. } => "comment_flagged",
+            Event::VoteChanged { .. } => "vote_changed",
+            Event::ReviewWritten { .. } => "review_written",
+            Event::UserBanned { .. } => "user_banned",
+            Event::UserUnbanned { .. } => "user_unbanned",
+            Event::SettingsChanged { .. } => "settings_changed",
+            Event::ArticleRegistered { .. } => "article_registered",
+            Event::SpamModelChanged => "spam_model_changed",
+            Event::ClaimChanged { .. } => "claim_changed",
+        }
+    }
+
+    /// The article the event is about, if any (`events.article_id`).
+    pub fn article_id(&self) -> Option<&str> {
+        match self {
+            Event::RatingChanged { article_id, .. }
+            | Event::CommentCreated { article_id, .. }
+            | Event::CommentStatusChanged { article_id, .. }
+            | Event::CommentEdited { article_id, .. }
+            | Event::CommentFlagged { article_id, .. }
+            | Event::VoteChanged { article_id, .. }
+            | Event::ReviewWritten { article_id, .. }
+            | Event::ArticleRegistered { article_id } => Some(article_id),
+            _ => None,
+        }
+    }
+
+    /// The comment the event is about, if any (`events.comment_id`).
+    pub fn comment_id(&self) -> Option<&str> {
+        match self {
+            Event::CommentCreated { comment_id, .. }
+            | Event::CommentStatusChanged { comment_id, .. }
+            | Event::CommentEdited { comment_id, .. }
+            | Event::CommentFlagged { comment_id, .. }
+            | Event::VoteChanged { comment_id, .. }
+            | Event::ReviewWritten { comment_id, .. }
+            | Event::ClaimChanged { comment_id, .. } => Some(comment_id),
+            _ => None,
+        }
+    }
+
+    fn row(&self, at: DateTime<Utc>) -> Result<event::ActiveModel, ApiError> {
+        let data = serde_json::to_string(self)
+            .map_err(|e| ApiError::Internal(format!("an event did not serialize: {e}")))?;
+        Ok(event::ActiveModel {
+            id: NotSet,
+            kind: Set(self.kind().to_owned()),
+            article_id: Set(self.article_id().map(str::to_owned)),
+            comment_id: Set(self.comment_id().map(str::to_owned)),
+            data: Set(data),
+            created_at: Set(at),
+        })
+    }
+}
+
+/// An event as committed: its outbox id (growing in commit order) and time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoredEvent {
+    pub id: i64,
+    pub created_at: DateTime<Utc>,
+    pub event: Event,
+}
+
+impl TryFrom<event::Model> for StoredEvent {
+    type Error = ApiError;
+    fn try_from(m: event::Model) -> Result<Self, ApiError> {
+        let event = serde_json::from_str(&m.data).map_err(|e| {
+            ApiError::Internal(format!("outbox event {} does not parse: {e}", m.id))
+        })?;
+        Ok(StoredEvent {
+            id: m.id,
+            created_at: m.created_at,
+            event,
+        })
+    }
+}
+
+/// Records `event` as part of the running write: it is written to the outbox with the
+/// write's transaction and published after its COMMIT, or dropped with the write.
+pub fn record(event: Event) -> Result<(), ApiError> {
+    super::counters::defer_event(event)
+}
+
+/// Writes `events` to the outbox (PostgreSQL: after the outbox lock, then NOTIFY), in
+/// the calling transaction, and returns them as stored.
+pub(crate) async fn insert(
+    conn: &impl ConnectionTrait,
+    events: Vec<Event>,
+) -> Result<Vec<Arc<StoredEvent>>, ApiError> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let postgres = conn.get_database_backend() == DbBackend::Postgres;
+    if postgres {
+        // Held until the COMMIT: ids are handed out in commit order (see the module doc).
+        conn.execute_unprepared(
+            "SELECT pg_advisory_xact_lock(hashtext('tally events ' || current_schema()))",
+        )
+        .await?;
+    }
+    let at = super::now();
+    let rows = events
+        .iter()
+        .map(|e| e.row(at))
+        .collect::<Result<Vec<_>, _>>()?;
+    let stored = event::Entity::insert_many(rows)
+        .exec_with_returning(conn)
+        .await?;
+    let mut out: Vec<Arc<StoredEvent>> = stored
+        .into_iter()
+        .zip(events)
+        .map(|(m, event)| {
+            Arc::new(StoredEvent {
+                id: m.id,
+                created_at: m.created_at,
+                event,
+            })
+        })
+        .collect();
+    out.sort_by_key(|e| e.id);
+    if postgres {
+        if let Some(last) = out.last() {
+            conn.execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT pg_notify($1, current_schema() || ':' || $2)",
+                [CHANNEL.into(), last.id.to_string().into()],
+            ))
+            .await?;
+        }
+    }
+    Ok(out)
+}
+
+/// The committed events after id `after`, oldest first, at most `limit`.
+pub async fn read_after(
+    conn: &impl ConnectionTrait,
+    after: i64,
+    limit: u64,
+) -> Result<Vec<StoredEvent>, ApiError> {
+    event::Entity::find()
+        .filter(event::Column::Id.gt(after))
+        .order_by_asc(event::Column::Id)
+        .limit(limit)
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(StoredEvent::try_from)
+        .collect()
+}
+
+/// The highest id in the outbox (0 when empty).
+pub async fn last_id(conn: &impl ConnectionTrait) -> Result<i64, ApiError> {
+    let last = event::Entity::find()
+        .select_only()
+        .column_as(event::Column::Id.max(), "max")
+        .into_tuple::<Option<i64>>()
+        .one(conn)
+        .await?;
+    Ok(last.flatten().unwrap_or(0))
+}
+
+type Listener = Box<dyn Fn(&StoredEvent) + Send + Sync>;
+
+/// Where committed events are published in this process (see the module doc).
+pub struct EventBus {
+    sender: broadcast::Sender<Arc<StoredEvent>>,
+    listeners: RwLock<Vec<Listener>>,
+    seen: Mutex<Seen>,
+}
+
+/// What the pump has read, and what this instance published itself beyond that.
+#[derive(Default)]
+struct Seen {
+    /// Every event up to this id has been published here.
+    cursor: i64,
+    /// Ids above `cursor` this instance published at its own commits.
+    local: BTreeSet<i64>,
+}
+
+impl Default for EventBus {
+    fn default() -> Self {
+        EventBus {
+            sender: broadcast::channel(BUS_CAPACITY).0,
+            listeners: RwLock::default(),
+            seen: Mutex::default(),
+        }
+    }
+}
+
+impl std::fmt::Debug for EventBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventBus")
+            .field("cursor", &self.cursor())
+            .field("subscribers", &self.sender.receiver_count())
+            .finish()
+    }
+}
+
+impl EventBus {
+    /// Every committed event from now on (this instance's and, through [`pump`], the
+    /// other instances'). A receiver that lags more than [`BUS_CAPACITY`] behind is told
+    /// how many it missed; [`read_after`] has them.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<StoredEvent>> {
+        self.sender.subscribe()
+    }
+
+    /// Runs `listener` on every event, inline, before the write that committed it is
+    /// answered (for caches: keep it short, never block).
+    pub fn on_event(&self, listener: impl Fn(&StoredEvent) + Send + Sync + 'static) {
+        self.listeners
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Box::new(listener));
+    }
+
+    /// The id up to which the pump has published every event.
+    pub fn cursor(&self) -> i64 {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).cursor
+    }
+
+    fn deliver(&self, events: &[Arc<StoredEvent>]) {
+        {
+            let listeners = self.listeners.read().unwrap_or_else(|e| e.into_inner());
+            for e in events {
+                for l in listeners.iter() {
+                    l(e);
+                }
+            }
+        }
+        for e in events {
+            // No subscriber: nothing to tell.
+            let _ = self.sender.send(e.clone());
+        }
+    }
+
+    /// Publishes what this instance just committed.
+    pub(crate) fn publish_committed(&self, events: Vec<Arc<StoredEvent>>) {
+        if events.is_empty() {
+            return;
+        }
+        let events: Vec<Arc<StoredEvent>> = {
+            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+            let cursor = seen.cursor;
+            // The pump may have read (and published) them already, from our own NOTIFY.
+            let events: Vec<_> = events.into_iter().filter(|e| e.id > cursor).collect();
+            seen.local.extend(events.iter().map(|e| e.id));
+            events
+        };
+        self.deliver(&events);
+    }
+
+    /// Publishes what the pump read from the outbox (oldest first), less what was
+    /// published here already, and moves the cursor past it.
+    fn publish_read(&self, events: Vec<StoredEvent>) {
+        let fresh: Vec<Arc<StoredEvent>> = {
+            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+            let cursor = seen.cursor;
+            let last = events.last().map_or(cursor, |e| e.id.max(cursor));
+            let fresh = events
+                .into_iter()
+                .filter(|e| e.id > cursor && !seen.local.contains(&e.id))
+                .map(Arc::new)
+                .collect();
+            seen.cursor = last;
+            seen.local.retain(|l| *l > last);
+            fresh
+        };
+        self.deliver(&fresh);
+    }
+
+    /// Starts the cursor at `id` (the outbox's last id when the pump starts).
+    fn start_at(&self, id: i64) {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.cursor = seen.cursor.max(id);
+        let cursor = seen.cursor;
+        seen.local.retain(|l| *l > cursor);
+    }
+}
+
+/// How the pump learns of other instances' writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PumpMode {
+    /// PostgreSQL: LISTEN on [`CHANNEL`] through a connection of its own to `url`;
+    /// polls every `fallback` while it cannot.
+    Listen { url: String, fallback: Duration },
+    /// Read the outbox every interval.
+    Poll(Duration),
+}
+
+/// How often a listening pump reads the outbox even without a notification (a safety
+/// net: a notification can be lost only with its connection, and that is replayed).
+const LISTEN_SAFETY_NET: Duration = Duration::from_secs(30);
+
+/// Reads the outbox after the bus's cursor and publishes what it finds.
+pub async fn catch_up(db: &Db) -> Result<usize, ApiError> {
+    let mut total = 0;
+    loop {
+        let events = read_after(&db.conn, db.events().cursor(), READ_BATCH).await?;
+        let n = events.len();
+        total += n;
+        if n > 0 {
+            db.events().publish_read(events);
+        }
+        if (n as u64) < READ_BATCH {
+            return Ok(total);
+        }
+    }
+}
+
+/// Publishes other instances' committed events on `db`'s bus (see the module doc);
+/// runs until dropped. Starts after the outbox's current last id.
+pub async fn pump(db: Db, mode: PumpMode) {
+    loop {
+        match last_id(&db.conn).await {
+            Ok(id) => {
+                db.events().start_at(id);
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the outbox failed; retrying in 1 s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+    match mode {
+        PumpMode::Poll(every) => poll(&db, every).await,
+        PumpMode::Listen { url, fallback } => listen(&db, &url, fallback).await,
+    }
+}
+
+async fn poll(db: &Db, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = catch_up(db).await {
+            tracing::debug!(error = %e, "reading the outbox failed; retrying at the next tick");
+        }
+    }
+}
+
+/// The current schema's name, which NOTIFY payloads of this database start with.
+async fn schema(db: &Db) -> Result<String, ApiError> {
+    let row = db
+        .conn
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT current_schema()",
+        ))
+        .await?
+        .ok_or_else(|| ApiError::Internal("no current schema".into()))?;
+    Ok(row.try_get_by_index::<String>(0)?)
+}
+
+/// The listener's connection options: those of `url`, with the same loopback default
+/// as the pool (`Db::connect`), named so operators see it in `pg_stat_activity`.
+fn listener_options(
+    url: &str,
+    schema: &str,
+) -> Result<sea_orm::sqlx::postgres::PgConnectOptions, ApiError> {
+    use std::str::FromStr;
+    let o = sea_orm::sqlx::postgres::PgConnectOptions::from_str(url)
+        .map_err(|e| ApiError::Internal(format!("the database URL does not parse: {e}")))?;
+    let o = if !url.to_ascii_lowercase().contains("sslmode=")
+        && super::db::is_loopback_host(o.get_host())
+    {
+        o.ssl_mode(sea_orm::sqlx::postgres::PgSslMode::Disable)
+    } else {
+        o
+    };
+    let mut name = format!("tally events {schema}");
+    name.truncate(63);
+    Ok(o.application_name(&name))
+}
+
+/// LISTENs and catches up on every notification of this schema; on a lost connection,
+/// reconnects (sqlx does, at the next receive) and replays from the cursor. While it
+/// cannot listen, it polls every `fallback`.
+async fn listen(db: &Db, url: &str, fallback: Duration) {
+    use sea_orm::sqlx::postgres::PgListener;
+    let mut tick = tokio::time::interval(fallback);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let listener = async {
+            let schema = schema(db).await?;
+            let options = listener_options(url, &schema)?;
+            let pool = sea_orm::sqlx::postgres::PgPoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(Duration::from_secs(3))
+                .connect_lazy_with(options);
+            let mut listener = PgListener::connect_with(&pool)
+                .await
+                .map_err(|e| ApiError::Internal(format!("LISTEN: {e}")))?;
+            listener
+                .listen(CHANNEL)
+                .await
+                .map_err(|e| ApiError::Internal(format!("LISTEN: {e}")))?;
+            Ok::<_, ApiError>((listener, format!("{schema}:")))
+        }
+        .await;
+        let (mut listener, prefix) = match listener {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot LISTEN for other instances' writes; polling the outbox");
+                tick.tick().await;
+                let _ = catch_up(db).await;
+                continue;
+            }
+        };
+        // What was committed before the LISTEN took effect.
+        let _ = catch_up(db).await;
+        loop {
+            match tokio::time::timeout(LISTEN_SAFETY_NET, listener.try_recv()).await {
+                Ok(Ok(Some(n))) => {
+                    if n.payload().starts_with(&prefix) {
+                        let _ = catch_up(db).await;
+                    }
+                }
+                // The connection was lost (sqlx reconnects at the next receive):
+                // replay whatever was committed meanwhile.
+                Ok(Ok(None)) => {
+                    tracing::info!("the LISTEN connection was lost; replaying the outbox");
+                    let _ = catch_up(db).await;
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "LISTEN failed; reconnecting");
+                    tick.tick().await;
+                    let _ = catch_up(db).await;
+                    break;
+                }
+                Err(_) => {
+                    let _ = catch_up(db).await;
+                }
+            }
+        }
+    }
+}
+
+/// The outbox purge's job name (`singleton`): one instance at a time.
+const PURGE_JOB: &str = "events purge";
+
+/// Deletes events older than `cutoff`, `batch` rows per transaction; how many.
+pub async fn purge_older_than(db: &Db, cutoff: DateTime<Utc>, batch: u64) -> Result<u64, ApiError> {
+    let mut purged = 0;
+    loop {
+        let tx = db.begin_write().await?;
+        if !super::singleton::try_lock(&*tx, PURGE_JOB).await? {
+            tx.rollback().await?;
+            return Ok(purged);
+        }
+        let old = sea_orm::sea_query::Query::select()
+            .column(event::Column::Id)
+            .from(event::Entity)
+            .and_where(event::Column::CreatedAt.lt(cutoff))
+            .order_by(event::Column::Id, sea_orm::Order::Asc)
+            .limit(batch)
+            .to_owned();
+        let deleted = event::Entity::delete_many()
+            .filter(event::Column::Id.in_subquery(old))
+            .exec(&*tx)
+            .await?
+            .rows_affected;
+        tx.commit().await?;
+        purged += deleted;
+        if deleted < batch {
+            return Ok(purged);
+        }
+    }
+}
+
+/// Purges events older than `retention` at start and every hour; runs until dropped.
+pub async fn purge_periodically(db: Db, retention: Duration) {
+    let mut every = tokio::time::interval(Duration::from_secs(3600));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let Ok(retention) = chrono::Duration::from_std(retention) else {
+        return;
+    };
+    loop {
+        every.tick().await;
+        match purge_older_than(&db, super::now() - retention, 1000).await {
+            Ok(0) => {}
+            Ok(purged) => tracing::info!(purged, "old outbox events deleted"),
+            Err(e) => tracing::warn!(error = %e, "purging old outbox events failed"),
+        }
+    }
+}
+
+/// A comment was stored as `c` (new).
+pub fn comment_created(c: &crate::entity::comment::Model) -> Event {
+    Event::CommentCreated {
+        comment_id: c.id.clone(),
+        article_id: c.article_id.clone(),
+        parent_id: c.parent_id.clone(),
+        author_id: c.author_id.clone(),
+        kind: c.kind.clone(),
+        status: c.status.clone(),
+    }
+}
+
+/// A comment was rewritten by its author and is now `c`.
+pub fn comment_edited(c: &crate::entity::comment::Model) -> Event {
+    Event::CommentEdited {
+        comment_id: c.id.clone(),
+        article_id: c.article_id.clone(),
+        status: c.status.clone(),
+    }
+}
