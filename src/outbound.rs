@@ -255,7 +255,10 @@ fn describe(e: reqwest::Error) -> String {
         "request failed"
     };
     match e.source() {
-        Some(cause) => format!("{kind}: {}", cause.to_string().chars().take(200).collect::<String>()),
+        Some(cause) => format!(
+            "{kind}: {}",
+            cause.to_string().chars().take(200).collect::<String>()
+        ),
         None => kind.to_owned(),
     }
 }

@@ -80,7 +80,9 @@ pub async fn put_settings(
     let mut errors = policy.validate().err().unwrap_or_default();
     if let Some(url) = &policy.external_moderation_url {
         let allow_private = state.settings.webhook_allow_private;
-        if let Err(e) = crate::outbound::check_url("external_moderation_url", url, allow_private).await {
+        if let Err(e) =
+            crate::outbound::check_url("external_moderation_url", url, allow_private).await
+        {
             errors.push(e);
         }
     }

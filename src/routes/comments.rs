@@ -650,9 +650,8 @@ pub async fn edit(
         body.as_str(),
     )
     .await?;
-    Ok(HttpResponse::Ok().json(
-        comments::edit(&state.db, &state.policies, &user, &path, body, screened).await?,
-    ))
+    Ok(HttpResponse::Ok()
+        .json(comments::edit(&state.db, &state.policies, &user, &path, body, screened).await?))
 }
 
 /// `DELETE /api/v1/comments/{id}`: the author deletes; 204.

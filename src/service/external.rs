@@ -378,5 +378,8 @@ pub async fn screen_edit(
     };
     let item = item_for(conn, model).await?;
     let answer = hook.ask(&url, timeout, &item).await;
-    Ok(Some(Screened { id: id.to_owned(), answer }))
+    Ok(Some(Screened {
+        id: id.to_owned(),
+        answer,
+    }))
 }

@@ -23,8 +23,8 @@ use chrono::{DateTime, Utc};
 use sea_orm::{
     sea_query::{Expr, OnConflict},
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter,
-    Statement, Value,
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, Statement,
+    Value,
 };
 use serde_json::{json, Value as Json};
 
@@ -343,7 +343,10 @@ async fn send(
     let headers = [
         ("Tally-Event-Id", d.event_id.clone()),
         ("Tally-Event-Type", d.event_type.clone()),
-        ("Tally-Signature", outbound::signature(&hook.secret, t, &body)),
+        (
+            "Tally-Signature",
+            outbound::signature(&hook.secret, t, &body),
+        ),
     ];
     let result = outbound
         .post(&hook.url, &headers, body, outbound::ATTEMPT_TIMEOUT)
@@ -369,7 +372,8 @@ async fn send(
             update.delivered_at = Set(Some(now));
         }
         Some(error) => {
-            let next = now + chrono::Duration::from_std(backoff(retry_base, attempts)).unwrap_or_default();
+            let next =
+                now + chrono::Duration::from_std(backoff(retry_base, attempts)).unwrap_or_default();
             update.last_error = Set(Some(error));
             if next - d.created_at > GIVE_UP_AFTER {
                 update.status = Set("failed".into());
@@ -385,7 +389,11 @@ async fn send(
 }
 
 /// Sends what is due until nothing is; how many were sent.
-pub async fn send_due(db: &Db, outbound: &Outbound, retry_base: Duration) -> Result<usize, ApiError> {
+pub async fn send_due(
+    db: &Db,
+    outbound: &Outbound,
+    retry_base: Duration,
+) -> Result<usize, ApiError> {
     let mut total = 0;
     loop {
         let claimed = claim(db).await?;
@@ -471,11 +479,17 @@ mod tests {
             ["comment.created"]
         );
         assert_eq!(
-            types(e("comment_status_changed", json!({"from": "pending", "to": "approved"}))),
+            types(e(
+                "comment_status_changed",
+                json!({"from": "pending", "to": "approved"})
+            )),
             ["comment.status_changed", "comment.published"]
         );
         assert_eq!(
-            types(e("comment_status_changed", json!({"from": "approved", "to": "pending"}))),
+            types(e(
+                "comment_status_changed",
+                json!({"from": "approved", "to": "pending"})
+            )),
             ["comment.status_changed"]
         );
     }

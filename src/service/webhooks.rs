@@ -97,7 +97,10 @@ impl From<webhook_delivery::Model> for DeliveryView {
 /// Checks the events list: 1–5 known types, or `["*"]` alone; returns it deduplicated.
 pub fn parse_events(events: &[String]) -> Result<Vec<String>, FieldError> {
     if events.is_empty() {
-        return Err(FieldError::new("events", "must name at least one event type"));
+        return Err(FieldError::new(
+            "events",
+            "must name at least one event type",
+        ));
     }
     if events.iter().any(|e| e == "*") {
         return if events.len() == 1 {

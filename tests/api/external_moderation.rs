@@ -96,7 +96,10 @@ async fn the_call_carries_the_item_with_the_id_the_comment_keeps_and_is_signed()
     let sent = call.json();
     assert_eq!(sent["comment"]["comment"]["id"], c["id"]);
     assert_eq!(sent["comment"]["comment"]["body"], "Check my id");
-    assert_eq!(sent["comment"]["comment"]["status"], "approved", "the rules' verdict");
+    assert_eq!(
+        sent["comment"]["comment"]["status"], "approved",
+        "the rules' verdict"
+    );
     assert!(sent["comment"]["auto_moderation"]["reasons"].is_array());
     let sig = call.header("Tally-Signature").expect("signed");
     assert!(signature_ok(SECRET, sig, &call.body), "signature verifies");
@@ -185,7 +188,9 @@ async fn an_edit_is_screened_again() {
     let c = post_comment(&app, "First text").await;
     assert_eq!(c["status"], "approved");
     let id = c["id"].as_str().unwrap();
-    receiver.set_answer(Answer::json(json!({"action": "pending", "reason": "edited"})));
+    receiver.set_answer(Answer::json(
+        json!({"action": "pending", "reason": "edited"}),
+    ));
     let res = app
         .patch(
             &format!("/api/v1/comments/{id}"),
@@ -215,11 +220,31 @@ async fn the_setting_refuses_non_public_addresses_and_bad_values() {
     let admin = app.admin("adm");
     let mut base = serde_json::to_value(tally::domain::Policy::default()).unwrap();
     for (url, timeout, field) in [
-        (json!("http://127.0.0.1:9/hook"), json!(1000), "external_moderation_url"),
-        (json!("http://localhost/hook"), json!(1000), "external_moderation_url"),
-        (json!("http://10.0.0.8/hook"), json!(1000), "external_moderation_url"),
-        (json!("http://[::1]/hook"), json!(1000), "external_moderation_url"),
-        (json!("ftp://93.184.216.34/"), json!(1000), "external_moderation_url"),
+        (
+            json!("http://127.0.0.1:9/hook"),
+            json!(1000),
+            "external_moderation_url",
+        ),
+        (
+            json!("http://localhost/hook"),
+            json!(1000),
+            "external_moderation_url",
+        ),
+        (
+            json!("http://10.0.0.8/hook"),
+            json!(1000),
+            "external_moderation_url",
+        ),
+        (
+            json!("http://[::1]/hook"),
+            json!(1000),
+            "external_moderation_url",
+        ),
+        (
+            json!("ftp://93.184.216.34/"),
+            json!(1000),
+            "external_moderation_url",
+        ),
         (json!(null), json!(0), "external_moderation_timeout_ms"),
         (json!(null), json!(10001), "external_moderation_timeout_ms"),
     ] {

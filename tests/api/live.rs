@@ -128,12 +128,15 @@ async fn the_stream_sends_stats_on_connect_then_queue_moves_and_new_stats() {
 
     app.decide("mod-1", id, &json!({"action": "approve"})).await;
     let seen = stream.until(entered(id, "approved")).await;
-    assert!(seen.iter().any(|e| e.event == "item"
-        && e.data["queue"] == "pending"
-        && e.data["change"] == "left"));
+    assert!(seen
+        .iter()
+        .any(|e| e.event == "item" && e.data["queue"] == "pending" && e.data["change"] == "left"));
     let stats = stream.until(|e| e.event == "stats").await;
     let last = &stats.last().unwrap().data;
-    assert_eq!((last["pending"].clone(), last["approved"].clone()), (json!(0), json!(1)));
+    assert_eq!(
+        (last["pending"].clone(), last["approved"].clone()),
+        (json!(0), json!(1))
+    );
 }
 
 #[tokio::test]
@@ -154,8 +157,7 @@ async fn a_client_that_reconnects_with_last_event_id_gets_what_it_missed() {
         .until(entered(missed["id"].as_str().unwrap(), "pending"))
         .await;
     assert!(
-        got.iter()
-            .all(|e| e.data["comment_id"] != first["id"]),
+        got.iter().all(|e| e.data["comment_id"] != first["id"]),
         "nothing before Last-Event-ID again: {got:?}"
     );
 }

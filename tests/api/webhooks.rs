@@ -53,9 +53,17 @@ async fn deliveries(app: &TestApp, hook_id: &str) -> Vec<Value> {
 #[tokio::test]
 async fn admins_create_list_and_delete_webhooks_and_see_the_secret_once() {
     let app = private_app().await;
-    let created = create_hook(&app, "http://127.0.0.1:9/hook", json!(["comment.published"])).await;
+    let created = create_hook(
+        &app,
+        "http://127.0.0.1:9/hook",
+        json!(["comment.published"]),
+    )
+    .await;
     let secret = created["secret"].as_str().unwrap();
-    assert!(secret.starts_with("whsec_") && secret.len() > 30, "{secret}");
+    assert!(
+        secret.starts_with("whsec_") && secret.len() > 30,
+        "{secret}"
+    );
     assert_eq!(created["events"], json!(["comment.published"]));
     assert_eq!(created["description"], "test");
     let id = created["id"].as_str().unwrap();
@@ -74,11 +82,17 @@ async fn admins_create_list_and_delete_webhooks_and_see_the_secret_once() {
     assert!(deliveries(&app, id).await.is_empty());
 
     let res = app
-        .delete(&format!("/api/v1/admin/webhooks/{id}"), Some(&app.admin("adm")))
+        .delete(
+            &format!("/api/v1/admin/webhooks/{id}"),
+            Some(&app.admin("adm")),
+        )
         .await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     let res = app
-        .delete(&format!("/api/v1/admin/webhooks/{id}"), Some(&app.admin("adm")))
+        .delete(
+            &format!("/api/v1/admin/webhooks/{id}"),
+            Some(&app.admin("adm")),
+        )
         .await;
     assert_problem(res, 404, "not_found").await;
     let res = app
@@ -111,18 +125,60 @@ async fn bad_webhooks_are_refused_naming_the_field_and_nothing_is_stored() {
     let app = spawn_app().await;
     let admin = app.admin("adm");
     for (body, field, why) in [
-        (json!({"url": "http://127.0.0.1:8080/x", "events": ["*"]}), "url", "loopback"),
-        (json!({"url": "http://localhost/x", "events": ["*"]}), "url", "a name for loopback"),
-        (json!({"url": "http://192.168.0.10/x", "events": ["*"]}), "url", "private"),
-        (json!({"url": "http://169.254.169.254/latest", "events": ["*"]}), "url", "link-local"),
-        (json!({"url": "http://[fd00::1]/x", "events": ["*"]}), "url", "unique local"),
-        (json!({"url": "file:///etc/passwd", "events": ["*"]}), "url", "scheme"),
-        (json!({"url": "https://93.184.216.34/x", "events": []}), "events", "empty"),
-        (json!({"url": "https://93.184.216.34/x", "events": ["*", "rating.changed"]}), "events", "star not alone"),
-        (json!({"url": "https://93.184.216.34/x", "events": ["comment.eaten"]}), "events[0]", "unknown type"),
-        (json!({"url": "https://93.184.216.34/x", "events": ["*"], "description": "x".repeat(501)}), "description", "long"),
+        (
+            json!({"url": "http://127.0.0.1:8080/x", "events": ["*"]}),
+            "url",
+            "loopback",
+        ),
+        (
+            json!({"url": "http://localhost/x", "events": ["*"]}),
+            "url",
+            "a name for loopback",
+        ),
+        (
+            json!({"url": "http://192.168.0.10/x", "events": ["*"]}),
+            "url",
+            "private",
+        ),
+        (
+            json!({"url": "http://169.254.169.254/latest", "events": ["*"]}),
+            "url",
+            "link-local",
+        ),
+        (
+            json!({"url": "http://[fd00::1]/x", "events": ["*"]}),
+            "url",
+            "unique local",
+        ),
+        (
+            json!({"url": "file:///etc/passwd", "events": ["*"]}),
+            "url",
+            "scheme",
+        ),
+        (
+            json!({"url": "https://93.184.216.34/x", "events": []}),
+            "events",
+            "empty",
+        ),
+        (
+            json!({"url": "https://93.184.216.34/x", "events": ["*", "rating.changed"]}),
+            "events",
+            "star not alone",
+        ),
+        (
+            json!({"url": "https://93.184.216.34/x", "events": ["comment.eaten"]}),
+            "events[0]",
+            "unknown type",
+        ),
+        (
+            json!({"url": "https://93.184.216.34/x", "events": ["*"], "description": "x".repeat(501)}),
+            "description",
+            "long",
+        ),
     ] {
-        let res = app.post("/api/v1/admin/webhooks", Some(&admin), &body).await;
+        let res = app
+            .post("/api/v1/admin/webhooks", Some(&admin), &body)
+            .await;
         let problem = assert_problem(res, 422, "validation_failed").await;
         assert_eq!(error_fields(&problem), vec![field.to_owned()], "{why}");
     }
@@ -185,7 +241,11 @@ async fn a_held_comment_is_published_only_once_a_moderator_approves_it() {
     let c = app.comment("a-1", "u-1", "Wait for me", None).await;
     assert_eq!(c["status"], "pending");
     let res = app
-        .decide("mod-1", c["id"].as_str().unwrap(), &json!({"action": "approve"}))
+        .decide(
+            "mod-1",
+            c["id"].as_str().unwrap(),
+            &json!({"action": "approve"}),
+        )
         .await;
     assert_eq!(res.status(), StatusCode::OK);
     let got = receiver.wait_for(2, WAIT).await;
@@ -306,8 +366,12 @@ async fn events_committed_before_a_kill_9_are_delivered_after_the_restart_exactl
         ..Default::default()
     })
     .unwrap();
-    let admin = keys.mint("adm", None, tally::auth::Role::Admin, 600).unwrap();
-    let reader = keys.mint("u-1", None, tally::auth::Role::Reader, 600).unwrap();
+    let admin = keys
+        .mint("adm", None, tally::auth::Role::Admin, 600)
+        .unwrap();
+    let reader = keys
+        .mint("u-1", None, tally::auth::Role::Reader, 600)
+        .unwrap();
     let client = reqwest::Client::new();
 
     let mut first = serve_env(&db.url, &env);
@@ -358,7 +422,12 @@ async fn events_committed_before_a_kill_9_are_delivered_after_the_restart_exactl
         .count();
     let mut got: Vec<String> = delivered
         .iter()
-        .map(|r| r.json()["data"]["item"]["comment"]["id"].as_str().unwrap().to_owned())
+        .map(|r| {
+            r.json()["data"]["item"]["comment"]["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
         .collect();
     got.sort();
     ids.sort();
@@ -378,7 +447,10 @@ struct PythonReceiver {
 impl PythonReceiver {
     fn start(secret: &str) -> PythonReceiver {
         use std::io::{BufRead, BufReader};
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/receivers/verify_webhook.py");
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/receivers/verify_webhook.py"
+        );
         let mut child = std::process::Command::new("python3")
             .arg(script)
             .arg(secret)
@@ -391,7 +463,9 @@ impl PythonReceiver {
         let sink = got.clone();
         std::thread::spawn(move || {
             for line in lines.map_while(Result::ok) {
-                sink.lock().unwrap().push(serde_json::from_str(&line).unwrap());
+                sink.lock()
+                    .unwrap()
+                    .push(serde_json::from_str(&line).unwrap());
             }
         });
         PythonReceiver {
@@ -439,6 +513,9 @@ async fn an_independent_python_receiver_verifies_every_signature() {
     assert!(got.iter().all(|l| l["ok"] == true), "{got:?}");
     let mut kinds: Vec<&str> = got.iter().map(|l| l["type"].as_str().unwrap()).collect();
     kinds.sort();
-    assert_eq!(kinds, ["comment.created", "comment.published", "rating.changed"]);
+    assert_eq!(
+        kinds,
+        ["comment.created", "comment.published", "rating.changed"]
+    );
     assert!(c["id"].is_string());
 }
