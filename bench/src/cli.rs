@@ -46,6 +46,25 @@ pub enum Command {
     /// The learned spam model's evaluation on a labelled corpus (see `spam_eval`;
     /// `bench/spam-eval.sh` installs the corpus and runs it).
     SpamEval(SpamEvalArgs),
+    /// Webhooks (issue 22): delivery latency after the POST (p99 ≤ 1 s) and POST
+    /// comment throughput with two webhooks over without (≥ 0.9), SQLite.
+    Webhooks(WebhooksArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct WebhooksArgs {
+    /// Comments posted one at a time for the latency figure.
+    #[arg(long, default_value_t = 300)]
+    pub comments: u32,
+    /// Comments posted for each throughput figure.
+    #[arg(long, default_value_t = 3_000)]
+    pub writes: u32,
+    /// Concurrent writers for the throughput figures.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: u32,
+    /// The tally binary (default: `tally` next to this one).
+    #[arg(long)]
+    pub tally_bin: Option<std::path::PathBuf>,
 }
 
 /// Options of `tally-bench spam-eval`.

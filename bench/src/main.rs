@@ -23,6 +23,7 @@ mod report;
 mod seed;
 mod spam_eval;
 mod tokens;
+mod webhooks;
 mod wrk;
 
 use std::process::ExitCode;
@@ -40,6 +41,7 @@ fn main() -> ExitCode {
         Some(Command::ConcurrentDecisions(args)) => decisions::main(args),
         Some(Command::CrossInstance(args)) => cross::main(args),
         Some(Command::SpamEval(args)) => spam_eval::main(args),
+        Some(Command::Webhooks(args)) => webhooks::main(args),
         None => harness::main(cli.run),
     };
     match result {
