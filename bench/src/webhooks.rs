@@ -168,7 +168,10 @@ async fn add_hook(
 
 async fn post(client: &reqwest::Client, port: u16, token: &str, i: u32) -> Result<String, String> {
     let res = client
-        .post(format!("http://127.0.0.1:{port}/api/v1/articles/bench-{}/comments", i % 50))
+        .post(format!(
+            "http://127.0.0.1:{port}/api/v1/articles/bench-{}/comments",
+            i % 50
+        ))
         .bearer_auth(token)
         .json(&serde_json::json!({"body": format!("Webhook bench comment number {i}")}))
         .send()

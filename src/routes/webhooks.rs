@@ -87,13 +87,15 @@ pub async fn create(
     let (Some(url), Some(events), true) = (url, events, errors.is_empty()) else {
         return Err(ApiError::Validation(errors));
     };
+    let tx = state.db.begin_write().await?;
     let created = webhooks::create(
-        &state.db.conn,
+        &*tx,
         url.to_string(),
         events,
         body.description.filter(|d| !d.is_empty()),
     )
     .await?;
+    tx.commit().await?;
     Ok(HttpResponse::Created().json(created))
 }
 

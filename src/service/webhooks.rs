@@ -138,6 +138,19 @@ pub async fn create(
     events: Vec<String>,
     description: Option<String>,
 ) -> Result<CreatedWebhook, ApiError> {
+    // The first webhook starts the dispatcher at the outbox's end (with none, the
+    // dispatcher does not move its cursor): it hears of what comes after it.
+    if webhook::Entity::find().one(conn).await?.is_none() {
+        let last = super::events::last_id(conn).await?;
+        crate::entity::webhook_cursor::Entity::update_many()
+            .col_expr(
+                crate::entity::webhook_cursor::Column::LastEventId,
+                Expr::value(last),
+            )
+            .filter(crate::entity::webhook_cursor::Column::Id.eq(1))
+            .exec(conn)
+            .await?;
+    }
     let model = webhook::Model {
         id: uuid::Uuid::now_v7().to_string(),
         url,
