@@ -64,6 +64,14 @@ pub struct Settings {
     /// `TALLY_EVENTS_RETENTION_DAYS`: how long committed events stay in the outbox
     /// (for webhooks and live streams to deliver from); 0 keeps them forever.
     pub events_retention_days: u64,
+    /// `TALLY_WEBHOOK_ALLOW_PRIVATE`: webhook and external-moderation URLs may name
+    /// loopback, private and other non-public addresses.
+    pub webhook_allow_private: bool,
+    /// `TALLY_EXTERNAL_MODERATION_SECRET`: signs the external moderation call.
+    pub external_moderation_secret: Option<String>,
+    /// `TALLY_WEBHOOK_RETRY_BASE_MS`: the first retry's delay; each next one doubles,
+    /// up to an hour (tests shorten it).
+    pub webhook_retry_base_ms: u64,
 }
 
 /// How tokens are verified. At most one of `secret` and `public_key_file` is set; with
@@ -160,6 +168,9 @@ impl Default for Settings {
             db_timeout_ms: 5_000,
             events_poll_ms: 0,
             events_retention_days: 7,
+            webhook_allow_private: false,
+            external_moderation_secret: None,
+            webhook_retry_base_ms: 1_000,
         }
     }
 }
@@ -300,6 +311,19 @@ impl Settings {
                 d.events_retention_days,
                 parse_num,
             )?,
+            webhook_allow_private: parse_or(
+                "TALLY_WEBHOOK_ALLOW_PRIVATE",
+                get("TALLY_WEBHOOK_ALLOW_PRIVATE"),
+                d.webhook_allow_private,
+                parse_bool,
+            )?,
+            external_moderation_secret: get("TALLY_EXTERNAL_MODERATION_SECRET"),
+            webhook_retry_base_ms: parse_or(
+                "TALLY_WEBHOOK_RETRY_BASE_MS",
+                get("TALLY_WEBHOOK_RETRY_BASE_MS"),
+                d.webhook_retry_base_ms,
+                parse_num,
+            )?,
         })
     }
 }
@@ -368,6 +392,9 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ("TALLY_CORS_ORIGINS", "*", "origins allowed to call the API from a browser"),
     ("TALLY_EVENTS_POLL_MS", "0", "0: other instances' writes arrive by LISTEN/NOTIFY (PostgreSQL) or a 500 ms poll (SQLite); N: poll the outbox every N ms"),
     ("TALLY_EVENTS_RETENTION_DAYS", "7", "days committed events stay in the outbox (0: forever)"),
+    ("TALLY_WEBHOOK_ALLOW_PRIVATE", "false", "allow webhook and external-moderation URLs on private or loopback addresses"),
+    ("TALLY_EXTERNAL_MODERATION_SECRET", "none", "secret that signs the external moderation call"),
+    ("TALLY_WEBHOOK_RETRY_BASE_MS", "1000", "first webhook retry delay, doubling up to 1 h (tests shorten it)"),
 ];
 
 /// The `--help` text listing [`VARIABLES`].

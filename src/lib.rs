@@ -18,6 +18,7 @@
 //! - [`rate_limit`]: the per-caller write budget (spent by `routes::write_limit` on the
 //!   routes readers write through); [`client_ip`]: who a request comes from.
 //! - [`state`]: `AppState`, what every request can reach.
+//! - [`outbound`]: outbound HTTP (webhooks, external moderation): signing, the address rule.
 //! - [`config`], [`startup`], [`telemetry`], [`metrics`], [`cli`]: settings, application
 //!   assembly, logs, Prometheus metrics, and the command line.
 
@@ -32,6 +33,7 @@ pub mod edge;
 pub mod entity;
 pub mod error;
 pub mod metrics;
+pub mod outbound;
 pub mod rate_limit;
 pub mod routes;
 pub mod service;

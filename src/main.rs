@@ -6,6 +6,7 @@ use tally::{cli, config, config::Settings, telemetry};
 #[actix_web::main]
 async fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    tally::outbound::install_crypto_provider();
     let settings = match Settings::from_env() {
         Ok(s) => s,
         Err(e) => {

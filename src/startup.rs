@@ -69,6 +69,8 @@ pub struct Application {
     pump: crate::service::events::PumpMode,
     /// How long events stay in the outbox (`None`: forever).
     events_retention: Option<Duration>,
+    /// What the background webhook sender needs.
+    webhooks: (crate::outbound::Outbound, Duration),
 }
 
 impl Application {
@@ -109,7 +111,14 @@ impl Application {
         if let Some(limiter) = &write_limiter {
             limiter.warm_up().await;
         }
+        let outbound = crate::outbound::Outbound::new(settings.webhook_allow_private)
+            .map_err(StartError::Connect)?;
         let state = AppState {
+            external: crate::service::external::ExternalHook::new(
+                outbound.clone(),
+                settings.external_moderation_secret.clone(),
+            ),
+            outbound: outbound.clone(),
             db: db.clone(),
             policies: PolicyCache::default(),
             write_limiter: write_limiter.map(Arc::new),
@@ -138,6 +147,10 @@ impl Application {
             0 => None,
             days => Some(Duration::from_secs(days.saturating_mul(86_400))),
         };
+        let webhooks = (
+            outbound,
+            Duration::from_millis(state.settings.webhook_retry_base_ms.max(1)),
+        );
         let server = run(listener, state, keys.clone(), workers)?;
         Ok(Application {
             port,
@@ -147,6 +160,7 @@ impl Application {
             db,
             pump,
             events_retention,
+            webhooks,
         })
     }
 
@@ -208,6 +222,12 @@ impl Application {
                 keep,
             ))
         });
+        let (outbound, retry_base) = self.webhooks;
+        let webhooks = tokio::spawn(crate::service::webhook_dispatch::run(
+            self.db.clone(),
+            outbound,
+            retry_base,
+        ));
         let served = self.server.await;
         purge.abort();
         retention.abort();
@@ -215,6 +235,7 @@ impl Application {
         if let Some(p) = outbox_purge {
             p.abort();
         }
+        webhooks.abort();
         served
     }
 }

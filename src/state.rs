@@ -38,6 +38,10 @@ pub struct AppState {
     pub overlays: Arc<AggregateCache<Overlay>>,
     /// `GET /api/v1/ratings/top` answers, kept up to a minute.
     pub top: Arc<TopCache>,
+    /// The external moderation hook's client (`service::external`).
+    pub external: crate::service::external::ExternalHook,
+    /// The outbound HTTP client (webhooks, the external hook), address rule built in.
+    pub outbound: crate::outbound::Outbound,
 }
 
 /// The application state, for a handler that takes only the request.

@@ -53,6 +53,9 @@ pub enum Command {
     /// trained vs empty, and a decision that teaches it vs one that does not, in turns,
     /// on each backend (see `model_cost`).
     SpamModelCost(ModelCostArgs),
+    /// Webhooks (issue 22): delivery latency after the POST (p99 ≤ 1 s) and POST
+    /// comment throughput with two webhooks over without (≥ 0.9), SQLite.
+    Webhooks(WebhooksArgs),
 }
 
 /// Options of `tally-bench transfer`.
@@ -103,6 +106,22 @@ pub struct ModelCostArgs {
     /// The tally release binary (default: `tally` next to this binary).
     #[arg(long)]
     pub tally_bin: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct WebhooksArgs {
+    /// Comments posted one at a time for the latency figure.
+    #[arg(long, default_value_t = 300)]
+    pub comments: u32,
+    /// Comments posted for each throughput figure.
+    #[arg(long, default_value_t = 3_000)]
+    pub writes: u32,
+    /// Concurrent writers for the throughput figures.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: u32,
+    /// The tally binary (default: `tally` next to this one).
+    #[arg(long)]
+    pub tally_bin: Option<std::path::PathBuf>,
 }
 
 /// Options of `tally-bench spam-eval`.

@@ -27,6 +27,7 @@ mod seed;
 mod spam_eval;
 mod tokens;
 mod transfer;
+mod webhooks;
 mod wrk;
 
 use std::process::ExitCode;
@@ -37,6 +38,7 @@ use cli::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    tally::outbound::install_crypto_provider();
     let result = match cli.command {
         Some(Command::CeilingStatic { bind }) => ceiling::serve_static(&bind),
         Some(Command::CeilingSqlitePk { bind, db, rows }) => ceiling::serve_pk(&bind, &db, rows),
@@ -45,6 +47,7 @@ fn main() -> ExitCode {
         Some(Command::SpamEval(args)) => spam_eval::main(args),
         Some(Command::Transfer(args)) => transfer::main(args),
         Some(Command::SpamModelCost(args)) => model_cost::main(args),
+        Some(Command::Webhooks(args)) => webhooks::main(args),
         None => harness::main(cli.run),
     };
     match result {

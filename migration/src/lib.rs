@@ -17,6 +17,7 @@ mod m20261206_000031_log_time_index;
 mod m20261206_000032_flag_weights;
 mod m20261206_000040_spam_model;
 mod m20261207_000010_events;
+mod m20261207_000020_webhooks;
 mod m20261207_000030_import_sources;
 mod m20261207_000040_user_data_indexes;
 
@@ -39,6 +40,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000010_events::Migration),
             Box::new(m20261207_000030_import_sources::Migration),
             Box::new(m20261207_000040_user_data_indexes::Migration),
+            Box::new(m20261207_000020_webhooks::Migration),
         ]
     }
 }

@@ -77,6 +77,20 @@ pub struct Policy {
     #[serde(default)]
     #[schema(minimum = 1, required = true)]
     pub retention_days_rejected: Option<u32>,
+    /// Where each new or edited comment is POSTed for a verdict after the rules
+    /// (http or https; a non-public address is refused unless
+    /// `TALLY_WEBHOOK_ALLOW_PRIVATE=true`); `null` (or absent): no call.
+    #[serde(default)]
+    #[schema(required = true, max_length = 2000)]
+    pub external_moderation_url: Option<String>,
+    /// How long the external moderation call may take, in milliseconds (1–10000).
+    #[serde(default = "default_external_timeout_ms")]
+    #[schema(minimum = 1, maximum = 10000, default = 1000)]
+    pub external_moderation_timeout_ms: u32,
+}
+
+fn default_external_timeout_ms() -> u32 {
+    1000
 }
 
 fn default_spam_threshold() -> f64 {
@@ -121,6 +135,8 @@ impl Default for Policy {
             spam_min_examples: default_spam_min_examples(),
             rating_prior_weight: default_prior_weight(),
             retention_days_rejected: None,
+            external_moderation_url: None,
+            external_moderation_timeout_ms: default_external_timeout_ms(),
         }
     }
 }
@@ -185,6 +201,12 @@ impl Policy {
             errors.push(FieldError::new(
                 "retention_days_rejected",
                 "must be null (keep forever) or at least 1",
+            ));
+        }
+        if !(1..=10_000).contains(&self.external_moderation_timeout_ms) {
+            errors.push(FieldError::new(
+                "external_moderation_timeout_ms",
+                "must be from 1 to 10000",
             ));
         }
         if errors.is_empty() {

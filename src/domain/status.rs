@@ -25,6 +25,8 @@ pub enum Action {
     Delete,
     /// The author edited it and the rules placed the new text here.
     Resubmit(ModerationStatus),
+    /// The external moderation hook holds it for a moderator.
+    Hold,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -73,6 +75,8 @@ impl ModerationStatus {
             (S::Deleted, A::Reject) => refuse("rejected"),
             (S::Deleted, A::Spam) => refuse("marked as spam"),
             (S::Deleted, A::Delete) => refuse("deleted"),
+            (S::Deleted, A::Hold) => refuse("held"),
+            (_, A::Hold) => Ok(S::Pending),
             (S::Deleted, A::Resubmit(_)) => refuse("edited"),
             (_, A::Approve) => Ok(S::Approved),
             (_, A::Reject) => Ok(S::Rejected),
@@ -123,6 +127,9 @@ mod tests {
             (S::Pending, A::Delete, ok(S::Deleted)),
             (S::Pending, A::Resubmit(S::Approved), ok(S::Approved)),
             (S::Pending, A::Resubmit(S::Spam), Err(())),
+            (S::Approved, A::Hold, ok(S::Pending)),
+            (S::Rejected, A::Hold, ok(S::Pending)),
+            (S::Deleted, A::Hold, Err(())),
             (S::Approved, A::Approve, ok(S::Approved)),
             (S::Approved, A::Reject, ok(S::Rejected)),
             (S::Approved, A::Spam, ok(S::Spam)),

@@ -19,3 +19,6 @@ pub mod setting;
 pub mod spam_lesson;
 pub mod spam_model;
 pub mod spam_token;
+pub mod webhook;
+pub mod webhook_cursor;
+pub mod webhook_delivery;

@@ -76,6 +76,20 @@ pub async fn put_settings(
     Admin(user): Admin,
     ApiJson(SettingsBody(policy)): ApiJson<SettingsBody>,
 ) -> Result<HttpResponse, ApiError> {
+    // The external hook's address is resolved and checked here, with the other rules'
+    // findings, so one 422 names every field at fault.
+    let mut errors = policy.validate().err().unwrap_or_default();
+    if let Some(url) = &policy.external_moderation_url {
+        let allow_private = state.settings.webhook_allow_private;
+        if let Err(e) =
+            crate::outbound::check_url("external_moderation_url", url, allow_private).await
+        {
+            errors.push(e);
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
     let stored = admin::put_settings(&state.db, &state.policies, &user, policy).await?;
     Ok(HttpResponse::Ok().json(stored))
 }

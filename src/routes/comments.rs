@@ -217,6 +217,17 @@ pub async fn create(
     let (Some(body), Some(author), true) = (body, author, errors.is_empty()) else {
         return Err(ApiError::Validation(errors));
     };
+    // The external moderation hook is asked before the write (no write lock held).
+    let screened = crate::service::external::screen_new(
+        &state.db,
+        &state.policies,
+        &state.external,
+        &author,
+        &id,
+        body.as_str(),
+        input.parent_id.as_deref(),
+    )
+    .await?;
     let outcome = comments::create(
         &state.db,
         &state.policies,
@@ -226,6 +237,7 @@ pub async fn create(
         NewComment {
             body,
             parent_id: input.parent_id,
+            screened,
         },
         idempotent.as_ref(),
     )
@@ -557,8 +569,18 @@ pub async fn edit(
     ApiJson(input): ApiJson<EditBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = CommentBody::parse(&input.body)?;
+    // The external moderation hook is asked before the write (no write lock held).
+    let screened = crate::service::external::screen_edit(
+        &state.db,
+        &state.policies,
+        &state.external,
+        &user,
+        &path,
+        body.as_str(),
+    )
+    .await?;
     Ok(HttpResponse::Ok()
-        .json(comments::edit(&state.db, &state.policies, &user, &path, body).await?))
+        .json(comments::edit(&state.db, &state.policies, &user, &path, body, screened).await?))
 }
 
 /// `DELETE /api/v1/comments/{id}`: the author deletes; 204.

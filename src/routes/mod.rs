@@ -11,6 +11,7 @@ pub mod frontend;
 pub mod health;
 pub mod idempotency;
 pub mod json;
+pub mod live;
 pub mod moderation;
 pub mod openapi;
 pub mod paths;
@@ -20,6 +21,7 @@ pub mod spam_model;
 pub mod spec;
 pub mod user_data;
 pub mod votes;
+pub mod webhooks;
 pub mod write_limit;
 
 use actix_web::{middleware::from_fn, web, Resource};
@@ -79,6 +81,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/api/v1/me/data"),
     ("GET", "/api/v1/admin/users/{user_id}/data"),
     ("DELETE", "/api/v1/admin/users/{user_id}/data"),
+    ("POST", "/api/v1/admin/webhooks"),
+    ("GET", "/api/v1/admin/webhooks"),
+    ("DELETE", "/api/v1/admin/webhooks/{id}"),
+    ("GET", "/api/v1/moderation/events"),
+    ("GET", "/api/v1/admin/webhooks/{id}/deliveries"),
 ];
 
 /// The `Allow` header of a route pattern (`GET, PUT, DELETE`), for 405 answers.
@@ -218,6 +225,17 @@ fn api_scope() -> actix_web::Scope {
             api("/api/v1/admin/users/{user_id}/data")
                 .route(web::get().to(user_data::get_user))
                 .route(web::delete().to(user_data::erase_user)),
+        )
+        .service(
+            api("/api/v1/admin/webhooks")
+                .route(web::post().to(webhooks::create))
+                .route(web::get().to(webhooks::list)),
+        )
+        .service(api("/api/v1/admin/webhooks/{id}").route(web::delete().to(webhooks::delete)))
+        .service(api("/api/v1/moderation/events").route(web::get().to(live::events)))
+        .service(
+            api("/api/v1/admin/webhooks/{id}/deliveries")
+                .route(web::get().to(webhooks::deliveries)),
         )
 }
 

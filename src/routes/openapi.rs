@@ -134,6 +134,11 @@ comment goes back to `pending` until a moderator decides."#;
         super::user_data::erase_mine,
         super::user_data::get_user,
         super::user_data::erase_user,
+        super::webhooks::create,
+        super::webhooks::list,
+        super::webhooks::delete,
+        super::webhooks::deliveries,
+        super::live::events,
     ),
     components(
         // Those named only by parameters (bodies and responses bring in their own).

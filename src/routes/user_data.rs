@@ -3,8 +3,8 @@
 
 use actix_web::{web, HttpResponse};
 
-use super::spec::{BadRequest, Forbidden, Unauthorized, Unavailable};
 use super::paths::UserIdPath;
+use super::spec::{BadRequest, Forbidden, Unauthorized, Unavailable};
 use crate::{
     auth::{Admin, Reader, User},
     error::ApiError,

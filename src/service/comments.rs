@@ -358,6 +358,9 @@ pub(super) async fn log_automatic(
 pub struct NewComment {
     pub body: CommentBody,
     pub parent_id: Option<String>,
+    /// The external moderation hook's answer, asked before the write
+    /// (`external::screen_new`); the comment keeps the id the hook was told.
+    pub screened: Option<super::external::Screened>,
 }
 
 /// Posts a comment. Its status says whether it is live, waiting, or refused by a rule.
@@ -468,7 +471,7 @@ pub async fn create_in(
             ));
         }
     }
-    let (eval, fp) = evaluate(
+    let (mut eval, fp) = evaluate(
         tx,
         policies,
         Candidate {
@@ -481,9 +484,14 @@ pub async fn create_in(
         },
     )
     .await?;
+    let rules = eval.clone();
+    let screened = input.screened;
+    let external = screened
+        .as_ref()
+        .and_then(|s| super::external::apply(&mut eval, &s.answer));
     let now = super::now();
     let model = comment::Model {
-        id: uuid::Uuid::now_v7().to_string(),
+        id: screened.map_or_else(|| uuid::Uuid::now_v7().to_string(), |s| s.id),
         article_id: article.id.clone(),
         parent_id: input.parent_id,
         author_id,
@@ -514,7 +522,10 @@ pub async fn create_in(
         .exec_without_returning(tx)
         .await?;
     counters::status_changed(tx, &model, None, eval.status).await?;
-    log_automatic(tx, &model, None, &eval).await?;
+    log_automatic(tx, &model, None, &rules).await?;
+    if let Some(decision) = external {
+        decision.log(tx, &model).await?;
+    }
     super::events::record(super::events::comment_created(&model))?;
     let created = view(model, caller, false);
     if let Some(req) = idempotency {
@@ -954,9 +965,17 @@ pub async fn edit(
     user: &User,
     id: &str,
     body: CommentBody,
+    screened: Option<super::external::Screened>,
 ) -> Result<CommentView, ApiError> {
     super::retry::retrying(|| {
-        counters::in_lock_order(edit_once(db, policies, user, id, body.clone()))
+        counters::in_lock_order(edit_once(
+            db,
+            policies,
+            user,
+            id,
+            body.clone(),
+            screened.as_ref(),
+        ))
     })
     .await
 }
@@ -967,6 +986,7 @@ async fn edit_once(
     user: &User,
     id: &str,
     body: CommentBody,
+    screened: Option<&super::external::Screened>,
 ) -> Result<CommentView, ApiError> {
     let tx = db.begin_write().await?;
     let c = own_comment_for_update(&*tx, user, id).await?;
@@ -983,7 +1003,7 @@ async fn edit_once(
         return Err(ApiError::CommentsClosed);
     }
     let body = body.into_inner();
-    let (eval, fp) = evaluate(
+    let (mut eval, fp) = evaluate(
         &*tx,
         policies,
         Candidate {
@@ -996,10 +1016,18 @@ async fn edit_once(
         },
     )
     .await?;
+    let rules = eval.clone();
     let from = status_of(&c);
-    let to = from
+    let mut to = from
         .apply(Action::Resubmit(eval.status))
         .map_err(|e| ApiError::Forbidden(e.to_string()))?;
+    // The hook's verdict (asked before this transaction) moves it on from there.
+    let external = screened.and_then(|s| super::external::apply(&mut eval, &s.answer));
+    if let Some(decision) = &external {
+        to = to
+            .apply(decision.action())
+            .map_err(|e| ApiError::Forbidden(e.to_string()))?;
+    }
     let updated = comment::Model {
         body,
         status: to.as_str().to_owned(),
@@ -1028,7 +1056,10 @@ async fn edit_once(
     .exec(&*tx)
     .await?;
     counters::status_changed(&*tx, &updated, Some(from), to).await?;
-    log_automatic(&*tx, &updated, Some(from), &eval).await?;
+    log_automatic(&*tx, &updated, Some(from), &rules).await?;
+    if let Some(decision) = external {
+        decision.log(&*tx, &updated).await?;
+    }
     super::events::record(super::events::comment_edited(&updated))?;
     counters::flush(&*tx).await?;
     tx.commit().await?;

@@ -12,9 +12,11 @@ pub mod connect;
 pub mod counters;
 pub mod db;
 pub mod events;
+pub mod external;
 pub mod flags;
 pub mod group_commit;
 pub mod idempotency;
+pub mod live;
 pub mod metrics;
 pub mod moderation;
 pub mod page_overlay;
@@ -30,6 +32,8 @@ pub mod top;
 pub mod transfer;
 pub mod user_data;
 pub mod votes;
+pub mod webhook_dispatch;
+pub mod webhooks;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::{

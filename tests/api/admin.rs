@@ -19,7 +19,9 @@ fn a_policy() -> Value {
         "spam_threshold": 0.9,
         "spam_min_examples": 20,
         "rating_prior_weight": 7,
-        "retention_days_rejected": null
+        "retention_days_rejected": null,
+        "external_moderation_url": null,
+        "external_moderation_timeout_ms": 1000
     })
 }
 
@@ -35,7 +37,8 @@ async fn an_admin_reads_the_defaults_then_replaces_the_whole_policy() {
                "suspect_words": [], "max_links": 2, "flag_threshold": 3,
                "edit_window_secs": 900, "trusted_after_approved": 0,
                "spam_threshold": 0.9, "spam_min_examples": 20,
-               "rating_prior_weight": 5, "retention_days_rejected": null})
+               "rating_prior_weight": 5, "retention_days_rejected": null,
+               "external_moderation_url": null, "external_moderation_timeout_ms": 1000})
     );
 
     let res = app

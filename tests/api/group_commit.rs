@@ -374,6 +374,7 @@ async fn refused_comments_and_ratings_in_a_batch_get_their_4xx_and_the_rest_comm
         let input = NewComment {
             body: CommentBody::parse(body).unwrap(),
             parent_id: parent.map(str::to_owned),
+            screened: None,
         };
         let author = Author::User(reader(user));
         tokio::spawn(async move {

@@ -125,6 +125,8 @@ pub struct TestDb {
 
 impl TestDb {
     pub async fn fresh() -> TestDb {
+        // Test clients (reqwest) need a TLS provider: tally's, aws-lc.
+        tally::outbound::install_crypto_provider();
         match std::env::var("TEST_DATABASE_URL")
             .ok()
             .filter(|v| !v.is_empty())

@@ -167,3 +167,15 @@ test('log, bans and (for admins) settings; axe-core and a screenshot', async () 
   assert.equal(await mod.page.getByRole('tab', { name: 'Settings' }).count(), 0);
   await mod.close();
 });
+
+test('queue counts follow the live stream, without polling or reloading', async () => {
+  const { page, errors, close } = await openConsole(token('mod-live', 'moderator', 'Live'));
+  const tab = page.getByRole('tab', { name: /^Pending \d+$/ });
+  await tab.waitFor();
+  const before = Number((await tab.textContent()).match(/\d+/)[0]);
+  await pending('live-1', ['Arrives while the console is open', 'And another one']);
+  // The stream's next `stats` renames the tab (well within the old 5 s poll).
+  await page.getByRole('tab', { name: `Pending ${before + 2}` }).waitFor({ timeout: 4000 });
+  assert.deepEqual(errors, []);
+  await close();
+});

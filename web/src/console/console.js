@@ -4,7 +4,8 @@ const API = '/api/v1';
 const QUEUES = ['pending', 'flagged', 'rejected', 'spam', 'approved'];
 const LABEL = { pending: 'Pending', flagged: 'Flagged', rejected: 'Rejected', spam: 'Spam', approved: 'Approved' };
 const ACTIONS = [['approve', 'Approve', 'a'], ['reject', 'Reject', 'r'], ['spam', 'Spam', 's']];
-const POLL_MS = 5000;
+// After a dropped stream, reconnect this much later (resuming with Last-Event-ID).
+const RETRY_MS = 3000;
 const KEY = 'tally.console.token';
 
 const app = document.getElementById('app');
@@ -16,7 +17,7 @@ let current = 'pending';
 let items = new Map(); // comment id → { item, el }
 let cursor = null;
 const selected = new Set();
-let pollTimer = null;
+let live = null; // AbortController of the live stream
 
 function h(tag, props, ...children) {
   const e = document.createElement(tag);
@@ -98,7 +99,7 @@ function signInForm(message) {
 
 function signOut() {
   sessionStorage.removeItem(KEY);
-  clearInterval(pollTimer);
+  stopFollowing();
   who.replaceChildren();
   signInForm();
 }
@@ -122,9 +123,66 @@ async function start() {
   who.replaceChildren(`Signed in as ${claims.name || claims.sub} (${role}) `,
     h('button', { type: 'button', class: 'plain', onclick: signOut }, 'Sign out'));
   layout();
-  clearInterval(pollTimer);
-  // Live updates by polling the counts (the event stream is not there yet).
-  pollTimer = setInterval(refreshStats, POLL_MS);
+  follow();
+}
+
+// ---- live updates --------------------------------------------------------------------
+
+function stopFollowing() {
+  if (live) live.abort();
+  live = null;
+}
+
+// Reads /moderation/events with fetch (EventSource cannot send the Authorization
+// header): `stats` renames the tabs, `item` says when the queue on screen changed.
+// A dropped stream reconnects after RETRY_MS and resumes with Last-Event-ID.
+function follow() {
+  stopFollowing();
+  const ctl = new AbortController();
+  live = ctl;
+  let lastId = null;
+  (async () => {
+    while (!ctl.signal.aborted) {
+      try {
+        const headers = { Authorization: `Bearer ${token}`, Accept: 'text/event-stream' };
+        if (lastId) headers['Last-Event-ID'] = lastId;
+        const res = await fetch(API + '/moderation/events', { headers, signal: ctl.signal });
+        if (!res.ok || !res.body) throw new Error(`stream refused (${res.status})`);
+        const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+        let buf = '';
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          buf += value;
+          let end;
+          while ((end = buf.indexOf('\n\n')) >= 0) {
+            const block = buf.slice(0, end);
+            buf = buf.slice(end + 2);
+            let event = 'message';
+            let data = '';
+            for (const line of block.split('\n')) {
+              if (line.startsWith('id:')) lastId = line.slice(3).trim();
+              else if (line.startsWith('event:')) event = line.slice(6).trim();
+              else if (line.startsWith('data:')) data += line.slice(5).trim();
+            }
+            if (data) onLive(event, JSON.parse(data));
+          }
+        }
+      } catch {
+        if (ctl.signal.aborted) return;
+      }
+      await new Promise((r) => setTimeout(r, RETRY_MS));
+    }
+  })();
+}
+
+function onLive(event, data) {
+  if (event === 'stats') {
+    stats = data;
+    updateTabNames();
+  } else if (event === 'item' && data.queue === current && data.change === 'entered' && !items.has(data.comment_id)) {
+    say(`New in ${LABEL[current]}: reopen the tab to see it.`);
+  }
 }
 
 // ---- layout and tabs -----------------------------------------------------------------
@@ -178,7 +236,7 @@ async function refreshStats() {
     stats = await call('GET', '/moderation/stats');
     updateTabNames();
   } catch {
-    // The next poll tries again.
+    // The live stream brings the next counts anyway.
   }
 }
 

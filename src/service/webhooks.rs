@@ -1,0 +1,244 @@
+//! Webhooks (issue 22): subscriptions an admin manages, and the deliveries made for
+//! them from the `events` outbox (see `service::webhook_dispatch` for the sending).
+
+use chrono::{DateTime, Utc};
+use rand::RngCore;
+use sea_orm::{
+    sea_query::{Expr, ExprTrait},
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
+use serde::Serialize;
+
+use super::comments::{paginate, CursorPage};
+use crate::{
+    domain::{Cursor, FieldError},
+    entity::{webhook, webhook_delivery},
+    error::ApiError,
+};
+
+/// The event types a webhook may subscribe to.
+pub const EVENT_TYPES: [&str; 5] = [
+    "comment.created",
+    "comment.published",
+    "comment.status_changed",
+    "comment.flagged",
+    "rating.changed",
+];
+
+/// A webhook as listed (never with its secret).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct WebhookView {
+    pub id: String,
+    pub url: String,
+    /// The event types it receives, or `["*"]` for all.
+    pub events: Vec<String>,
+    #[schema(required = true)]
+    pub description: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A new webhook, with the secret that signs its deliveries (shown only here).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CreatedWebhook {
+    #[serde(flatten)]
+    pub webhook: WebhookView,
+    /// `whsec_…`: the HMAC key of `Tally-Signature`, the whole string as UTF-8 bytes.
+    pub secret: String,
+}
+
+impl From<webhook::Model> for WebhookView {
+    fn from(w: webhook::Model) -> Self {
+        WebhookView {
+            events: serde_json::from_str(&w.events).unwrap_or_default(),
+            id: w.id,
+            url: w.url,
+            description: w.description,
+            created_at: w.created_at,
+        }
+    }
+}
+
+/// One delivery of an event to a webhook.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DeliveryView {
+    pub event_id: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// `pending` (to be tried, or retried), `delivered` (a 2xx answer) or `failed`
+    /// (no 2xx answer within 24 hours).
+    pub status: String,
+    pub attempts: i32,
+    #[schema(required = true)]
+    pub last_status_code: Option<i32>,
+    #[schema(required = true)]
+    pub last_error: Option<String>,
+    /// When the next attempt is due; `null` once delivered or failed.
+    #[schema(required = true)]
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    #[schema(required = true)]
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+impl From<webhook_delivery::Model> for DeliveryView {
+    fn from(d: webhook_delivery::Model) -> Self {
+        DeliveryView {
+            next_attempt_at: (d.status == "pending").then_some(d.next_attempt_at),
+            event_id: d.event_id,
+            event_type: d.event_type,
+            status: d.status,
+            attempts: d.attempts,
+            last_status_code: d.last_status_code,
+            last_error: d.last_error,
+            delivered_at: d.delivered_at,
+        }
+    }
+}
+
+/// Checks the events list: 1–5 known types, or `["*"]` alone; returns it deduplicated.
+pub fn parse_events(events: &[String]) -> Result<Vec<String>, FieldError> {
+    if events.is_empty() {
+        return Err(FieldError::new(
+            "events",
+            "must name at least one event type",
+        ));
+    }
+    if events.iter().any(|e| e == "*") {
+        return if events.len() == 1 {
+            Ok(vec!["*".into()])
+        } else {
+            Err(FieldError::new("events", "\"*\" must stand alone"))
+        };
+    }
+    let mut out: Vec<String> = vec![];
+    for (i, e) in events.iter().enumerate() {
+        if !EVENT_TYPES.contains(&e.as_str()) {
+            return Err(FieldError::new(
+                format!("events[{i}]"),
+                format!("must be one of {} or \"*\"", EVENT_TYPES.join(", ")),
+            ));
+        }
+        if !out.contains(e) {
+            out.push(e.clone());
+        }
+    }
+    Ok(out)
+}
+
+fn new_secret() -> String {
+    let mut bytes = [0u8; 24];
+    rand::rng().fill_bytes(&mut bytes);
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("whsec_{hex}")
+}
+
+/// Stores a webhook whose fields are already checked.
+pub async fn create(
+    conn: &impl ConnectionTrait,
+    url: String,
+    events: Vec<String>,
+    description: Option<String>,
+) -> Result<CreatedWebhook, ApiError> {
+    // The first webhook starts the dispatcher at the outbox's end (with none, the
+    // dispatcher does not move its cursor): it hears of what comes after it.
+    if webhook::Entity::find().one(conn).await?.is_none() {
+        let last = super::events::last_id(conn).await?;
+        crate::entity::webhook_cursor::Entity::update_many()
+            .col_expr(
+                crate::entity::webhook_cursor::Column::LastEventId,
+                Expr::value(last),
+            )
+            .filter(crate::entity::webhook_cursor::Column::Id.eq(1))
+            .exec(conn)
+            .await?;
+    }
+    let model = webhook::Model {
+        id: uuid::Uuid::now_v7().to_string(),
+        url,
+        events: serde_json::to_string(&events).map_err(|e| ApiError::Internal(e.to_string()))?,
+        description,
+        secret: new_secret(),
+        created_at: super::now(),
+    };
+    webhook::Entity::insert(webhook::ActiveModel::from(model.clone()))
+        .exec_without_returning(conn)
+        .await?;
+    let secret = model.secret.clone();
+    Ok(CreatedWebhook {
+        webhook: model.into(),
+        secret,
+    })
+}
+
+/// Every webhook, oldest first (a site has a handful).
+pub async fn list(conn: &impl ConnectionTrait) -> Result<Vec<WebhookView>, ApiError> {
+    Ok(webhook::Entity::find()
+        .order_by_asc(webhook::Column::CreatedAt)
+        .order_by_asc(webhook::Column::Id)
+        .limit(1000)
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(Into::into)
+        .collect())
+}
+
+/// Deletes a webhook and its deliveries; whether there was one.
+pub async fn delete(conn: &impl ConnectionTrait, id: &str) -> Result<bool, ApiError> {
+    // Deliveries first: SQLite enforces the foreign key's cascade only with
+    // `PRAGMA foreign_keys` on, and this works either way.
+    webhook_delivery::Entity::delete_many()
+        .filter(webhook_delivery::Column::WebhookId.eq(id))
+        .exec(conn)
+        .await?;
+    let gone = webhook::Entity::delete_by_id(id).exec(conn).await?;
+    Ok(gone.rows_affected > 0)
+}
+
+/// A webhook's deliveries, newest first; `None` when there is no such webhook.
+pub async fn deliveries(
+    conn: &impl ConnectionTrait,
+    webhook_id: &str,
+    limit: u64,
+    cursor: Option<Cursor>,
+) -> Result<Option<CursorPage<DeliveryView>>, ApiError> {
+    if webhook::Entity::find_by_id(webhook_id)
+        .one(conn)
+        .await?
+        .is_none()
+    {
+        return Ok(None);
+    }
+    let mut select =
+        webhook_delivery::Entity::find().filter(webhook_delivery::Column::WebhookId.eq(webhook_id));
+    if let Some(c) = cursor {
+        let id: i64 = c
+            .id
+            .parse()
+            .map_err(|_| ApiError::bad_request("cursor: is not a cursor this service gave out"))?;
+        select = select.filter(Expr::col(webhook_delivery::Column::Id).lt(id));
+    }
+    let rows = select
+        .order_by_desc(webhook_delivery::Column::Id)
+        .limit(limit + 1)
+        .all(conn)
+        .await?;
+    let page = paginate(rows, limit, |d| Cursor {
+        created_at: d.created_at,
+        id: d.id.to_string(),
+    });
+    Ok(Some(CursorPage {
+        items: page.items.into_iter().map(DeliveryView::from).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// Subscribed webhooks of `event_type` among `hooks`.
+pub fn subscribed<'a>(
+    hooks: &'a [webhook::Model],
+    event_type: &'a str,
+) -> impl Iterator<Item = &'a webhook::Model> + 'a {
+    hooks.iter().filter(move |h| {
+        let events: Vec<String> = serde_json::from_str(&h.events).unwrap_or_default();
+        events.iter().any(|e| e == "*" || e == event_type)
+    })
+}
