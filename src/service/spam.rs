@@ -97,18 +97,20 @@ async fn totals_for_update(conn: &impl ConnectionTrait) -> Result<spam_model::Mo
 }
 
 /// Teaches the model what a moderator's decision moving `c` to `to` says, replacing
-/// what an earlier decision on it taught: [`teach`] then [`apply`] (the evaluation
+/// what an earlier decision on it taught (true when the model changed; the caller records
+/// `SpamModelChanged` inside a write): [`teach`] then [`apply`] (the evaluation
 /// trains through it; a decision calls the two apart, see the lock order above).
 pub async fn learn(
     conn: &impl ConnectionTrait,
     c: &comment::Model,
     to: ModerationStatus,
-) -> Result<(), ApiError> {
+) -> Result<bool, ApiError> {
     let change = teach(conn, c, to).await?;
+    let changed = change.is_some();
     if apply(conn, change).await? {
         prune(conn).await?;
     }
-    Ok(())
+    Ok(changed)
 }
 
 /// What one decision changes in the model's shared rows (the totals and the token

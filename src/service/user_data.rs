@@ -560,8 +560,10 @@ async fn erase_comments(
             .await?
             .is_some();
         if learned {
-            // It records the model's `SpamModelChanged` event.
-            super::spam::learn(tx, c, ModerationStatus::Rejected).await?;
+            if super::spam::learn(tx, c, ModerationStatus::Rejected).await? {
+                // The instances' model caches invalidate from this event.
+                events::record(Event::SpamModelChanged)?;
+            }
         }
     }
     Ok(())
