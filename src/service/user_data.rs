@@ -559,11 +559,9 @@ async fn erase_comments(
             .one(tx)
             .await?
             .is_some();
-        if learned {
-            if super::spam::learn(tx, c, ModerationStatus::Rejected).await? {
-                // The instances' model caches invalidate from this event.
-                events::record(Event::SpamModelChanged)?;
-            }
+        // The instances' model caches invalidate from this event.
+        if learned && super::spam::learn(tx, c, ModerationStatus::Rejected).await? {
+            events::record(Event::SpamModelChanged)?;
         }
     }
     Ok(())
