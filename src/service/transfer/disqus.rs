@@ -40,7 +40,10 @@ fn dsq_id(e: &BytesStart) -> Result<String, String> {
     for a in e.attributes() {
         let a = a.map_err(|e| e.to_string())?;
         if a.key.local_name().as_ref() == b"id" {
-            return Ok(a.unescape_value().map_err(|e| e.to_string())?.into_owned());
+            return Ok(a
+                .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                .map_err(|e| e.to_string())?
+                .into_owned());
         }
     }
     Ok(String::new())
@@ -103,7 +106,8 @@ pub fn read(input: impl BufRead, progress: impl Fn(u64)) -> Result<Foreign, Stri
                     end(&mut path, &mut text, &mut thread, &mut post, &mut out);
                 }
             }
-            Event::Text(e) => text.push_str(&e.unescape().map_err(|e| e.to_string())?),
+            Event::Text(e) => super::foreign::push_xml_text(&mut text, &e)?,
+            Event::GeneralRef(e) => super::foreign::push_xml_ref(&mut text, &e)?,
             Event::CData(e) => text.push_str(&String::from_utf8_lossy(&e.into_inner())),
             Event::End(_) => end(&mut path, &mut text, &mut thread, &mut post, &mut out),
             Event::Eof => {

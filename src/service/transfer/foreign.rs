@@ -86,6 +86,32 @@ pub fn author_name(raw: Option<&str>) -> String {
     }
 }
 
+/// Appends an XML text node to `text`, decoded (entity references come as their own
+/// events since quick-xml 0.38: see [`push_xml_ref`]).
+pub fn push_xml_text(text: &mut String, e: &quick_xml::events::BytesText) -> Result<(), String> {
+    text.push_str(&e.decode().map_err(|e| e.to_string())?);
+    Ok(())
+}
+
+/// Appends what an XML entity or character reference (`&amp;`, `&#233;`) stands for;
+/// an entity XML does not predefine is kept as written.
+pub fn push_xml_ref(text: &mut String, e: &quick_xml::events::BytesRef) -> Result<(), String> {
+    if let Some(c) = e.resolve_char_ref().map_err(|e| e.to_string())? {
+        text.push(c);
+        return Ok(());
+    }
+    let name = e.decode().map_err(|e| e.to_string())?;
+    match quick_xml::escape::resolve_predefined_entity(&name) {
+        Some(s) => text.push_str(s),
+        None => {
+            text.push('&');
+            text.push_str(&name);
+            text.push(';');
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

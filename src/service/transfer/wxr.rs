@@ -75,7 +75,8 @@ pub fn read(input: impl BufRead, progress: impl Fn(u64)) -> Result<Foreign, Stri
                     );
                 }
             }
-            Event::Text(e) => text.push_str(&e.unescape().map_err(|e| e.to_string())?),
+            Event::Text(e) => super::foreign::push_xml_text(&mut text, &e)?,
+            Event::GeneralRef(e) => super::foreign::push_xml_ref(&mut text, &e)?,
             Event::CData(e) => text.push_str(&String::from_utf8_lossy(&e.into_inner())),
             Event::End(_) => end(
                 &mut path,
