@@ -222,7 +222,7 @@ pub async fn raw_commits(url: &str, duration: Duration, tasks: usize) -> Result<
                 tx.commit().await?;
                 done.fetch_add(1, Ordering::Relaxed);
             }
-            Ok::<(), sea_orm::DbErr>(())
+            Ok::<(), tally::error::ApiError>(())
         }));
     }
     for h in handles {

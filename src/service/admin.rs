@@ -5,7 +5,6 @@ use serde::Serialize;
 
 use super::{
     articles::{self, ArticleSummary},
-    counters,
     db::Db,
     moderation::{append_log, LogEntry},
     settings::PolicyCache,
@@ -31,7 +30,7 @@ pub async fn put_settings(
     policy: Policy,
 ) -> Result<Policy, ApiError> {
     policy.validate().map_err(ApiError::Validation)?;
-    counters::in_lock_order(put_settings_once(db, policies, admin, &policy)).await?;
+    put_settings_once(db, policies, admin, &policy).await?;
     settings(db, policies).await
 }
 
@@ -41,10 +40,12 @@ async fn put_settings_once(
     admin: &User,
     policy: &Policy,
 ) -> Result<(), ApiError> {
-    let tx = db.begin_write().await?;
-    policies.put(&*tx, policy).await?;
+    let mut wtx = db.begin_write().await?;
+    let mut w = wtx.write();
+    let tx = w.tx();
+    policies.put(tx, policy).await?;
     append_log(
-        &*tx,
+        &mut w,
         LogEntry {
             actor_id: &admin.id,
             actor_name: &admin.name,
@@ -58,11 +59,10 @@ async fn put_settings_once(
     )
     .await?;
     // The policy caches invalidate from this event (see `events`).
-    super::events::record(super::events::Event::SettingsChanged {
+    w.record(super::events::Event::SettingsChanged {
         actor_id: admin.id.clone(),
-    })?;
-    counters::flush(&*tx).await?;
-    tx.commit().await?;
+    });
+    wtx.commit().await?;
     Ok(())
 }
 
@@ -95,17 +95,11 @@ pub async fn put_article(
     id: &ArticleId,
     s: ArticleSettings,
 ) -> Result<(AdminArticleView, bool), ApiError> {
-    counters::in_lock_order(put_article_once(db, id, s)).await
-}
-
-async fn put_article_once(
-    db: &Db,
-    id: &ArticleId,
-    s: ArticleSettings,
-) -> Result<(AdminArticleView, bool), ApiError> {
-    let tx = db.begin_write().await?;
-    let created = articles::find(&*tx, id).await?.is_none();
-    articles::for_write(&*tx, id, true).await?;
+    let mut wtx = db.begin_write().await?;
+    let mut w = wtx.write();
+    let tx = w.tx();
+    let created = articles::find(tx, id).await?.is_none();
+    articles::for_write(tx, id, true).await?;
     article::Entity::update_many()
         .col_expr(article::Column::Title, Expr::value(s.title))
         .col_expr(article::Column::Url, Expr::value(s.url))
@@ -117,14 +111,13 @@ async fn put_article_once(
         .col_expr(article::Column::Registered, Expr::value(true))
         .col_expr(article::Column::UpdatedAt, Expr::value(super::now()))
         .filter(article::Column::Id.eq(id.as_str()))
-        .exec(&*tx)
+        .exec(tx)
         .await?;
-    let summary = articles::summary(&*tx, id, true).await?;
-    super::events::record(super::events::Event::ArticleRegistered {
+    let summary = articles::summary(tx, id, true).await?;
+    w.record(super::events::Event::ArticleRegistered {
         article_id: id.to_string(),
-    })?;
-    counters::flush(&*tx).await?;
-    tx.commit().await?;
+    });
+    wtx.commit().await?;
     Ok((
         AdminArticleView {
             summary,

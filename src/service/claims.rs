@@ -62,19 +62,11 @@ pub async fn claim_at(
     now: DateTime<Utc>,
     duration: Duration,
 ) -> Result<ClaimView, ApiError> {
-    super::counters::in_lock_order(claim_once(db, moderator, comment_id, now, duration)).await
-}
-
-async fn claim_once(
-    db: &Db,
-    moderator: &User,
-    comment_id: &str,
-    now: DateTime<Utc>,
-    duration: Duration,
-) -> Result<ClaimView, ApiError> {
-    let tx = db.begin_write().await?;
+    let mut wtx = db.begin_write().await?;
+    let mut w = wtx.write();
+    let tx = w.tx();
     if comment::Entity::find_by_id(comment_id)
-        .one(&*tx)
+        .one(tx)
         .await?
         .is_none()
     {
@@ -103,10 +95,10 @@ async fn claim_once(
                 .action_and_where(keep_unless)
                 .to_owned(),
         )
-        .exec_without_returning(&*tx)
+        .exec_without_returning(tx)
         .await?;
     let held = comment_claim::Entity::find_by_id(comment_id)
-        .one(&*tx)
+        .one(tx)
         .await?
         .ok_or_else(|| ApiError::Internal("claim row vanished".into()))?;
     if held.moderator_id != moderator.id {
@@ -115,13 +107,12 @@ async fn claim_once(
             until: held.expires_at,
         });
     }
-    super::events::record(super::events::Event::ClaimChanged {
+    w.record(super::events::Event::ClaimChanged {
         comment_id: comment_id.to_owned(),
         moderator_id: moderator.id.clone(),
         claimed: true,
-    })?;
-    super::counters::flush(&*tx).await?;
-    tx.commit().await?;
+    });
+    wtx.commit().await?;
     Ok(held.into())
 }
 
@@ -129,13 +120,15 @@ async fn claim_once(
 /// when there is none); 409 `claimed` while another moderator holds it, 404 for an
 /// unknown comment.
 pub async fn release(db: &Db, moderator: &User, comment_id: &str) -> Result<(), ApiError> {
-    retrying(|| super::counters::in_lock_order(release_once(db, moderator, comment_id))).await
+    retrying(|| release_once(db, moderator, comment_id)).await
 }
 
 async fn release_once(db: &Db, moderator: &User, comment_id: &str) -> Result<(), ApiError> {
-    let tx = db.begin_write().await?;
+    let mut wtx = db.begin_write().await?;
+    let mut w = wtx.write();
+    let tx = w.tx();
     if comment::Entity::find_by_id(comment_id)
-        .one(&*tx)
+        .one(tx)
         .await?
         .is_none()
     {
@@ -143,7 +136,7 @@ async fn release_once(db: &Db, moderator: &User, comment_id: &str) -> Result<(),
     }
     if let Some(other) = comment_claim::Entity::find_by_id(comment_id)
         .filter(held_by_others(&moderator.id, super::now()))
-        .one(&*tx)
+        .one(tx)
         .await?
     {
         return Err(ApiError::Claimed {
@@ -152,18 +145,17 @@ async fn release_once(db: &Db, moderator: &User, comment_id: &str) -> Result<(),
         });
     }
     let released = comment_claim::Entity::delete_by_id(comment_id)
-        .exec(&*tx)
+        .exec(tx)
         .await?
         .rows_affected;
     if released > 0 {
-        super::events::record(super::events::Event::ClaimChanged {
+        w.record(super::events::Event::ClaimChanged {
             comment_id: comment_id.to_owned(),
             moderator_id: moderator.id.clone(),
             claimed: false,
-        })?;
+        });
     }
-    super::counters::flush(&*tx).await?;
-    tx.commit().await?;
+    wtx.commit().await?;
     Ok(())
 }
 

@@ -13,7 +13,8 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::{
-    articles, counters,
+    articles,
+    counters::{self, Write},
     db::{Db, Route},
     idempotency::{self, IdempotentRequest, Outcome},
     moderation::{self, LogEntry, SYSTEM},
@@ -328,7 +329,7 @@ pub(super) async fn evaluate(
 
 /// Logs a rule's decision to hold or reject a comment, with actor `system`.
 pub(super) async fn log_automatic(
-    conn: &impl ConnectionTrait,
+    w: &mut Write<'_>,
     c: &comment::Model,
     from: Option<ModerationStatus>,
     eval: &Evaluation,
@@ -339,7 +340,7 @@ pub(super) async fn log_automatic(
         _ => return Ok(()),
     };
     moderation::append_log(
-        conn,
+        w,
         LogEntry {
             actor_id: SYSTEM,
             actor_name: SYSTEM,
@@ -386,152 +387,132 @@ pub async fn create(
         (None, Author::Guest(name)) => Route::user(name.as_str()),
     };
     let outcome = db
-        .write(route, move |tx| {
-            let (policies, author, article_id, input, idempotency) = (
-                policies.clone(),
-                author.clone(),
-                article_id.clone(),
-                input.clone(),
-                idempotency.clone(),
-            );
-            Box::pin(async move {
-                create_in(
-                    tx,
-                    &policies,
-                    auto_create,
-                    author,
-                    &article_id,
-                    input,
-                    idempotency.as_ref(),
-                )
-                .await
-            })
-        })
+        .write(
+            route,
+            (policies, author, article_id, input, idempotency),
+            move |w, job| {
+                let (policies, author, article_id, input, idempotency) = job;
+                let idempotency = idempotency.as_ref();
+                Box::pin(async move {
+                    let tx = w.tx();
+                    let (author, input) = (author.clone(), input.clone());
+                    if let Some(req) = idempotency {
+                        if let Some(stored) = idempotency::claim(tx, req).await? {
+                            return Ok(Outcome::Replay(stored));
+                        }
+                    }
+                    let (author_id, author_name, caller) = match &author {
+                        Author::User(u) => (u.id.clone(), u.name.clone(), Some(u)),
+                        Author::Guest(name) => {
+                            if !policies.get(tx).await?.policy.guest_comments {
+                                return Err(ApiError::Forbidden(
+                                    "guest comments are turned off; sign in to comment".into(),
+                                ));
+                            }
+                            let id = format!("guest:{}", name.as_str());
+                            (id, name.as_str().to_owned(), None)
+                        }
+                    };
+                    let is_guest = caller.is_none();
+                    let body = input.body.into_inner();
+                    // The ban check, the article and the repeat rule's lookup in one round trip.
+                    let fp = fingerprint(&body);
+                    let (article, repeat) = articles::for_user_write(
+                        tx,
+                        article_id,
+                        &author_id,
+                        auto_create,
+                        Some(repeat_query(&author_id, &fp, None)),
+                    )
+                    .await?;
+                    let known = repeat.map(|r| (fp, r));
+                    if !article.comments_open {
+                        return Err(ApiError::CommentsClosed);
+                    }
+                    if let Some(pid) = &input.parent_id {
+                        let parent = comment::Entity::find_by_id(pid.as_str()).one(tx).await?;
+                        let ok = parent.is_some_and(|p| {
+                            p.article_id == article.id
+                                && status_of(&p) != ModerationStatus::Deleted
+                                && visible_to(&p, caller)
+                        });
+                        if !ok {
+                            return Err(ApiError::validation(
+                                "parent_id",
+                                "must be a visible comment of the same article",
+                            ));
+                        }
+                    }
+                    let (mut eval, fp) = evaluate(
+                        tx,
+                        policies,
+                        Candidate {
+                            article_mode: article.moderation_mode.as_deref(),
+                            author_id: &author_id,
+                            is_guest,
+                            body: &body,
+                            exclude_id: None,
+                            known,
+                        },
+                    )
+                    .await?;
+                    let rules = eval.clone();
+                    let screened = input.screened;
+                    let external = screened
+                        .as_ref()
+                        .and_then(|s| super::external::apply(&mut eval, &s.answer));
+                    let now = super::now();
+                    let model = comment::Model {
+                        id: screened.map_or_else(|| uuid::Uuid::now_v7().to_string(), |s| s.id),
+                        article_id: article.id.clone(),
+                        parent_id: input.parent_id,
+                        author_id,
+                        author_name,
+                        is_guest,
+                        body,
+                        status: eval.status.as_str().to_owned(),
+                        version: 1,
+                        reply_count: 0,
+                        flag_count: 0,
+                        auto_score: eval.score,
+                        auto_reasons: serde_json::to_string(&eval.reasons)
+                            .unwrap_or_else(|_| "[]".into()),
+                        fingerprint: Some(fp),
+                        created_at: now,
+                        updated_at: now,
+                        edited_at: None,
+                        spam_probability: eval.spam_probability,
+                        kind: CommentKind::Comment.as_str().to_owned(),
+                        stars: None,
+                        verified: caller.is_some_and(|u| u.verified),
+                        votes_up: 0,
+                        votes_down: 0,
+                        best_score: 0.0,
+                        flag_weight: 0.0,
+                    };
+                    let active: comment::ActiveModel = model.clone().into();
+                    comment::Entity::insert(active)
+                        .exec_without_returning(tx)
+                        .await?;
+                    counters::status_changed(w, &model, None, eval.status).await?;
+                    log_automatic(w, &model, None, &rules).await?;
+                    if let Some(decision) = external {
+                        decision.log(w, &model).await?;
+                    }
+                    w.record(super::events::comment_created(&model));
+                    let created = view(model, caller, false);
+                    if let Some(req) = idempotency {
+                        idempotency::complete(tx, req, 201, &created).await?;
+                    }
+                    Ok(Outcome::Done(created))
+                })
+            },
+        )
         .await?;
     if let Outcome::Done(created) = &outcome {
         tracing::info!(comment_id = %created.id, article_id = %created.article_id, status = %created.status, "comment created");
     }
     Ok(outcome)
-}
-
-/// `create` inside the caller's write transaction.
-pub async fn create_in(
-    tx: &impl ConnectionTrait,
-    policies: &PolicyCache,
-    auto_create: bool,
-    author: Author,
-    article_id: &ArticleId,
-    input: NewComment,
-    idempotency: Option<&IdempotentRequest>,
-) -> Result<Outcome<CommentView>, ApiError> {
-    if let Some(req) = idempotency {
-        if let Some(stored) = idempotency::claim(tx, req).await? {
-            return Ok(Outcome::Replay(stored));
-        }
-    }
-    let (author_id, author_name, caller) = match &author {
-        Author::User(u) => (u.id.clone(), u.name.clone(), Some(u)),
-        Author::Guest(name) => {
-            if !policies.get(tx).await?.policy.guest_comments {
-                return Err(ApiError::Forbidden(
-                    "guest comments are turned off; sign in to comment".into(),
-                ));
-            }
-            let id = format!("guest:{}", name.as_str());
-            (id, name.as_str().to_owned(), None)
-        }
-    };
-    let is_guest = caller.is_none();
-    let body = input.body.into_inner();
-    // The ban check, the article and the repeat rule's lookup in one round trip.
-    let fp = fingerprint(&body);
-    let (article, repeat) = articles::for_user_write(
-        tx,
-        article_id,
-        &author_id,
-        auto_create,
-        Some(repeat_query(&author_id, &fp, None)),
-    )
-    .await?;
-    let known = repeat.map(|r| (fp, r));
-    if !article.comments_open {
-        return Err(ApiError::CommentsClosed);
-    }
-    if let Some(pid) = &input.parent_id {
-        let parent = comment::Entity::find_by_id(pid.as_str()).one(tx).await?;
-        let ok = parent.is_some_and(|p| {
-            p.article_id == article.id
-                && status_of(&p) != ModerationStatus::Deleted
-                && visible_to(&p, caller)
-        });
-        if !ok {
-            return Err(ApiError::validation(
-                "parent_id",
-                "must be a visible comment of the same article",
-            ));
-        }
-    }
-    let (mut eval, fp) = evaluate(
-        tx,
-        policies,
-        Candidate {
-            article_mode: article.moderation_mode.as_deref(),
-            author_id: &author_id,
-            is_guest,
-            body: &body,
-            exclude_id: None,
-            known,
-        },
-    )
-    .await?;
-    let rules = eval.clone();
-    let screened = input.screened;
-    let external = screened
-        .as_ref()
-        .and_then(|s| super::external::apply(&mut eval, &s.answer));
-    let now = super::now();
-    let model = comment::Model {
-        id: screened.map_or_else(|| uuid::Uuid::now_v7().to_string(), |s| s.id),
-        article_id: article.id.clone(),
-        parent_id: input.parent_id,
-        author_id,
-        author_name,
-        is_guest,
-        body,
-        status: eval.status.as_str().to_owned(),
-        version: 1,
-        reply_count: 0,
-        flag_count: 0,
-        auto_score: eval.score,
-        auto_reasons: serde_json::to_string(&eval.reasons).unwrap_or_else(|_| "[]".into()),
-        fingerprint: Some(fp),
-        created_at: now,
-        updated_at: now,
-        edited_at: None,
-        spam_probability: eval.spam_probability,
-        kind: CommentKind::Comment.as_str().to_owned(),
-        stars: None,
-        verified: caller.is_some_and(|u| u.verified),
-        votes_up: 0,
-        votes_down: 0,
-        best_score: 0.0,
-        flag_weight: 0.0,
-    };
-    let active: comment::ActiveModel = model.clone().into();
-    comment::Entity::insert(active)
-        .exec_without_returning(tx)
-        .await?;
-    counters::status_changed(tx, &model, None, eval.status).await?;
-    log_automatic(tx, &model, None, &rules).await?;
-    if let Some(decision) = external {
-        decision.log(tx, &model).await?;
-    }
-    super::events::record(super::events::comment_created(&model))?;
-    let created = view(model, caller, false);
-    if let Some(req) = idempotency {
-        idempotency::complete(tx, req, 201, &created).await?;
-    }
-    Ok(Outcome::Done(created))
 }
 
 /// One comment, if the caller may see it.
@@ -967,17 +948,8 @@ pub async fn edit(
     body: CommentBody,
     screened: Option<super::external::Screened>,
 ) -> Result<CommentView, ApiError> {
-    super::retry::retrying(|| {
-        counters::in_lock_order(edit_once(
-            db,
-            policies,
-            user,
-            id,
-            body.clone(),
-            screened.as_ref(),
-        ))
-    })
-    .await
+    super::retry::retrying(|| edit_once(db, policies, user, id, body.clone(), screened.as_ref()))
+        .await
 }
 
 async fn edit_once(
@@ -988,15 +960,17 @@ async fn edit_once(
     body: CommentBody,
     screened: Option<&super::external::Screened>,
 ) -> Result<CommentView, ApiError> {
-    let tx = db.begin_write().await?;
-    let c = own_comment_for_update(&*tx, user, id).await?;
-    moderation::ensure_not_banned(&*tx, &user.id).await?;
-    let window = policies.get(&*tx).await?.policy.edit_window_secs;
+    let mut wtx = db.begin_write().await?;
+    let mut w = wtx.write();
+    let tx = w.tx();
+    let c = own_comment_for_update(tx, user, id).await?;
+    moderation::ensure_not_banned(tx, &user.id).await?;
+    let window = policies.get(tx).await?.policy.edit_window_secs;
     let now = super::now();
     if now - c.created_at > Duration::seconds(window as i64) {
         return Err(ApiError::EditWindowExpired);
     }
-    let article = articles::find(&*tx, &ArticleId::parse(&c.article_id)?)
+    let article = articles::find(tx, &ArticleId::parse(&c.article_id)?)
         .await?
         .ok_or_else(|| ApiError::Internal("comment without article".into()))?;
     if !article.comments_open {
@@ -1004,7 +978,7 @@ async fn edit_once(
     }
     let body = body.into_inner();
     let (mut eval, fp) = evaluate(
-        &*tx,
+        tx,
         policies,
         Candidate {
             article_mode: article.moderation_mode.as_deref(),
@@ -1053,31 +1027,32 @@ async fn edit_once(
         spam_probability: Set(updated.spam_probability),
         ..Default::default()
     })
-    .exec(&*tx)
+    .exec(tx)
     .await?;
-    counters::status_changed(&*tx, &updated, Some(from), to).await?;
-    log_automatic(&*tx, &updated, Some(from), &rules).await?;
+    counters::status_changed(&mut w, &updated, Some(from), to).await?;
+    log_automatic(&mut w, &updated, Some(from), &rules).await?;
     if let Some(decision) = external {
-        decision.log(&*tx, &updated).await?;
+        decision.log(&mut w, &updated).await?;
     }
-    super::events::record(super::events::comment_edited(&updated))?;
-    counters::flush(&*tx).await?;
-    tx.commit().await?;
+    w.record(super::events::comment_edited(&updated));
+    wtx.commit().await?;
     Ok(view(updated, Some(user), false))
 }
 
 /// The author deletes a comment. With listed replies it stays as a tombstone. Its
 /// flags are settled: there is nothing left for a moderator to decide.
 pub async fn delete(db: &Db, user: &User, id: &str) -> Result<(), ApiError> {
-    super::retry::retrying(|| counters::in_lock_order(delete_once(db, user, id))).await
+    super::retry::retrying(|| delete_once(db, user, id)).await
 }
 
 async fn delete_once(db: &Db, user: &User, id: &str) -> Result<(), ApiError> {
-    let tx = db.begin_write().await?;
-    let c = own_comment_for_update(&*tx, user, id).await?;
+    let mut wtx = db.begin_write().await?;
+    let mut w = wtx.write();
+    let tx = w.tx();
+    let c = own_comment_for_update(tx, user, id).await?;
     let version = c.version;
     moderation::move_comment(
-        &*tx,
+        &mut w,
         c,
         version,
         moderation::Change {
@@ -1089,7 +1064,6 @@ async fn delete_once(db: &Db, user: &User, id: &str) -> Result<(), ApiError> {
         },
     )
     .await?;
-    counters::flush(&*tx).await?;
-    tx.commit().await?;
+    wtx.commit().await?;
     Ok(())
 }

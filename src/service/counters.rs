@@ -2,9 +2,9 @@
 //! the same transaction as the change, so that article comment counts, reply counts and
 //! queue sizes always equal a recount of the rows.
 //!
-//! Inside a group-committed batch (see [`deferring`]), the counters that new comments and
-//! ratings move on shared rows (articles, queues, authors) are added up in memory instead
-//! and written by [`apply_deferred`] just before the batch commits: one UPDATE per
+//! Every write runs with a [`Write`]: the counters that comments and ratings move on
+//! shared rows (articles, queues, authors, flaggers) are added up in its [`Batch`]
+//! instead and written by [`Batch::apply`] just before the transaction commits: one UPDATE per
 //! article and per queue and one INSERT for all the authors, instead of several
 //! statements per write. Same transaction, so the counters still equal a recount at every
 //! commit. A batch therefore locks shared rows only at its end, in one global order
@@ -13,23 +13,23 @@
 //! deadlock between two batches' comment rows is retried, see `group_commit`), which is what lets several writers
 //! run batches side by side on PostgreSQL without waiting on each other's rows mid-way
 //! (see `group_commit`). A write that must answer with its article's aggregate asks for
-//! it with [`watch_rating`]: it is told the histogram as it stood right after it, in
+//! it with [`Write::watch_rating`]: it is told the histogram as it stood right after it, in
 //! commit order, once the counters are written.
 
 use std::{
-    cell::RefCell,
     collections::{BTreeMap, BTreeSet},
     future::Future,
+    pin::Pin,
     sync::{Arc, Mutex},
 };
 
 use sea_orm::{
     sea_query::{Alias, Expr, ExprTrait, LockType, OnConflict},
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
+    QuerySelect,
 };
 
-use super::idempotency::{self, IdempotentRequest};
 use crate::{
     domain::{CommentKind, ModerationStatus, Stars},
     entity::{
@@ -38,23 +38,12 @@ use crate::{
     error::ApiError,
 };
 
-/// Adds `delta` to one queue size: deferred to the end of the transaction when it
-/// defers its counters (see [`in_lock_order`]), else at once.
-pub async fn bump_queue(
-    conn: &impl ConnectionTrait,
-    queue: &'static str,
-    delta: i64,
-) -> Result<(), DbErr> {
-    if delta == 0 {
-        return Ok(());
+/// Adds `delta` to one queue size, written with the batch's counters just before the
+/// COMMIT (see [`Write`]).
+pub fn bump_queue(w: &mut Write<'_>, queue: &'static str, delta: i64) {
+    if delta != 0 {
+        *w.batch.job.queues.entry(queue).or_default() += delta;
     }
-    let deferred = DEFERRED
-        .try_with(|d| *d.borrow_mut().job.queues.entry(queue).or_default() += delta)
-        .is_ok();
-    if deferred {
-        return Ok(());
-    }
-    write_queue(conn, queue, delta).await
 }
 
 async fn write_queue(conn: &impl ConnectionTrait, queue: &str, delta: i64) -> Result<(), DbErr> {
@@ -75,7 +64,7 @@ async fn write_queue(conn: &impl ConnectionTrait, queue: &str, delta: i64) -> Re
 /// Records that comment `c` (as stored, with its current `reply_count`) moved from
 /// `from` (`None`: it did not exist) to `to`.
 pub async fn status_changed(
-    conn: &impl ConnectionTrait,
+    w: &mut Write<'_>,
     c: &comment::Model,
     from: Option<ModerationStatus>,
     to: ModerationStatus,
@@ -87,9 +76,8 @@ pub async fn status_changed(
     // ancestors), then the article row, then the queue counters sorted by name, then the
     // authors' counts sorted by id. Any other order lets two transactions on PostgreSQL
     // wait on each other (an approve→reject and a reject→approve would take the two
-    // queue rows in opposite orders). Inside a transaction that defers its counters
-    // (every write that moves a comment does, see [`in_lock_order`]) only the comment
-    // rows are locked here; the rest is written, sorted, just before the COMMIT.
+    // queue rows in opposite orders). Only the comment rows are locked here; the rest is
+    // added up in the batch and written, sorted, just before the COMMIT.
     let listed =
         |s: Option<ModerationStatus>| i64::from(s.is_some_and(|s| s.is_listed(c.reply_count)));
     let listed_delta = listed(Some(to)) - listed(from);
@@ -100,87 +88,27 @@ pub async fn status_changed(
     // when the thread is a review's.
     let (top_delta, top_kind) = match &c.parent_id {
         None => (listed_delta, CommentKind::parse(&c.kind)),
-        Some(parent) => climb(conn, Some(parent.clone()), listed_delta).await?,
+        Some(parent) => climb(w.tx, Some(parent.clone()), listed_delta).await?,
     };
     let (top_level_delta, review_delta) = match top_kind {
         CommentKind::Comment => (top_delta, 0),
         CommentKind::Review => (0, top_delta),
     };
-    if defer_change(c, approved_delta, top_level_delta, review_delta, from, to) {
-        return Ok(());
-    }
-    if approved_delta != 0 || top_level_delta != 0 || review_delta != 0 {
-        article::Entity::update_many()
-            .col_expr(
-                article::Column::CommentCount,
-                Expr::col(article::Column::CommentCount).add(approved_delta),
-            )
-            .col_expr(
-                article::Column::TopLevelCount,
-                Expr::col(article::Column::TopLevelCount).add(top_level_delta),
-            )
-            .col_expr(
-                article::Column::ReviewCount,
-                Expr::col(article::Column::ReviewCount).add(review_delta),
-            )
-            .filter(article::Column::Id.eq(&c.article_id))
-            .exec(conn)
-            .await?;
-    }
-    // The two queue rows in name order, whichever way the comment moves.
-    let mut queues = BTreeMap::new();
+    let job = &mut w.batch.job;
+    add(
+        job.articles.entry(c.article_id.clone()).or_default(),
+        [approved_delta, top_level_delta, review_delta],
+    );
     if let Some(from) = from {
-        *queues.entry(from.as_str()).or_insert(0) -= 1;
+        *job.queues.entry(from.as_str()).or_default() -= 1;
+        if let Some(i) = author_slot(from) {
+            job.authors.entry(c.author_id.clone()).or_default()[i] -= 1;
+        }
     }
-    *queues.entry(to.as_str()).or_insert(0) += 1;
-    for (queue, delta) in queues {
-        write_queue(conn, queue, delta).await?;
+    *job.queues.entry(to.as_str()).or_default() += 1;
+    if let Some(i) = author_slot(to) {
+        job.authors.entry(c.author_id.clone()).or_default()[i] += 1;
     }
-    if let Some(from) = from {
-        bump_author(conn, &c.author_id, from, -1).await?;
-    }
-    bump_author(conn, &c.author_id, to, 1).await
-}
-
-/// Adds `delta` (±1) to the author's count of comments in `status`, for the statuses
-/// the moderation queue shows as history (approved, rejected, spam).
-async fn bump_author(
-    conn: &impl ConnectionTrait,
-    author_id: &str,
-    status: ModerationStatus,
-    delta: i64,
-) -> Result<(), DbErr> {
-    let col = match status {
-        ModerationStatus::Approved => author_count::Column::Approved,
-        ModerationStatus::Rejected => author_count::Column::Rejected,
-        ModerationStatus::Spam => author_count::Column::Spam,
-        ModerationStatus::Pending | ModerationStatus::Deleted => return Ok(()),
-    };
-    let add = Expr::col((author_count::Entity, col)).add(delta);
-    if delta < 0 {
-        // The comment was counted when it entered `status`, so the row exists.
-        author_count::Entity::update_many()
-            .col_expr(col, add)
-            .filter(author_count::Column::AuthorId.eq(author_id))
-            .exec(conn)
-            .await?;
-        return Ok(());
-    }
-    let mut row = author_count::ActiveModel {
-        author_id: Set(author_id.to_owned()),
-        approved: Set(0),
-        rejected: Set(0),
-        spam: Set(0),
-    };
-    sea_orm::ActiveModelTrait::set(&mut row, col, delta.into());
-    author_count::Entity::insert(row)
-        .on_conflict(
-            OnConflict::column(author_count::Column::AuthorId)
-                .value(col, add)
-                .to_owned(),
-        )
-        .exec_without_returning(conn)
-        .await?;
     Ok(())
 }
 
@@ -225,22 +153,7 @@ async fn climb(
     Ok((0, kind))
 }
 
-/// Counter changes added up while a batch runs. `job` holds the running job's own, which
-/// join `batch` only when that job succeeded; a failed job's are dropped with it.
-#[derive(Default)]
-struct Deferred {
-    batch: Deltas,
-    job: Deltas,
-    /// The running job's request for its article's histogram after it.
-    job_watch: Option<Watch>,
-    /// The rating changes of the batch's jobs and their requests, in the order the
-    /// jobs ran.
-    changes: Vec<Change>,
-    /// The events written to the outbox by [`apply_deferred`], published once the
-    /// transaction committed ([`take_written_events`]).
-    written: Vec<Arc<super::events::StoredEvent>>,
-}
-
+/// Counter changes (and log rows and events) added up while a write runs.
 #[derive(Debug, Default)]
 struct Deltas {
     /// Article id → (comment_count, top_level_count, review_count).
@@ -287,7 +200,7 @@ impl Deltas {
 }
 
 /// Where a write that deferred its rating counters learns its article's histogram as it
-/// stood right after that write (see [`watch_rating`]). Filled just before the COMMIT.
+/// stood right after that write (see [`Write::watch_rating`]). Filled just before the COMMIT.
 #[derive(Debug, Clone, Default)]
 pub struct RatingAfter(Arc<Mutex<Option<[i64; 5]>>>);
 
@@ -302,9 +215,30 @@ impl RatingAfter {
     }
 }
 
-/// An idempotent write's stored answer, made from its article's histogram after it.
-pub type Completion =
-    Box<dyn Fn([i64; 5]) -> (IdempotentRequest, u16, serde_json::Value) + Send + Sync>;
+/// Stores an idempotent write's answer, made from its article's histogram after it, in
+/// the transaction (just before its COMMIT).
+pub type Completion = Box<
+    dyn for<'c> Fn(
+            [i64; 5],
+            &'c DatabaseTransaction,
+        ) -> Pin<Box<dyn Future<Output = Result<(), ApiError>> + Send + 'c>>
+        + Send
+        + Sync,
+>;
+
+/// A [`Completion`] from a closure (which gets its signature from here).
+pub fn completion<F>(f: F) -> Completion
+where
+    F: for<'c> Fn(
+            [i64; 5],
+            &'c DatabaseTransaction,
+        ) -> Pin<Box<dyn Future<Output = Result<(), ApiError>> + Send + 'c>>
+        + Send
+        + Sync
+        + 'static,
+{
+    Box::new(f)
+}
 
 struct Watch {
     article_id: String,
@@ -319,43 +253,40 @@ struct Change {
     watch: Option<Watch>,
 }
 
-tokio::task_local! {
-    static DEFERRED: RefCell<Deferred>;
+/// What one write transaction collects while it runs, to write just before its COMMIT:
+/// counter changes, moderation log rows, events, and the rating watches of its jobs.
+/// `job` holds the running job's own, which join `batch` only when that job succeeded
+/// ([`Batch::job_ended`]); a failed job's are dropped with it. Owned by the transaction
+/// (`WriteTx`), lent to its jobs as a [`Write`].
+#[derive(Default)]
+pub struct Batch {
+    batch: Deltas,
+    job: Deltas,
+    /// The running job's request for its article's histogram after it.
+    job_watch: Option<Watch>,
+    /// The rating changes of the batch's jobs and their requests, in the order the
+    /// jobs ran.
+    changes: Vec<Change>,
+    /// The events written to the outbox by [`Batch::apply`], published once the
+    /// transaction committed.
+    written: Vec<Arc<super::events::StoredEvent>>,
 }
 
-/// Runs `batch` (a group-committed transaction's work) with the counters of new
-/// comments and of ratings deferred. Inside it, mark each job with [`job_started`] and
-/// [`job_ended`], and call [`apply_deferred`] before committing.
-pub async fn deferring<F: Future>(batch: F) -> F::Output {
-    DEFERRED
-        .scope(RefCell::new(Deferred::default()), batch)
-        .await
-}
+impl Batch {
+    /// A job of the batch starts: nothing of it is counted yet.
+    pub fn job_started(&mut self) {
+        self.job = Deltas::default();
+        self.job_watch = None;
+    }
 
-/// A new transaction begins: whatever an earlier attempt deferred is forgotten.
-pub fn discard_deferred() {
-    let _ = DEFERRED.try_with(|d| *d.borrow_mut() = Deferred::default());
-}
-
-/// A job of the batch starts: nothing of it is counted yet.
-pub fn job_started() {
-    let _ = DEFERRED.try_with(|d| {
-        let mut d = d.borrow_mut();
-        d.job = Deltas::default();
-        d.job_watch = None;
-    });
-}
-
-/// The job that ran last ended: its counter changes join the batch's if it succeeded.
-pub fn job_ended(succeeded: bool) {
-    let _ = DEFERRED.try_with(|d| {
-        let mut d = d.borrow_mut();
-        let job = std::mem::take(&mut d.job);
-        let mut watch = d.job_watch.take();
+    /// The job that ran last ended: its counter changes join the batch's if it succeeded.
+    pub fn job_ended(&mut self, succeeded: bool) {
+        let job = std::mem::take(&mut self.job);
+        let mut watch = self.job_watch.take();
         if succeeded {
             for (id, own) in &job.ratings {
                 let watch = watch.take_if(|w| w.article_id == *id);
-                d.changes.push(Change {
+                self.changes.push(Change {
                     article_id: id.clone(),
                     own: *own,
                     watch,
@@ -363,100 +294,71 @@ pub fn job_ended(succeeded: bool) {
             }
             if let Some(w) = watch {
                 // Asked, but changed nothing there (the same stars again).
-                d.changes.push(Change {
+                self.changes.push(Change {
                     article_id: w.article_id.clone(),
                     own: [0; 5],
                     watch: Some(w),
                 });
             }
-            d.batch.merge(job);
+            self.batch.merge(job);
         }
-    });
+    }
+
+    /// The events the transaction wrote to the outbox, to publish after its COMMIT
+    /// (taken: a second call gets none).
+    pub fn take_written(&mut self) -> Vec<Arc<super::events::StoredEvent>> {
+        std::mem::take(&mut self.written)
+    }
 }
 
-/// Records a comment's status change for later, if a batch is deferring counters (the
-/// comment row and its thread were written already).
-fn defer_change(
-    c: &comment::Model,
-    approved: i64,
-    top_level: i64,
-    reviews: i64,
-    from: Option<ModerationStatus>,
-    to: ModerationStatus,
-) -> bool {
-    DEFERRED
-        .try_with(|d| {
-            let job = &mut d.borrow_mut().job;
-            add(
-                job.articles.entry(c.article_id.clone()).or_default(),
-                [approved, top_level, reviews],
-            );
-            if let Some(from) = from {
-                *job.queues.entry(from.as_str()).or_default() -= 1;
-                if let Some(i) = author_slot(from) {
-                    job.authors.entry(c.author_id.clone()).or_default()[i] -= 1;
-                }
-            }
-            *job.queues.entry(to.as_str()).or_default() += 1;
-            if let Some(i) = author_slot(to) {
-                job.authors.entry(c.author_id.clone()).or_default()[i] += 1;
-            }
-        })
-        .is_ok()
+/// The write a use case runs in: its transaction (or the job's savepoint) and the
+/// [`Batch`] it adds to. Only the write path makes one (`Db::write`'s jobs,
+/// `WriteTx::write`), so a use case that takes `&mut Write` cannot run outside a write.
+pub struct Write<'t> {
+    tx: &'t DatabaseTransaction,
+    batch: &'t mut Batch,
 }
 
-/// Runs one write transaction's `work` with its counter moves (articles, queues,
-/// authors) deferred: they are added up in memory and written by [`flush`], which
-/// `work` calls just before its COMMIT, in the one global order (articles, queues,
-/// authors, each sorted by key). The rows locked before that are comment rows only, so
-/// two transactions moving comments in opposite directions cannot deadlock on the
-/// shared counter rows, and one moving several comments (a ban's purge) locks each
-/// counter row once, at the end.
-pub async fn in_lock_order<F: Future>(work: F) -> F::Output {
-    deferring(async {
-        job_started();
-        work.await
-    })
-    .await
-}
+impl<'t> Write<'t> {
+    pub fn new(tx: &'t DatabaseTransaction, batch: &'t mut Batch) -> Write<'t> {
+        Write { tx, batch }
+    }
 
-/// Writes what the transaction of [`in_lock_order`] deferred; call it right before
-/// the COMMIT (and before reading a counter back).
-pub async fn flush(conn: &impl ConnectionTrait) -> Result<(), ApiError> {
-    job_ended(true);
-    apply_deferred(conn).await?;
-    job_started();
-    Ok(())
-}
+    /// The transaction, for the use case's own statements.
+    pub fn tx(&self) -> &'t DatabaseTransaction {
+        self.tx
+    }
 
-/// Records that a rating of `stars` was added (`sign` 1) or removed (-1) on the
-/// article. Only inside a batch that defers counters ([`is_deferring`]): ratings are
-/// written through `Db::write` alone.
-pub fn defer_rating(article_id: &str, stars: Stars, sign: i64) {
-    let _ = DEFERRED.try_with(|d| {
-        let job = &mut d.borrow_mut().job;
+    /// Records `event` as part of this write: it is written to the outbox with the
+    /// write's transaction and published after its COMMIT, or dropped with the write.
+    pub fn record(&mut self, event: super::events::Event) {
+        self.batch.job.events.push(event);
+    }
+
+    /// Records that a rating of `stars` was added (`sign` 1) or removed (-1) on the
+    /// article.
+    pub fn rating_changed(&mut self, article_id: &str, stars: Stars, sign: i64) {
         let slot = usize::from(stars.get()) - 1;
-        job.ratings.entry(article_id.to_owned()).or_default()[slot] += sign;
-    });
-}
+        self.batch
+            .job
+            .ratings
+            .entry(article_id.to_owned())
+            .or_default()[slot] += sign;
+    }
 
-/// Keeps a moderation log entry to be inserted with the batch's others, just before the
-/// COMMIT (one INSERT for all); gives it back when no batch is deferring (the caller
-/// inserts it then). Log rows are new rows: inserting them later locks nothing.
-pub fn defer_log(row: moderation_log::ActiveModel) -> Option<moderation_log::ActiveModel> {
-    let mut row = Some(row);
-    let _ = DEFERRED.try_with(|d| d.borrow_mut().job.log.extend(row.take()));
-    row
-}
+    /// Keeps a moderation log entry to be inserted with the batch's others, just before
+    /// the COMMIT (one INSERT for all). Log rows are new rows: inserting them later locks
+    /// nothing.
+    pub fn log(&mut self, row: moderation_log::ActiveModel) {
+        self.batch.job.log.push(row);
+    }
 
-/// Replaces `user_id` by `with` as actor (id and name) and subject of the log entries
-/// this batch keeps for its COMMIT (an erasure: the rows already inserted are updated
-/// by the caller).
-pub fn erase_deferred_log(user_id: &str, with: &str) {
-    let _ = DEFERRED.try_with(|d| {
-        let mut d = d.borrow_mut();
-        let d = &mut *d;
-        for row in d.batch.log.iter_mut().chain(d.job.log.iter_mut()) {
+    /// Replaces `user_id` by `with` as actor (id and name) and subject of the log
+    /// entries this batch keeps for its COMMIT (an erasure: the rows already inserted
+    /// are updated by the caller).
+    pub fn erase_log(&mut self, user_id: &str, with: &str) {
+        let b = &mut *self.batch;
+        for row in b.batch.log.iter_mut().chain(b.job.log.iter_mut()) {
             if row.actor_id.try_as_ref().is_some_and(|a| a == user_id) {
                 row.actor_id = Set(with.to_owned());
                 row.actor_name = Set(with.to_owned());
@@ -469,35 +371,48 @@ pub fn erase_deferred_log(user_id: &str, with: &str) {
                 row.subject_user_id = Set(Some(with.to_owned()));
             }
         }
-    });
-}
-
-/// Records that a moderator's decision upheld or dismissed `flagger`'s flag (issue 21):
-/// their track record is written by [`flush`] after the authors' counts, in flagger id
-/// order, so these rows join the one global lock order. Outside a deferring
-/// transaction it is written at once.
-pub async fn flagger_decided(
-    conn: &impl ConnectionTrait,
-    flagger: &str,
-    upheld: bool,
-) -> Result<(), ApiError> {
-    let delta = if upheld { [1, 0] } else { [0, 1] };
-    let deferred = DEFERRED
-        .try_with(|d| {
-            add(
-                d.borrow_mut()
-                    .job
-                    .flaggers
-                    .entry(flagger.to_owned())
-                    .or_default(),
-                delta,
-            )
-        })
-        .is_ok();
-    if !deferred {
-        apply_flaggers(conn, &BTreeMap::from([(flagger.to_owned(), delta)])).await?;
     }
-    Ok(())
+
+    /// Records that a moderator's decision upheld or dismissed `flagger`'s flag (issue
+    /// 21): their track record is written after the authors' counts, in flagger id
+    /// order, so these rows join the one global lock order.
+    pub fn flagger_decided(&mut self, flagger: &str, upheld: bool) {
+        let delta = if upheld { [1, 0] } else { [0, 1] };
+        add(
+            self.batch
+                .job
+                .flaggers
+                .entry(flagger.to_owned())
+                .or_default(),
+            delta,
+        );
+    }
+
+    /// Asks for the article's rating histogram as it stands right after the running job
+    /// (in commit order: every write committed before, this batch's jobs up to this one),
+    /// to be put in `after` once the batch's counters are written. With `complete`, the
+    /// job's idempotent answer is stored then too, made from that histogram.
+    pub fn watch_rating(
+        &mut self,
+        article_id: &str,
+        after: &RatingAfter,
+        complete: Option<Completion>,
+    ) {
+        self.batch.job_watch = Some(Watch {
+            article_id: article_id.to_owned(),
+            after: after.clone(),
+            complete,
+        });
+    }
+
+    /// Writes what this write collected so far, in the global lock order; for a write
+    /// that must write more after the counters (or read one back) before its COMMIT.
+    pub async fn flush(&mut self) -> Result<(), ApiError> {
+        self.batch.job_ended(true);
+        self.batch.apply(self.tx).await?;
+        self.batch.job_started();
+        Ok(())
+    }
 }
 
 /// One upsert adding each flagger's (upheld, dismissed) to their record.
@@ -538,43 +453,6 @@ async fn apply_flaggers(
     Ok(())
 }
 
-/// Keeps an event of the running job, written to the outbox with the batch's others
-/// just before the COMMIT (see `events`). Outside a write transaction that collects
-/// them it is an error: the event would be lost.
-pub fn defer_event(event: super::events::Event) -> Result<(), ApiError> {
-    DEFERRED
-        .try_with(|d| d.borrow_mut().job.events.push(event))
-        .map_err(|_| ApiError::Internal("an event was recorded outside a write transaction".into()))
-}
-
-/// The events the running transaction wrote to the outbox, to publish after its
-/// COMMIT (taken: a second call gets none).
-pub fn take_written_events() -> Vec<Arc<super::events::StoredEvent>> {
-    DEFERRED
-        .try_with(|d| std::mem::take(&mut d.borrow_mut().written))
-        .unwrap_or_default()
-}
-
-/// Whether the running write is inside a batch that defers counters.
-pub fn is_deferring() -> bool {
-    DEFERRED.try_with(|_| ()).is_ok()
-}
-
-/// Asks for the article's rating histogram as it stands right after the running job
-/// (in commit order: every write committed before, this batch's jobs up to this one),
-/// to be put in `after` once the batch's counters are written. With `complete`, the
-/// job's idempotent answer is stored then too, made from that histogram. Only inside a
-/// batch that defers counters ([`is_deferring`]).
-pub fn watch_rating(article_id: &str, after: &RatingAfter, complete: Option<Completion>) {
-    let _ = DEFERRED.try_with(|d| {
-        d.borrow_mut().job_watch = Some(Watch {
-            article_id: article_id.to_owned(),
-            after: after.clone(),
-            complete,
-        });
-    });
-}
-
 fn author_slot(status: ModerationStatus) -> Option<usize> {
     match status {
         ModerationStatus::Approved => Some(0),
@@ -595,7 +473,7 @@ fn star_column(slot: usize) -> article::Column {
 }
 
 fn histogram(a: &article::Model) -> [i64; 5] {
-    super::articles::aggregate_of(Some(a)).histogram
+    [a.stars_1, a.stars_2, a.stars_3, a.stars_4, a.stars_5]
 }
 
 /// Writes one article's deferred counters; returns its histogram after them when
@@ -647,16 +525,25 @@ async fn apply_article(
     }
 }
 
-/// Writes the batch's deferred counters (articles, then the site's rating totals, then
-/// queues, then authors: the lock order of every write), tells the watching jobs their histograms, stores their
-/// idempotent answers, and forgets it all.
-pub async fn apply_deferred(conn: &impl ConnectionTrait) -> Result<(), ApiError> {
-    let Ok((d, changes)) = DEFERRED.try_with(|d| {
-        let mut d = d.borrow_mut();
-        (std::mem::take(&mut d.batch), std::mem::take(&mut d.changes))
-    }) else {
-        return Ok(());
-    };
+impl Batch {
+    /// Writes the batch's deferred counters (articles, then the site's rating totals,
+    /// then queues, then authors, then flaggers: the lock order of every write), its log
+    /// rows and, last, its events; tells the watching jobs their histograms, stores
+    /// their idempotent answers, and forgets it all but the written events.
+    pub async fn apply(&mut self, conn: &DatabaseTransaction) -> Result<(), ApiError> {
+        let d = std::mem::take(&mut self.batch);
+        let changes = std::mem::take(&mut self.changes);
+        let written = apply(conn, d, &changes).await?;
+        self.written.extend(written);
+        Ok(())
+    }
+}
+
+async fn apply(
+    conn: &DatabaseTransaction,
+    d: Deltas,
+    changes: &[Change],
+) -> Result<Vec<Arc<super::events::StoredEvent>>, ApiError> {
     let watched: BTreeSet<&str> = changes
         .iter()
         .filter_map(|c| c.watch.as_ref().map(|w| w.article_id.as_str()))
@@ -702,16 +589,12 @@ pub async fn apply_deferred(conn: &impl ConnectionTrait) -> Result<(), ApiError>
     }
     // Last: on PostgreSQL the outbox lock is the last lock of every write.
     let written = super::events::insert(conn, d.events).await?;
-    if !written.is_empty() {
-        let _ = DEFERRED.try_with(|d| d.borrow_mut().written.extend(written));
-    }
     for w in changes.iter().filter_map(|c| c.watch.as_ref()) {
         if let (Some(complete), Some(h)) = (&w.complete, w.after.get()) {
-            let (req, status, body) = complete(h);
-            idempotency::complete(conn, &req, status, &body).await?;
+            complete(h, conn).await?;
         }
     }
-    Ok(())
+    Ok(written)
 }
 
 /// The site's rating count and sum (`rating_totals`) follow the batch's rating changes:

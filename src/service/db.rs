@@ -17,7 +17,7 @@ use sea_orm::{
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::{
-    counters,
+    counters::{Batch, Write},
     events::EventBus,
     group_commit::{self, GroupCommit, JobFuture},
 };
@@ -85,9 +85,12 @@ impl Route {
 }
 
 /// A write transaction. On SQLite it holds the write lock from `BEGIN IMMEDIATE` on,
-/// so it can never fail half-way with "database is locked".
+/// so it can never fail half-way with "database is locked". What its use cases defer
+/// (counters, log rows, events) is collected in its [`Batch`] through [`WriteTx::write`]
+/// and written by [`WriteTx::commit`] just before the COMMIT.
 pub struct WriteTx {
-    tx: DatabaseTransaction,
+    pub(super) tx: DatabaseTransaction,
+    pub(super) batch: Batch,
     _writer: Option<OwnedMutexGuard<()>>,
     epoch: Arc<AtomicU64>,
     bus: Arc<EventBus>,
@@ -101,7 +104,27 @@ impl Deref for WriteTx {
 }
 
 impl WriteTx {
-    pub async fn commit(self) -> Result<(), DbErr> {
+    /// The write the use cases of this transaction run in.
+    pub fn write(&mut self) -> Write<'_> {
+        Write::new(&self.tx, &mut self.batch)
+    }
+
+    /// Writes what the transaction's use cases deferred (see `counters`), then commits
+    /// and publishes the events it wrote.
+    pub async fn commit(mut self) -> Result<(), ApiError> {
+        self.batch.job_ended(true);
+        self.apply().await?;
+        Ok(self.finish().await?)
+    }
+
+    /// Writes what the batch collected (see [`Batch::apply`]).
+    pub(super) async fn apply(&mut self) -> Result<(), ApiError> {
+        self.batch.apply(&self.tx).await
+    }
+
+    /// Commits what was written (the batch's deferred writes must have been applied),
+    /// and publishes the events written to the outbox.
+    pub(super) async fn finish(mut self) -> Result<(), DbErr> {
         let done = self.tx.commit().await;
         // Also after a failed COMMIT: a lost connection leaves it unknown whether it
         // took effect, and retiring cached reads for nothing costs only a re-read.
@@ -109,7 +132,7 @@ impl WriteTx {
         // What the transaction wrote to the outbox, published once it is durable (a
         // failed COMMIT's events are dropped; if it did take effect, the pump reads
         // them back from the outbox).
-        let written = counters::take_written_events();
+        let written = self.batch.take_written();
         if done.is_ok() {
             self.bus.publish_committed(written);
         }
@@ -226,7 +249,7 @@ impl Db {
             .await?;
         }
         Migrator::up(&*tx, None).await?;
-        tx.commit().await
+        tx.finish().await
     }
 
     /// This instance's event bus: subscribe to committed events (see `events`).
@@ -251,6 +274,7 @@ impl Db {
         let tx = self.conn.begin_with_options(options).await?;
         Ok(WriteTx {
             tx,
+            batch: Batch::default(),
             _writer: writer,
             epoch: self.epoch.clone(),
             bus: self.bus.clone(),
@@ -266,19 +290,19 @@ impl Db {
         self.epoch.load(Ordering::SeqCst)
     }
 
-    /// Runs `work` as part of a group-committed write transaction (see
+    /// Runs `work` on `input` as part of a group-committed write transaction (see
     /// [`group_commit`]) on the writer `route` picks, and returns its result once that
     /// transaction committed; an error result means nothing of `work` was written.
-    /// `work` may run more than once (only the last run counts), so it owns (clones) its
-    /// inputs.
-    pub async fn write<T, F>(&self, route: Route, work: F) -> Result<T, ApiError>
+    /// `work` may run more than once (only the last run counts): it borrows `input`.
+    pub async fn write<I, T, F>(&self, route: Route, input: I, work: F) -> Result<T, ApiError>
     where
+        I: Send + Sync + 'static,
         T: Send + 'static,
-        F: for<'t> Fn(&'t DatabaseTransaction) -> JobFuture<'t, T> + Send + 'static,
+        F: for<'t> Fn(&'t mut Write<'t>, &'t I) -> JobFuture<'t, T> + Send + 'static,
     {
         match self.writers.get(route.writer(self.writers.len())) {
-            Some(writer) => writer.submit(work).await,
-            None => group_commit::run_unbatched(self, work).await,
+            Some(writer) => writer.submit(input, work).await,
+            None => group_commit::run_unbatched(self, input, work).await,
         }
     }
 

@@ -2,8 +2,8 @@
 //!
 //! **How a write flows.** A write use case runs inside a write transaction that
 //! collects what it changes (`counters`: counter moves, moderation log entries, and the
-//! [`Event`]s it records with [`record`]). A job of a group-committed batch keeps its
-//! events only if it succeeded. Just before the COMMIT, `counters::apply_deferred`
+//! [`Event`]s it records with `Write::record`). A job of a group-committed batch keeps its
+//! events only if it succeeded. Just before the COMMIT, `counters::Batch::apply`
 //! writes the counters, the log entries and then the events into the `events` table
 //! (the outbox), in the same transaction as the change: an event exists exactly when its
 //! write committed. On PostgreSQL it also NOTIFYs `tally_events` (payload
@@ -235,12 +235,6 @@ impl TryFrom<event::Model> for StoredEvent {
             event,
         })
     }
-}
-
-/// Records `event` as part of the running write: it is written to the outbox with the
-/// write's transaction and published after its COMMIT, or dropped with the write.
-pub fn record(event: Event) -> Result<(), ApiError> {
-    super::counters::defer_event(event)
 }
 
 /// Writes `events` to the outbox (PostgreSQL: after the outbox lock, then NOTIFY), in

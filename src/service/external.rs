@@ -228,11 +228,11 @@ impl Decision {
     /// Appends the log row, actor `external`.
     pub async fn log(
         &self,
-        conn: &impl sea_orm::ConnectionTrait,
+        w: &mut super::counters::Write<'_>,
         c: &comment::Model,
     ) -> Result<(), ApiError> {
         moderation::append_log(
-            conn,
+            w,
             LogEntry {
                 actor_id: EXTERNAL,
                 actor_name: EXTERNAL,

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     comments::{status_of, visible_to},
-    counters,
+    counters::{self, Write},
     db::Db,
     moderation::{self, Actor, Change, FLAGGED},
     settings::PolicyCache,
@@ -68,10 +68,7 @@ pub async fn flag(
     reason: FlagReason,
     note: Option<String>,
 ) -> Result<(FlagView, bool), ApiError> {
-    super::retry::retrying(|| {
-        counters::in_lock_order(flag_once(db, policies, user, id, reason, note.clone()))
-    })
-    .await
+    super::retry::retrying(|| flag_once(db, policies, user, id, reason, note.clone())).await
 }
 
 async fn flag_once(
@@ -82,24 +79,26 @@ async fn flag_once(
     reason: FlagReason,
     note: Option<String>,
 ) -> Result<(FlagView, bool), ApiError> {
-    let tx = db.begin_write().await?;
-    moderation::ensure_not_banned(&*tx, &user.id).await?;
+    let mut wtx = db.begin_write().await?;
+    let mut w = wtx.write();
+    let tx = w.tx();
+    moderation::ensure_not_banned(tx, &user.id).await?;
     // The lock (PostgreSQL) serialises flags and decisions on the same comment, so the
     // count and the threshold check see every flag before them.
     let c = comment::Entity::find_by_id(id)
         .lock_exclusive()
-        .one(&*tx)
+        .one(tx)
         .await?
         .filter(|c| status_of(c) != ModerationStatus::Deleted && visible_to(c, Some(user)))
         .ok_or_else(|| ApiError::not_found("comment"))?;
     let key = (c.id.clone(), user.id.clone());
-    let existing = flag::Entity::find_by_id(key.clone()).one(&*tx).await?;
+    let existing = flag::Entity::find_by_id(key.clone()).one(tx).await?;
     let counts_now = existing.as_ref().is_none_or(|f| f.resolved_at.is_some());
     let now = super::now();
     // Fixed when cast: a flag that still counts keeps the weight it had.
     let weight = match &existing {
         Some(f) if !counts_now => f.weight,
-        _ => weight_of(&*tx, &user.id).await?,
+        _ => weight_of(tx, &user.id).await?,
     };
     let row = flag::ActiveModel {
         comment_id: Set(c.id.clone()),
@@ -113,28 +112,25 @@ async fn flag_once(
         resolved_at: Set(None),
         weight: Set(weight),
     };
-    super::events::record(super::events::Event::CommentFlagged {
+    w.record(super::events::Event::CommentFlagged {
         comment_id: c.id.clone(),
         article_id: c.article_id.clone(),
         flagger_id: user.id.clone(),
         reason: reason.as_str().to_owned(),
-    })?;
+    });
     if existing.is_some() {
-        flag::Entity::update(row).exec(&*tx).await?;
+        flag::Entity::update(row).exec(tx).await?;
     } else {
-        flag::Entity::insert(row)
-            .exec_without_returning(&*tx)
-            .await?;
+        flag::Entity::insert(row).exec_without_returning(tx).await?;
     }
     if counts_now {
-        count_flag(&*tx, policies, c, weight).await?;
+        count_flag(&mut w, policies, c, weight).await?;
     }
     let stored = flag::Entity::find_by_id(key)
-        .one(&*tx)
+        .one(tx)
         .await?
         .ok_or_else(|| ApiError::Internal("flag missing after write".into()))?;
-    counters::flush(&*tx).await?;
-    tx.commit().await?;
+    wtx.commit().await?;
     Ok((
         FlagView {
             comment_id: stored.comment_id,
@@ -166,11 +162,12 @@ const EPSILON: f64 = 1e-9;
 /// One more unresolved flag on `c`, of `weight`: kept counts and weight sum, then the
 /// threshold (on the weight sum).
 async fn count_flag(
-    conn: &impl ConnectionTrait,
+    w: &mut Write<'_>,
     policies: &PolicyCache,
     c: comment::Model,
     weight: f64,
 ) -> Result<(), ApiError> {
+    let conn = w.tx();
     comment::Entity::update_many()
         .col_expr(
             comment::Column::FlagCount,
@@ -190,7 +187,7 @@ async fn count_flag(
     if status_of(&c) == ModerationStatus::Approved && sum + EPSILON >= f64::from(threshold) {
         let version = c.version;
         moderation::move_comment(
-            conn,
+            w,
             comment::Model {
                 flag_count: count,
                 flag_weight: sum,
@@ -209,7 +206,7 @@ async fn count_flag(
     }
     // Queue counters last: the lock order every write keeps (`counters::status_changed`).
     if first {
-        counters::bump_queue(conn, FLAGGED, 1).await?;
+        counters::bump_queue(w, FLAGGED, 1);
     }
     Ok(())
 }

@@ -13,8 +13,8 @@
 //!
 //! The counters that new comments and ratings move on shared rows (articles, queues,
 //! authors) and the moderation log entries of new comments are deferred while a
-//! transaction runs (see `counters::deferring`): each job's join the transaction's only
-//! if that job succeeded, and they are written together just before the COMMIT. A
+//! transaction runs (each job adds them to the transaction's `counters::Batch` through
+//! its `counters::Write`): each job's join the transaction's only if that job succeeded, and they are written together just before the COMMIT. A
 //! rating is answered with its article's aggregate as it stood right after it.
 //!
 //! SQLite has one writer. On PostgreSQL a `Db` has [`super::db::POSTGRES_WRITERS`], each
@@ -38,7 +38,11 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, TransactionTrait};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{counters, db::Db, retry};
+use super::{
+    counters::{Batch, Write},
+    db::{Db, WriteTx},
+    retry,
+};
 use crate::error::ApiError;
 
 /// The most jobs committed by one transaction.
@@ -55,7 +59,7 @@ pub const QUEUE_CAPACITY: usize = 1024;
 /// PostgreSQL's `deadlock_timeout` (1 s by default) makes the batch the one that yields.
 pub const BATCH_LOCK_TIMEOUT: &str = "200ms";
 
-/// The future of one run of a job, borrowing the transaction it runs in.
+/// The future of one run of a job, borrowing the write it runs in and its input.
 pub type JobFuture<'t, T> = Pin<Box<dyn Future<Output = Result<T, ApiError>> + Send + 't>>;
 
 /// How one run of a job went.
@@ -76,6 +80,7 @@ trait Job: Send {
     fn run<'t>(
         &'t mut self,
         tx: &'t DatabaseTransaction,
+        batch: &'t mut Batch,
         in_batch: bool,
     ) -> Pin<Box<dyn Future<Output = Ran> + Send + 't>>;
     /// Replaces the result of the last run (the batch it ran in did not commit).
@@ -87,10 +92,16 @@ trait Job: Send {
     fn answer(self: Box<Self>);
 }
 
-struct TypedJob<T, F> {
+struct TypedJob<I, T, F> {
+    input: I,
     work: F,
     result: Option<Result<T, ApiError>>,
     reply: oneshot::Sender<Result<T, ApiError>>,
+}
+
+/// `f` as a closure called once (so what it returns may borrow what it captured).
+fn once<R>(f: impl FnOnce() -> R) -> impl FnOnce() -> R {
+    f
 }
 
 fn panic_message(panic: &(dyn Any + Send)) -> String {
@@ -101,10 +112,11 @@ fn panic_message(panic: &(dyn Any + Send)) -> String {
         .unwrap_or_else(|| "a write panicked".into())
 }
 
-impl<T, F> Job for TypedJob<T, F>
+impl<I, T, F> Job for TypedJob<I, T, F>
 where
+    I: Send + Sync + 'static,
     T: Send + 'static,
-    F: for<'t> Fn(&'t DatabaseTransaction) -> JobFuture<'t, T> + Send + 'static,
+    F: for<'t> Fn(&'t mut Write<'t>, &'t I) -> JobFuture<'t, T> + Send + 'static,
 {
     fn abandoned(&self) -> bool {
         self.reply.is_closed()
@@ -113,10 +125,13 @@ where
     fn run<'t>(
         &'t mut self,
         tx: &'t DatabaseTransaction,
+        batch: &'t mut Batch,
         in_batch: bool,
     ) -> Pin<Box<dyn Future<Output = Ran> + Send + 't>> {
         Box::pin(async move {
-            let outcome = match std::panic::catch_unwind(AssertUnwindSafe(|| (self.work)(tx))) {
+            let mut write = Write::new(tx, batch);
+            let start = once(|| (self.work)(&mut write, &self.input));
+            let outcome = match std::panic::catch_unwind(AssertUnwindSafe(start)) {
                 Ok(fut) => AssertUnwindSafe(fut).catch_unwind().await,
                 Err(panic) => Err(panic),
             };
@@ -203,13 +218,15 @@ impl GroupCommit {
 
     /// Queues `work` and waits for its result, given after the transaction it ran in
     /// committed (or rolled back, for an error).
-    pub async fn submit<T, F>(&self, work: F) -> Result<T, ApiError>
+    pub async fn submit<I, T, F>(&self, input: I, work: F) -> Result<T, ApiError>
     where
+        I: Send + Sync + 'static,
         T: Send + 'static,
-        F: for<'t> Fn(&'t DatabaseTransaction) -> JobFuture<'t, T> + Send + 'static,
+        F: for<'t> Fn(&'t mut Write<'t>, &'t I) -> JobFuture<'t, T> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
         let job: Box<dyn Job> = Box::new(TypedJob {
+            input,
             work,
             result: None,
             reply,
@@ -239,35 +256,33 @@ async fn writer(db: Db, mut rx: mpsc::Receiver<Box<dyn Job>>, batch_sizes: Histo
             continue;
         }
         batch_sizes.observe(batch.len() as f64);
-        // New comments' counters are written once per transaction (`counters::deferring`).
-        counters::deferring(async {
-            if batch.len() == 1 {
-                for job in batch {
-                    run_alone(&db, job).await;
-                }
-            } else {
-                run_batch(&db, batch).await;
+        if batch.len() == 1 {
+            for job in batch {
+                run_alone(&db, job).await;
             }
-        })
-        .await;
+        } else {
+            run_batch(&db, batch).await;
+        }
     }
 }
 
 /// Runs `work` in a transaction of its own, without the writer (for a `Db` that has none).
-pub async fn run_unbatched<T, F>(db: &Db, work: F) -> Result<T, ApiError>
+pub async fn run_unbatched<I, T, F>(db: &Db, input: I, work: F) -> Result<T, ApiError>
 where
+    I: Send + Sync + 'static,
     T: Send + 'static,
-    F: for<'t> Fn(&'t DatabaseTransaction) -> JobFuture<'t, T> + Send + 'static,
+    F: for<'t> Fn(&'t mut Write<'t>, &'t I) -> JobFuture<'t, T> + Send + 'static,
 {
     let (reply, answer) = oneshot::channel();
-    counters::deferring(run_alone(
+    run_alone(
         db,
         Box::new(TypedJob {
+            input,
             work,
             result: None,
             reply,
         }),
-    ))
+    )
     .await;
     answer
         .await
@@ -289,13 +304,12 @@ async fn run_alone(db: &Db, mut job: Box<dyn Job>) {
 
 async fn run_alone_once(db: &Db, job: &mut Box<dyn Job>) {
     match db.begin_write().await {
-        Ok(tx) => {
-            counters::discard_deferred();
-            if let Ran::Ok = run_counted(job, &tx, false).await {
-                if let Err(e) = counters::apply_deferred(&*tx).await {
+        Ok(mut tx) => {
+            if let Ran::Ok = run_counted(job, &mut tx, false).await {
+                if let Err(e) = tx.apply().await {
                     job.fail(e);
                     let _ = tx.rollback().await;
-                } else if let Err(e) = tx.commit().await {
+                } else if let Err(e) = tx.finish().await {
                     job.fail(e.into());
                 }
             } else {
@@ -307,12 +321,12 @@ async fn run_alone_once(db: &Db, job: &mut Box<dyn Job>) {
     }
 }
 
-/// Runs a job, keeping the counters it deferred only if it succeeded. The transaction
-/// it runs in must be new (`counters::discard_deferred` was called when it began).
-async fn run_counted(job: &mut Box<dyn Job>, tx: &DatabaseTransaction, in_batch: bool) -> Ran {
-    counters::job_started();
-    let ran = job.run(tx, in_batch).await;
-    counters::job_ended(matches!(ran, Ran::Ok));
+/// Runs a job, keeping the counters it deferred only if it succeeded.
+async fn run_counted(job: &mut Box<dyn Job>, tx: &mut WriteTx, in_batch: bool) -> Ran {
+    let WriteTx { tx, batch, .. } = tx;
+    batch.job_started();
+    let ran = job.run(tx, batch, in_batch).await;
+    batch.job_ended(matches!(ran, Ran::Ok));
     ran
 }
 
@@ -339,10 +353,7 @@ async fn rerun_alone(db: &Db, jobs: Vec<Box<dyn Job>>) {
 /// Opens a batch's transaction (on PostgreSQL with the batch's lock timeout). When that
 /// fails, the jobs are settled here (503 if the database is out of reach, else each run
 /// alone) and `None` comes back.
-async fn begin_batch(
-    db: &Db,
-    jobs: Vec<Box<dyn Job>>,
-) -> Option<(super::db::WriteTx, Vec<Box<dyn Job>>)> {
+async fn begin_batch(db: &Db, jobs: Vec<Box<dyn Job>>) -> Option<(WriteTx, Vec<Box<dyn Job>>)> {
     let tx = match db.begin_write().await {
         Ok(tx) => tx,
         Err(e) => {
@@ -354,8 +365,6 @@ async fn begin_batch(
             return None;
         }
     };
-    // Nothing deferred by an earlier, rolled-back attempt may be written by this one.
-    counters::discard_deferred();
     if db.backend() == DbBackend::Postgres {
         let set = format!("SET LOCAL lock_timeout = '{BATCH_LOCK_TIMEOUT}'");
         if tx.execute_unprepared(&set).await.is_err() {
@@ -371,11 +380,11 @@ async fn begin_batch(
 /// every batch takes these locks last and in the same order, and no other transaction
 /// of ours waits on a batch while holding one of them (comment rows come first in every
 /// write), so waiting here can only be for a COMMIT, not a cycle.
-async fn apply_batch_counters(db: &Db, tx: &DatabaseTransaction) -> Result<(), ApiError> {
+async fn apply_batch_counters(db: &Db, tx: &mut WriteTx) -> Result<(), ApiError> {
     if db.backend() == DbBackend::Postgres {
         tx.execute_unprepared("SET LOCAL lock_timeout = 0").await?;
     }
-    counters::apply_deferred(tx).await
+    tx.apply().await
 }
 
 /// A batch's COMMIT failed. A lost connection leaves it unknown whether it took effect,
@@ -394,13 +403,13 @@ async fn commit_failed(db: &Db, jobs: Vec<Box<dyn Job>>, e: sea_orm::DbErr) {
 /// any of them fail, nothing of that attempt is kept and the batch runs again with a
 /// savepoint per job ([`run_batch_isolated`]), so only the failing job is refused.
 async fn run_batch(db: &Db, jobs: Vec<Box<dyn Job>>) {
-    let Some((tx, jobs)) = begin_batch(db, jobs).await else {
+    let Some((mut tx, jobs)) = begin_batch(db, jobs).await else {
         return;
     };
     let mut jobs = jobs;
     let mut all_ok = true;
     for job in jobs.iter_mut() {
-        if !matches!(run_counted(job, &tx, true).await, Ran::Ok) {
+        if !matches!(run_counted(job, &mut tx, true).await, Ran::Ok) {
             all_ok = false;
             break;
         }
@@ -410,11 +419,11 @@ async fn run_batch(db: &Db, jobs: Vec<Box<dyn Job>>) {
         let _ = tx.rollback().await;
         return run_batch_isolated(db, jobs).await;
     }
-    if apply_batch_counters(db, &tx).await.is_err() {
+    if apply_batch_counters(db, &mut tx).await.is_err() {
         let _ = tx.rollback().await;
         return rerun_alone(db, jobs).await;
     }
-    match tx.commit().await {
+    match tx.finish().await {
         Ok(()) => {
             for job in jobs {
                 job.answer();
@@ -426,7 +435,7 @@ async fn run_batch(db: &Db, jobs: Vec<Box<dyn Job>>) {
 
 /// Runs several jobs in one transaction, each in a savepoint, then commits and answers.
 async fn run_batch_isolated(db: &Db, jobs: Vec<Box<dyn Job>>) {
-    let Some((tx, jobs)) = begin_batch(db, jobs).await else {
+    let Some((mut tx, jobs)) = begin_batch(db, jobs).await else {
         return;
     };
     let mut ran: Vec<(Box<dyn Job>, bool)> = Vec::with_capacity(jobs.len());
@@ -441,14 +450,15 @@ async fn run_batch_isolated(db: &Db, jobs: Vec<Box<dyn Job>>) {
                 break;
             }
         };
-        counters::job_started();
-        let outcome = job.run(&savepoint, true).await;
+        tx.batch.job_started();
+        let outcome = job.run(&savepoint, &mut tx.batch, true).await;
         let (closed, again) = match outcome {
             Ran::Ok => (savepoint.commit().await, false),
             Ran::Failed { again } => (savepoint.rollback().await, again),
             Ran::Panicked => (savepoint.rollback().await, false),
         };
-        counters::job_ended(matches!(outcome, Ran::Ok) && closed.is_ok());
+        tx.batch
+            .job_ended(matches!(outcome, Ran::Ok) && closed.is_ok());
         ran.push((job, again));
         if closed.is_err() {
             broken = true;
@@ -461,11 +471,11 @@ async fn run_batch_isolated(db: &Db, jobs: Vec<Box<dyn Job>>) {
         let all = ran.into_iter().map(|(job, _)| job).chain(pending).collect();
         return rerun_alone(db, all).await;
     }
-    if apply_batch_counters(db, &tx).await.is_err() {
+    if apply_batch_counters(db, &mut tx).await.is_err() {
         let _ = tx.rollback().await;
         return rerun_alone(db, ran.into_iter().map(|(job, _)| job).collect()).await;
     }
-    match tx.commit().await {
+    match tx.finish().await {
         Ok(()) => {
             let mut again = Vec::new();
             for (job, retry) in ran {

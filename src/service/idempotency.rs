@@ -73,7 +73,9 @@ pub async fn purge_expired(db: &Db, cutoff: DateTime<Utc>, batch: u64) -> Result
             .exec(&*tx)
             .await?
             .rows_affected;
-        tx.commit().await?;
+        tx.commit()
+            .await
+            .map_err(|e| DbErr::Custom(e.to_string()))?;
         purged += deleted;
         if deleted < batch {
             return Ok(purged);

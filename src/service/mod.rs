@@ -1,7 +1,8 @@
 //! Use cases. Each write runs in one transaction (`Db::begin_write`), or, for the hot
-//! writes (ratings, new comments), in a savepoint of a group-committed transaction
-//! (`Db::write`, see [`group_commit`]). Functions take `&impl ConnectionTrait` so they
-//! compose inside a caller's transaction.
+//! writes (ratings, new comments, votes, erasures), as a job of a group-committed
+//! transaction (`Db::write`, see [`group_commit`]). Either way it does its work through
+//! a `&mut counters::Write`, which only the write path makes: a write use case cannot
+//! be called outside a write. Reads take `&impl ConnectionTrait`.
 
 pub mod admin;
 pub mod aggregate_cache;

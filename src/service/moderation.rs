@@ -17,7 +17,7 @@ use super::{
     comments::{
         after_cursor, comment_cursor, paginate, status_of, view, CommentView, CursorPage, ListQuery,
     },
-    counters,
+    counters::{self, Write},
     db::Db,
     retry::retrying,
 };
@@ -68,7 +68,7 @@ pub struct LogEntry<'a> {
     pub reason: Option<String>,
 }
 
-pub async fn append_log(conn: &impl ConnectionTrait, e: LogEntry<'_>) -> Result<(), ApiError> {
+pub async fn append_log(w: &mut Write<'_>, e: LogEntry<'_>) -> Result<(), ApiError> {
     let row = moderation_log::ActiveModel {
         at: Set(super::now()),
         actor_id: Set(e.actor_id.to_owned()),
@@ -81,12 +81,8 @@ pub async fn append_log(conn: &impl ConnectionTrait, e: LogEntry<'_>) -> Result<
         reason: Set(e.reason),
         ..Default::default()
     };
-    // Inside a group-committed batch the entry joins the batch's one INSERT.
-    if let Some(row) = super::counters::defer_log(row) {
-        moderation_log::Entity::insert(row)
-            .exec_without_returning(conn)
-            .await?;
-    }
+    // The entry joins the batch's one INSERT, just before the COMMIT.
+    w.log(row);
     Ok(())
 }
 
@@ -428,11 +424,12 @@ pub struct Change<'a> {
 /// moderators win and the other get 409, on SQLite and PostgreSQL alike. Keeps the
 /// counters, resolves flags when asked, and appends the log row; returns the new row.
 pub async fn move_comment(
-    conn: &impl ConnectionTrait,
+    w: &mut Write<'_>,
     c: comment::Model,
     expected_version: i32,
     change: Change<'_>,
 ) -> Result<comment::Model, ApiError> {
+    let conn = w.tx();
     let from = status_of(&c);
     let to = from
         .apply(change.action)
@@ -480,7 +477,7 @@ pub async fn move_comment(
                 .all(conn)
                 .await?;
             for f in flaggers {
-                counters::flagger_decided(conn, &f, upheld).await?;
+                w.flagger_decided(&f, upheld);
             }
         }
         flag::Entity::update_many()
@@ -492,12 +489,12 @@ pub async fn move_comment(
     }
     // Queue counters last, after the comment, its ancestors and the article: the lock
     // order every write keeps (see `counters::status_changed`).
-    counters::status_changed(conn, &c, Some(from), to).await?;
+    counters::status_changed(w, &c, Some(from), to).await?;
     if change.resolve_flags && c.flag_count > 0 {
-        counters::bump_queue(conn, FLAGGED, -1).await?;
+        counters::bump_queue(w, FLAGGED, -1);
     }
     append_log(
-        conn,
+        w,
         LogEntry {
             actor_id: change.actor.id,
             actor_name: change.actor.name,
@@ -510,14 +507,14 @@ pub async fn move_comment(
         },
     )
     .await?;
-    super::events::record(super::events::Event::CommentStatusChanged {
+    w.record(super::events::Event::CommentStatusChanged {
         comment_id: c.id.clone(),
         article_id: c.article_id.clone(),
         from: from.as_str().to_owned(),
         to: to.as_str().to_owned(),
         actor_id: change.actor.id.to_owned(),
         actor_name: change.actor.name.to_owned(),
-    })?;
+    });
     Ok(comment::Model {
         status: to.as_str().to_owned(),
         version: c.version + 1,
@@ -556,8 +553,7 @@ pub async fn decide(
     d: Decision,
 ) -> Result<ModerationItem, ApiError> {
     let (updated, check_vocabulary) =
-        retrying(|| counters::in_lock_order(decide_once(db, moderator, comment_id, d.clone())))
-            .await?;
+        retrying(|| decide_once(db, moderator, comment_id, d.clone())).await?;
     if check_vocabulary {
         // Maintenance after the COMMIT: the decision stands whatever happens here, and
         // the next due check tries again.
@@ -582,12 +578,14 @@ async fn decide_once(
     comment_id: &str,
     d: Decision,
 ) -> Result<(comment::Model, bool), ApiError> {
-    let tx = db.begin_write().await?;
+    let mut wtx = db.begin_write().await?;
+    let mut w = wtx.write();
+    let tx = w.tx();
     // Locked on PostgreSQL, so a decision without `expected_version` waits for a
     // concurrent one instead of failing; the conditional update still has the last word.
     let c = comment::Entity::find_by_id(comment_id)
         .lock_exclusive()
-        .one(&*tx)
+        .one(tx)
         .await?
         .ok_or_else(|| ApiError::not_found("comment"))?;
     let expected = d.expected_version.unwrap_or(c.version);
@@ -598,7 +596,7 @@ async fn decide_once(
         });
     }
     let updated = move_comment(
-        &*tx,
+        &mut w,
         c,
         expected,
         Change {
@@ -612,16 +610,16 @@ async fn decide_once(
     .await?;
     // What the decision teaches the spam model: its own lesson row now, the model's
     // shared rows after the counters (see `spam`'s lock order).
-    let lesson = super::spam::teach(&*tx, &updated, status_of(&updated)).await?;
+    let lesson = super::spam::teach(tx, &updated, status_of(&updated)).await?;
     if lesson.is_some() {
         // The instances' model caches invalidate from this event (see `events`).
-        super::events::record(super::events::Event::SpamModelChanged)?;
+        w.record(super::events::Event::SpamModelChanged);
     }
-    super::claims::released_by_decision(&*tx, comment_id).await?;
+    super::claims::released_by_decision(tx, comment_id).await?;
     // The counters (in the global lock order), then the model's shared rows.
-    counters::flush(&*tx).await?;
-    let check_vocabulary = super::spam::apply(&*tx, lesson).await?;
-    tx.commit().await?;
+    w.flush().await?;
+    let check_vocabulary = super::spam::apply(tx, lesson).await?;
+    wtx.commit().await?;
     Ok((updated, check_vocabulary))
 }
 
@@ -841,15 +839,14 @@ pub struct NewBan {
 /// with `purge` rejects their pending comments, all in one transaction. Returns whether
 /// the ban is new.
 pub async fn ban(db: &Db, moderator: &User, b: &NewBan) -> Result<(BanOutcome, bool), ApiError> {
-    retrying(|| counters::in_lock_order(ban_once(db, moderator, b))).await
+    retrying(|| ban_once(db, moderator, b)).await
 }
 
 async fn ban_once(db: &Db, moderator: &User, b: &NewBan) -> Result<(BanOutcome, bool), ApiError> {
-    let tx = db.begin_write().await?;
-    let created = ban::Entity::find_by_id(&b.user_id)
-        .one(&*tx)
-        .await?
-        .is_none();
+    let mut wtx = db.begin_write().await?;
+    let mut w = wtx.write();
+    let tx = w.tx();
+    let created = ban::Entity::find_by_id(&b.user_id).one(tx).await?.is_none();
     let row = ban::Model {
         user_id: b.user_id.clone(),
         reason: b.reason.clone(),
@@ -868,14 +865,14 @@ async fn ban_once(db: &Db, moderator: &User, b: &NewBan) -> Result<(BanOutcome, 
                 ])
                 .to_owned(),
         )
-        .exec_without_returning(&*tx)
+        .exec_without_returning(tx)
         .await?;
     let until = b.expires_at.map_or_else(
         || "permanent".to_owned(),
         |t| format!("until {}", t.to_rfc3339()),
     );
     append_log(
-        &*tx,
+        &mut w,
         LogEntry {
             actor_id: &moderator.id,
             actor_name: &moderator.name,
@@ -889,17 +886,16 @@ async fn ban_once(db: &Db, moderator: &User, b: &NewBan) -> Result<(BanOutcome, 
     )
     .await?;
     let purged = if b.purge {
-        purge(&*tx, moderator, &b.user_id, &b.reason).await?
+        purge(&mut w, moderator, &b.user_id, &b.reason).await?
     } else {
         0
     };
-    super::events::record(super::events::Event::UserBanned {
+    w.record(super::events::Event::UserBanned {
         user_id: b.user_id.clone(),
         actor_id: moderator.id.clone(),
         actor_name: moderator.name.clone(),
-    })?;
-    counters::flush(&*tx).await?;
-    tx.commit().await?;
+    });
+    wtx.commit().await?;
     Ok((
         BanOutcome {
             ban: row.into(),
@@ -911,11 +907,12 @@ async fn ban_once(db: &Db, moderator: &User, b: &NewBan) -> Result<(BanOutcome, 
 
 /// Rejects every pending comment of `user_id`; returns how many.
 async fn purge(
-    conn: &impl ConnectionTrait,
+    w: &mut Write<'_>,
     moderator: &User,
     user_id: &str,
     reason: &str,
 ) -> Result<u64, ApiError> {
+    let conn = w.tx();
     let pending: Vec<String> = comment::Entity::find()
         .select_only()
         .column(comment::Column::Id)
@@ -941,7 +938,7 @@ async fn purge(
         n += 1;
         let version = c.version;
         move_comment(
-            conn,
+            w,
             c,
             version,
             Change {
@@ -989,18 +986,20 @@ pub async fn bans(
 
 /// `DELETE /moderation/bans/{user_id}`: lifts a ban (nothing to do when there is none).
 pub async fn unban(db: &Db, moderator: &User, user_id: &str) -> Result<(), ApiError> {
-    retrying(|| counters::in_lock_order(unban_once(db, moderator, user_id))).await
+    retrying(|| unban_once(db, moderator, user_id)).await
 }
 
 async fn unban_once(db: &Db, moderator: &User, user_id: &str) -> Result<(), ApiError> {
-    let tx = db.begin_write().await?;
+    let mut wtx = db.begin_write().await?;
+    let mut w = wtx.write();
+    let tx = w.tx();
     let deleted = ban::Entity::delete_by_id(user_id)
-        .exec(&*tx)
+        .exec(tx)
         .await?
         .rows_affected;
     if deleted > 0 {
         append_log(
-            &*tx,
+            &mut w,
             LogEntry {
                 actor_id: &moderator.id,
                 actor_name: &moderator.name,
@@ -1013,13 +1012,12 @@ async fn unban_once(db: &Db, moderator: &User, user_id: &str) -> Result<(), ApiE
             },
         )
         .await?;
-        super::events::record(super::events::Event::UserUnbanned {
+        w.record(super::events::Event::UserUnbanned {
             user_id: user_id.to_owned(),
             actor_id: moderator.id.clone(),
             actor_name: moderator.name.clone(),
-        })?;
+        });
     }
-    counters::flush(&*tx).await?;
-    tx.commit().await?;
+    wtx.commit().await?;
     Ok(())
 }

@@ -1,8 +1,9 @@
 //! Ratings: one per user per article, counters kept on the article in the same
 //! transaction as the rating row (written at the end of the group-committed batch, see
-//! `counters::defer_rating`).
+//! `counters::Write::rating_changed`).
 
 use chrono::{DateTime, Utc};
+use futures_util::FutureExt;
 use sea_orm::{
     sea_query::{Expr, LockType, OnConflict},
     ActiveValue::Set,
@@ -13,8 +14,7 @@ use serde::Serialize;
 use super::{
     articles,
     comments::CommentView,
-    counters,
-    counters::RatingAfter,
+    counters::{self, RatingAfter},
     db::{Db, Route},
     idempotency::{self, IdempotentRequest, Outcome},
     reviews::{self, ReviewChange},
@@ -176,35 +176,127 @@ pub async fn put_with_review(
     idempotency: Option<&IdempotentRequest>,
 ) -> Result<Outcome<(MyRating, bool)>, ApiError> {
     let after = RatingAfter::default();
-    let (user, id, idempotency) = (user.clone(), article_id.clone(), idempotency.cloned());
-    let policies = policies.clone();
+    let input = (
+        policies.clone(),
+        user.clone(),
+        article_id.clone(),
+        idempotency.cloned(),
+        after.clone(),
+        review,
+    );
     let route = Route::user(&user.id);
     let mut outcome = db
-        .write(route, {
-            let after = after.clone();
-            move |tx| {
-                let (user, id, idempotency, after, policies, review) = (
-                    user.clone(),
-                    id.clone(),
-                    idempotency.clone(),
-                    after.clone(),
-                    policies.clone(),
-                    review.clone(),
-                );
-                Box::pin(async move {
-                    put_in(
-                        tx,
-                        &policies,
-                        &user,
-                        &id,
-                        (stars, review),
-                        auto_create,
-                        idempotency.as_ref(),
-                        &after,
+        .write(route, input, move |w, input| {
+            let (policies, user, article_id, idempotency, after, review) = input;
+            let idempotency = idempotency.as_ref();
+            Box::pin(async move {
+                let tx = w.tx();
+                if let Some(req) = idempotency {
+                    if let Some(stored) = idempotency::claim(tx, req).await? {
+                        return Ok(Outcome::Replay(stored));
+                    }
+                }
+                let (article, _) =
+                    articles::for_user_write(tx, article_id, &user.id, auto_create, None).await?;
+                let now = super::now();
+                let row = rating::ActiveModel {
+                    article_id: Set(article_id.to_string()),
+                    user_id: Set(user.id.clone()),
+                    stars: Set(i16::from(stars.get())),
+                    created_at: Set(now),
+                    updated_at: Set(now),
+                    review_id: Set(None),
+                };
+                // Insert-or-nothing first: a concurrent first rating by the same user waits on the
+                // unique key and then takes the update path, so the counters are never doubled.
+                let inserted = rating::Entity::insert(row)
+                    .on_conflict(
+                        OnConflict::columns([rating::Column::ArticleId, rating::Column::UserId])
+                            .do_nothing()
+                            .to_owned(),
                     )
-                    .await
-                })
-            }
+                    .exec_without_returning(tx)
+                    .await?;
+                let created = inserted > 0;
+                let mut created_at = now;
+                let mut review_id = None;
+                let rated = super::events::Event::RatingChanged {
+                    article_id: article_id.to_string(),
+                    user_id: user.id.clone(),
+                    stars: Some(stars.get()),
+                };
+                if created {
+                    w.rating_changed(article_id.as_str(), stars, 1);
+                    w.record(rated);
+                } else {
+                    let old = rating::Entity::find_by_id((article_id.to_string(), user.id.clone()))
+                        .lock(LockType::NoKeyUpdate)
+                        .one(tx)
+                        .await?
+                        .ok_or_else(|| {
+                            ApiError::Internal("rating vanished during update".into())
+                        })?;
+                    let old_stars = stored_stars(&old)?;
+                    created_at = old.created_at;
+                    review_id = old.review_id;
+                    rating::Entity::update_many()
+                        .col_expr(rating::Column::Stars, Expr::value(i16::from(stars.get())))
+                        .col_expr(rating::Column::UpdatedAt, Expr::value(now))
+                        .filter(rating::Column::ArticleId.eq(article_id.as_str()))
+                        .filter(rating::Column::UserId.eq(&user.id))
+                        .exec(tx)
+                        .await?;
+                    if old_stars != stars {
+                        w.rating_changed(article_id.as_str(), old_stars, -1);
+                        w.rating_changed(article_id.as_str(), stars, 1);
+                        w.record(rated);
+                    }
+                }
+                let review = reviews::apply(
+                    w,
+                    policies,
+                    user,
+                    &article,
+                    review_id.as_deref(),
+                    stars,
+                    review.clone(),
+                )
+                .await?;
+                let new_review_id = review.as_ref().map(|(id, _)| id.clone());
+                if new_review_id != review_id {
+                    rating::Entity::update_many()
+                        .col_expr(rating::Column::ReviewId, Expr::value(new_review_id.clone()))
+                        .filter(rating::Column::ArticleId.eq(article_id.as_str()))
+                        .filter(rating::Column::UserId.eq(&user.id))
+                        .exec(tx)
+                        .await?;
+                }
+                // The row as just written: no need to read it back. The aggregate in it is the one
+                // read before this batch's counters; `put` replaces it with `after`'s.
+                let r = rating::Model {
+                    article_id: article_id.to_string(),
+                    user_id: user.id.clone(),
+                    stars: i16::from(stars.get()),
+                    created_at,
+                    updated_at: now,
+                    review_id: new_review_id,
+                };
+                let mut view = rating_view(article_id, r, Some(&article));
+                view.review = review.map(|(_, v)| v);
+                // An idempotent answer is stored once the aggregate is known, just before COMMIT.
+                let complete = idempotency.map(|req| {
+                    let (req, view) = (req.clone(), view.clone());
+                    let status: u16 = if created { 201 } else { 200 };
+                    counters::completion(move |histogram, tx| {
+                        let (mut view, req) = (view.clone(), req.clone());
+                        view.set_histogram(histogram);
+                        let body = serde_json::to_value(&view).unwrap_or_default();
+                        async move { idempotency::complete(tx, &req, status, &body).await }.boxed()
+                    })
+                });
+                w.watch_rating(article_id.as_str(), after, complete);
+                Ok(Outcome::Done((view, created)))
+            })
         })
         .await?;
     if let Outcome::Done((view, _)) = &mut outcome {
@@ -214,131 +306,6 @@ pub async fn put_with_review(
         view.set_histogram(histogram);
     }
     Ok(outcome)
-}
-
-fn not_batched() -> ApiError {
-    ApiError::Internal("ratings are written through Db::write only".into())
-}
-
-/// `put` inside a group-committed write: the article's counters are deferred to the end
-/// of the batch (`counters::defer_rating`), and `after` gets the aggregate then.
-#[allow(clippy::too_many_arguments)]
-async fn put_in(
-    tx: &impl ConnectionTrait,
-    policies: &PolicyCache,
-    user: &User,
-    article_id: &ArticleId,
-    (stars, review): (Stars, ReviewChange),
-    auto_create: bool,
-    idempotency: Option<&IdempotentRequest>,
-    after: &RatingAfter,
-) -> Result<Outcome<(MyRating, bool)>, ApiError> {
-    if !counters::is_deferring() {
-        return Err(not_batched());
-    }
-    if let Some(req) = idempotency {
-        if let Some(stored) = idempotency::claim(tx, req).await? {
-            return Ok(Outcome::Replay(stored));
-        }
-    }
-    let (article, _) =
-        articles::for_user_write(tx, article_id, &user.id, auto_create, None).await?;
-    let now = super::now();
-    let row = rating::ActiveModel {
-        article_id: Set(article_id.to_string()),
-        user_id: Set(user.id.clone()),
-        stars: Set(i16::from(stars.get())),
-        created_at: Set(now),
-        updated_at: Set(now),
-        review_id: Set(None),
-    };
-    // Insert-or-nothing first: a concurrent first rating by the same user waits on the
-    // unique key and then takes the update path, so the counters are never doubled.
-    let inserted = rating::Entity::insert(row)
-        .on_conflict(
-            OnConflict::columns([rating::Column::ArticleId, rating::Column::UserId])
-                .do_nothing()
-                .to_owned(),
-        )
-        .exec_without_returning(tx)
-        .await?;
-    let created = inserted > 0;
-    let mut created_at = now;
-    let mut review_id = None;
-    let rated = super::events::Event::RatingChanged {
-        article_id: article_id.to_string(),
-        user_id: user.id.clone(),
-        stars: Some(stars.get()),
-    };
-    if created {
-        counters::defer_rating(article_id.as_str(), stars, 1);
-        super::events::record(rated)?;
-    } else {
-        let old = rating::Entity::find_by_id((article_id.to_string(), user.id.clone()))
-            .lock(LockType::NoKeyUpdate)
-            .one(tx)
-            .await?
-            .ok_or_else(|| ApiError::Internal("rating vanished during update".into()))?;
-        let old_stars = stored_stars(&old)?;
-        created_at = old.created_at;
-        review_id = old.review_id;
-        rating::Entity::update_many()
-            .col_expr(rating::Column::Stars, Expr::value(i16::from(stars.get())))
-            .col_expr(rating::Column::UpdatedAt, Expr::value(now))
-            .filter(rating::Column::ArticleId.eq(article_id.as_str()))
-            .filter(rating::Column::UserId.eq(&user.id))
-            .exec(tx)
-            .await?;
-        if old_stars != stars {
-            counters::defer_rating(article_id.as_str(), old_stars, -1);
-            counters::defer_rating(article_id.as_str(), stars, 1);
-            super::events::record(rated)?;
-        }
-    }
-    let review = reviews::apply(
-        tx,
-        policies,
-        user,
-        &article,
-        review_id.as_deref(),
-        stars,
-        review,
-    )
-    .await?;
-    let new_review_id = review.as_ref().map(|(id, _)| id.clone());
-    if new_review_id != review_id {
-        rating::Entity::update_many()
-            .col_expr(rating::Column::ReviewId, Expr::value(new_review_id.clone()))
-            .filter(rating::Column::ArticleId.eq(article_id.as_str()))
-            .filter(rating::Column::UserId.eq(&user.id))
-            .exec(tx)
-            .await?;
-    }
-    // The row as just written: no need to read it back. The aggregate in it is the one
-    // read before this batch's counters; `put` replaces it with `after`'s.
-    let r = rating::Model {
-        article_id: article_id.to_string(),
-        user_id: user.id.clone(),
-        stars: i16::from(stars.get()),
-        created_at,
-        updated_at: now,
-        review_id: new_review_id,
-    };
-    let mut view = rating_view(article_id, r, Some(&article));
-    view.review = review.map(|(_, v)| v);
-    // An idempotent answer is stored once the aggregate is known, just before COMMIT.
-    let complete = idempotency.map(|req| {
-        let (req, view) = (req.clone(), view.clone());
-        let status: u16 = if created { 201 } else { 200 };
-        Box::new(move |histogram| {
-            let mut view = view.clone();
-            view.set_histogram(histogram);
-            let body = serde_json::to_value(&view).unwrap_or_default();
-            (req.clone(), status, body)
-        }) as counters::Completion
-    });
-    counters::watch_rating(article_id.as_str(), after, complete);
-    Ok(Outcome::Done((view, created)))
 }
 
 /// The caller's rating of an article, if any.
@@ -358,45 +325,35 @@ pub async fn get(
 
 /// Removes the caller's rating (nothing to do when there is none). Group-committed.
 pub async fn delete(db: &Db, user: &User, article_id: &ArticleId) -> Result<(), ApiError> {
-    let (user, article_id) = (user.clone(), article_id.clone());
-    db.write(Route::user(&user.id), move |tx| {
-        let (user, article_id) = (user.clone(), article_id.clone());
-        Box::pin(async move { delete_in(tx, &user, &article_id).await })
+    let input = (user.clone(), article_id.clone());
+    db.write(Route::user(&user.id), input, |w, (user, article_id)| {
+        Box::pin(async move {
+            let tx = w.tx();
+            let user_id = user.id.as_str();
+            let old = rating::Entity::find_by_id((article_id.to_string(), user_id.to_owned()))
+                .lock(LockType::NoKeyUpdate)
+                .one(tx)
+                .await?;
+            if let Some(old) = old {
+                let stars = stored_stars(&old)?;
+                rating::Entity::delete_many()
+                    .filter(rating::Column::ArticleId.eq(article_id.as_str()))
+                    .filter(rating::Column::UserId.eq(user_id))
+                    .exec(tx)
+                    .await?;
+                w.rating_changed(article_id.as_str(), stars, -1);
+                w.record(super::events::Event::RatingChanged {
+                    article_id: article_id.to_string(),
+                    user_id: user_id.to_owned(),
+                    stars: None,
+                });
+                // Its review goes with it (a tombstone while it has replies).
+                reviews::remove(w, user, old.review_id.as_deref()).await?;
+            }
+            Ok(())
+        })
     })
     .await
-}
-
-/// `delete` inside a group-committed write (counters deferred like `put_in`'s).
-async fn delete_in(
-    tx: &impl ConnectionTrait,
-    user: &User,
-    article_id: &ArticleId,
-) -> Result<(), ApiError> {
-    let user_id = user.id.as_str();
-    if !counters::is_deferring() {
-        return Err(not_batched());
-    }
-    let old = rating::Entity::find_by_id((article_id.to_string(), user_id.to_owned()))
-        .lock(LockType::NoKeyUpdate)
-        .one(tx)
-        .await?;
-    if let Some(old) = old {
-        let stars = stored_stars(&old)?;
-        rating::Entity::delete_many()
-            .filter(rating::Column::ArticleId.eq(article_id.as_str()))
-            .filter(rating::Column::UserId.eq(user_id))
-            .exec(tx)
-            .await?;
-        counters::defer_rating(article_id.as_str(), stars, -1);
-        super::events::record(super::events::Event::RatingChanged {
-            article_id: article_id.to_string(),
-            user_id: user_id.to_owned(),
-            stars: None,
-        })?;
-        // Its review goes with it (a tombstone while it has replies).
-        reviews::remove(tx, user, old.review_id.as_deref()).await?;
-    }
-    Ok(())
 }
 
 /// The aggregate of one article (zeros when it was never rated or does not exist).

@@ -78,8 +78,7 @@ pub async fn purge_rejected(db: &Db, cutoff: DateTime<Utc>, batch: u64) -> Resul
         if candidates(&db.conn, cutoff, 1).await?.is_empty() {
             return Ok(purged);
         }
-        let Some(n) = retrying(|| counters::in_lock_order(purge_batch(db, cutoff, batch))).await?
-        else {
+        let Some(n) = retrying(|| purge_batch(db, cutoff, batch)).await? else {
             tracing::debug!("another instance is applying the retention");
             return Ok(purged);
         };
@@ -92,17 +91,19 @@ pub async fn purge_rejected(db: &Db, cutoff: DateTime<Utc>, batch: u64) -> Resul
 
 /// One batch; `None` when another instance holds the job.
 async fn purge_batch(db: &Db, cutoff: DateTime<Utc>, batch: u64) -> Result<Option<u64>, ApiError> {
-    let tx = db.begin_write().await?;
-    if !super::singleton::try_lock(&*tx, RETENTION_JOB).await? {
-        tx.rollback().await?;
+    let mut wtx = db.begin_write().await?;
+    let mut w = wtx.write();
+    let tx = w.tx();
+    if !super::singleton::try_lock(tx, RETENTION_JOB).await? {
+        wtx.rollback().await?;
         return Ok(None);
     }
     let mut n = 0;
-    for id in candidates(&*tx, cutoff, batch).await? {
+    for id in candidates(tx, cutoff, batch).await? {
         // Locked as a decision locks it; skipped if it changed in the meantime.
         let Some(c) = comment::Entity::find_by_id(&id)
             .lock_exclusive()
-            .one(&*tx)
+            .one(tx)
             .await?
         else {
             continue;
@@ -113,31 +114,28 @@ async fn purge_batch(db: &Db, cutoff: DateTime<Utc>, batch: u64) -> Result<Optio
         }
         // Leaving its status as if deleted, then leaving `deleted` too: the queue and
         // author counts of `from` drop by one, nothing else moves (not listed).
-        counters::status_changed(&*tx, &c, Some(from), ModerationStatus::Deleted).await?;
-        super::events::record(super::events::Event::CommentStatusChanged {
+        counters::status_changed(&mut w, &c, Some(from), ModerationStatus::Deleted).await?;
+        w.record(super::events::Event::CommentStatusChanged {
             comment_id: c.id.clone(),
             article_id: c.article_id.clone(),
             from: from.as_str().to_owned(),
             to: ModerationStatus::Deleted.as_str().to_owned(),
             actor_id: "system:retention".into(),
             actor_name: "retention".into(),
-        })?;
-        counters::bump_queue(&*tx, "deleted", -1).await?;
+        });
+        counters::bump_queue(&mut w, "deleted", -1);
         if c.flag_count > 0 {
-            counters::bump_queue(&*tx, FLAGGED, -1).await?;
+            counters::bump_queue(&mut w, FLAGGED, -1);
         }
         flag::Entity::delete_many()
             .filter(flag::Column::CommentId.eq(&c.id))
-            .exec(&*tx)
+            .exec(tx)
             .await?;
-        comment_claim::Entity::delete_by_id(&c.id)
-            .exec(&*tx)
-            .await?;
-        comment::Entity::delete_by_id(&c.id).exec(&*tx).await?;
+        comment_claim::Entity::delete_by_id(&c.id).exec(tx).await?;
+        comment::Entity::delete_by_id(&c.id).exec(tx).await?;
         n += 1;
     }
-    counters::flush(&*tx).await?;
-    tx.commit().await?;
+    wtx.commit().await?;
     Ok(Some(n))
 }
 

@@ -8,7 +8,7 @@ use sea_orm::{sea_query::LockType, ActiveValue::Set, ConnectionTrait, EntityTrai
 
 use super::{
     comments::{self, evaluate, log_automatic, status_of, view, Candidate, CommentView},
-    counters,
+    counters::{self, Write},
     moderation::{self, Actor, Change},
     settings::PolicyCache,
 };
@@ -47,7 +47,7 @@ async fn current(
 /// Applies `change` to the review of `user`'s rating (`review_id`, as stored with the
 /// rating) now at `stars`. Returns the review's id and view after it (`None`: no review).
 pub async fn apply(
-    tx: &impl ConnectionTrait,
+    w: &mut Write<'_>,
     policies: &PolicyCache,
     user: &User,
     article: &article::Model,
@@ -55,6 +55,7 @@ pub async fn apply(
     stars: Stars,
     change: ReviewChange,
 ) -> Result<Option<(String, CommentView)>, ApiError> {
+    let tx = w.tx();
     let existing = current(tx, review_id).await?;
     let stars_now = i16::from(stars.get());
     match (change, existing) {
@@ -65,7 +66,7 @@ pub async fn apply(
         }
         (ReviewChange::Remove, None) => Ok(None),
         (ReviewChange::Remove, Some(c)) => {
-            delete(tx, user, c, "review removed by the author").await?;
+            delete(w, user, c, "review removed by the author").await?;
             Ok(None)
         }
         (ReviewChange::Write(body), Some(c)) => {
@@ -73,12 +74,12 @@ pub async fn apply(
             let c = if c.body == body {
                 follow_stars(tx, c, stars_now).await?
             } else {
-                rewrite(tx, policies, user, article, c, body, stars_now).await?
+                rewrite(w, policies, user, article, c, body, stars_now).await?
             };
             Ok(Some((c.id.clone(), view(c, Some(user), false))))
         }
         (ReviewChange::Write(body), None) => {
-            let c = create(tx, policies, user, article, body.into_inner(), stars_now).await?;
+            let c = create(w, policies, user, article, body.into_inner(), stars_now).await?;
             Ok(Some((c.id.clone(), view(c, Some(user), false))))
         }
     }
@@ -86,12 +87,13 @@ pub async fn apply(
 
 /// The rating went: so does its review (a tombstone while it has replies).
 pub async fn remove(
-    tx: &impl ConnectionTrait,
+    w: &mut Write<'_>,
     user: &User,
     review_id: Option<&str>,
 ) -> Result<(), ApiError> {
+    let tx = w.tx();
     if let Some(c) = current(tx, review_id).await? {
-        delete(tx, user, c, "rating removed by the author").await?;
+        delete(w, user, c, "rating removed by the author").await?;
     }
     Ok(())
 }
@@ -132,14 +134,14 @@ async fn follow_stars(
 }
 
 async fn delete(
-    tx: &impl ConnectionTrait,
+    w: &mut Write<'_>,
     user: &User,
     c: comment::Model,
     reason: &str,
 ) -> Result<(), ApiError> {
     let version = c.version;
     moderation::move_comment(
-        tx,
+        w,
         c,
         version,
         Change {
@@ -155,13 +157,14 @@ async fn delete(
 }
 
 async fn create(
-    tx: &impl ConnectionTrait,
+    w: &mut Write<'_>,
     policies: &PolicyCache,
     user: &User,
     article: &article::Model,
     body: String,
     stars: i16,
 ) -> Result<comment::Model, ApiError> {
+    let tx = w.tx();
     if !article.comments_open {
         return Err(ApiError::CommentsClosed);
     }
@@ -210,15 +213,15 @@ async fn create(
     comment::Entity::insert(active)
         .exec_without_returning(tx)
         .await?;
-    counters::status_changed(tx, &model, None, eval.status).await?;
-    log_automatic(tx, &model, None, &eval).await?;
-    super::events::record(super::events::comment_created(&model))?;
-    super::events::record(review_written(&model))?;
+    counters::status_changed(w, &model, None, eval.status).await?;
+    log_automatic(w, &model, None, &eval).await?;
+    w.record(super::events::comment_created(&model));
+    w.record(review_written(&model));
     Ok(model)
 }
 
 async fn rewrite(
-    tx: &impl ConnectionTrait,
+    w: &mut Write<'_>,
     policies: &PolicyCache,
     user: &User,
     article: &article::Model,
@@ -226,6 +229,7 @@ async fn rewrite(
     body: String,
     stars: i16,
 ) -> Result<comment::Model, ApiError> {
+    let tx = w.tx();
     if !article.comments_open {
         return Err(ApiError::CommentsClosed);
     }
@@ -278,10 +282,10 @@ async fn rewrite(
     })
     .exec(tx)
     .await?;
-    counters::status_changed(tx, &updated, Some(from), to).await?;
-    log_automatic(tx, &updated, Some(from), &eval).await?;
-    super::events::record(super::events::comment_edited(&updated))?;
-    super::events::record(review_written(&updated))?;
+    counters::status_changed(w, &updated, Some(from), to).await?;
+    log_automatic(w, &updated, Some(from), &eval).await?;
+    w.record(super::events::comment_edited(&updated));
+    w.record(review_written(&updated));
     Ok(updated)
 }
 

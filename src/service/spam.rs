@@ -399,12 +399,14 @@ pub async fn summary(conn: &impl ConnectionTrait) -> Result<ModelSummary, ApiErr
 /// `POST /admin/model/rebuild`: recounts the model from the stored lessons (what the
 /// last decision on each comment taught), in one transaction, then applies the cap.
 pub async fn rebuild(db: &Db) -> Result<ModelSummary, ApiError> {
-    super::counters::in_lock_order(rebuild_once(db)).await
+    rebuild_once(db).await
 }
 
 async fn rebuild_once(db: &Db) -> Result<ModelSummary, ApiError> {
-    let tx = db.begin_write().await?;
-    totals_for_update(&*tx).await?;
+    let mut wtx = db.begin_write().await?;
+    let mut w = wtx.write();
+    let tx = w.tx();
+    totals_for_update(tx).await?;
     let mut tokens: BTreeMap<String, (i64, i64)> = BTreeMap::new();
     let mut delta = Delta::default();
     let mut after: Option<String> = None;
@@ -415,7 +417,7 @@ async fn rebuild_once(db: &Db) -> Result<ModelSummary, ApiError> {
         if let Some(a) = &after {
             q = q.filter(spam_lesson::Column::CommentId.gt(a.as_str()));
         }
-        let page = q.all(&*tx).await?;
+        let page = q.all(tx).await?;
         let Some(last) = page.last() else { break };
         after = Some(last.comment_id.clone());
         for l in page {
@@ -433,7 +435,7 @@ async fn rebuild_once(db: &Db) -> Result<ModelSummary, ApiError> {
             e.1 += h;
         }
     }
-    spam_token::Entity::delete_many().exec(&*tx).await?;
+    spam_token::Entity::delete_many().exec(tx).await?;
     let rows: Vec<(&String, &(i64, i64))> = tokens.iter().collect();
     for chunk in rows.chunks(CHUNK) {
         spam_token::Entity::insert_many(chunk.iter().map(|(t, (s, h))| spam_token::ActiveModel {
@@ -441,7 +443,7 @@ async fn rebuild_once(db: &Db) -> Result<ModelSummary, ApiError> {
             spam: Set(*s),
             ham: Set(*h),
         }))
-        .exec_without_returning(&*tx)
+        .exec_without_returning(tx)
         .await?;
     }
     spam_model::Entity::update_many()
@@ -455,13 +457,12 @@ async fn rebuild_once(db: &Db) -> Result<ModelSummary, ApiError> {
         )
         .col_expr(spam_model::Column::UpdatedAt, Expr::value(super::now()))
         .filter(spam_model::Column::Id.eq(MODEL_ID))
-        .exec(&*tx)
+        .exec(tx)
         .await?;
-    prune(&*tx).await?;
-    let s = summary(&*tx).await?;
-    super::events::record(super::events::Event::SpamModelChanged)?;
-    super::counters::flush(&*tx).await?;
-    tx.commit().await?;
+    prune(tx).await?;
+    let s = summary(tx).await?;
+    w.record(super::events::Event::SpamModelChanged);
+    wtx.commit().await?;
     Ok(s)
 }
 

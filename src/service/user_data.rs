@@ -40,9 +40,9 @@ use serde::Serialize;
 
 use super::{
     comments::status_of,
-    counters,
+    counters::{self, Write},
     db::{Db, Route},
-    events::{self, Event},
+    events::Event,
     moderation::FLAGGED,
 };
 use crate::{
@@ -275,24 +275,47 @@ pub async fn erase(db: &Db, user_id: &str, actor: &User) -> Result<Erased, ApiEr
         },
     };
     let erased = db
-        .write(Route::user(&id), move |tx| {
-            let (id, actor) = (id.clone(), actor.clone());
-            Box::pin(async move { erase_in(tx, &id, &actor).await })
-        })
+        .write(
+            Route::user(&id),
+            (id.clone(), actor),
+            |w, (user_id, actor)| {
+                Box::pin(async move {
+                    let tx = w.tx();
+                    let mut out = Erased::default();
+                    erase_ratings(w, user_id, &mut out).await?;
+                    erase_votes(w, user_id, &mut out).await?;
+                    erase_flags(w, user_id, &mut out).await?;
+                    erase_comments(w, user_id, actor, &mut out).await?;
+                    anonymise_log(w, user_id).await?;
+                    idempotency_key::Entity::delete_many()
+                        .filter(idempotency_key::Column::Scope.eq(format!("user:{user_id}")))
+                        .exec(tx)
+                        .await?;
+                    comment_claim::Entity::delete_many()
+                        .filter(comment_claim::Column::ModeratorId.eq(user_id.as_str()))
+                        .exec(tx)
+                        .await?;
+                    // The top list's caches retire at this one (`startup::invalidate_from_events`).
+                    w.record(Event::UserDataErased {
+                        user_id: user_id.clone(),
+                        actor_id: actor.id.clone(),
+                    });
+                    Ok(out)
+                })
+            },
+        )
         .await?;
     // Their author counts reach zero only when the batch's counters are written (at its
     // COMMIT): the row goes in a write of its own after it, and only if nothing of
     // theirs was counted since.
-    let id = user_id.to_owned();
-    db.write(Route::user(&id), move |tx| {
-        let id = id.clone();
+    db.write(Route::user(user_id), user_id.to_owned(), |w, id| {
         Box::pin(async move {
             author_count::Entity::delete_many()
                 .filter(author_count::Column::AuthorId.eq(id.as_str()))
                 .filter(author_count::Column::Approved.eq(0))
                 .filter(author_count::Column::Rejected.eq(0))
                 .filter(author_count::Column::Spam.eq(0))
-                .exec(tx)
+                .exec(w.tx())
                 .await?;
             Ok(())
         })
@@ -301,44 +324,8 @@ pub async fn erase(db: &Db, user_id: &str, actor: &User) -> Result<Erased, ApiEr
     Ok(erased)
 }
 
-/// The erasure inside a group-committed write (its counters deferred to the COMMIT).
-async fn erase_in(
-    tx: &impl ConnectionTrait,
-    user_id: &str,
-    actor: &Actor,
-) -> Result<Erased, ApiError> {
-    if !counters::is_deferring() {
-        return Err(ApiError::Internal(
-            "an erasure must run through Db::write".into(),
-        ));
-    }
-    let mut out = Erased::default();
-    erase_ratings(tx, user_id, &mut out).await?;
-    erase_votes(tx, user_id, &mut out).await?;
-    erase_flags(tx, user_id, &mut out).await?;
-    erase_comments(tx, user_id, actor, &mut out).await?;
-    anonymise_log(tx, user_id).await?;
-    idempotency_key::Entity::delete_many()
-        .filter(idempotency_key::Column::Scope.eq(format!("user:{user_id}")))
-        .exec(tx)
-        .await?;
-    comment_claim::Entity::delete_many()
-        .filter(comment_claim::Column::ModeratorId.eq(user_id))
-        .exec(tx)
-        .await?;
-    // The top list's caches retire at this one (`startup::invalidate_from_events`).
-    events::record(Event::UserDataErased {
-        user_id: user_id.to_owned(),
-        actor_id: actor.id.clone(),
-    })?;
-    Ok(out)
-}
-
-async fn erase_ratings(
-    tx: &impl ConnectionTrait,
-    user_id: &str,
-    out: &mut Erased,
-) -> Result<(), ApiError> {
+async fn erase_ratings(w: &mut Write<'_>, user_id: &str, out: &mut Erased) -> Result<(), ApiError> {
+    let tx = w.tx();
     let ratings = rating::Entity::find()
         .filter(rating::Column::UserId.eq(user_id))
         .order_by_asc(rating::Column::ArticleId)
@@ -353,23 +340,20 @@ async fn erase_ratings(
             .filter(rating::Column::UserId.eq(user_id))
             .exec(tx)
             .await?;
-        counters::defer_rating(&r.article_id, stars, -1);
-        events::record(Event::RatingChanged {
+        w.rating_changed(&r.article_id, stars, -1);
+        w.record(Event::RatingChanged {
             article_id: r.article_id,
             user_id: user_id.to_owned(),
             stars: None,
-        })?;
+        });
         out.ratings += 1;
     }
     Ok(())
 }
 
 /// Each vote under its comment's lock (as a vote takes it), comments in id order.
-async fn erase_votes(
-    tx: &impl ConnectionTrait,
-    user_id: &str,
-    out: &mut Erased,
-) -> Result<(), ApiError> {
+async fn erase_votes(w: &mut Write<'_>, user_id: &str, out: &mut Erased) -> Result<(), ApiError> {
+    let tx = w.tx();
     let voted: Vec<String> = comment_vote::Entity::find()
         .select_only()
         .column(comment_vote::Column::CommentId)
@@ -410,23 +394,20 @@ async fn erase_votes(
             .filter(comment::Column::Id.eq(comment_id.as_str()))
             .exec(tx)
             .await?;
-        events::record(Event::VoteChanged {
+        w.record(Event::VoteChanged {
             comment_id,
             article_id: c.article_id,
             user_id: user_id.to_owned(),
             vote: 0,
-        })?;
+        });
         out.votes += 1;
     }
     Ok(())
 }
 
 /// Each flag under its comment's lock (as a flag and a decision take it).
-async fn erase_flags(
-    tx: &impl ConnectionTrait,
-    user_id: &str,
-    out: &mut Erased,
-) -> Result<(), ApiError> {
+async fn erase_flags(w: &mut Write<'_>, user_id: &str, out: &mut Erased) -> Result<(), ApiError> {
+    let tx = w.tx();
     let flagged: Vec<String> = flag::Entity::find()
         .select_only()
         .column(flag::Column::CommentId)
@@ -472,7 +453,7 @@ async fn erase_flags(
             .exec(tx)
             .await?;
         if count == 0 {
-            counters::bump_queue(tx, FLAGGED, -1).await?;
+            counters::bump_queue(w, FLAGGED, -1);
         }
     }
     flagger_record::Entity::delete_many()
@@ -485,11 +466,12 @@ async fn erase_flags(
 /// Newest first, so a reply of theirs goes before the comment of theirs it answers (and
 /// that comment, with nothing else answering it, is then removed too).
 async fn erase_comments(
-    tx: &impl ConnectionTrait,
+    w: &mut Write<'_>,
     user_id: &str,
     actor: &Actor,
     out: &mut Erased,
 ) -> Result<(), ApiError> {
+    let tx = w.tx();
     let written: Vec<String> = comment::Entity::find()
         .select_only()
         .column(comment::Column::Id)
@@ -517,18 +499,18 @@ async fn erase_comments(
             let to = from
                 .apply(Action::Delete)
                 .map_err(|e| ApiError::Internal(e.to_string()))?;
-            counters::status_changed(tx, &c, Some(from), to).await?;
-            events::record(Event::CommentStatusChanged {
+            counters::status_changed(w, &c, Some(from), to).await?;
+            w.record(Event::CommentStatusChanged {
                 comment_id: c.id.clone(),
                 article_id: c.article_id.clone(),
                 from: from.as_str().to_owned(),
                 to: to.as_str().to_owned(),
                 actor_id: actor.id.clone(),
                 actor_name: actor.name.clone(),
-            })?;
+            });
         }
         if c.flag_count > 0 {
-            counters::bump_queue(tx, FLAGGED, -1).await?;
+            counters::bump_queue(w, FLAGGED, -1);
         }
         let answered = super::exists(
             tx,
@@ -548,7 +530,7 @@ async fn erase_comments(
                 .exec(tx)
                 .await?;
             comment::Entity::delete_by_id(id.as_str()).exec(tx).await?;
-            counters::bump_queue(tx, ModerationStatus::Deleted.as_str(), -1).await?;
+            counters::bump_queue(w, ModerationStatus::Deleted.as_str(), -1);
         }
         unlearn.push(c);
     }
@@ -561,7 +543,7 @@ async fn erase_comments(
             .is_some();
         // The instances' model caches invalidate from this event.
         if learned && super::spam::learn(tx, c, ModerationStatus::Rejected).await? {
-            events::record(Event::SpamModelChanged)?;
+            w.record(Event::SpamModelChanged);
         }
     }
     Ok(())
@@ -620,7 +602,8 @@ async fn tombstone(tx: &impl ConnectionTrait, c: &comment::Model) -> Result<(), 
 
 /// Log rows stay; the user's id and name in them become `erased` (also in the entries
 /// this batch has not inserted yet).
-async fn anonymise_log(tx: &impl ConnectionTrait, user_id: &str) -> Result<(), ApiError> {
+async fn anonymise_log(w: &mut Write<'_>, user_id: &str) -> Result<(), ApiError> {
+    let tx = w.tx();
     moderation_log::Entity::update_many()
         .col_expr(moderation_log::Column::ActorId, Expr::value(ERASED))
         .col_expr(moderation_log::Column::ActorName, Expr::value(ERASED))
@@ -632,6 +615,6 @@ async fn anonymise_log(tx: &impl ConnectionTrait, user_id: &str) -> Result<(), A
         .filter(moderation_log::Column::SubjectUserId.eq(user_id))
         .exec(tx)
         .await?;
-    counters::erase_deferred_log(user_id, ERASED);
+    w.erase_log(user_id, ERASED);
     Ok(())
 }

@@ -89,96 +89,102 @@ pub async fn set(
     vote: Option<Vote>,
     idempotency: Option<&IdempotentRequest>,
 ) -> Result<Outcome<VoteView>, ApiError> {
-    let (user, id, idempotency) = (user.clone(), id.to_owned(), idempotency.cloned());
-    db.write(Route::comment(&id), move |tx| {
-        let (user, id, idempotency) = (user.clone(), id.clone(), idempotency.clone());
-        Box::pin(async move { set_in(tx, &user, &id, vote, idempotency.as_ref()).await })
-    })
+    let input = (user.clone(), id.to_owned(), idempotency.cloned());
+    db.write(
+        Route::comment(id),
+        input,
+        move |w, (user, id, idempotency)| {
+            let (id, idempotency) = (id.as_str(), idempotency.as_ref());
+            Box::pin(async move {
+                let tx = w.tx();
+                if let Some(req) = idempotency {
+                    if let Some(stored) = idempotency::claim(tx, req).await? {
+                        return Ok(Outcome::Replay(stored));
+                    }
+                }
+                // One round trip: the comment row, locked (PostgreSQL) so its counters are read and
+                // written as one, whether the caller is banned, and their vote so far.
+                let old_vote: Expr = Query::select()
+                    .column(comment_vote::Column::Vote)
+                    .from(comment_vote::Entity)
+                    .and_where(comment_vote::Column::CommentId.eq(id))
+                    .and_where(comment_vote::Column::UserId.eq(&user.id))
+                    .to_owned()
+                    .into();
+                let query = comment::Entity::find_by_id(id)
+                    .lock(LockType::NoKeyUpdate)
+                    .expr_as(Expr::exists(moderation::bans_in_force(&user.id)), "banned")
+                    .expr_as(old_vote, "old_vote");
+                let row = tx
+                    .query_one_raw(query.build(tx.get_database_backend()))
+                    .await?
+                    .ok_or_else(|| ApiError::not_found("comment"))?;
+                let c = comment::Model::from_query_result(&row, "")?;
+                if comments::status_of(&c) == ModerationStatus::Deleted
+                    || !comments::visible_to(&c, Some(user))
+                {
+                    return Err(ApiError::not_found("comment"));
+                }
+                if !c.is_guest && c.author_id == user.id {
+                    return Err(ApiError::OwnComment);
+                }
+                if row.try_get::<bool>("", "banned")? {
+                    return Err(ApiError::Banned);
+                }
+                let old_vote = row
+                    .try_get::<Option<String>>("", "old_vote")?
+                    .and_then(|v| Vote::parse(&v));
+                let (mut up, mut down) = (c.votes_up, c.votes_down);
+                if old_vote != vote {
+                    let counts = |v: Option<Vote>| v.map_or((0, 0), Vote::counts);
+                    let (old_up, old_down) = counts(old_vote);
+                    let (new_up, new_down) = counts(vote);
+                    up += new_up - old_up;
+                    down += new_down - old_down;
+                    let now = super::now();
+                    if tx.get_database_backend() == DbBackend::Postgres {
+                        write_in_one_statement(
+                            tx,
+                            id,
+                            &user.id,
+                            old_vote.is_some(),
+                            vote,
+                            now,
+                            (up, down),
+                        )
+                        .await?;
+                    } else {
+                        write_vote_row(tx, id, &user.id, old_vote.is_some(), vote, now).await?;
+                        comment::Entity::update_many()
+                            .col_expr(comment::Column::VotesUp, Expr::value(up))
+                            .col_expr(comment::Column::VotesDown, Expr::value(down))
+                            .col_expr(
+                                comment::Column::BestScore,
+                                Expr::value(wilson_lower_bound(up, down)),
+                            )
+                            .filter(comment::Column::Id.eq(id))
+                            .exec(tx)
+                            .await?;
+                    }
+                    w.record(super::events::Event::VoteChanged {
+                        comment_id: id.to_owned(),
+                        article_id: c.article_id.clone(),
+                        user_id: user.id.clone(),
+                        vote: i8::try_from(new_up - new_down).unwrap_or(0),
+                    });
+                }
+                let view = VoteView {
+                    votes: VoteCounts { up, down },
+                    my_vote: vote,
+                };
+                if let Some(req) = idempotency {
+                    idempotency::complete(tx, req, 200, &view).await?;
+                }
+                Ok(Outcome::Done(view))
+            })
+        },
+    )
     .await
-}
-
-async fn set_in(
-    tx: &impl ConnectionTrait,
-    user: &User,
-    id: &str,
-    vote: Option<Vote>,
-    idempotency: Option<&IdempotentRequest>,
-) -> Result<Outcome<VoteView>, ApiError> {
-    if let Some(req) = idempotency {
-        if let Some(stored) = idempotency::claim(tx, req).await? {
-            return Ok(Outcome::Replay(stored));
-        }
-    }
-    // One round trip: the comment row, locked (PostgreSQL) so its counters are read and
-    // written as one, whether the caller is banned, and their vote so far.
-    let old_vote: Expr = Query::select()
-        .column(comment_vote::Column::Vote)
-        .from(comment_vote::Entity)
-        .and_where(comment_vote::Column::CommentId.eq(id))
-        .and_where(comment_vote::Column::UserId.eq(&user.id))
-        .to_owned()
-        .into();
-    let query = comment::Entity::find_by_id(id)
-        .lock(LockType::NoKeyUpdate)
-        .expr_as(Expr::exists(moderation::bans_in_force(&user.id)), "banned")
-        .expr_as(old_vote, "old_vote");
-    let row = tx
-        .query_one_raw(query.build(tx.get_database_backend()))
-        .await?
-        .ok_or_else(|| ApiError::not_found("comment"))?;
-    let c = comment::Model::from_query_result(&row, "")?;
-    if comments::status_of(&c) == ModerationStatus::Deleted || !comments::visible_to(&c, Some(user))
-    {
-        return Err(ApiError::not_found("comment"));
-    }
-    if !c.is_guest && c.author_id == user.id {
-        return Err(ApiError::OwnComment);
-    }
-    if row.try_get::<bool>("", "banned")? {
-        return Err(ApiError::Banned);
-    }
-    let old_vote = row
-        .try_get::<Option<String>>("", "old_vote")?
-        .and_then(|v| Vote::parse(&v));
-    let (mut up, mut down) = (c.votes_up, c.votes_down);
-    if old_vote != vote {
-        let counts = |v: Option<Vote>| v.map_or((0, 0), Vote::counts);
-        let (old_up, old_down) = counts(old_vote);
-        let (new_up, new_down) = counts(vote);
-        up += new_up - old_up;
-        down += new_down - old_down;
-        let now = super::now();
-        if tx.get_database_backend() == DbBackend::Postgres {
-            write_in_one_statement(tx, id, &user.id, old_vote.is_some(), vote, now, (up, down))
-                .await?;
-        } else {
-            write_vote_row(tx, id, &user.id, old_vote.is_some(), vote, now).await?;
-            comment::Entity::update_many()
-                .col_expr(comment::Column::VotesUp, Expr::value(up))
-                .col_expr(comment::Column::VotesDown, Expr::value(down))
-                .col_expr(
-                    comment::Column::BestScore,
-                    Expr::value(wilson_lower_bound(up, down)),
-                )
-                .filter(comment::Column::Id.eq(id))
-                .exec(tx)
-                .await?;
-        }
-        super::events::record(super::events::Event::VoteChanged {
-            comment_id: id.to_owned(),
-            article_id: c.article_id.clone(),
-            user_id: user.id.clone(),
-            vote: i8::try_from(new_up - new_down).unwrap_or(0),
-        })?;
-    }
-    let view = VoteView {
-        votes: VoteCounts { up, down },
-        my_vote: vote,
-    };
-    if let Some(req) = idempotency {
-        idempotency::complete(tx, req, 200, &view).await?;
-    }
-    Ok(Outcome::Done(view))
 }
 
 /// Inserts, changes or deletes the caller's vote row (`had`: they had voted before).

@@ -88,7 +88,8 @@ async fn hold_writer(db: &Db, release: Arc<Notify>) -> JoinHandle<Result<(), Api
     let handle = tokio::spawn({
         let (db, started) = (db.clone(), started.clone());
         async move {
-            db.write(ROUTE, move |tx| {
+            db.write(ROUTE, (), move |w, _| {
+                let tx = w.tx();
                 let (started, release) = (started.clone(), release.clone());
                 Box::pin(async move {
                     insert(tx, 0).await?;
@@ -126,7 +127,8 @@ async fn writes_queued_behind_a_busy_writer_are_committed_by_one_transaction() {
             // A connection of the pool outside the writer's transaction.
             let outside = db.conn.clone();
             tokio::spawn(async move {
-                db.write(ROUTE, move |tx| {
+                db.write(ROUTE, (), move |w, _| {
+                    let tx = w.tx();
                     let outside = outside.clone();
                     Box::pin(async move {
                         insert(tx, i).await?;
@@ -182,7 +184,8 @@ async fn a_failing_or_panicking_write_is_rolled_back_alone_and_the_batch_commits
     let write = |n: i64, fail: Option<fn() -> ApiError>, panic: bool| {
         let db = db.clone();
         tokio::spawn(async move {
-            db.write(ROUTE, move |tx| {
+            db.write(ROUTE, (), move |w, _| {
+                let tx = w.tx();
                 Box::pin(async move {
                     insert(tx, n).await?;
                     if panic {
@@ -203,7 +206,8 @@ async fn a_failing_or_panicking_write_is_rolled_back_alone_and_the_batch_commits
     let flaky = {
         let (db, runs) = (db.clone(), runs.clone());
         tokio::spawn(async move {
-            db.write(ROUTE, move |tx| {
+            db.write(ROUTE, (), move |w, _| {
+                let tx = w.tx();
                 let runs = runs.clone();
                 Box::pin(async move {
                     insert(tx, 6).await?;
@@ -263,7 +267,8 @@ async fn a_failing_or_panicking_write_is_rolled_back_alone_and_the_batch_commits
 
     // The writer survived the panic.
     let after = db
-        .write(ROUTE, |tx| {
+        .write(ROUTE, (), |w, _| {
+            let tx = w.tx();
             Box::pin(async move { insert(tx, 7).await.map(|()| 7) })
         })
         .await;
@@ -278,7 +283,8 @@ async fn a_write_whose_caller_went_away_does_not_break_its_batch() {
     let spawn_write = |n: i64| {
         let db = db.clone();
         tokio::spawn(async move {
-            db.write(ROUTE, move |tx| {
+            db.write(ROUTE, (), move |w, _| {
+                let tx = w.tx();
                 Box::pin(async move { insert(tx, n).await.map(|()| n) })
             })
             .await
@@ -493,7 +499,7 @@ async fn hold_writer_without_probe(
     let handle = tokio::spawn({
         let (db, started) = (db.clone(), started.clone());
         async move {
-            db.write(ROUTE, move |_| {
+            db.write(ROUTE, (), move |_, _| {
                 let (started, release) = (started.clone(), release.clone());
                 Box::pin(async move {
                     started.notify_one();
@@ -694,7 +700,8 @@ async fn ratings_in_one_batch_are_each_answered_with_the_aggregate_right_after_t
 fn count_a_comment(db: &Db, id: &str, fail: bool) -> JoinHandle<Result<(), ApiError>> {
     let (db, id) = (db.clone(), id.to_owned());
     tokio::spawn(async move {
-        db.write(ROUTE, move |tx| {
+        db.write(ROUTE, (), move |w, _| {
+            let tx = w.tx();
             let id = id.clone();
             Box::pin(async move {
                 let now = chrono::Utc::now();
@@ -730,7 +737,7 @@ fn count_a_comment(db: &Db, id: &str, fail: bool) -> JoinHandle<Result<(), ApiEr
                     .exec_without_returning(tx)
                     .await?;
                 tally::service::counters::status_changed(
-                    tx,
+                    w,
                     &model,
                     None,
                     tally::domain::ModerationStatus::Approved,
@@ -746,7 +753,7 @@ fn count_a_comment(db: &Db, id: &str, fail: bool) -> JoinHandle<Result<(), ApiEr
                     to_status: Some("approved"),
                     reason: None,
                 };
-                tally::service::moderation::append_log(tx, log).await?;
+                tally::service::moderation::append_log(w, log).await?;
                 if fail {
                     return Err(ApiError::Forbidden("failed after counting".into()));
                 }
