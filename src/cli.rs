@@ -176,7 +176,7 @@ pub async fn run(cli: Cli, settings: Settings) -> Result<(), Failure> {
 
 /// The database for `export` and `import`: migrated, and without the per-statement
 /// timeout meant for requests (a recount of a million comments takes longer).
-async fn open_for_transfer(settings: &Settings) -> Result<crate::service::db::Db, String> {
+async fn open_for_transfer(settings: &Settings) -> Result<crate::service::write::db::Db, String> {
     let mut settings = settings.clone();
     settings.db_timeout_ms = 0;
     let db = crate::service::connect::open(&settings).await?;

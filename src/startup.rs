@@ -10,7 +10,7 @@ use crate::{
     metrics::{Metrics, WorkerMetrics},
     rate_limit::WriteLimiter,
     routes,
-    service::{aggregate_cache::AggregateCache, db::Db, idempotency, settings::PolicyCache},
+    service::{aggregate_cache::AggregateCache, idempotency, settings::PolicyCache, write::db::Db},
     state::AppState,
     telemetry,
 };
@@ -66,7 +66,7 @@ pub struct Application {
     pub keys: Arc<JwtKeys>,
     pub db: Db,
     /// How other instances' events reach this one (`service::events::pump`).
-    pump: crate::service::events::PumpMode,
+    pump: crate::service::write::pump::PumpMode,
     /// How long events stay in the outbox (`None`: forever).
     events_retention: Option<Duration>,
     /// What the background webhook sender needs.
@@ -215,9 +215,12 @@ impl Application {
         let retention = tokio::spawn(crate::service::retention::purge_periodically(
             self.db.clone(),
         ));
-        let pump = tokio::spawn(crate::service::events::pump(self.db.clone(), self.pump));
+        let pump = tokio::spawn(crate::service::write::pump::pump(
+            self.db.clone(),
+            self.pump,
+        ));
         let outbox_purge = self.events_retention.map(|keep| {
-            tokio::spawn(crate::service::events::purge_periodically(
+            tokio::spawn(crate::service::write::pump::purge_periodically(
                 self.db.clone(),
                 keep,
             ))
@@ -244,7 +247,7 @@ impl Application {
 /// (`service::events`): no handler touches a cache. Pages keyed by the write epoch
 /// retire themselves (`Db` bumps it at every event).
 fn invalidate_from_events(state: &AppState) {
-    use crate::service::events::Event;
+    use crate::service::write::events::Event;
     let (aggregates, policies) = (state.aggregates.clone(), state.policies.clone());
     let top = state.top.clone();
     state.db.events().on_event(move |e| {
@@ -263,8 +266,11 @@ fn invalidate_from_events(state: &AppState) {
 }
 
 /// How this instance hears of other instances' writes (`Settings::events_poll_ms`).
-fn pump_mode(settings: &Settings, backend: sea_orm::DbBackend) -> crate::service::events::PumpMode {
-    use crate::service::events::PumpMode;
+fn pump_mode(
+    settings: &Settings,
+    backend: sea_orm::DbBackend,
+) -> crate::service::write::pump::PumpMode {
+    use crate::service::write::pump::PumpMode;
     match (settings.events_poll_ms, backend) {
         (0, sea_orm::DbBackend::Postgres) => PumpMode::Listen {
             url: settings.database_url.clone(),

@@ -10,8 +10,8 @@ use crate::{
     rate_limit::WriteLimiter,
     routes::cached::{CachedAggregate, SharedPage},
     service::{
-        aggregate_cache::AggregateCache, db::Db, page_overlay::Overlay, settings::PolicyCache,
-        top::TopCache,
+        aggregate_cache::AggregateCache, page_overlay::Overlay, settings::PolicyCache,
+        top::TopCache, write::db::Db,
     },
 };
 

@@ -19,7 +19,7 @@ use sea_orm::{
     TransactionTrait,
 };
 use serde::Serialize;
-use tally::{config::Settings, service::db::Db};
+use tally::{config::Settings, service::write::db::Db};
 
 /// About 200 bytes, shaped like a rating aggregate.
 pub const STATIC_BODY: &str = r#"{"article_id":"why-back-cracks","count":47,"average":4.96,"display":"5.0 (47 reviews)","histogram":{"1":0,"2":0,"3":0,"4":2,"5":45},"note":"static ceiling body, about two hundred bytes long"}"#;

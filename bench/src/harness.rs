@@ -12,7 +12,7 @@ use std::{
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement,
 };
-use tally::{config::Settings, service::db::Db};
+use tally::{config::Settings, service::write::db::Db};
 
 use crate::{
     ceiling,

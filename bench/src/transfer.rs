@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tally::{config::Settings, service::db::Db};
+use tally::{config::Settings, service::write::db::Db};
 
 use crate::{cli::TransferArgs, proc, seed};
 

@@ -5,9 +5,9 @@ use serde::Serialize;
 
 use super::{
     articles::{self, ArticleSummary},
-    db::Db,
     moderation::{append_log, LogEntry},
     settings::PolicyCache,
+    write::db::Db,
 };
 use crate::{
     auth::User,
@@ -59,7 +59,7 @@ async fn put_settings_once(
     )
     .await?;
     // The policy caches invalidate from this event (see `events`).
-    w.record(super::events::Event::SettingsChanged {
+    w.record(super::write::events::Event::SettingsChanged {
         actor_id: admin.id.clone(),
     });
     wtx.commit().await?;
@@ -114,7 +114,7 @@ pub async fn put_article(
         .exec(tx)
         .await?;
     let summary = articles::summary(tx, id, true).await?;
-    w.record(super::events::Event::ArticleRegistered {
+    w.record(super::write::events::Event::ArticleRegistered {
         article_id: id.to_string(),
     });
     wtx.commit().await?;

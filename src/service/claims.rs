@@ -11,7 +11,7 @@ use sea_orm::{
 };
 use serde::Serialize;
 
-use super::{db::Db, moderation::ActorView, retry::retrying};
+use super::{moderation::ActorView, write::db::Db, write::retry::retrying};
 use crate::{
     auth::User,
     entity::{comment, comment_claim},
@@ -107,7 +107,7 @@ pub async fn claim_at(
             until: held.expires_at,
         });
     }
-    w.record(super::events::Event::ClaimChanged {
+    w.record(super::write::events::Event::ClaimChanged {
         comment_id: comment_id.to_owned(),
         moderator_id: moderator.id.clone(),
         claimed: true,
@@ -149,7 +149,7 @@ async fn release_once(db: &Db, moderator: &User, comment_id: &str) -> Result<(),
         .await?
         .rows_affected;
     if released > 0 {
-        w.record(super::events::Event::ClaimChanged {
+        w.record(super::write::events::Event::ClaimChanged {
             comment_id: comment_id.to_owned(),
             moderator_id: moderator.id.clone(),
             claimed: false,

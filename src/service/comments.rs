@@ -14,11 +14,11 @@ use sha2::{Digest, Sha256};
 
 use super::{
     articles,
-    counters::{self, Write},
-    db::{Db, Route},
     idempotency::{self, IdempotentRequest, Outcome},
     moderation::{self, LogEntry, SYSTEM},
     settings::PolicyCache,
+    write::db::{Db, Route},
+    write::{counters, Write},
 };
 use crate::{
     auth::User,
@@ -499,7 +499,7 @@ pub async fn create(
                     if let Some(decision) = external {
                         decision.log(w, &model).await?;
                     }
-                    w.record(super::events::comment_created(&model));
+                    w.record(super::write::events::comment_created(&model));
                     let created = view(model, caller, false);
                     if let Some(req) = idempotency {
                         idempotency::complete(tx, req, 201, &created).await?;
@@ -948,8 +948,10 @@ pub async fn edit(
     body: CommentBody,
     screened: Option<super::external::Screened>,
 ) -> Result<CommentView, ApiError> {
-    super::retry::retrying(|| edit_once(db, policies, user, id, body.clone(), screened.as_ref()))
-        .await
+    super::write::retry::retrying(|| {
+        edit_once(db, policies, user, id, body.clone(), screened.as_ref())
+    })
+    .await
 }
 
 async fn edit_once(
@@ -1034,7 +1036,7 @@ async fn edit_once(
     if let Some(decision) = external {
         decision.log(&mut w, &updated).await?;
     }
-    w.record(super::events::comment_edited(&updated));
+    w.record(super::write::events::comment_edited(&updated));
     wtx.commit().await?;
     Ok(view(updated, Some(user), false))
 }
@@ -1042,7 +1044,7 @@ async fn edit_once(
 /// The author deletes a comment. With listed replies it stays as a tombstone. Its
 /// flags are settled: there is nothing left for a moderator to decide.
 pub async fn delete(db: &Db, user: &User, id: &str) -> Result<(), ApiError> {
-    super::retry::retrying(|| delete_once(db, user, id)).await
+    super::write::retry::retrying(|| delete_once(db, user, id)).await
 }
 
 async fn delete_once(db: &Db, user: &User, id: &str) -> Result<(), ApiError> {

@@ -13,7 +13,7 @@ use sea_orm::{
     DbErr, RuntimeErr,
 };
 
-use super::db::Db;
+use super::write::db::Db;
 use crate::config::{masked_url, Settings};
 
 /// [`Db::connect`], its error explained (see the module docs).

@@ -228,7 +228,7 @@ impl Decision {
     /// Appends the log row, actor `external`.
     pub async fn log(
         &self,
-        w: &mut super::counters::Write<'_>,
+        w: &mut super::write::Write<'_>,
         c: &comment::Model,
     ) -> Result<(), ApiError> {
         moderation::append_log(
@@ -251,7 +251,7 @@ impl Decision {
 /// A new comment's screening: `None` when no hook is configured. The rules run here on
 /// a read connection to build what the hook is shown; the write runs them again.
 pub async fn screen_new(
-    db: &super::db::Db,
+    db: &super::write::db::Db,
     policies: &PolicyCache,
     hook: &ExternalHook,
     author: &super::comments::Author,
@@ -323,7 +323,7 @@ pub async fn screen_new(
 /// An edit's screening: `None` when no hook is configured, or when the comment is not
 /// the caller's to edit (the write then answers why).
 pub async fn screen_edit(
-    db: &super::db::Db,
+    db: &super::write::db::Db,
     policies: &PolicyCache,
     hook: &ExternalHook,
     user: &User,

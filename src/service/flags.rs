@@ -13,10 +13,10 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     comments::{status_of, visible_to},
-    counters::{self, Write},
-    db::Db,
     moderation::{self, Actor, Change, FLAGGED},
     settings::PolicyCache,
+    write::db::Db,
+    write::{counters, Write},
 };
 use crate::{
     auth::User,
@@ -68,7 +68,7 @@ pub async fn flag(
     reason: FlagReason,
     note: Option<String>,
 ) -> Result<(FlagView, bool), ApiError> {
-    super::retry::retrying(|| flag_once(db, policies, user, id, reason, note.clone())).await
+    super::write::retry::retrying(|| flag_once(db, policies, user, id, reason, note.clone())).await
 }
 
 async fn flag_once(
@@ -112,7 +112,7 @@ async fn flag_once(
         resolved_at: Set(None),
         weight: Set(weight),
     };
-    w.record(super::events::Event::CommentFlagged {
+    w.record(super::write::events::Event::CommentFlagged {
         comment_id: c.id.clone(),
         article_id: c.article_id.clone(),
         flagger_id: user.id.clone(),

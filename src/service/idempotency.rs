@@ -15,7 +15,7 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect,
 };
 
-use super::db::Db;
+use super::write::db::Db;
 use crate::{
     domain::IdempotencyKey,
     entity::idempotency_key::{self, Column},

@@ -17,9 +17,9 @@ use serde_json::json;
 use tokio::sync::{broadcast::error::RecvError, mpsc};
 
 use super::{
-    db::Db,
-    events::{self, Event, StoredEvent},
     moderation,
+    write::db::Db,
+    write::events::{self, Event, StoredEvent},
 };
 use crate::error::ApiError;
 

@@ -1,7 +1,7 @@
 //! Use cases. Each write runs in one transaction (`Db::begin_write`), or, for the hot
 //! writes (ratings, new comments, votes, erasures), as a job of a group-committed
-//! transaction (`Db::write`, see [`group_commit`]). Either way it does its work through
-//! a `&mut counters::Write`, which only the write path makes: a write use case cannot
+//! transaction (`Db::write`, see [`write`]). Either way it does its work through
+//! a `&mut write::Write`, which only the write path makes: a write use case cannot
 //! be called outside a write. Reads take `&impl ConnectionTrait`.
 
 pub mod admin;
@@ -10,12 +10,8 @@ pub mod articles;
 pub mod claims;
 pub mod comments;
 pub mod connect;
-pub mod counters;
-pub mod db;
-pub mod events;
 pub mod external;
 pub mod flags;
-pub mod group_commit;
 pub mod idempotency;
 pub mod live;
 pub mod metrics;
@@ -23,7 +19,6 @@ pub mod moderation;
 pub mod page_overlay;
 pub mod ratings;
 pub mod retention;
-pub mod retry;
 pub mod reviews;
 pub mod schema;
 pub mod settings;
@@ -35,6 +30,7 @@ pub mod user_data;
 pub mod votes;
 pub mod webhook_dispatch;
 pub mod webhooks;
+pub mod write;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::{

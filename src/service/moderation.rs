@@ -17,9 +17,9 @@ use super::{
     comments::{
         after_cursor, comment_cursor, paginate, status_of, view, CommentView, CursorPage, ListQuery,
     },
-    counters::{self, Write},
-    db::Db,
-    retry::retrying,
+    write::db::Db,
+    write::retry::retrying,
+    write::{counters, Write},
 };
 use crate::{
     auth::User,
@@ -507,7 +507,7 @@ pub async fn move_comment(
         },
     )
     .await?;
-    w.record(super::events::Event::CommentStatusChanged {
+    w.record(super::write::events::Event::CommentStatusChanged {
         comment_id: c.id.clone(),
         article_id: c.article_id.clone(),
         from: from.as_str().to_owned(),
@@ -613,7 +613,7 @@ async fn decide_once(
     let lesson = super::spam::teach(tx, &updated, status_of(&updated)).await?;
     if lesson.is_some() {
         // The instances' model caches invalidate from this event (see `events`).
-        w.record(super::events::Event::SpamModelChanged);
+        w.record(super::write::events::Event::SpamModelChanged);
     }
     super::claims::released_by_decision(tx, comment_id).await?;
     // The counters (in the global lock order), then the model's shared rows.
@@ -890,7 +890,7 @@ async fn ban_once(db: &Db, moderator: &User, b: &NewBan) -> Result<(BanOutcome, 
     } else {
         0
     };
-    w.record(super::events::Event::UserBanned {
+    w.record(super::write::events::Event::UserBanned {
         user_id: b.user_id.clone(),
         actor_id: moderator.id.clone(),
         actor_name: moderator.name.clone(),
@@ -1012,7 +1012,7 @@ async fn unban_once(db: &Db, moderator: &User, user_id: &str) -> Result<(), ApiE
             },
         )
         .await?;
-        w.record(super::events::Event::UserUnbanned {
+        w.record(super::write::events::Event::UserUnbanned {
             user_id: user_id.to_owned(),
             actor_id: moderator.id.clone(),
             actor_name: moderator.name.clone(),

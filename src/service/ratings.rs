@@ -14,11 +14,11 @@ use serde::Serialize;
 use super::{
     articles,
     comments::CommentView,
-    counters::{self, RatingAfter},
-    db::{Db, Route},
     idempotency::{self, IdempotentRequest, Outcome},
     reviews::{self, ReviewChange},
     settings::PolicyCache,
+    write::db::{Db, Route},
+    write::{self, RatingAfter},
 };
 use crate::{
     auth::User,
@@ -220,7 +220,7 @@ pub async fn put_with_review(
                 let created = inserted > 0;
                 let mut created_at = now;
                 let mut review_id = None;
-                let rated = super::events::Event::RatingChanged {
+                let rated = super::write::events::Event::RatingChanged {
                     article_id: article_id.to_string(),
                     user_id: user.id.clone(),
                     stars: Some(stars.get()),
@@ -287,7 +287,7 @@ pub async fn put_with_review(
                 let complete = idempotency.map(|req| {
                     let (req, view) = (req.clone(), view.clone());
                     let status: u16 = if created { 201 } else { 200 };
-                    counters::completion(move |histogram, tx| {
+                    write::completion(move |histogram, tx| {
                         let (mut view, req) = (view.clone(), req.clone());
                         view.set_histogram(histogram);
                         let body = serde_json::to_value(&view).unwrap_or_default();
@@ -342,7 +342,7 @@ pub async fn delete(db: &Db, user: &User, article_id: &ArticleId) -> Result<(), 
                     .exec(tx)
                     .await?;
                 w.rating_changed(article_id.as_str(), stars, -1);
-                w.record(super::events::Event::RatingChanged {
+                w.record(super::write::events::Event::RatingChanged {
                     article_id: article_id.to_string(),
                     user_id: user_id.to_owned(),
                     stars: None,

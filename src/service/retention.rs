@@ -12,8 +12,8 @@ use sea_orm::{
 };
 
 use super::{
-    comments::status_of, counters, db::Db, moderation::FLAGGED, retry::retrying,
-    settings::PolicyCache,
+    comments::status_of, moderation::FLAGGED, settings::PolicyCache, write::counters,
+    write::db::Db, write::retry::retrying,
 };
 use crate::{
     domain::ModerationStatus,
@@ -115,7 +115,7 @@ async fn purge_batch(db: &Db, cutoff: DateTime<Utc>, batch: u64) -> Result<Optio
         // Leaving its status as if deleted, then leaving `deleted` too: the queue and
         // author counts of `from` drop by one, nothing else moves (not listed).
         counters::status_changed(&mut w, &c, Some(from), ModerationStatus::Deleted).await?;
-        w.record(super::events::Event::CommentStatusChanged {
+        w.record(super::write::events::Event::CommentStatusChanged {
             comment_id: c.id.clone(),
             article_id: c.article_id.clone(),
             from: from.as_str().to_owned(),

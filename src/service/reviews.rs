@@ -8,9 +8,9 @@ use sea_orm::{sea_query::LockType, ActiveValue::Set, ConnectionTrait, EntityTrai
 
 use super::{
     comments::{self, evaluate, log_automatic, status_of, view, Candidate, CommentView},
-    counters::{self, Write},
     moderation::{self, Actor, Change},
     settings::PolicyCache,
+    write::{counters, Write},
 };
 use crate::{
     auth::User,
@@ -215,7 +215,7 @@ async fn create(
         .await?;
     counters::status_changed(w, &model, None, eval.status).await?;
     log_automatic(w, &model, None, &eval).await?;
-    w.record(super::events::comment_created(&model));
+    w.record(super::write::events::comment_created(&model));
     w.record(review_written(&model));
     Ok(model)
 }
@@ -284,13 +284,13 @@ async fn rewrite(
     .await?;
     counters::status_changed(w, &updated, Some(from), to).await?;
     log_automatic(w, &updated, Some(from), &eval).await?;
-    w.record(super::events::comment_edited(&updated));
+    w.record(super::write::events::comment_edited(&updated));
     w.record(review_written(&updated));
     Ok(updated)
 }
 
-fn review_written(c: &comment::Model) -> super::events::Event {
-    super::events::Event::ReviewWritten {
+fn review_written(c: &comment::Model) -> super::write::events::Event {
+    super::write::events::Event::ReviewWritten {
         comment_id: c.id.clone(),
         article_id: c.article_id.clone(),
         author_id: c.author_id.clone(),

@@ -43,7 +43,7 @@ use sea_orm::{
 };
 use serde::Serialize;
 
-use super::db::Db;
+use super::write::db::Db;
 use crate::{
     domain::{tokenize, ModerationStatus, SpamCounts, SpamLabel},
     entity::{comment, spam_lesson, spam_model, spam_token},
@@ -461,7 +461,7 @@ async fn rebuild_once(db: &Db) -> Result<ModelSummary, ApiError> {
         .await?;
     prune(tx).await?;
     let s = summary(tx).await?;
-    w.record(super::events::Event::SpamModelChanged);
+    w.record(super::write::events::Event::SpamModelChanged);
     wtx.commit().await?;
     Ok(s)
 }

@@ -40,10 +40,10 @@ use serde::Serialize;
 
 use super::{
     comments::status_of,
-    counters::{self, Write},
-    db::{Db, Route},
-    events::Event,
     moderation::FLAGGED,
+    write::db::{Db, Route},
+    write::events::Event,
+    write::{counters, Write},
 };
 use crate::{
     auth::User,

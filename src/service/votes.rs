@@ -19,9 +19,9 @@ use serde::Serialize;
 
 use super::{
     comments::{self, CommentView, VoteCounts},
-    db::{Db, Route},
     idempotency::{self, IdempotentRequest, Outcome},
     moderation,
+    write::db::{Db, Route},
 };
 use crate::{
     auth::User,
@@ -166,7 +166,7 @@ pub async fn set(
                             .exec(tx)
                             .await?;
                     }
-                    w.record(super::events::Event::VoteChanged {
+                    w.record(super::write::events::Event::VoteChanged {
                         comment_id: id.to_owned(),
                         article_id: c.article_id.clone(),
                         user_id: user.id.clone(),

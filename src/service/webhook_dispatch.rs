@@ -28,7 +28,7 @@ use sea_orm::{
 };
 use serde_json::{json, Value as Json};
 
-use super::{db::Db, webhooks::subscribed};
+use super::{webhooks::subscribed, write::db::Db};
 use crate::{
     domain::ArticleId,
     entity::{comment, webhook, webhook_cursor, webhook_delivery},
@@ -186,7 +186,7 @@ pub async fn dispatch_once(db: &Db) -> Result<usize, ApiError> {
         .one(&db.conn)
         .await?
         .map_or(0, |c| c.last_event_id);
-    if super::events::last_id(&db.conn).await? <= seen {
+    if super::write::events::last_id(&db.conn).await? <= seen {
         return Ok(0);
     }
     let tx = db.begin_write().await?;

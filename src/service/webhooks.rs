@@ -141,7 +141,7 @@ pub async fn create(
     // The first webhook starts the dispatcher at the outbox's end (with none, the
     // dispatcher does not move its cursor): it hears of what comes after it.
     if webhook::Entity::find().one(conn).await?.is_none() {
-        let last = super::events::last_id(conn).await?;
+        let last = super::write::events::last_id(conn).await?;
         crate::entity::webhook_cursor::Entity::update_many()
             .col_expr(
                 crate::entity::webhook_cursor::Column::LastEventId,

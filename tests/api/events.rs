@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tally::{
     config::Settings,
-    service::events::{self, Event},
+    service::write::events::{self, Event},
     startup::Application,
 };
 
@@ -503,7 +503,7 @@ async fn old_events_are_purged_by_age() {
     let all = events::read_after(&tally_db.conn, 0, 10).await.unwrap();
     assert_eq!(all.len(), 2);
     // Everything before the second event's time goes; the second stays.
-    let purged = events::purge_older_than(&tally_db, all[1].created_at, 1)
+    let purged = tally::service::write::pump::purge_older_than(&tally_db, all[1].created_at, 1)
         .await
         .unwrap();
     let left = events::read_after(&tally_db.conn, 0, 10).await.unwrap();
@@ -519,7 +519,7 @@ async fn old_events_are_purged_by_age() {
                 .count()
         )
     );
-    let purged = events::purge_older_than(
+    let purged = tally::service::write::pump::purge_older_than(
         &tally_db,
         all[1].created_at + chrono::Duration::seconds(1),
         1,

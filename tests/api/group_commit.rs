@@ -24,10 +24,10 @@ use tally::{
     metrics::Metrics,
     service::{
         comments::{self, Author, NewComment},
-        db::{Db, Route},
         idempotency::{IdempotentRequest, Outcome},
         ratings,
         settings::PolicyCache,
+        write::db::{Db, Route},
     },
 };
 use tokio::{sync::Notify, task::JoinHandle};
@@ -736,7 +736,7 @@ fn count_a_comment(db: &Db, id: &str, fail: bool) -> JoinHandle<Result<(), ApiEr
                 sea_orm::EntityTrait::insert(active)
                     .exec_without_returning(tx)
                     .await?;
-                tally::service::counters::status_changed(
+                tally::service::write::counters::status_changed(
                     w,
                     &model,
                     None,

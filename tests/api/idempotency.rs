@@ -7,7 +7,7 @@ use sea_orm::{sea_query::Expr, ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{json, Value};
 use tally::{
     entity::idempotency_key,
-    service::{db::Db, idempotency},
+    service::{idempotency, write::db::Db},
 };
 
 use crate::helpers::{assert_problem, error_fields, spawn_app, TestApp};

@@ -5,7 +5,7 @@
 use futures_util::future::join_all;
 use migration::MigratorTrait;
 use sea_orm::{ConnectionTrait, Statement};
-use tally::service::db::Db;
+use tally::service::write::db::Db;
 
 use crate::helpers::{test_settings, TestDb};
 

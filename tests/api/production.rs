@@ -6,7 +6,7 @@ use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
 use serde_json::{json, Value};
 use tally::{
     config::Settings,
-    service::{connect, db::Db, idempotency, singleton},
+    service::{connect, idempotency, singleton, write::db::Db},
     startup::{Application, StartError},
 };
 

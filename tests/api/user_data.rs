@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use tally::{
     config::Settings,
-    service::events::{self, Event},
+    service::write::events::{self, Event},
 };
 
 use crate::helpers::{

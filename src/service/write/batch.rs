@@ -1,6 +1,5 @@
-//! Kept counters. Every change of a comment's status goes through `status_changed`, in
-//! the same transaction as the change, so that article comment counts, reply counts and
-//! queue sizes always equal a recount of the rows.
+//! The write context: a [`Write`] (the transaction and the [`Batch`] it adds to) and
+//! what the batch writes just before the COMMIT.
 //!
 //! Every write runs with a [`Write`]: the counters that comments and ratings move on
 //! shared rows (articles, queues, authors, flaggers) are added up in its [`Batch`]
@@ -24,154 +23,37 @@ use std::{
 };
 
 use sea_orm::{
-    sea_query::{Alias, Expr, ExprTrait, LockType, OnConflict},
+    sea_query::{Alias, Expr, ExprTrait, OnConflict},
     ActiveValue::Set,
     ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
-    QuerySelect,
 };
 
+use super::events::{self, Event, StoredEvent};
 use crate::{
-    domain::{CommentKind, ModerationStatus, Stars},
-    entity::{
-        article, author_count, comment, flagger_record, moderation_log, queue_counter, rating_total,
-    },
+    domain::Stars,
+    entity::{article, author_count, flagger_record, moderation_log, queue_counter, rating_total},
     error::ApiError,
 };
 
-/// Adds `delta` to one queue size, written with the batch's counters just before the
-/// COMMIT (see [`Write`]).
-pub fn bump_queue(w: &mut Write<'_>, queue: &'static str, delta: i64) {
-    if delta != 0 {
-        *w.batch.job.queues.entry(queue).or_default() += delta;
-    }
-}
-
-async fn write_queue(conn: &impl ConnectionTrait, queue: &str, delta: i64) -> Result<(), DbErr> {
-    if delta == 0 {
-        return Ok(());
-    }
-    queue_counter::Entity::update_many()
-        .col_expr(
-            queue_counter::Column::Count,
-            Expr::col(queue_counter::Column::Count).add(delta),
-        )
-        .filter(queue_counter::Column::Queue.eq(queue))
-        .exec(conn)
-        .await?;
-    Ok(())
-}
-
-/// Records that comment `c` (as stored, with its current `reply_count`) moved from
-/// `from` (`None`: it did not exist) to `to`.
-pub async fn status_changed(
-    w: &mut Write<'_>,
-    c: &comment::Model,
-    from: Option<ModerationStatus>,
-    to: ModerationStatus,
-) -> Result<(), DbErr> {
-    if from == Some(to) {
-        return Ok(());
-    }
-    // Lock order, the same in every write: comment rows bottom-up (the comment, then its
-    // ancestors), then the article row, then the queue counters sorted by name, then the
-    // authors' counts sorted by id. Any other order lets two transactions on PostgreSQL
-    // wait on each other (an approve→reject and a reject→approve would take the two
-    // queue rows in opposite orders). Only the comment rows are locked here; the rest is
-    // added up in the batch and written, sorted, just before the COMMIT.
-    let listed =
-        |s: Option<ModerationStatus>| i64::from(s.is_some_and(|s| s.is_listed(c.reply_count)));
-    let listed_delta = listed(Some(to)) - listed(from);
-    let approved = |s: Option<ModerationStatus>| i64::from(s == Some(ModerationStatus::Approved));
-    let approved_delta = approved(Some(to)) - approved(from);
-    // A reply's listing climbs its thread (comment rows, locked now); what reaches the
-    // top moves the article's count of listed top-level comments, or of listed reviews
-    // when the thread is a review's.
-    let (top_delta, top_kind) = match &c.parent_id {
-        None => (listed_delta, CommentKind::parse(&c.kind)),
-        Some(parent) => climb(w.tx, Some(parent.clone()), listed_delta).await?,
-    };
-    let (top_level_delta, review_delta) = match top_kind {
-        CommentKind::Comment => (top_delta, 0),
-        CommentKind::Review => (0, top_delta),
-    };
-    let job = &mut w.batch.job;
-    add(
-        job.articles.entry(c.article_id.clone()).or_default(),
-        [approved_delta, top_level_delta, review_delta],
-    );
-    if let Some(from) = from {
-        *job.queues.entry(from.as_str()).or_default() -= 1;
-        if let Some(i) = author_slot(from) {
-            job.authors.entry(c.author_id.clone()).or_default()[i] -= 1;
-        }
-    }
-    *job.queues.entry(to.as_str()).or_default() += 1;
-    if let Some(i) = author_slot(to) {
-        job.authors.entry(c.author_id.clone()).or_default()[i] += 1;
-    }
-    Ok(())
-}
-
-/// A comment under `parent` became listed (+1) or unlisted (-1): the parents' reply
-/// counts move. A deleted parent shows as a tombstone only while it has listed replies,
-/// so the change can climb the thread; returns what reaches the top (the change of the
-/// article's count of listed top-level comments, or reviews: the kind of the thread's
-/// top-level comment), for the caller to apply.
-async fn climb(
-    conn: &impl ConnectionTrait,
-    mut parent: Option<String>,
-    mut delta: i64,
-) -> Result<(i64, CommentKind), DbErr> {
-    let mut kind = CommentKind::Comment;
-    while delta != 0 {
-        let Some(parent_id) = parent else {
-            return Ok((delta, kind));
-        };
-        // Lock the parent (PostgreSQL) so its status and count are read and written as one.
-        let Some(p) = comment::Entity::find_by_id(&parent_id)
-            .lock(LockType::NoKeyUpdate)
-            .one(conn)
-            .await?
-        else {
-            return Ok((0, kind));
-        };
-        kind = CommentKind::parse(&p.kind);
-        comment::Entity::update_many()
-            .col_expr(
-                comment::Column::ReplyCount,
-                Expr::col(comment::Column::ReplyCount).add(delta),
-            )
-            .filter(comment::Column::Id.eq(&parent_id))
-            .exec(conn)
-            .await?;
-        let status = ModerationStatus::parse(&p.status).unwrap_or(ModerationStatus::Pending);
-        let before = i64::from(status.is_listed(p.reply_count));
-        let after = i64::from(status.is_listed(p.reply_count + delta));
-        delta = after - before;
-        parent = p.parent_id;
-    }
-    Ok((0, kind))
-}
-
 /// Counter changes (and log rows and events) added up while a write runs.
 #[derive(Debug, Default)]
-struct Deltas {
+pub(super) struct Deltas {
     /// Article id → (comment_count, top_level_count, review_count).
-    articles: BTreeMap<String, [i64; 3]>,
+    pub(super) articles: BTreeMap<String, [i64; 3]>,
     /// Article id → ratings added (removed: negative) per number of stars, 1..=5.
-    ratings: BTreeMap<String, [i64; 5]>,
-    queues: BTreeMap<&'static str, i64>,
+    pub(super) ratings: BTreeMap<String, [i64; 5]>,
+    pub(super) queues: BTreeMap<&'static str, i64>,
     /// Author id → (approved, rejected, spam).
-    authors: BTreeMap<String, [i64; 3]>,
+    pub(super) authors: BTreeMap<String, [i64; 3]>,
     /// Moderation log entries, in the order they were made.
-    log: Vec<moderation_log::ActiveModel>,
+    pub(super) log: Vec<moderation_log::ActiveModel>,
     /// Flagger id → (upheld, dismissed) (issue 21), written after the authors.
-    flaggers: BTreeMap<String, [i64; 2]>,
+    pub(super) flaggers: BTreeMap<String, [i64; 2]>,
     /// Events for the outbox (`events`), in the order they were recorded.
-    events: Vec<super::events::Event>,
+    pub(super) events: Vec<Event>,
 }
 
-fn add<const N: usize>(into: &mut [i64; N], from: [i64; N]) {
+pub(super) fn add<const N: usize>(into: &mut [i64; N], from: [i64; N]) {
     for (a, b) in into.iter_mut().zip(from) {
         *a += b;
     }
@@ -261,7 +143,7 @@ struct Change {
 #[derive(Default)]
 pub struct Batch {
     batch: Deltas,
-    job: Deltas,
+    pub(super) job: Deltas,
     /// The running job's request for its article's histogram after it.
     job_watch: Option<Watch>,
     /// The rating changes of the batch's jobs and their requests, in the order the
@@ -269,7 +151,7 @@ pub struct Batch {
     changes: Vec<Change>,
     /// The events written to the outbox by [`Batch::apply`], published once the
     /// transaction committed.
-    written: Vec<Arc<super::events::StoredEvent>>,
+    written: Vec<Arc<StoredEvent>>,
 }
 
 impl Batch {
@@ -306,7 +188,7 @@ impl Batch {
 
     /// The events the transaction wrote to the outbox, to publish after its COMMIT
     /// (taken: a second call gets none).
-    pub fn take_written(&mut self) -> Vec<Arc<super::events::StoredEvent>> {
+    pub fn take_written(&mut self) -> Vec<Arc<StoredEvent>> {
         std::mem::take(&mut self.written)
     }
 }
@@ -316,7 +198,7 @@ impl Batch {
 /// `WriteTx::write`), so a use case that takes `&mut Write` cannot run outside a write.
 pub struct Write<'t> {
     tx: &'t DatabaseTransaction,
-    batch: &'t mut Batch,
+    pub(super) batch: &'t mut Batch,
 }
 
 impl<'t> Write<'t> {
@@ -331,7 +213,7 @@ impl<'t> Write<'t> {
 
     /// Records `event` as part of this write: it is written to the outbox with the
     /// write's transaction and published after its COMMIT, or dropped with the write.
-    pub fn record(&mut self, event: super::events::Event) {
+    pub fn record(&mut self, event: Event) {
         self.batch.job.events.push(event);
     }
 
@@ -453,13 +335,19 @@ async fn apply_flaggers(
     Ok(())
 }
 
-fn author_slot(status: ModerationStatus) -> Option<usize> {
-    match status {
-        ModerationStatus::Approved => Some(0),
-        ModerationStatus::Rejected => Some(1),
-        ModerationStatus::Spam => Some(2),
-        ModerationStatus::Pending | ModerationStatus::Deleted => None,
+async fn write_queue(conn: &impl ConnectionTrait, queue: &str, delta: i64) -> Result<(), DbErr> {
+    if delta == 0 {
+        return Ok(());
     }
+    queue_counter::Entity::update_many()
+        .col_expr(
+            queue_counter::Column::Count,
+            Expr::col(queue_counter::Column::Count).add(delta),
+        )
+        .filter(queue_counter::Column::Queue.eq(queue))
+        .exec(conn)
+        .await?;
+    Ok(())
 }
 
 fn star_column(slot: usize) -> article::Column {
@@ -543,7 +431,7 @@ async fn apply(
     conn: &DatabaseTransaction,
     d: Deltas,
     changes: &[Change],
-) -> Result<Vec<Arc<super::events::StoredEvent>>, ApiError> {
+) -> Result<Vec<Arc<StoredEvent>>, ApiError> {
     let watched: BTreeSet<&str> = changes
         .iter()
         .filter_map(|c| c.watch.as_ref().map(|w| w.article_id.as_str()))
@@ -588,7 +476,7 @@ async fn apply(
             .await?;
     }
     // Last: on PostgreSQL the outbox lock is the last lock of every write.
-    let written = super::events::insert(conn, d.events).await?;
+    let written = events::insert(conn, d.events).await?;
     for w in changes.iter().filter_map(|c| c.watch.as_ref()) {
         if let (Some(complete), Some(h)) = (&w.complete, w.after.get()) {
             complete(h, conn).await?;

@@ -1,25 +1,19 @@
 //! Connecting, migrating and opening write transactions on SQLite or PostgreSQL; the
 //! group-committed writes of [`Db::write`] are in [`super::group_commit`].
 
-use std::{
-    ops::Deref,
-    sync::atomic::{AtomicU64, Ordering},
-    sync::Arc,
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
     sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
-    DbErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr,
 };
-use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::{
-    counters::{Batch, Write},
+    batch::Write,
     events::EventBus,
     group_commit::{self, GroupCommit, JobFuture},
+    tx::{TxOpener, WriteTx},
 };
 use crate::{config::Settings, error::ApiError};
 
@@ -27,16 +21,10 @@ use crate::{config::Settings, error::ApiError};
 #[derive(Clone, Debug)]
 pub struct Db {
     pub conn: DatabaseConnection,
-    /// SQLite has one writer at a time. Queuing writers here, in the process, instead of
-    /// in SQLite's busy handler keeps them fair and never surfaces SQLITE_BUSY as a 500.
-    sqlite_writer: Option<Arc<Mutex<()>>>,
-    /// The group-commit writers behind [`Db::write`]; none in a writer's own copy.
+    /// Opens the write transactions (and keeps the write epoch and the event bus).
+    tx: TxOpener,
+    /// The group-commit writers behind [`Db::write`].
     writers: Arc<[GroupCommit]>,
-    /// Bumped after every write transaction of this process ended in a COMMIT, and at
-    /// every event from another instance (see [`Db::write_epoch`]).
-    epoch: Arc<AtomicU64>,
-    /// Where committed events are published (`events`).
-    bus: Arc<EventBus>,
 }
 
 /// How many group-commit writers a PostgreSQL pool gets (SQLite has one writer at a
@@ -81,68 +69,6 @@ impl Route {
     fn writer(self, writers: usize) -> usize {
         // Lossless: the remainder is below `writers`.
         (self.0 % writers.max(1) as u64) as usize
-    }
-}
-
-/// A write transaction. On SQLite it holds the write lock from `BEGIN IMMEDIATE` on,
-/// so it can never fail half-way with "database is locked". What its use cases defer
-/// (counters, log rows, events) is collected in its [`Batch`] through [`WriteTx::write`]
-/// and written by [`WriteTx::commit`] just before the COMMIT.
-pub struct WriteTx {
-    pub(super) tx: DatabaseTransaction,
-    pub(super) batch: Batch,
-    _writer: Option<OwnedMutexGuard<()>>,
-    epoch: Arc<AtomicU64>,
-    bus: Arc<EventBus>,
-}
-
-impl Deref for WriteTx {
-    type Target = DatabaseTransaction;
-    fn deref(&self) -> &DatabaseTransaction {
-        &self.tx
-    }
-}
-
-impl WriteTx {
-    /// The write the use cases of this transaction run in.
-    pub fn write(&mut self) -> Write<'_> {
-        Write::new(&self.tx, &mut self.batch)
-    }
-
-    /// Writes what the transaction's use cases deferred (see `counters`), then commits
-    /// and publishes the events it wrote.
-    pub async fn commit(mut self) -> Result<(), ApiError> {
-        self.batch.job_ended(true);
-        self.apply().await?;
-        Ok(self.finish().await?)
-    }
-
-    /// Writes what the batch collected (see [`Batch::apply`]).
-    pub(super) async fn apply(&mut self) -> Result<(), ApiError> {
-        self.batch.apply(&self.tx).await
-    }
-
-    /// Commits what was written (the batch's deferred writes must have been applied),
-    /// and publishes the events written to the outbox.
-    pub(super) async fn finish(mut self) -> Result<(), DbErr> {
-        let done = self.tx.commit().await;
-        // Also after a failed COMMIT: a lost connection leaves it unknown whether it
-        // took effect, and retiring cached reads for nothing costs only a re-read.
-        self.epoch.fetch_add(1, Ordering::SeqCst);
-        // What the transaction wrote to the outbox, published once it is durable (a
-        // failed COMMIT's events are dropped; if it did take effect, the pump reads
-        // them back from the outbox).
-        let written = self.batch.take_written();
-        if done.is_ok() {
-            self.bus.publish_committed(written);
-        }
-        done
-    }
-
-    /// Rolls back before the SQLite writer lock is let go (dropping also rolls back,
-    /// but only once the connection is next used).
-    pub async fn rollback(self) -> Result<(), DbErr> {
-        self.tx.rollback().await
     }
 }
 
@@ -212,25 +138,13 @@ impl Db {
     /// always gets one).
     pub fn with_writers(conn: DatabaseConnection, writers: usize) -> Db {
         let sqlite = conn.get_database_backend() == DbBackend::Sqlite;
-        let sqlite_writer = sqlite.then(|| Arc::new(Mutex::new(())));
-        let mut db = Db {
-            conn,
-            sqlite_writer,
-            writers: Arc::new([]),
-            epoch: Arc::new(AtomicU64::new(0)),
-            bus: Arc::default(),
-        };
-        // Another instance's write retires this one's epoch-keyed reads too.
-        let epoch = db.epoch.clone();
-        db.bus.on_event(move |_| {
-            epoch.fetch_add(1, Ordering::SeqCst);
-        });
+        let tx = TxOpener::new(conn.clone());
         let n = if sqlite { 1 } else { writers.max(1) };
         let batch_sizes = group_commit::batch_size_histogram();
-        db.writers = (0..n)
-            .map_while(|_| GroupCommit::spawn(db.clone(), batch_sizes.clone()))
+        let writers = (0..n)
+            .map_while(|_| GroupCommit::spawn(tx.clone(), batch_sizes.clone()))
             .collect();
-        db
+        Db { conn, tx, writers }
     }
 
     /// Applies the pending migrations, in one transaction that first takes a lock, so
@@ -254,7 +168,7 @@ impl Db {
 
     /// This instance's event bus: subscribe to committed events (see `events`).
     pub fn events(&self) -> &Arc<EventBus> {
-        &self.bus
+        self.tx.bus()
     }
 
     pub fn backend(&self) -> DbBackend {
@@ -263,22 +177,7 @@ impl Db {
 
     /// Starts a transaction that will write.
     pub async fn begin_write(&self) -> Result<WriteTx, DbErr> {
-        let writer = match &self.sqlite_writer {
-            Some(lock) => Some(lock.clone().lock_owned().await),
-            None => None,
-        };
-        let options = TransactionOptions {
-            sqlite_transaction_mode: writer.as_ref().map(|_| SqliteTransactionMode::Immediate),
-            ..Default::default()
-        };
-        let tx = self.conn.begin_with_options(options).await?;
-        Ok(WriteTx {
-            tx,
-            batch: Batch::default(),
-            _writer: writer,
-            epoch: self.epoch.clone(),
-            bus: self.bus.clone(),
-        })
+        self.tx.begin_write().await
     }
 
     /// A number that changes after every write transaction of this process committed
@@ -287,7 +186,7 @@ impl Db {
     /// reads keyed by it retire themselves on the next commit, with no invalidation to
     /// forget. Writes through other processes do not move it.
     pub fn write_epoch(&self) -> u64 {
-        self.epoch.load(Ordering::SeqCst)
+        self.tx.write_epoch()
     }
 
     /// Runs `work` on `input` as part of a group-committed write transaction (see
@@ -302,7 +201,7 @@ impl Db {
     {
         match self.writers.get(route.writer(self.writers.len())) {
             Some(writer) => writer.submit(input, work).await,
-            None => group_commit::run_unbatched(self, input, work).await,
+            None => group_commit::run_unbatched(&self.tx, input, work).await,
         }
     }
 

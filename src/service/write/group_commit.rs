@@ -1,8 +1,8 @@
-//! Group commit: one writer task per [`Db`] commits concurrent writes together.
+//! Group commit: one writer task per `Db` commits concurrent writes together.
 //!
 //! A durable commit costs a disk flush (`synchronous = FULL` on SQLite, the WAL flush on
 //! PostgreSQL), and SQLite has one writer at a time, so one transaction per request caps
-//! writes at the flush rate. Instead, [`Db::write`] queues a job; the writer takes the
+//! writes at the flush rate. Instead, `Db::write` queues a job; the writer takes the
 //! first job, drains whatever else is already queued (up to [`MAX_BATCH`]), runs them all
 //! in ONE write transaction (`Db::begin_write`, so on SQLite it holds the in-process
 //! writer lock like every other writer) and commits once. The jobs first run straight
@@ -39,9 +39,9 @@ use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, TransactionTrait}
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    counters::{Batch, Write},
-    db::{Db, WriteTx},
+    batch::{Batch, Write},
     retry,
+    tx::{TxOpener, WriteTx},
 };
 use crate::error::ApiError;
 
@@ -196,10 +196,9 @@ impl fmt::Debug for GroupCommit {
 
 impl GroupCommit {
     /// Spawns a writer on the current tokio runtime (`None` outside of one), observing
-    /// its batch sizes into `batch_sizes`. `db` must have no writer of its own (the task
-    /// would keep its own queue open and never end); the task ends when every handle is
-    /// dropped.
-    pub fn spawn(db: Db, batch_sizes: Histogram) -> Option<GroupCommit> {
+    /// its batch sizes into `batch_sizes`, opening its transactions with `db`; the task
+    /// ends when every handle is dropped.
+    pub fn spawn(db: TxOpener, batch_sizes: Histogram) -> Option<GroupCommit> {
         let runtime = tokio::runtime::Handle::try_current().ok()?;
         let (queue, rx) = mpsc::channel(QUEUE_CAPACITY);
         runtime.spawn(writer(db, rx, batch_sizes.clone()));
@@ -241,7 +240,7 @@ impl GroupCommit {
     }
 }
 
-async fn writer(db: Db, mut rx: mpsc::Receiver<Box<dyn Job>>, batch_sizes: Histogram) {
+async fn writer(db: TxOpener, mut rx: mpsc::Receiver<Box<dyn Job>>, batch_sizes: Histogram) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -267,7 +266,7 @@ async fn writer(db: Db, mut rx: mpsc::Receiver<Box<dyn Job>>, batch_sizes: Histo
 }
 
 /// Runs `work` in a transaction of its own, without the writer (for a `Db` that has none).
-pub async fn run_unbatched<I, T, F>(db: &Db, input: I, work: F) -> Result<T, ApiError>
+pub async fn run_unbatched<I, T, F>(db: &TxOpener, input: I, work: F) -> Result<T, ApiError>
 where
     I: Send + Sync + 'static,
     T: Send + 'static,
@@ -291,7 +290,7 @@ where
 
 /// Runs one job in its own transaction (like a plain write) and answers it; a run the
 /// database rolled back to break a deadlock runs again (see `super::retry`).
-async fn run_alone(db: &Db, mut job: Box<dyn Job>) {
+async fn run_alone(db: &TxOpener, mut job: Box<dyn Job>) {
     for run in 1..=retry::ATTEMPTS {
         run_alone_once(db, &mut job).await;
         if run == retry::ATTEMPTS || !job.contended() {
@@ -302,7 +301,7 @@ async fn run_alone(db: &Db, mut job: Box<dyn Job>) {
     job.answer();
 }
 
-async fn run_alone_once(db: &Db, job: &mut Box<dyn Job>) {
+async fn run_alone_once(db: &TxOpener, job: &mut Box<dyn Job>) {
     match db.begin_write().await {
         Ok(mut tx) => {
             if let Ran::Ok = run_counted(job, &mut tx, false).await {
@@ -344,7 +343,7 @@ fn fail_all(jobs: Vec<Box<dyn Job>>, error: impl Fn() -> ApiError) {
     }
 }
 
-async fn rerun_alone(db: &Db, jobs: Vec<Box<dyn Job>>) {
+async fn rerun_alone(db: &TxOpener, jobs: Vec<Box<dyn Job>>) {
     for job in jobs {
         run_alone(db, job).await;
     }
@@ -353,7 +352,10 @@ async fn rerun_alone(db: &Db, jobs: Vec<Box<dyn Job>>) {
 /// Opens a batch's transaction (on PostgreSQL with the batch's lock timeout). When that
 /// fails, the jobs are settled here (503 if the database is out of reach, else each run
 /// alone) and `None` comes back.
-async fn begin_batch(db: &Db, jobs: Vec<Box<dyn Job>>) -> Option<(WriteTx, Vec<Box<dyn Job>>)> {
+async fn begin_batch(
+    db: &TxOpener,
+    jobs: Vec<Box<dyn Job>>,
+) -> Option<(WriteTx, Vec<Box<dyn Job>>)> {
     let tx = match db.begin_write().await {
         Ok(tx) => tx,
         Err(e) => {
@@ -380,7 +382,7 @@ async fn begin_batch(db: &Db, jobs: Vec<Box<dyn Job>>) -> Option<(WriteTx, Vec<B
 /// every batch takes these locks last and in the same order, and no other transaction
 /// of ours waits on a batch while holding one of them (comment rows come first in every
 /// write), so waiting here can only be for a COMMIT, not a cycle.
-async fn apply_batch_counters(db: &Db, tx: &mut WriteTx) -> Result<(), ApiError> {
+async fn apply_batch_counters(db: &TxOpener, tx: &mut WriteTx) -> Result<(), ApiError> {
     if db.backend() == DbBackend::Postgres {
         tx.execute_unprepared("SET LOCAL lock_timeout = 0").await?;
     }
@@ -390,7 +392,7 @@ async fn apply_batch_counters(db: &Db, tx: &mut WriteTx) -> Result<(), ApiError>
 /// A batch's COMMIT failed. A lost connection leaves it unknown whether it took effect,
 /// so a rerun could write twice: the callers get 503, as a single write would. Any
 /// other failure rolled it back: each job runs again alone.
-async fn commit_failed(db: &Db, jobs: Vec<Box<dyn Job>>, e: sea_orm::DbErr) {
+async fn commit_failed(db: &TxOpener, jobs: Vec<Box<dyn Job>>, e: sea_orm::DbErr) {
     if unreachable(e) {
         fail_all(jobs, || ApiError::Unavailable);
     } else {
@@ -402,7 +404,7 @@ async fn commit_failed(db: &Db, jobs: Vec<Box<dyn Job>>, e: sea_orm::DbErr) {
 /// run straight in the transaction, no savepoints (two statements fewer per job). Should
 /// any of them fail, nothing of that attempt is kept and the batch runs again with a
 /// savepoint per job ([`run_batch_isolated`]), so only the failing job is refused.
-async fn run_batch(db: &Db, jobs: Vec<Box<dyn Job>>) {
+async fn run_batch(db: &TxOpener, jobs: Vec<Box<dyn Job>>) {
     let Some((mut tx, jobs)) = begin_batch(db, jobs).await else {
         return;
     };
@@ -434,7 +436,7 @@ async fn run_batch(db: &Db, jobs: Vec<Box<dyn Job>>) {
 }
 
 /// Runs several jobs in one transaction, each in a savepoint, then commits and answers.
-async fn run_batch_isolated(db: &Db, jobs: Vec<Box<dyn Job>>) {
+async fn run_batch_isolated(db: &TxOpener, jobs: Vec<Box<dyn Job>>) {
     let Some((mut tx, jobs)) = begin_batch(db, jobs).await else {
         return;
     };

@@ -1,0 +1,149 @@
+//! Write transactions: [`TxOpener`] opens them, a [`WriteTx`] lends its use cases a
+//! [`Write`] and, at its COMMIT, writes their [`Batch`] and publishes the events it
+//! wrote.
+
+use std::{
+    ops::Deref,
+    sync::atomic::{AtomicU64, Ordering},
+    sync::Arc,
+};
+
+use sea_orm::{
+    DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, SqliteTransactionMode,
+    TransactionOptions, TransactionTrait,
+};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+use super::{
+    batch::{Batch, Write},
+    events::EventBus,
+};
+use crate::error::ApiError;
+
+/// Opens write transactions on a pool; keeps the write epoch and the event bus they
+/// publish to. Shared by a `Db` and its group-commit writers.
+#[derive(Clone, Debug)]
+pub struct TxOpener {
+    conn: DatabaseConnection,
+    /// SQLite has one writer at a time. Queuing writers here, in the process, instead of
+    /// in SQLite's busy handler keeps them fair and never surfaces SQLITE_BUSY as a 500.
+    sqlite_writer: Option<Arc<Mutex<()>>>,
+    /// Bumped after every write transaction of this process ended in a COMMIT, and at
+    /// every event from another instance (see `Db::write_epoch`).
+    epoch: Arc<AtomicU64>,
+    /// Where committed events are published (`events`).
+    bus: Arc<EventBus>,
+}
+
+impl TxOpener {
+    pub fn new(conn: DatabaseConnection) -> TxOpener {
+        let sqlite = conn.get_database_backend() == DbBackend::Sqlite;
+        let opener = TxOpener {
+            conn,
+            sqlite_writer: sqlite.then(|| Arc::new(Mutex::new(()))),
+            epoch: Arc::new(AtomicU64::new(0)),
+            bus: Arc::default(),
+        };
+        // Another instance's write retires this one's epoch-keyed reads too.
+        let epoch = opener.epoch.clone();
+        opener.bus.on_event(move |_| {
+            epoch.fetch_add(1, Ordering::SeqCst);
+        });
+        opener
+    }
+
+    pub fn backend(&self) -> DbBackend {
+        self.conn.get_database_backend()
+    }
+
+    pub fn bus(&self) -> &Arc<EventBus> {
+        &self.bus
+    }
+
+    /// See `Db::write_epoch`.
+    pub fn write_epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
+    /// Starts a transaction that will write.
+    pub async fn begin_write(&self) -> Result<WriteTx, DbErr> {
+        let writer = match &self.sqlite_writer {
+            Some(lock) => Some(lock.clone().lock_owned().await),
+            None => None,
+        };
+        let options = TransactionOptions {
+            sqlite_transaction_mode: writer.as_ref().map(|_| SqliteTransactionMode::Immediate),
+            ..Default::default()
+        };
+        let tx = self.conn.begin_with_options(options).await?;
+        Ok(WriteTx {
+            tx,
+            batch: Batch::default(),
+            _writer: writer,
+            epoch: self.epoch.clone(),
+            bus: self.bus.clone(),
+        })
+    }
+}
+
+/// A write transaction. On SQLite it holds the write lock from `BEGIN IMMEDIATE` on,
+/// so it can never fail half-way with "database is locked". What its use cases defer
+/// (counters, log rows, events) is collected in its [`Batch`] through [`WriteTx::write`]
+/// and written by [`WriteTx::commit`] just before the COMMIT.
+pub struct WriteTx {
+    pub(super) tx: DatabaseTransaction,
+    pub(super) batch: Batch,
+    _writer: Option<OwnedMutexGuard<()>>,
+    epoch: Arc<AtomicU64>,
+    bus: Arc<EventBus>,
+}
+
+impl Deref for WriteTx {
+    type Target = DatabaseTransaction;
+    fn deref(&self) -> &DatabaseTransaction {
+        &self.tx
+    }
+}
+
+impl WriteTx {
+    /// The write the use cases of this transaction run in.
+    pub fn write(&mut self) -> Write<'_> {
+        Write::new(&self.tx, &mut self.batch)
+    }
+
+    /// Writes what the transaction's use cases deferred (see `counters`), then commits
+    /// and publishes the events it wrote.
+    pub async fn commit(mut self) -> Result<(), ApiError> {
+        self.batch.job_ended(true);
+        self.apply().await?;
+        Ok(self.finish().await?)
+    }
+
+    /// Writes what the batch collected (see [`Batch::apply`]).
+    pub(super) async fn apply(&mut self) -> Result<(), ApiError> {
+        self.batch.apply(&self.tx).await
+    }
+
+    /// Commits what was written (the batch's deferred writes must have been applied),
+    /// and publishes the events written to the outbox.
+    pub(super) async fn finish(mut self) -> Result<(), DbErr> {
+        let done = self.tx.commit().await;
+        // Also after a failed COMMIT: a lost connection leaves it unknown whether it
+        // took effect, and retiring cached reads for nothing costs only a re-read.
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        // What the transaction wrote to the outbox, published once it is durable (a
+        // failed COMMIT's events are dropped; if it did take effect, the pump reads
+        // them back from the outbox).
+        let written = self.batch.take_written();
+        if done.is_ok() {
+            self.bus.publish_committed(written);
+        }
+        done
+    }
+
+    /// Rolls back before the SQLite writer lock is let go (dropping also rolls back,
+    /// but only once the connection is next used).
+    pub async fn rollback(self) -> Result<(), DbErr> {
+        self.tx.rollback().await
+    }
+}
