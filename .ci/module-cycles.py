@@ -10,8 +10,8 @@ component of more than one module) and exits 1 if there is one.
 
     python3 .ci/module-cycles.py [--skip PREFIX]...
 
-`--skip service` leaves out the modules under a prefix (edges through them included)
-for a lane that is being reworked elsewhere.
+`--skip PREFIX` leaves out the modules under a prefix (edges through them included),
+for a lane that is being reworked elsewhere; CI runs it without (no circle anywhere).
 """
 import re
 import sys

@@ -85,7 +85,7 @@ pub enum ApiError {
     WriteTimedOut,
     /// 503 `unavailable`: PostgreSQL gave up on the transaction (a deadlock, 40P01, or a
     /// serialization failure, 40001) and it was rolled back; the write paths retry it a
-    /// few times (`service::retry`) before answering this. The cause is logged.
+    /// few times (`service::write::retry`) before answering this. The cause is logged.
     #[error("the database is busy; nothing was written, try again shortly")]
     Contention(String),
     /// 500: a bug or an unexpected failure. The cause is logged, not returned.

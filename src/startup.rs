@@ -114,7 +114,7 @@ impl Application {
         let outbound = crate::outbound::Outbound::new(settings.webhook_allow_private)
             .map_err(StartError::Connect)?;
         let state = AppState {
-            external: crate::service::external::ExternalHook::new(
+            external: crate::service::external::screen::ExternalHook::new(
                 outbound.clone(),
                 settings.external_moderation_secret.clone(),
             ),

@@ -39,7 +39,7 @@ pub struct AppState {
     /// `GET /api/v1/ratings/top` answers, kept up to a minute.
     pub top: Arc<TopCache>,
     /// The external moderation hook's client (`service::external`).
-    pub external: crate::service::external::ExternalHook,
+    pub external: crate::service::external::screen::ExternalHook,
     /// The outbound HTTP client (webhooks, the external hook), address rule built in.
     pub outbound: crate::outbound::Outbound,
 }

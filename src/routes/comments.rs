@@ -218,7 +218,7 @@ pub async fn create(
         return Err(ApiError::Validation(errors));
     };
     // The external moderation hook is asked before the write (no write lock held).
-    let screened = crate::service::external::screen_new(
+    let screened = crate::service::external::screen::screen_new(
         &state.db,
         &state.policies,
         &state.external,
@@ -570,7 +570,7 @@ pub async fn edit(
 ) -> Result<HttpResponse, ApiError> {
     let body = CommentBody::parse(&input.body)?;
     // The external moderation hook is asked before the write (no write lock held).
-    let screened = crate::service::external::screen_edit(
+    let screened = crate::service::external::screen::screen_edit(
         &state.db,
         &state.policies,
         &state.external,

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::{
     articles::{self, ArticleSummary},
-    moderation::{append_log, LogEntry},
+    moderation::log::{append_log, LogEntry},
     settings::PolicyCache,
     write::db::Db,
 };

@@ -8,7 +8,6 @@ use sea_orm::{
 };
 use serde::Serialize;
 
-use super::ratings::AggregateView;
 use crate::{
     domain::{Aggregate, ArticleId},
     entity::article,
@@ -44,7 +43,7 @@ pub async fn for_user_write(
     also: Option<SelectStatement>,
 ) -> Result<(article::Model, Option<bool>), ApiError> {
     let mut query = article::Entity::find_by_id(id.as_str()).expr_as(
-        Expr::exists(super::moderation::bans_in_force(user_id)),
+        Expr::exists(super::moderation::bans::bans_in_force(user_id)),
         "banned",
     );
     if let Some(sub) = &also {
@@ -54,7 +53,7 @@ pub async fn for_user_write(
         .query_one_raw(query.build(conn.get_database_backend()))
         .await?;
     let Some(row) = row else {
-        super::moderation::ensure_not_banned(conn, user_id).await?;
+        super::moderation::bans::ensure_not_banned(conn, user_id).await?;
         let article = for_write(conn, id, auto_create).await?;
         let also = match also {
             Some(sub) => Some(super::exists(conn, sub).await?),
@@ -179,4 +178,61 @@ pub async fn summary(
             rating,
         },
     })
+}
+
+/// The public aggregate of an article's ratings (count 0 for an article never rated).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = Aggregate, example = json!({"article_id": "why-back-cracks", "count": 47,
+    "average": 4.96, "display": "5.0 (47 reviews)",
+    "histogram": {"1": 0, "2": 0, "3": 0, "4": 2, "5": 45}}))]
+pub struct AggregateView {
+    pub article_id: String,
+    #[schema(minimum = 0)]
+    pub count: i64,
+    /// The exact mean rounded half-up to 2 decimals; `null` when `count` is 0.
+    #[schema(minimum = 1, maximum = 5, required = true)]
+    pub average: Option<f64>,
+    /// The exact mean rounded half-up to one decimal with the count, e.g.
+    /// `4.7 (3 reviews)`, `4.0 (1 review)`; `No reviews yet` at 0.
+    pub display: String,
+    pub histogram: Histogram,
+}
+
+/// How many ratings gave each number of stars.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Histogram {
+    #[serde(rename = "1")]
+    #[schema(minimum = 0)]
+    pub one: i64,
+    #[serde(rename = "2")]
+    #[schema(minimum = 0)]
+    pub two: i64,
+    #[serde(rename = "3")]
+    #[schema(minimum = 0)]
+    pub three: i64,
+    #[serde(rename = "4")]
+    #[schema(minimum = 0)]
+    pub four: i64,
+    #[serde(rename = "5")]
+    #[schema(minimum = 0)]
+    pub five: i64,
+}
+
+impl AggregateView {
+    pub fn new(article_id: &str, a: Aggregate) -> Self {
+        let [one, two, three, four, five] = a.histogram;
+        AggregateView {
+            article_id: article_id.to_owned(),
+            count: a.count(),
+            average: a.average(),
+            display: a.display(),
+            histogram: Histogram {
+                one,
+                two,
+                three,
+                four,
+                five,
+            },
+        }
+    }
 }

@@ -11,7 +11,7 @@ use sea_orm::{
 };
 use serde::Serialize;
 
-use super::{moderation::ActorView, write::db::Db, write::retry::retrying};
+use super::{moderation::log::ActorView, write::db::Db, write::retry::retrying};
 use crate::{
     auth::User,
     entity::{comment, comment_claim},

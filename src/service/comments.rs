@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use super::{
     articles,
     idempotency::{self, IdempotentRequest, Outcome},
-    moderation::{self, LogEntry, SYSTEM},
+    moderation::log::{LogEntry, SYSTEM},
     settings::PolicyCache,
     write::db::{Db, Route},
     write::{counters, Write},
@@ -118,10 +118,7 @@ pub struct Page<T> {
     #[schema(minimum = 0)]
     pub total: i64,
 }
-
-pub fn status_of(c: &comment::Model) -> ModerationStatus {
-    parse_status(&c.status)
-}
+pub use super::moderation::moves::status_of;
 
 fn parse_status(status: &str) -> ModerationStatus {
     // The CHECK constraint admits only the five names, so this never falls back.
@@ -302,7 +299,7 @@ pub(super) async fn evaluate(
     };
     let author_approved = if policy.policy.trusted_after_approved > 0 && !is_guest {
         // The kept per-author count: one primary-key read, however prolific the author.
-        // Approvals deferred by a group-committed batch (`counters::deferring`) are not
+        // Approvals deferred by a group-committed batch (`write::Batch`) are not
         // in it yet, but cannot matter: a comment is approved automatically only when
         // its author already passes this rule.
         author_count::Entity::find_by_id(author_id)
@@ -339,7 +336,7 @@ pub(super) async fn log_automatic(
         ModerationStatus::Pending => "hold",
         _ => return Ok(()),
     };
-    moderation::append_log(
+    super::moderation::log::append_log(
         w,
         LogEntry {
             actor_id: SYSTEM,
@@ -521,7 +518,7 @@ pub async fn get(db: &Db, caller: Option<&User>, id: &str) -> Result<CommentView
     match c {
         Some(c) if visible_to(&c, caller) => {
             let mut views = [view(c, caller, false)];
-            super::votes::overlay_my_votes(&db.conn, caller, &mut views).await?;
+            overlay_my_votes(&db.conn, caller, &mut views).await?;
             let [v] = views;
             Ok(v)
         }
@@ -529,66 +526,45 @@ pub async fn get(db: &Db, caller: Option<&User>, id: &str) -> Result<CommentView
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct ListQuery {
-    pub sort: Sort,
-    pub limit: u64,
-    pub cursor: Option<Cursor>,
-}
+pub use super::listing::{after_cursor, comment_cursor, paginate, CursorPage, ListQuery};
 
-/// A page of a listing that has no total; `next_cursor` is `null` on the last page.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct CursorPage<T> {
-    pub items: Vec<T>,
-    #[schema(required = true)]
-    pub next_cursor: Option<String>,
-}
-
-/// Cuts `rows` (fetched with `limit + 1`) to a page; the extra row says there is more.
-pub fn paginate<T>(
-    mut rows: Vec<T>,
-    limit: u64,
-    cursor_of: impl Fn(&T) -> Cursor,
-) -> CursorPage<T> {
-    let next_cursor = if rows.len() as u64 > limit {
-        rows.truncate(limit as usize);
-        rows.last().map(|r| cursor_of(r).encode())
-    } else {
-        None
+/// Sets `my_vote` on each of `items` to the caller's vote (`null` for guests and where
+/// they have not voted): at most one query for the whole page.
+pub async fn overlay_my_votes(
+    conn: &impl ConnectionTrait,
+    caller: Option<&User>,
+    items: &mut [CommentView],
+) -> Result<(), ApiError> {
+    let Some(user) = caller else {
+        return Ok(());
     };
-    CursorPage {
-        items: rows,
-        next_cursor,
+    // Only comments with votes can have the caller's (the counters are exact): a page
+    // nobody voted on costs no query.
+    let ids: Vec<&str> = items
+        .iter()
+        .filter(|c| c.votes.up + c.votes.down > 0)
+        .map(|c| c.id.as_str())
+        .collect();
+    if ids.is_empty() {
+        return Ok(());
     }
-}
-
-/// The keyset position of a comment row.
-pub fn comment_cursor(c: &comment::Model) -> Cursor {
-    Cursor {
-        created_at: c.created_at,
-        id: c.id.clone(),
+    let rows: Vec<(String, String)> = crate::entity::comment_vote::Entity::find()
+        .select_only()
+        .column(crate::entity::comment_vote::Column::CommentId)
+        .column(crate::entity::comment_vote::Column::Vote)
+        .filter(crate::entity::comment_vote::Column::UserId.eq(&user.id))
+        .filter(crate::entity::comment_vote::Column::CommentId.is_in(ids))
+        .into_tuple()
+        .all(conn)
+        .await?;
+    let mine: std::collections::HashMap<String, Vote> = rows
+        .into_iter()
+        .filter_map(|(id, v)| Vote::parse(&v).map(|v| (id, v)))
+        .collect();
+    for item in items {
+        item.my_vote = mine.get(&item.id).copied();
     }
-}
-
-/// Keyset condition: rows strictly after `cursor` in `sort` order.
-pub fn after_cursor(
-    created: comment::Column,
-    id: comment::Column,
-    sort: Sort,
-    cursor: &Cursor,
-) -> Condition {
-    // `created_at >= t AND (created_at > t OR id > i)`: the first, redundant term is a
-    // plain range both planners turn into an index bound, so a page deep in a long
-    // thread seeks to its start instead of filtering every row before it.
-    let (t, i) = (cursor.created_at, cursor.id.clone());
-    match sort {
-        Sort::Oldest => Condition::all()
-            .add(created.gte(t))
-            .add(Condition::any().add(created.gt(t)).add(id.gt(i))),
-        Sort::Newest => Condition::all()
-            .add(created.lte(t))
-            .add(Condition::any().add(created.lt(t)).add(id.lt(i))),
-    }
+    Ok(())
 }
 
 /// Listed comments, plus the caller's own pending ones.
@@ -800,7 +776,7 @@ async fn list(
         .into_iter()
         .map(|c| view(c, caller, false))
         .collect();
-    super::votes::overlay_my_votes(conn, caller, &mut items).await?;
+    overlay_my_votes(conn, caller, &mut items).await?;
     Ok(Page {
         items,
         next_cursor,
@@ -966,7 +942,7 @@ async fn edit_once(
     let mut w = wtx.write();
     let tx = w.tx();
     let c = own_comment_for_update(tx, user, id).await?;
-    moderation::ensure_not_banned(tx, &user.id).await?;
+    super::moderation::bans::ensure_not_banned(tx, &user.id).await?;
     let window = policies.get(tx).await?.policy.edit_window_secs;
     let now = super::now();
     if now - c.created_at > Duration::seconds(window as i64) {
@@ -1053,14 +1029,14 @@ async fn delete_once(db: &Db, user: &User, id: &str) -> Result<(), ApiError> {
     let tx = w.tx();
     let c = own_comment_for_update(tx, user, id).await?;
     let version = c.version;
-    moderation::move_comment(
+    super::moderation::moves::move_comment(
         &mut w,
         c,
         version,
-        moderation::Change {
+        super::moderation::moves::Change {
             action: Action::Delete,
             log_action: "delete",
-            actor: moderation::Actor::user(user),
+            actor: super::moderation::moves::Actor::user(user),
             reason: Some("deleted by the author".into()),
             resolve_flags: true,
         },

@@ -1,7 +1,7 @@
 //! Reader flags. A user's flag on a comment is counted once while unresolved; the count
 //! is kept on the comment (`flag_count`) and in the `flagged` queue counter. At the
 //! policy's `flag_threshold` an approved comment is hidden (`pending`) until a moderator
-//! decides, which resolves the flags (`moderation::move_comment`).
+//! decides, which resolves the flags (`super::moderation::moves::move_comment`).
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     comments::{status_of, visible_to},
-    moderation::{self, Actor, Change, FLAGGED},
+    moderation::moves::{Actor, Change, FLAGGED},
     settings::PolicyCache,
     write::db::Db,
     write::{counters, Write},
@@ -82,7 +82,7 @@ async fn flag_once(
     let mut wtx = db.begin_write().await?;
     let mut w = wtx.write();
     let tx = w.tx();
-    moderation::ensure_not_banned(tx, &user.id).await?;
+    super::moderation::bans::ensure_not_banned(tx, &user.id).await?;
     // The lock (PostgreSQL) serialises flags and decisions on the same comment, so the
     // count and the threshold check see every flag before them.
     let c = comment::Entity::find_by_id(id)
@@ -186,7 +186,7 @@ async fn count_flag(
     let threshold = policies.get(conn).await?.policy.flag_threshold;
     if status_of(&c) == ModerationStatus::Approved && sum + EPSILON >= f64::from(threshold) {
         let version = c.version;
-        moderation::move_comment(
+        super::moderation::moves::move_comment(
             w,
             comment::Model {
                 flag_count: count,

@@ -17,7 +17,6 @@ use serde_json::json;
 use tokio::sync::{broadcast::error::RecvError, mpsc};
 
 use super::{
-    moderation,
     write::db::Db,
     write::events::{self, Event, StoredEvent},
 };
@@ -175,7 +174,7 @@ async fn send_stats(
     id: i64,
     sent: &mut String,
 ) -> Result<(), Stop> {
-    let now = serde_json::to_string(&moderation::stats(&db.conn).await?)
+    let now = serde_json::to_string(&super::moderation::queue::stats(&db.conn).await?)
         .unwrap_or_else(|_| json!({}).to_string());
     if *sent != now {
         push(tx, format!("id: {id}\nevent: stats\ndata: {now}\n\n")).await?;

@@ -12,7 +12,7 @@ use sea_orm::{
 };
 use serde::Serialize;
 
-use super::moderation::{stats, QueueStats};
+use super::moderation::queue::{stats, QueueStats};
 use crate::{
     domain::ModerationStatus,
     entity::{comment, moderation_log},

@@ -13,6 +13,7 @@ pub mod connect;
 pub mod external;
 pub mod flags;
 pub mod idempotency;
+pub mod listing;
 pub mod live;
 pub mod metrics;
 pub mod moderation;

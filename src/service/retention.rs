@@ -12,7 +12,7 @@ use sea_orm::{
 };
 
 use super::{
-    comments::status_of, moderation::FLAGGED, settings::PolicyCache, write::counters,
+    comments::status_of, moderation::moves::FLAGGED, settings::PolicyCache, write::counters,
     write::db::Db, write::retry::retrying,
 };
 use crate::{

@@ -8,7 +8,7 @@ use sea_orm::{sea_query::LockType, ActiveValue::Set, ConnectionTrait, EntityTrai
 
 use super::{
     comments::{self, evaluate, log_automatic, status_of, view, Candidate, CommentView},
-    moderation::{self, Actor, Change},
+    moderation::moves::{Actor, Change},
     settings::PolicyCache,
     write::{counters, Write},
 };
@@ -140,7 +140,7 @@ async fn delete(
     reason: &str,
 ) -> Result<(), ApiError> {
     let version = c.version;
-    moderation::move_comment(
+    super::moderation::moves::move_comment(
         w,
         c,
         version,

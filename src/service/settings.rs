@@ -23,7 +23,7 @@ const KEY: &str = "moderation";
 
 /// How long a policy read from the database is used without reading it again. A change
 /// made through any instance applies at once: its `SettingsChanged` event invalidates
-/// the copy (`service::events`); this bound only covers a row changed behind tally's
+/// the copy (`service::write::events`); this bound only covers a row changed behind tally's
 /// back.
 pub const POLICY_FRESH_FOR: Duration = Duration::from_secs(60);
 

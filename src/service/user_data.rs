@@ -20,7 +20,7 @@
 //! - moderation log rows stay, with their id and name replaced by `erased`; their
 //!   idempotency keys (stored answers hold their text) and claims go. Bans stay.
 //!
-//! Events (`service::events`, written with the erasure's COMMIT): a `RatingChanged`
+//! Events (`service::write::events`, written with the erasure's COMMIT): a `RatingChanged`
 //! (`stars: null`) per removed rating, a `VoteChanged` (`vote: 0`) per removed vote, a
 //! `CommentStatusChanged` (to `deleted`) per comment that was not deleted yet, a
 //! `SpamModelChanged` when the model took a lesson back, then `UserDataErased`. The
@@ -40,7 +40,7 @@ use serde::Serialize;
 
 use super::{
     comments::status_of,
-    moderation::FLAGGED,
+    moderation::moves::FLAGGED,
     write::db::{Db, Route},
     write::events::Event,
     write::{counters, Write},

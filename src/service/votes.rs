@@ -7,8 +7,6 @@
 //! filled in by [`overlay_my_votes`] alone, after a page or comment was read, so a page
 //! shared by every reader can be overlaid per reader.
 
-use std::collections::HashMap;
-
 use sea_orm::{
     sea_query::{Expr, LockType, Query},
     ActiveValue::Set,
@@ -18,9 +16,8 @@ use sea_orm::{
 use serde::Serialize;
 
 use super::{
-    comments::{self, CommentView, VoteCounts},
+    comments::{self, VoteCounts},
     idempotency::{self, IdempotentRequest, Outcome},
-    moderation,
     write::db::{Db, Route},
 };
 use crate::{
@@ -40,44 +37,7 @@ pub struct VoteView {
     pub my_vote: Option<Vote>,
 }
 
-/// Sets `my_vote` on each of `items` to the caller's vote (`null` for guests and where
-/// they have not voted): at most one query for the whole page.
-pub async fn overlay_my_votes(
-    conn: &impl ConnectionTrait,
-    caller: Option<&User>,
-    items: &mut [CommentView],
-) -> Result<(), ApiError> {
-    let Some(user) = caller else {
-        return Ok(());
-    };
-    // Only comments with votes can have the caller's (the counters are exact): a page
-    // nobody voted on costs no query.
-    let ids: Vec<&str> = items
-        .iter()
-        .filter(|c| c.votes.up + c.votes.down > 0)
-        .map(|c| c.id.as_str())
-        .collect();
-    if ids.is_empty() {
-        return Ok(());
-    }
-    let rows: Vec<(String, String)> = comment_vote::Entity::find()
-        .select_only()
-        .column(comment_vote::Column::CommentId)
-        .column(comment_vote::Column::Vote)
-        .filter(comment_vote::Column::UserId.eq(&user.id))
-        .filter(comment_vote::Column::CommentId.is_in(ids))
-        .into_tuple()
-        .all(conn)
-        .await?;
-    let mine: HashMap<String, Vote> = rows
-        .into_iter()
-        .filter_map(|(id, v)| Vote::parse(&v).map(|v| (id, v)))
-        .collect();
-    for item in items {
-        item.my_vote = mine.get(&item.id).copied();
-    }
-    Ok(())
-}
+pub use super::comments::overlay_my_votes;
 
 /// Votes `vote` on comment `id` as `user`, or takes their vote back (`None`).
 /// Group-committed (`Db::write`), by comment: every vote on one comment goes to one
@@ -113,7 +73,10 @@ pub async fn set(
                     .into();
                 let query = comment::Entity::find_by_id(id)
                     .lock(LockType::NoKeyUpdate)
-                    .expr_as(Expr::exists(moderation::bans_in_force(&user.id)), "banned")
+                    .expr_as(
+                        Expr::exists(super::moderation::bans::bans_in_force(&user.id)),
+                        "banned",
+                    )
                     .expr_as(old_vote, "old_vote");
                 let row = tx
                     .query_one_raw(query.build(tx.get_database_backend()))

@@ -163,7 +163,7 @@ async fn comment_data(
     let Some(c) = comment::Entity::find_by_id(comment_id).one(conn).await? else {
         return Ok(None);
     };
-    let item = super::external::item_for(conn, c).await?;
+    let item = super::external::screen::item_for(conn, c).await?;
     let mut data = json!({ "item": item });
     if let (Some(obj), Some(extra)) = (data.as_object_mut(), extra.as_object()) {
         for (k, v) in extra {

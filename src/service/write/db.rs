@@ -31,7 +31,7 @@ pub struct Db {
 /// time, so one). Each holds one connection while its batch runs. A batch is bound by
 /// round trips to the database, not by CPU: two writers overlap them. A batch takes its
 /// shared row locks (article, queue and author counters) only at its end, in one global
-/// order (`counters::apply_deferred`), so two writers' batches wait on each other at
+/// order (`Batch::apply`), so two writers' batches wait on each other at
 /// most for a COMMIT, never in a cycle.
 pub const POSTGRES_WRITERS: usize = 2;
 

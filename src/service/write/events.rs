@@ -1,12 +1,9 @@
-//! Committed events: the outbox and the in-process bus (issue 18).
+//! Committed events: the outbox and the in-process bus (issue 18). How a write records
+//! them is told in the parent module ([`super`]); this is the outbox's side.
 //!
-//! **How a write flows.** A write use case runs inside a write transaction that
-//! collects what it changes (`counters`: counter moves, moderation log entries, and the
-//! [`Event`]s it records with `Write::record`). A job of a group-committed batch keeps its
-//! events only if it succeeded. Just before the COMMIT, `counters::Batch::apply`
-//! writes the counters, the log entries and then the events into the `events` table
-//! (the outbox), in the same transaction as the change: an event exists exactly when its
-//! write committed. On PostgreSQL it also NOTIFYs `tally_events` (payload
+//! **The outbox.** [`insert`] (called last by `Batch::apply`, just before the COMMIT)
+//! writes a write's [`Event`]s into the `events` table in the same transaction as the
+//! change: an event exists exactly when its write committed. On PostgreSQL it also NOTIFYs `tally_events` (payload
 //! `<schema>:<max id>`) in the same transaction. Ids are taken just before the COMMIT:
 //! on SQLite (one writer at a time) they are in commit order; on PostgreSQL two
 //! transactions committing at the same moment may commit in the other order than their

@@ -13,8 +13,9 @@
 //!
 //! The counters that new comments and ratings move on shared rows (articles, queues,
 //! authors) and the moderation log entries of new comments are deferred while a
-//! transaction runs (each job adds them to the transaction's `counters::Batch` through
-//! its `counters::Write`): each job's join the transaction's only if that job succeeded, and they are written together just before the COMMIT. A
+//! transaction runs (each job adds them to the transaction's `Batch` through its
+//! `Write`): each job's join the transaction's only if that job succeeded, and they are
+//! written together just before the COMMIT. A
 //! rating is answered with its article's aggregate as it stood right after it.
 //!
 //! SQLite has one writer. On PostgreSQL a `Db` has [`super::db::POSTGRES_WRITERS`], each

@@ -2,7 +2,7 @@
 //! deadlock, 40P01, or a serialization failure, 40001; [`ApiError::Contention`]) was
 //! rolled back whole, so it runs again, a bounded number of times, before the client
 //! gets 503 `unavailable`. Writes take their rows in one global order
-//! (`counters::in_lock_order`), so this should never be needed; it keeps a cycle we
+//! (`Batch::apply`), so this should never be needed; it keeps a cycle we
 //! did not foresee from becoming a 500.
 
 use std::{future::Future, time::Duration};

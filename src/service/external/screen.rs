@@ -1,13 +1,5 @@
-//! The external moderation hook (issue 21): with the setting `external_moderation_url`,
-//! each new or edited comment is POSTed there after tally's own rules, before the
-//! request is answered, as `{"comment": <moderation item>}` (signed like webhooks with
-//! `TALLY_EXTERNAL_MODERATION_SECRET`). The answer's `action` decides the status.
-//!
-//! The call is made *before* the write: the rules run on a read connection, the item
-//! is built for the comment as it would be stored (with the id it will keep, drawn
-//! here), and only then does the write job run — re-running the rules, cheap — with
-//! the answer. No database write lock (SQLite's writer, a PostgreSQL row lock, the
-//! group-commit batch) is held while the hook thinks.
+//! Screening a new or edited comment with the external moderation hook, before its
+//! write (see the parent module).
 
 use std::time::Duration;
 
@@ -15,50 +7,20 @@ use serde::Deserialize;
 
 use crate::{
     auth::{Role, User},
-    domain::{Action, Evaluation, ModerationStatus},
+    domain::{Action, ModerationStatus},
     entity::comment,
     error::ApiError,
     outbound::{self, Outbound},
 };
 
-use super::{
-    moderation::{self, LogEntry},
-    settings::PolicyCache,
-};
-
-/// The actor id (and name) of the hook's decisions in the log.
-pub const EXTERNAL: &str = "external";
-
-/// The reason added when the hook could not be asked or answered nonsense.
-pub const UNAVAILABLE: &str = "external:unavailable";
+use super::{Answer, Screened, EXTERNAL};
+use crate::service::settings::PolicyCache;
 
 /// The hook's client and signing secret (one per process, in `AppState`).
 #[derive(Clone)]
 pub struct ExternalHook {
     outbound: Outbound,
     secret: Option<String>,
-}
-
-/// What the hook said about one text.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Answer {
-    /// `action` was given: it decides the status.
-    Decided {
-        status: ModerationStatus,
-        reason: Option<String>,
-    },
-    /// `action: null`: the rules' verdict stands.
-    Keep,
-    /// A timeout, a refused connection, a non-2xx status or an unreadable answer.
-    Unavailable,
-}
-
-/// A text screened before its write: the comment id the hook was told (a new comment
-/// keeps it) and the answer.
-#[derive(Debug, Clone)]
-pub struct Screened {
-    pub id: String,
-    pub answer: Answer,
 }
 
 #[derive(Deserialize)]
@@ -87,7 +49,7 @@ impl ExternalHook {
         &self,
         url: &str,
         timeout: Duration,
-        item: &moderation::ModerationItem,
+        item: &crate::service::moderation::queue::ModerationItem,
     ) -> Answer {
         let body = match serde_json::to_vec(&serde_json::json!({ "comment": item })) {
             Ok(body) => body,
@@ -160,7 +122,7 @@ pub async fn configured(
 pub async fn item_for(
     conn: &impl sea_orm::ConnectionTrait,
     c: comment::Model,
-) -> Result<moderation::ModerationItem, ApiError> {
+) -> Result<crate::service::moderation::queue::ModerationItem, ApiError> {
     // The hook sees what a moderator would (author ids included).
     let viewer = User {
         id: EXTERNAL.into(),
@@ -168,93 +130,19 @@ pub async fn item_for(
         role: Role::Moderator,
         verified: false,
     };
-    moderation::items(conn, &viewer, vec![c])
+    crate::service::moderation::queue::items(conn, &viewer, vec![c])
         .await?
         .pop()
         .ok_or_else(|| ApiError::Internal("no item for the screened comment".into()))
 }
 
-/// What the answer does to the rules' `eval` (as re-run in the write): the status it
-/// decides (also returned, with the log line to write), or the `external:unavailable`
-/// reason added.
-pub fn apply(eval: &mut Evaluation, answer: &Answer) -> Option<Decision> {
-    match answer {
-        Answer::Decided { status, reason } => {
-            let rules = eval.status;
-            eval.status = *status;
-            Some(Decision {
-                from: rules,
-                to: *status,
-                reason: reason.clone(),
-            })
-        }
-        Answer::Keep => None,
-        Answer::Unavailable => {
-            eval.reasons.push(UNAVAILABLE.to_owned());
-            None
-        }
-    }
-}
-
-/// The hook's verdict on a text, to log once the comment row is written.
-#[derive(Debug, Clone)]
-pub struct Decision {
-    /// What the rules said.
-    pub from: ModerationStatus,
-    pub to: ModerationStatus,
-    pub reason: Option<String>,
-}
-
-impl Decision {
-    /// The move from the rules' verdict as a status transition.
-    pub fn action(&self) -> Action {
-        match self.to {
-            ModerationStatus::Approved => Action::Approve,
-            ModerationStatus::Rejected => Action::Reject,
-            ModerationStatus::Spam => Action::Spam,
-            _ => Action::Hold,
-        }
-    }
-
-    fn log_action(&self) -> &'static str {
-        match self.to {
-            ModerationStatus::Approved => "approve",
-            ModerationStatus::Rejected => "reject",
-            ModerationStatus::Spam => "spam",
-            _ => "hold",
-        }
-    }
-
-    /// Appends the log row, actor `external`.
-    pub async fn log(
-        &self,
-        w: &mut super::write::Write<'_>,
-        c: &comment::Model,
-    ) -> Result<(), ApiError> {
-        moderation::append_log(
-            w,
-            LogEntry {
-                actor_id: EXTERNAL,
-                actor_name: EXTERNAL,
-                action: self.log_action(),
-                comment_id: Some(&c.id),
-                subject_user_id: Some(&c.author_id),
-                from_status: Some(self.from.as_str()),
-                to_status: Some(self.to.as_str()),
-                reason: self.reason.clone(),
-            },
-        )
-        .await
-    }
-}
-
 /// A new comment's screening: `None` when no hook is configured. The rules run here on
 /// a read connection to build what the hook is shown; the write runs them again.
 pub async fn screen_new(
-    db: &super::write::db::Db,
+    db: &crate::service::write::db::Db,
     policies: &PolicyCache,
     hook: &ExternalHook,
-    author: &super::comments::Author,
+    author: &crate::service::comments::Author,
     article_id: &crate::domain::ArticleId,
     body: &str,
     parent_id: Option<&str>,
@@ -264,19 +152,21 @@ pub async fn screen_new(
         return Ok(None);
     };
     let (author_id, author_name, is_guest, verified) = match author {
-        super::comments::Author::User(u) => (u.id.clone(), u.name.clone(), false, u.verified),
-        super::comments::Author::Guest(name) => (
+        crate::service::comments::Author::User(u) => {
+            (u.id.clone(), u.name.clone(), false, u.verified)
+        }
+        crate::service::comments::Author::Guest(name) => (
             format!("guest:{}", name.as_str()),
             name.as_str().to_owned(),
             true,
             false,
         ),
     };
-    let article = super::articles::find(conn, article_id).await?;
-    let (eval, fp) = super::comments::evaluate(
+    let article = crate::service::articles::find(conn, article_id).await?;
+    let (eval, fp) = crate::service::comments::evaluate(
         conn,
         policies,
-        super::comments::Candidate {
+        crate::service::comments::Candidate {
             article_mode: article.as_ref().and_then(|a| a.moderation_mode.as_deref()),
             author_id: &author_id,
             is_guest,
@@ -287,7 +177,7 @@ pub async fn screen_new(
     )
     .await?;
     let id = uuid::Uuid::now_v7().to_string();
-    let now = super::now();
+    let now = crate::service::now();
     let model = comment::Model {
         id: id.clone(),
         article_id: article_id.as_str().to_owned(),
@@ -323,7 +213,7 @@ pub async fn screen_new(
 /// An edit's screening: `None` when no hook is configured, or when the comment is not
 /// the caller's to edit (the write then answers why).
 pub async fn screen_edit(
-    db: &super::write::db::Db,
+    db: &crate::service::write::db::Db,
     policies: &PolicyCache,
     hook: &ExternalHook,
     user: &User,
@@ -342,15 +232,15 @@ pub async fn screen_edit(
         return Ok(None);
     }
     let article_mode = match crate::domain::ArticleId::parse(&c.article_id) {
-        Ok(aid) => super::articles::find(conn, &aid)
+        Ok(aid) => crate::service::articles::find(conn, &aid)
             .await?
             .and_then(|a| a.moderation_mode),
         Err(_) => None,
     };
-    let (eval, fp) = super::comments::evaluate(
+    let (eval, fp) = crate::service::comments::evaluate(
         conn,
         policies,
-        super::comments::Candidate {
+        crate::service::comments::Candidate {
             article_mode: article_mode.as_deref(),
             author_id: &user.id,
             is_guest: false,
@@ -360,10 +250,11 @@ pub async fn screen_edit(
         },
     )
     .await?;
-    let Ok(status) = super::comments::status_of(&c).apply(Action::Resubmit(eval.status)) else {
+    let Ok(status) = crate::service::comments::status_of(&c).apply(Action::Resubmit(eval.status))
+    else {
         return Ok(None);
     };
-    let now = super::now();
+    let now = crate::service::now();
     let model = comment::Model {
         body: body.to_owned(),
         status: status.as_str().to_owned(),
