@@ -22,8 +22,8 @@
 //!   Callers are answered after the COMMIT.
 //! - Every other write (decisions, bans, flags, claims, edits, settings, retention)
 //!   opens its own transaction: `let mut tx = db.begin_write().await?; let mut w =
-//!   tx.write(); …; tx.commit().await?`, inside [`retry::retrying`] (PostgreSQL's
-//!   40001/40P01 run it again).
+//!   tx.write(); …; tx.commit().await?`, most inside [`retry::retrying`]
+//!   (PostgreSQL's 40001/40P01 run it again).
 //!
 //! **Just before the COMMIT** ([`Batch::apply`], called by `WriteTx::commit` and by the
 //! group-commit writer) the batch is written in one global lock order: the articles'
@@ -46,14 +46,16 @@
 //! **Who listens.**
 //! - Synchronously, first: the caches (`startup::invalidate_from_events`: aggregates by
 //!   article, pages, policies, the spam model) and the write epoch; no handler
-//!   invalidates a cache by hand.
+//!   invalidates a cache by hand (the `ratings/top` answers may be up to 60 s old on
+//!   purpose, see `top`).
 //! - Then the broadcast subscribers (`EventBus::subscribe`): webhooks
 //!   (`webhook_dispatch`) and the live moderation stream (`live`).
-//! - Other instances: each runs [`events::pump`], which LISTENs on `tally_events`
+//! - Other instances: each runs [`pump::pump`], which LISTENs on `tally_events`
 //!   (PostgreSQL) or polls the outbox, reads it from the last id it saw and publishes
 //!   what it did not write itself, so a write through one instance reaches every other
-//!   one's caches at once. The details (ids and gaps, replay after a lost connection,
-//!   purge by age) are in [`events`].
+//!   one's caches at once; [`pump::purge_periodically`] deletes old events (7 days by
+//!   default, one instance at a time). The details (ids and gaps, replay after a lost
+//!   connection) are in [`events`].
 
 pub mod batch;
 pub mod counters;
