@@ -7,7 +7,13 @@ use super::{
     moves::{move_comment, Actor, Change},
     queue::{items, ModerationItem},
 };
-use crate::service::{comments::status_of, write::db::Db, write::retry::retrying};
+use crate::service::{
+    comments::status_of,
+    write::{
+        batch::Write,
+        db::{Db, Route},
+    },
+};
 use crate::{auth::User, domain::Action, entity::comment, error::ApiError};
 
 /// What a moderator may decide.
@@ -45,16 +51,30 @@ pub struct Decision {
     pub expected_version: Option<i32>,
 }
 
-/// `POST /moderation/comments/{id}/decision`, in one transaction: 404 for an unknown
-/// comment, 409 when `expected_version` is stale, 422 (`action`) for a deleted one.
+/// `POST /moderation/comments/{id}/decision`, group-committed like every other write
+/// (`Db::write`, routed by comment as votes are): 404 for an unknown comment, 409 when
+/// `expected_version` is stale, 422 (`action`) for a deleted one.
+///
+/// A decision moves the shared queue and author counters. Taken one transaction per
+/// decision, those rows were held from the UPDATE to the COMMIT's disk flush, so on
+/// PostgreSQL concurrent decisions committed one flush at a time; in a batch the
+/// counters are written once, at its end, and one flush commits them all.
 pub async fn decide(
     db: &Db,
     moderator: &User,
     comment_id: &str,
     d: Decision,
 ) -> Result<ModerationItem, ApiError> {
-    let (updated, check_vocabulary) =
-        retrying(|| decide_once(db, moderator, comment_id, d.clone())).await?;
+    let input = (moderator.clone(), comment_id.to_owned(), d);
+    let (updated, check_vocabulary) = db
+        .write(
+            Route::comment(comment_id),
+            input,
+            |w, (moderator, comment_id, d)| {
+                Box::pin(async move { decide_in(w, moderator, comment_id, d.clone()).await })
+            },
+        )
+        .await?;
     if check_vocabulary {
         // Maintenance after the COMMIT: the decision stands whatever happens here, and
         // the next due check tries again.
@@ -63,24 +83,21 @@ pub async fn decide(
         }
     }
     // The item is read after the COMMIT (its flags, author history and claim as they
-    // stand now): read inside, it kept the shared counter rows locked for three more
-    // round trips, and decisions on PostgreSQL wait for each other on those rows.
+    // stand now), outside the batch.
     items(&db.conn, moderator, vec![updated])
         .await?
         .pop()
         .ok_or_else(|| ApiError::Internal("decided comment has no item".into()))
 }
 
-/// One attempt at a decision; returns the comment as it now stands, and whether the
-/// spam model's vocabulary is due for a check (`spam::apply`).
-async fn decide_once(
-    db: &Db,
+/// A decision, as a job of a group-committed batch; returns the comment as it now
+/// stands, and whether the spam model's vocabulary is due for a check (`spam::apply`).
+async fn decide_in(
+    w: &mut Write<'_>,
     moderator: &User,
     comment_id: &str,
     d: Decision,
 ) -> Result<(comment::Model, bool), ApiError> {
-    let mut wtx = db.begin_write().await?;
-    let mut w = wtx.write();
     let tx = w.tx();
     // Locked on PostgreSQL, so a decision without `expected_version` waits for a
     // concurrent one instead of failing; the conditional update still has the last word.
@@ -97,7 +114,7 @@ async fn decide_once(
         });
     }
     let updated = move_comment(
-        &mut w,
+        w,
         c,
         expected,
         Change {
@@ -109,18 +126,15 @@ async fn decide_once(
         },
     )
     .await?;
-    // What the decision teaches the spam model: its own lesson row now, the model's
-    // shared rows after the counters (see `spam`'s lock order).
+    // What the decision teaches the spam model: its own lesson row, then the model's
+    // shared rows (the batch writes its counters at its end).
     let lesson = crate::service::spam::teach(tx, &updated, status_of(&updated)).await?;
     if lesson.is_some() {
         // The instances' model caches invalidate from this event (see `events`).
         w.record(crate::service::write::events::Event::SpamModelChanged);
     }
     crate::service::claims::released_by_decision(tx, comment_id).await?;
-    // The counters (in the global lock order), then the model's shared rows.
-    w.flush().await?;
     let check_vocabulary = crate::service::spam::apply(tx, lesson).await?;
-    wtx.commit().await?;
     Ok((updated, check_vocabulary))
 }
 

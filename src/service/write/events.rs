@@ -3,8 +3,9 @@
 //!
 //! **The outbox.** [`insert`] (called last by `Batch::apply`, just before the COMMIT)
 //! writes a write's [`Event`]s into the `events` table in the same transaction as the
-//! change: an event exists exactly when its write committed. On PostgreSQL it also NOTIFYs `tally_events` (payload
-//! `<schema>:<max id>`) in the same transaction. Ids are taken just before the COMMIT:
+//! change: an event exists exactly when its write committed. On PostgreSQL the instance
+//! NOTIFYs `tally_events` (payload `<schema>:<max id>`) once the COMMIT returned (see
+//! `tx`'s `notify`: inside the transaction it serialised every notifying COMMIT). Ids are taken just before the COMMIT:
 //! on SQLite (one writer at a time) they are in commit order; on PostgreSQL two
 //! transactions committing at the same moment may commit in the other order than their
 //! ids, and a rolled-back transaction leaves an unused id. A reader by id therefore
@@ -54,7 +55,7 @@ use tokio::sync::broadcast;
 
 use crate::{entity::event, error::ApiError};
 
-/// The PostgreSQL channel the write path NOTIFYs; the payload is `<schema>:<max id>`.
+/// The PostgreSQL channel the write path NOTIFYs after each COMMIT; the payload is `<schema>:<max id>`.
 pub const CHANNEL: &str = "tally_events";
 
 /// How many events a subscriber may fall behind before it misses some (it is told how
@@ -233,7 +234,7 @@ impl TryFrom<event::Model> for StoredEvent {
     }
 }
 
-/// Writes `events` to the outbox (PostgreSQL: after the outbox lock, then NOTIFY), in
+/// Writes `events` to the outbox in
 /// the calling transaction, and returns them as stored.
 pub(crate) async fn insert(
     conn: &impl ConnectionTrait,
@@ -242,7 +243,6 @@ pub(crate) async fn insert(
     if events.is_empty() {
         return Ok(Vec::new());
     }
-    let postgres = conn.get_database_backend() == DbBackend::Postgres;
     let at = crate::service::now();
     let rows = events
         .iter()
@@ -263,16 +263,6 @@ pub(crate) async fn insert(
         })
         .collect();
     out.sort_by_key(|e| e.id);
-    if postgres {
-        if let Some(last) = out.last() {
-            conn.execute_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                "SELECT pg_notify($1, current_schema() || ':' || $2)",
-                [CHANNEL.into(), last.id.to_string().into()],
-            ))
-            .await?;
-        }
-    }
     Ok(out)
 }
 

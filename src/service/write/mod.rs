@@ -30,8 +30,9 @@
 //! counters, the site's `rating_totals`, the queue counters, the authors' counts and
 //! the flaggers' records, each sorted by key; then the log rows; then, last, the events
 //! into the `events` table (the outbox), in the same transaction as the change, so an
-//! event exists exactly when its write committed. On PostgreSQL the same transaction
-//! NOTIFYs `tally_events`. Comment rows are the only rows locked before that (bottom-up:
+//! event exists exactly when its write committed. On PostgreSQL the instance NOTIFYs
+//! `tally_events` right after the COMMIT (not in it: PostgreSQL serialises notifying
+//! commits; see `tx`'s `notify`). Comment rows are the only rows locked before that (bottom-up:
 //! a comment, then its ancestors), which is why concurrent writers never deadlock on
 //! the shared counter rows. The watching ratings learn their histograms and idempotent
 //! answers are stored then too.

@@ -24,8 +24,10 @@ pub enum PumpMode {
 }
 
 /// How often a listening pump reads the outbox even without a notification (a safety
-/// net: a notification can be lost only with its connection, and that is replayed).
-const LISTEN_SAFETY_NET: Duration = Duration::from_secs(30);
+/// net: a notification is lost with its connection, which is replayed, or when the
+/// writing instance dies between its COMMIT and its NOTIFY, see `tx::notify`). One
+/// indexed read a second.
+const LISTEN_SAFETY_NET: Duration = Duration::from_secs(1);
 
 /// Reads the outbox after the bus's cursor and publishes what it finds.
 pub async fn catch_up(db: &Db) -> Result<usize, ApiError> {
