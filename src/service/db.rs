@@ -37,6 +37,8 @@ pub struct Db {
     epoch: Arc<AtomicU64>,
     /// Where committed events are published (`events`).
     bus: Arc<EventBus>,
+    /// This instance's folds of the spam model's pending changes (`spam::fold_soon`).
+    spam_folder: Arc<super::spam::Folder>,
 }
 
 /// How many group-commit writers a PostgreSQL pool gets (SQLite has one writer at a
@@ -196,6 +198,7 @@ impl Db {
             writers: Arc::new([]),
             epoch: Arc::new(AtomicU64::new(0)),
             bus: Arc::default(),
+            spam_folder: Arc::default(),
         };
         // Another instance's write retires this one's epoch-keyed reads too.
         let epoch = db.epoch.clone();
@@ -227,6 +230,11 @@ impl Db {
         }
         Migrator::up(&*tx, None).await?;
         tx.commit().await
+    }
+
+    /// This instance's folds of the spam model's pending changes.
+    pub(crate) fn spam_folder(&self) -> &Arc<super::spam::Folder> {
+        &self.spam_folder
     }
 
     /// This instance's event bus: subscribe to committed events (see `events`).

@@ -555,15 +555,13 @@ pub async fn decide(
     comment_id: &str,
     d: Decision,
 ) -> Result<ModerationItem, ApiError> {
-    let (updated, check_vocabulary) =
+    let (updated, model_changed) =
         retrying(|| counters::in_lock_order(decide_once(db, moderator, comment_id, d.clone())))
             .await?;
-    if check_vocabulary {
-        // Maintenance after the COMMIT: the decision stands whatever happens here, and
-        // the next due check tries again.
-        if let Err(e) = super::spam::check_vocabulary(db).await {
-            tracing::warn!(error = ?e, "spam model vocabulary check failed");
-        }
+    if model_changed {
+        // The spam model's shared rows are written by a fold of their own, after the
+        // COMMIT and not awaited (see `spam`): decisions never wait for each other there.
+        super::spam::fold_soon(db);
     }
     // The item is read after the COMMIT (its flags, author history and claim as they
     // stand now): read inside, it kept the shared counter rows locked for three more
@@ -574,8 +572,8 @@ pub async fn decide(
         .ok_or_else(|| ApiError::Internal("decided comment has no item".into()))
 }
 
-/// One attempt at a decision; returns the comment as it now stands, and whether the
-/// spam model's vocabulary is due for a check (`spam::apply`).
+/// One attempt at a decision; returns the comment as it now stands, and whether it
+/// staged a change of the spam model (`spam::stage`: then fold it after the COMMIT).
 async fn decide_once(
     db: &Db,
     moderator: &User,
@@ -610,19 +608,15 @@ async fn decide_once(
         },
     )
     .await?;
-    // What the decision teaches the spam model: its own lesson row now, the model's
-    // shared rows after the counters (see `spam`'s lock order).
+    // What the decision teaches the spam model: its own lesson row and a pending change
+    // (new rows only); the model's shared rows are left to the fold after the COMMIT.
     let lesson = super::spam::teach(&*tx, &updated, status_of(&updated)).await?;
-    if lesson.is_some() {
-        // The instances' model caches invalidate from this event (see `events`).
-        super::events::record(super::events::Event::SpamModelChanged)?;
-    }
+    let model_changed = super::spam::stage(&*tx, lesson).await?;
     super::claims::released_by_decision(&*tx, comment_id).await?;
-    // The counters (in the global lock order), then the model's shared rows.
+    // The counters, in the global lock order.
     counters::flush(&*tx).await?;
-    let check_vocabulary = super::spam::apply(&*tx, lesson).await?;
     tx.commit().await?;
-    Ok((updated, check_vocabulary))
+    Ok((updated, model_changed))
 }
 
 /// One result of a bulk decision: `item` when `ok`, else `error`.
