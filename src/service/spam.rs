@@ -47,10 +47,10 @@
 //! Bounds: one text teaches or is scored on at most
 //! [`MAX_TOKENS_PER_TEXT`](crate::domain::MAX_TOKENS_PER_TEXT) distinct tokens, and the
 //! vocabulary is capped at [`MAX_VOCABULARY`] tokens: once it grows past that (checked
-//! every [`PRUNE_EVERY`] changes, after the fold's COMMIT: [`check_vocabulary`], a count
-//! that locks nothing, then the prune in a transaction of its own only when over the
-//! cap), the rarest tokens are dropped until it holds 90 % of the cap. A pruned token
-//! later taken back by a decision is simply absent.
+//! every [`PRUNE_EVERY`] changes, by the fold that crosses the mark, in its transaction:
+//! it holds only the totals row, which no decision takes), the rarest tokens are dropped
+//! until it holds 90 % of the cap. A pruned token later taken back by a decision is
+//! simply absent.
 //!
 //! Scoring reads nothing per comment: each instance keeps the model in memory
 //! ([`SpamCache`]) and checks the totals row's version at most once a minute
@@ -307,7 +307,6 @@ pub async fn fold_periodically(db: Db) {
 /// this returns every change committed before the call is in the model.
 pub async fn fold_pending(db: &Db) -> Result<u64, ApiError> {
     let mut applied = 0;
-    let mut vocabulary_due = false;
     loop {
         // Nothing to do (the periodic fold, usually): no transaction, no lock.
         let any = spam_pending::Entity::find()
@@ -320,23 +319,19 @@ pub async fn fold_pending(db: &Db) -> Result<u64, ApiError> {
         if any.is_none() {
             break;
         }
-        let (n, due) = retrying(|| super::counters::in_lock_order(fold_once(db))).await?;
+        let n = retrying(|| super::counters::in_lock_order(fold_once(db))).await?;
         applied += n;
-        vocabulary_due |= due;
         if n < FOLD_BATCH {
             break;
         }
-    }
-    if vocabulary_due {
-        check_vocabulary(db).await?;
     }
     Ok(applied)
 }
 
 /// One fold transaction: the totals row first, then the oldest pending changes (ids in
-/// order, see the module doc), applied as one summed change and deleted. Returns how
-/// many it applied and whether the vocabulary is due for a check.
-async fn fold_once(db: &Db) -> Result<(u64, bool), ApiError> {
+/// order, see the module doc), applied as one summed change and deleted, then the
+/// vocabulary's cap when due. Returns how many it applied.
+async fn fold_once(db: &Db) -> Result<u64, ApiError> {
     let tx = db.begin_write().await?;
     totals_for_update(&*tx).await?;
     let rows = spam_pending::Entity::find()
@@ -346,7 +341,7 @@ async fn fold_once(db: &Db) -> Result<(u64, bool), ApiError> {
         .await?;
     if rows.is_empty() {
         tx.rollback().await?;
-        return Ok((0, false));
+        return Ok(0);
     }
     let n = rows.len() as u64;
     let mut delta = Delta::default();
@@ -370,18 +365,21 @@ async fn fold_once(db: &Db) -> Result<(u64, bool), ApiError> {
             .exec(&*tx)
             .await?;
     }
-    let due = apply(&*tx, &delta, n as i64).await?;
+    if apply(&*tx, &delta, n as i64).await? {
+        // Under the totals row, which only folds and rebuilds take: no decision waits.
+        prune(&*tx).await?;
+    }
     // The instances' model caches invalidate from this event (see `events`).
     super::events::record(super::events::Event::SpamModelChanged)?;
     super::counters::flush(&*tx).await?;
     tx.commit().await?;
-    Ok((n, due))
+    Ok(n)
 }
 
 /// Writes a (summed) change of `changes` decisions into the model's rows: the totals
 /// row (a relative UPDATE; the caller holds it), then the token rows in sorted order.
 /// Returns whether the vocabulary's size is due for a check (every [`PRUNE_EVERY`]
-/// changes): then call [`check_vocabulary`] after the COMMIT.
+/// changes).
 async fn apply(conn: &impl ConnectionTrait, delta: &Delta, changes: i64) -> Result<bool, ApiError> {
     let totals = spam_model::Entity::update_many()
         .col_expr(
@@ -414,21 +412,6 @@ async fn apply(conn: &impl ConnectionTrait, delta: &Delta, changes: i64) -> Resu
         .version;
     apply_tokens(conn, &delta.tokens).await?;
     Ok(version.div_euclid(PRUNE_EVERY) != (version - changes).div_euclid(PRUNE_EVERY))
-}
-
-/// After a fold that said so: counts the vocabulary without locking anything, and only
-/// when it is over [`MAX_VOCABULARY`] prunes it in a transaction of its own (holding the
-/// totals row, as every writer of token rows does).
-pub async fn check_vocabulary(db: &Db) -> Result<(), ApiError> {
-    let (size, _, _) = count_sums(&db.conn, None).await?;
-    if size <= MAX_VOCABULARY as i64 {
-        return Ok(());
-    }
-    let tx = db.begin_write().await?;
-    totals_for_update(&*tx).await?;
-    prune(&*tx).await?;
-    tx.commit().await?;
-    Ok(())
 }
 
 /// The changes one decision makes: per token (spam, ham), and per class.
@@ -589,7 +572,7 @@ pub async fn summary(conn: &impl ConnectionTrait) -> Result<ModelSummary, ApiErr
         .ok_or_else(|| ApiError::Internal("spam model row missing".into()))?;
     Ok(ModelSummary {
         examples: Examples { spam, ham },
-        updated_at: updated_at.max(pending_at),
+        updated_at: Ord::max(updated_at, pending_at),
     })
 }
 
