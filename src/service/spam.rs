@@ -4,9 +4,10 @@
 //! the earlier one taught.
 //!
 //! **How a decision teaches it.** Inside the decision's transaction, under its comment
-//! row's lock, [`teach`] writes the decision's own lesson row and returns the change of
-//! the model's counts; [`stage`] writes that change as one new *pending change* row
-//! (`spam_pending`: per-class and per-token deltas). Neither touches a row another
+//! row's lock, [`teach`] works out what the decision teaches (its lesson, and the change
+//! of the model's counts) and [`stage`] writes the decision's own lesson row and that
+//! change as one new *pending change* row (`spam_pending`: per-class and per-token
+//! deltas; one statement for both rows on PostgreSQL). Neither row is one another
 //! decision writes: decisions no longer wait for each other on the model's totals row
 //! and its commonest token rows (while they updated those rows and held them to their
 //! COMMIT, teaching decisions on PostgreSQL committed one at a time; see BENCHMARKS.md,
@@ -146,15 +147,20 @@ pub async fn learn(
     stage(conn, change).await
 }
 
-/// What one decision changes in the model's shared rows (the totals and the token
-/// counts), for [`stage`] to record as a pending change.
+/// What one decision teaches: its comment's new lesson row (`None`: the lesson is taken
+/// back) and the change of the model's shared rows (the totals and the token counts),
+/// for [`stage`] to write as the lesson and a pending change.
 #[must_use = "a model change must be staged in the same transaction"]
-pub struct ModelChange(Delta);
+pub struct ModelChange {
+    comment_id: String,
+    lesson: Option<(SpamLabel, String)>,
+    delta: Delta,
+}
 
 /// The first half of [`learn`], inside the decision's transaction after the comment row
-/// is locked: records what the decision teaches about `c` (its lesson row, which only
-/// decisions on `c` write) and returns the change of the model's counts, `None` when it
-/// teaches nothing new. Takes no lock on a shared row.
+/// is locked: reads what an earlier decision taught about `c` and returns what this one
+/// teaches (its lesson row, which only decisions on `c` write, and the change of the
+/// model's counts), `None` when it teaches nothing new. Writes nothing: [`stage`] does.
 pub async fn teach(
     conn: &impl ConnectionTrait,
     c: &comment::Model,
@@ -187,18 +193,96 @@ pub async fn teach(
     if let Some((l, t)) = &new_lesson {
         delta.add(*l, t, 1);
     }
-    match (&old, &new_lesson) {
-        (Some(_), None) => {
-            spam_lesson::Entity::delete_by_id(c.id.as_str())
+    Ok(Some(ModelChange {
+        comment_id: c.id.clone(),
+        lesson: new_lesson
+            .map(|(l, t)| (l, serde_json::to_string(&t).unwrap_or_else(|_| "{}".into()))),
+        delta,
+    }))
+}
+
+/// The second half of [`learn`], in the same transaction: writes the decision's lesson
+/// row and `change` as a pending change (one new row; no shared row is touched; one
+/// statement on PostgreSQL), true when there was one. After the COMMIT, call
+/// [`fold_soon`] (or [`fold_pending`]).
+#[must_use = "a staged change must be folded after the COMMIT (fold_soon)"]
+pub async fn stage(
+    conn: &impl ConnectionTrait,
+    change: Option<ModelChange>,
+) -> Result<bool, ApiError> {
+    let Some(ModelChange {
+        comment_id,
+        lesson,
+        delta,
+    }) = change
+    else {
+        return Ok(false);
+    };
+    let tokens: BTreeMap<&String, &(i64, i64)> = delta
+        .tokens
+        .iter()
+        .filter(|(_, (s, h))| *s != 0 || *h != 0)
+        .collect();
+    let tokens = serde_json::to_string(&tokens)
+        .map_err(|e| ApiError::Internal(format!("a spam model change: {e}")))?;
+    let now = super::now();
+    if conn.get_database_backend() == DbBackend::Postgres {
+        // One round trip for both rows (a data-modifying WITH): a decision that teaches
+        // costs one statement more than one that does not.
+        let pending = [
+            delta.spam_docs.into(),
+            delta.ham_docs.into(),
+            delta.spam_words.into(),
+            delta.ham_words.into(),
+            tokens.into(),
+            now.into(),
+        ];
+        let (sql, values): (&str, Vec<sea_orm::Value>) = match lesson {
+            Some((label, lesson_tokens)) => (
+                "WITH lesson AS (INSERT INTO spam_lessons (comment_id, label, tokens, created_at) \
+                 VALUES ($1, $2, $3, $9) ON CONFLICT (comment_id) DO UPDATE SET \
+                 label = excluded.label, tokens = excluded.tokens, \
+                 created_at = excluded.created_at) \
+                 INSERT INTO spam_pending \
+                 (spam_docs, ham_docs, spam_words, ham_words, tokens, created_at) \
+                 VALUES ($4, $5, $6, $7, $8, $9)",
+                [
+                    comment_id.into(),
+                    label.as_str().into(),
+                    lesson_tokens.into(),
+                ]
+                .into_iter()
+                .chain(pending)
+                .collect(),
+            ),
+            None => (
+                "WITH lesson AS (DELETE FROM spam_lessons WHERE comment_id = $1) \
+                 INSERT INTO spam_pending \
+                 (spam_docs, ham_docs, spam_words, ham_words, tokens, created_at) \
+                 VALUES ($2, $3, $4, $5, $6, $7)",
+                std::iter::once(comment_id.into()).chain(pending).collect(),
+            ),
+        };
+        conn.execute_raw(sea_orm::Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            sql,
+            values,
+        ))
+        .await?;
+        return Ok(true);
+    }
+    match lesson {
+        None => {
+            spam_lesson::Entity::delete_by_id(comment_id.as_str())
                 .exec(conn)
                 .await?;
         }
-        (_, Some((l, t))) => {
+        Some((label, lesson_tokens)) => {
             let row = spam_lesson::ActiveModel {
-                comment_id: Set(c.id.clone()),
-                label: Set(l.as_str().to_owned()),
-                tokens: Set(serde_json::to_string(t).unwrap_or_else(|_| "{}".into())),
-                created_at: Set(super::now()),
+                comment_id: Set(comment_id),
+                label: Set(label.as_str().to_owned()),
+                tokens: Set(lesson_tokens),
+                created_at: Set(now),
             };
             spam_lesson::Entity::insert(row)
                 .on_conflict(
@@ -213,36 +297,15 @@ pub async fn teach(
                 .exec_without_returning(conn)
                 .await?;
         }
-        (None, None) => {}
     }
-    Ok(Some(ModelChange(delta)))
-}
-
-/// The second half of [`learn`], in the same transaction: records `change` as a pending
-/// change (one new row; no shared row is touched), true when there was one. After the
-/// COMMIT, call [`fold_soon`] (or [`fold_pending`]).
-#[must_use = "a staged change must be folded after the COMMIT (fold_soon)"]
-pub async fn stage(
-    conn: &impl ConnectionTrait,
-    change: Option<ModelChange>,
-) -> Result<bool, ApiError> {
-    let Some(ModelChange(delta)) = change else {
-        return Ok(false);
-    };
-    let tokens: BTreeMap<&String, &(i64, i64)> = delta
-        .tokens
-        .iter()
-        .filter(|(_, (s, h))| *s != 0 || *h != 0)
-        .collect();
     let row = spam_pending::ActiveModel {
         id: NotSet,
         spam_docs: Set(delta.spam_docs),
         ham_docs: Set(delta.ham_docs),
         spam_words: Set(delta.spam_words),
         ham_words: Set(delta.ham_words),
-        tokens: Set(serde_json::to_string(&tokens)
-            .map_err(|e| ApiError::Internal(format!("a spam model change: {e}")))?),
-        created_at: Set(super::now()),
+        tokens: Set(tokens),
+        created_at: Set(now),
     };
     spam_pending::Entity::insert(row)
         .exec_without_returning(conn)
