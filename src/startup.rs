@@ -219,6 +219,7 @@ impl Application {
             self.db.clone(),
             self.pump,
         ));
+        let spam_folds = tokio::spawn(crate::service::spam::fold_periodically(self.db.clone()));
         let outbox_purge = self.events_retention.map(|keep| {
             tokio::spawn(crate::service::write::pump::purge_periodically(
                 self.db.clone(),
@@ -235,6 +236,7 @@ impl Application {
         purge.abort();
         retention.abort();
         pump.abort();
+        spam_folds.abort();
         if let Some(p) = outbox_purge {
             p.abort();
         }

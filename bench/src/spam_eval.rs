@@ -70,6 +70,8 @@ async fn run(messages: &[Message], seed: u64, args: &SpamEvalArgs) -> Result<(),
         .await
         .map_err(|e| format!("migrate: {e}"))?;
 
+    // The decisions' own path: the change a decision staged is folded after its COMMIT.
+    let folds = tally::service::write::db::Db::with_connection(db.clone());
     let started = Instant::now();
     for (n, &i) in train.iter().enumerate() {
         let m = &messages[i];
@@ -83,6 +85,9 @@ async fn run(messages: &[Message], seed: u64, args: &SpamEvalArgs) -> Result<(),
             .await
             .map_err(|e| format!("learn: {e:?}"))?;
         tx.commit().await.map_err(|e| format!("commit: {e}"))?;
+        spam::fold_pending(&folds)
+            .await
+            .map_err(|e| format!("fold: {e:?}"))?;
     }
     let learn_secs = started.elapsed().as_secs_f64();
 

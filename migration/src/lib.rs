@@ -20,6 +20,7 @@ mod m20261207_000010_events;
 mod m20261207_000020_webhooks;
 mod m20261207_000030_import_sources;
 mod m20261207_000040_user_data_indexes;
+mod m20261207_000050_spam_pending;
 
 pub struct Migrator;
 
@@ -41,6 +42,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000030_import_sources::Migration),
             Box::new(m20261207_000040_user_data_indexes::Migration),
             Box::new(m20261207_000020_webhooks::Migration),
+            Box::new(m20261207_000050_spam_pending::Migration),
         ]
     }
 }

@@ -18,6 +18,7 @@ pub mod rating_total;
 pub mod setting;
 pub mod spam_lesson;
 pub mod spam_model;
+pub mod spam_pending;
 pub mod spam_token;
 pub mod webhook;
 pub mod webhook_cursor;

@@ -19,7 +19,7 @@ use crate::{
     operation_id = "spam_model",
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "The model's examples by kind and its last change.", body = ModelSummary),
+        (status = 200, description = "The model's examples by kind and its last change: every committed decision counts at once (the model scores with it a few milliseconds later, once its change is folded in).", body = ModelSummary),
         (status = 401, response = Unauthorized),
         (status = 403, response = Forbidden),
         (status = 503, response = Unavailable),

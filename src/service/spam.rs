@@ -1,30 +1,62 @@
 //! The learned spam model: naive Bayes counts (`spam_tokens`, one row of totals in
-//! `spam_model`) that every moderator decision updates in its own transaction, and
-//! what each decided comment taught (`spam_lessons`), so that a later decision on the
-//! same comment first takes back what the earlier one taught.
+//! `spam_model`) learned from moderator decisions, and what each decided comment taught
+//! (`spam_lessons`), so that a later decision on the same comment first takes back what
+//! the earlier one taught.
 //!
-//! Lock order: a decision locks its comment row and writes its own lesson row
-//! ([`teach`], under the comment row's lock), then the counters (`counters::flush`),
-//! and only then the model's shared rows ([`apply`]): the totals row (`spam_model`)
-//! before any token row, token rows in sorted order. Every writer of token rows holds
-//! the totals row first, so two decisions never wait for each other's token rows in
-//! opposite orders, and a decision holds the shared rows only from its last statements
-//! to its COMMIT (while they were taken mid-transaction, decisions that teach the model
-//! committed one at a time on PostgreSQL: issue 16's concurrent decisions).
+//! **How a decision teaches it.** Inside the decision's transaction, under its comment
+//! row's lock, [`teach`] works out what the decision teaches (its lesson, and the change
+//! of the model's counts) and [`stage`] writes the decision's own lesson row and that
+//! change as one new *pending change* row (`spam_pending`: per-class and per-token
+//! deltas; one statement for both rows on PostgreSQL). Neither row is one another
+//! decision writes: decisions no longer wait for each other on the model's totals row
+//! and its commonest token rows (while they updated those rows and held them to their
+//! COMMIT, teaching decisions on PostgreSQL committed one at a time; see BENCHMARKS.md,
+//! issue 21's rows). After the COMMIT the deciding instance asks for a fold
+//! ([`fold_soon`], not awaited: the answer does not wait for it), and
+//! [`fold_pending`] applies every pending change to the totals and the token rows in a
+//! short transaction of its own, deleting the pending rows in that same transaction, and
+//! records `SpamModelChanged` (every instance's cached model invalidates from it). One
+//! fold per instance runs at a time and takes whatever accumulated meanwhile, so under
+//! load one fold applies many decisions in one statement per 300 tokens. Every instance
+//! also folds at startup and every [`FOLD_EVERY`] ([`fold_periodically`]), so changes
+//! left pending by a crash between a decision's COMMIT and its fold are applied later.
+//!
+//! **Eventual consistency.** The model a comment is scored with reflects a decision a
+//! few milliseconds after the decision's COMMIT (once its fold committed), not at it;
+//! the stored lessons and `GET /moderation/model`'s example counts (the totals plus the
+//! pending changes, read in one statement) reflect it at once. Once the pending changes
+//! are applied the model equals [`rebuild`] from the stored lessons.
+//!
+//! **One fold at a time, in order.** A fold first locks the totals row (as every writer
+//! of the token rows does), then takes the pending rows with the lowest ids. Folds of
+//! several instances on one PostgreSQL therefore run one after the other, and each
+//! pending change is applied exactly once: the next fold, once it has the totals row,
+//! no longer sees the rows the previous one deleted. Order matters: a fold drops the
+//! token rows its changes leave at zero, so a change that takes a lesson back must not be
+//! applied before the change that taught it. A later decision on a comment inserts its
+//! pending row after the earlier decision committed (both hold the comment row), so it
+//! has the higher id, and a fold that sees it also sees (or already applied) the earlier
+//! one among the lower ids it takes first.
+//!
+//! Lock order: a decision locks its comment row, writes its lesson and pending rows, then
+//! (at its batch's end) the counters; a fold holds the totals row, then the pending rows
+//! it deletes, then the token rows in sorted order. [`rebuild`] holds the totals against
+//! every fold (PostgreSQL: the table, before its snapshot) and reads the lessons and
+//! the pending changes in one snapshot, so it neither counts a decision twice nor
+//! misses one that commits meanwhile.
 //!
 //! Bounds: one text teaches or is scored on at most
 //! [`MAX_TOKENS_PER_TEXT`](crate::domain::MAX_TOKENS_PER_TEXT) distinct tokens, and the
 //! vocabulary is capped at [`MAX_VOCABULARY`] tokens: once it grows past that (checked
-//! every [`PRUNE_EVERY`] changes), the rarest tokens are dropped until it holds 90 % of
-//! the cap. A pruned token later taken back by a decision is simply absent. A decision
-//! checks the size after its COMMIT ([`check_vocabulary`]: a count that locks nothing,
-//! then the prune in a transaction of its own only when over the cap): counting the
-//! whole vocabulary inside the decision held every decision's shared rows meanwhile.
+//! every [`PRUNE_EVERY`] changes, by the fold that crosses the mark, in its transaction:
+//! it holds only the totals row, which no decision takes), the rarest tokens are dropped
+//! until it holds 90 % of the cap. A pruned token later taken back by a decision is
+//! simply absent.
 //!
 //! Scoring reads nothing per comment: each instance keeps the model in memory
-//! ([`SpamCache`]) and checks the totals row's version at most once a second
-//! (at once after a change made through it), reloading the tokens only when the version
-//! moved and the model has enough examples to score.
+//! ([`SpamCache`]) and checks the totals row's version at most once a minute
+//! (at once after a fold or a rebuild, through `SpamModelChanged`), reloading the tokens
+//! only when the version moved and the model has enough examples to score.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -38,15 +70,15 @@ use std::{
 use chrono::{DateTime, Utc};
 use sea_orm::{
     sea_query::{Expr, ExprTrait, OnConflict},
-    ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ActiveValue::{NotSet, Set},
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use serde::Serialize;
 
-use super::write::db::Db;
+use super::write::{db::Db, events::Event, retry::retrying};
 use crate::{
     domain::{tokenize, ModerationStatus, SpamCounts, SpamLabel},
-    entity::{comment, spam_lesson, spam_model, spam_token},
+    entity::{comment, spam_lesson, spam_model, spam_pending, spam_token},
     error::ApiError,
 };
 
@@ -58,6 +90,11 @@ pub const PRUNE_EVERY: i64 = 64;
 /// change through any instance invalidates it at once (its `SpamModelChanged` event,
 /// see `service::events`); this bound only covers rows changed behind tally's back.
 pub const MODEL_FRESH_FOR: Duration = Duration::from_secs(60);
+/// How often every instance folds what is still pending (changes a crashed instance
+/// left behind; a live one folds its own right after each decision).
+pub const FOLD_EVERY: Duration = Duration::from_secs(10);
+/// Pending changes one fold transaction applies at most (it loops for more).
+pub const FOLD_BATCH: u64 = 1000;
 const MODEL_ID: i32 = 1;
 /// Token rows per multi-row statement.
 const CHUNK: usize = 300;
@@ -97,31 +134,33 @@ async fn totals_for_update(conn: &impl ConnectionTrait) -> Result<spam_model::Mo
 }
 
 /// Teaches the model what a moderator's decision moving `c` to `to` says, replacing
-/// what an earlier decision on it taught (true when the model changed; the caller records
-/// `SpamModelChanged` inside a write): [`teach`] then [`apply`] (the evaluation
-/// trains through it; a decision calls the two apart, see the lock order above).
+/// what an earlier decision on it taught, exactly as a decision does: [`teach`] then
+/// [`stage`], in the caller's transaction. True when it staged a change: after the
+/// COMMIT, fold it ([`fold_soon`], or [`fold_pending`] to wait for it), which records
+/// `SpamModelChanged`. The evaluation and the benchmark's training go through it.
 pub async fn learn(
     conn: &impl ConnectionTrait,
     c: &comment::Model,
     to: ModerationStatus,
 ) -> Result<bool, ApiError> {
     let change = teach(conn, c, to).await?;
-    let changed = change.is_some();
-    if apply(conn, change).await? {
-        prune(conn).await?;
-    }
-    Ok(changed)
+    stage(conn, change).await
 }
 
-/// What one decision changes in the model's shared rows (the totals and the token
-/// counts), for [`apply`] to write at the end of the decision's transaction.
-#[must_use = "a model change must be applied in the same transaction"]
-pub struct ModelChange(Delta);
+/// What one decision teaches: its comment's new lesson row (`None`: the lesson is taken
+/// back) and the change of the model's shared rows (the totals and the token counts),
+/// for [`stage`] to write as the lesson and a pending change.
+#[must_use = "a model change must be staged in the same transaction"]
+pub struct ModelChange {
+    comment_id: String,
+    lesson: Option<(SpamLabel, String)>,
+    delta: Delta,
+}
 
 /// The first half of [`learn`], inside the decision's transaction after the comment row
-/// is locked: records what the decision teaches about `c` (its lesson row, which only
-/// decisions on `c` write) and returns the change of the model's counts, `None` when it
-/// teaches nothing new. Takes no lock on a shared row.
+/// is locked: reads what an earlier decision taught about `c` and returns what this one
+/// teaches (its lesson row, which only decisions on `c` write, and the change of the
+/// model's counts), `None` when it teaches nothing new. Writes nothing: [`stage`] does.
 pub async fn teach(
     conn: &impl ConnectionTrait,
     c: &comment::Model,
@@ -154,18 +193,96 @@ pub async fn teach(
     if let Some((l, t)) = &new_lesson {
         delta.add(*l, t, 1);
     }
-    match (&old, &new_lesson) {
-        (Some(_), None) => {
-            spam_lesson::Entity::delete_by_id(c.id.as_str())
+    Ok(Some(ModelChange {
+        comment_id: c.id.clone(),
+        lesson: new_lesson
+            .map(|(l, t)| (l, serde_json::to_string(&t).unwrap_or_else(|_| "{}".into()))),
+        delta,
+    }))
+}
+
+/// The second half of [`learn`], in the same transaction: writes the decision's lesson
+/// row and `change` as a pending change (one new row; no shared row is touched; one
+/// statement on PostgreSQL), true when there was one. After the COMMIT, call
+/// [`fold_soon`] (or [`fold_pending`]).
+#[must_use = "a staged change must be folded after the COMMIT (fold_soon)"]
+pub async fn stage(
+    conn: &impl ConnectionTrait,
+    change: Option<ModelChange>,
+) -> Result<bool, ApiError> {
+    let Some(ModelChange {
+        comment_id,
+        lesson,
+        delta,
+    }) = change
+    else {
+        return Ok(false);
+    };
+    let tokens: BTreeMap<&String, &(i64, i64)> = delta
+        .tokens
+        .iter()
+        .filter(|(_, (s, h))| *s != 0 || *h != 0)
+        .collect();
+    let tokens = serde_json::to_string(&tokens)
+        .map_err(|e| ApiError::Internal(format!("a spam model change: {e}")))?;
+    let now = super::now();
+    if conn.get_database_backend() == DbBackend::Postgres {
+        // One round trip for both rows (a data-modifying WITH): a decision that teaches
+        // costs one statement more than one that does not.
+        let pending = [
+            delta.spam_docs.into(),
+            delta.ham_docs.into(),
+            delta.spam_words.into(),
+            delta.ham_words.into(),
+            tokens.into(),
+            now.into(),
+        ];
+        let (sql, values): (&str, Vec<sea_orm::Value>) = match lesson {
+            Some((label, lesson_tokens)) => (
+                "WITH lesson AS (INSERT INTO spam_lessons (comment_id, label, tokens, created_at) \
+                 VALUES ($1, $2, $3, $9) ON CONFLICT (comment_id) DO UPDATE SET \
+                 label = excluded.label, tokens = excluded.tokens, \
+                 created_at = excluded.created_at) \
+                 INSERT INTO spam_pending \
+                 (spam_docs, ham_docs, spam_words, ham_words, tokens, created_at) \
+                 VALUES ($4, $5, $6, $7, $8, $9)",
+                [
+                    comment_id.into(),
+                    label.as_str().into(),
+                    lesson_tokens.into(),
+                ]
+                .into_iter()
+                .chain(pending)
+                .collect(),
+            ),
+            None => (
+                "WITH lesson AS (DELETE FROM spam_lessons WHERE comment_id = $1) \
+                 INSERT INTO spam_pending \
+                 (spam_docs, ham_docs, spam_words, ham_words, tokens, created_at) \
+                 VALUES ($2, $3, $4, $5, $6, $7)",
+                std::iter::once(comment_id.into()).chain(pending).collect(),
+            ),
+        };
+        conn.execute_raw(sea_orm::Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            sql,
+            values,
+        ))
+        .await?;
+        return Ok(true);
+    }
+    match lesson {
+        None => {
+            spam_lesson::Entity::delete_by_id(comment_id.as_str())
                 .exec(conn)
                 .await?;
         }
-        (_, Some((l, t))) => {
+        Some((label, lesson_tokens)) => {
             let row = spam_lesson::ActiveModel {
-                comment_id: Set(c.id.clone()),
-                label: Set(l.as_str().to_owned()),
-                tokens: Set(serde_json::to_string(t).unwrap_or_else(|_| "{}".into())),
-                created_at: Set(super::now()),
+                comment_id: Set(comment_id),
+                label: Set(label.as_str().to_owned()),
+                tokens: Set(lesson_tokens),
+                created_at: Set(now),
             };
             spam_lesson::Entity::insert(row)
                 .on_conflict(
@@ -180,25 +297,146 @@ pub async fn teach(
                 .exec_without_returning(conn)
                 .await?;
         }
-        (None, None) => {}
     }
-    Ok(Some(ModelChange(delta)))
+    let row = spam_pending::ActiveModel {
+        id: NotSet,
+        spam_docs: Set(delta.spam_docs),
+        ham_docs: Set(delta.ham_docs),
+        spam_words: Set(delta.spam_words),
+        ham_words: Set(delta.ham_words),
+        tokens: Set(tokens),
+        created_at: Set(now),
+    };
+    spam_pending::Entity::insert(row)
+        .exec_without_returning(conn)
+        .await?;
+    Ok(true)
 }
 
-/// The second half of [`learn`]: writes a change of the model's counts, the totals row
-/// first (a relative UPDATE, which locks it), then the token rows in sorted order. Call
-/// it last in the decision's transaction, after the counters (`counters::flush`): the
-/// shared rows are then held only until the COMMIT. Returns whether the vocabulary's
-/// size is due for a check (every [`PRUNE_EVERY`] changes): then call
-/// [`check_vocabulary`] after the COMMIT.
-#[must_use = "a due vocabulary check must be made (check_vocabulary)"]
-pub async fn apply(
-    conn: &impl ConnectionTrait,
-    change: Option<ModelChange>,
-) -> Result<bool, ApiError> {
-    let Some(ModelChange(delta)) = change else {
-        return Ok(false);
+/// Asks this instance to fold the pending changes soon, without waiting for it (after a
+/// decision's COMMIT). Requests while a fold runs are served by one more fold after it.
+pub fn fold_soon(db: &Db) {
+    let folder = db.spam_folds().clone();
+    folder.wanted.store(true, Ordering::SeqCst);
+    if folder.running.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        folder.running.store(false, Ordering::SeqCst);
+        return;
     };
+    let db = db.clone();
+    runtime.spawn(async move {
+        loop {
+            while folder.wanted.swap(false, Ordering::SeqCst) {
+                if let Err(e) = fold_pending(&db).await {
+                    // Left pending: the next request or the periodic fold tries again.
+                    tracing::warn!(error = ?e, "folding the spam model's pending changes failed");
+                    break;
+                }
+            }
+            folder.running.store(false, Ordering::SeqCst);
+            // A request between the last check and now found the fold running: serve it.
+            if !folder.wanted.load(Ordering::SeqCst) || folder.running.swap(true, Ordering::SeqCst)
+            {
+                return;
+            }
+        }
+    });
+}
+
+/// Folds at once, then every [`FOLD_EVERY`] (started with the server).
+pub async fn fold_periodically(db: Db) {
+    let mut tick = tokio::time::interval(FOLD_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        fold_soon(&db);
+    }
+}
+
+/// Applies every pending change committed before the call to the model's totals and
+/// token rows (several transactions of at most [`FOLD_BATCH`] changes), each
+/// recording `SpamModelChanged`; returns how many it applied. When another fold (of
+/// this or another instance) is applying some, it waits for that one's COMMIT, so once
+/// this returns every change committed before the call is in the model.
+pub async fn fold_pending(db: &Db) -> Result<u64, ApiError> {
+    let mut applied = 0;
+    loop {
+        // Nothing to do (the periodic fold, usually): no transaction, no lock.
+        let any = spam_pending::Entity::find()
+            .select_only()
+            .column(spam_pending::Column::Id)
+            .limit(1)
+            .into_tuple::<i64>()
+            .one(&db.conn)
+            .await?;
+        if any.is_none() {
+            break;
+        }
+        let n = retrying(|| fold_once(db)).await?;
+        applied += n;
+        if n < FOLD_BATCH {
+            break;
+        }
+    }
+    Ok(applied)
+}
+
+/// One fold transaction: the totals row first, then the oldest pending changes (ids in
+/// order, see the module doc), applied as one summed change and deleted, then the
+/// vocabulary's cap when due. Returns how many it applied.
+async fn fold_once(db: &Db) -> Result<u64, ApiError> {
+    let mut wtx = db.begin_write().await?;
+    let mut w = wtx.write();
+    let tx = w.tx();
+    totals_for_update(tx).await?;
+    let rows = spam_pending::Entity::find()
+        .order_by_asc(spam_pending::Column::Id)
+        .limit(FOLD_BATCH)
+        .all(tx)
+        .await?;
+    if rows.is_empty() {
+        wtx.rollback().await?;
+        return Ok(0);
+    }
+    let n = rows.len() as u64;
+    let mut delta = Delta::default();
+    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    for r in rows {
+        delta.spam_docs += r.spam_docs;
+        delta.ham_docs += r.ham_docs;
+        delta.spam_words += r.spam_words;
+        delta.ham_words += r.ham_words;
+        let tokens = serde_json::from_str::<BTreeMap<String, (i64, i64)>>(&r.tokens)
+            .map_err(|e| ApiError::Internal(format!("bad pending spam change {}: {e}", r.id)))?;
+        for (t, (s, h)) in tokens {
+            let e = delta.tokens.entry(t).or_default();
+            e.0 += s;
+            e.1 += h;
+        }
+    }
+    for chunk in ids.chunks(CHUNK) {
+        spam_pending::Entity::delete_many()
+            .filter(spam_pending::Column::Id.is_in(chunk.iter().copied()))
+            .exec(tx)
+            .await?;
+    }
+    if apply(tx, &delta, n as i64).await? {
+        // Under the totals row, which only folds and rebuilds take: no decision waits.
+        prune(tx).await?;
+    }
+    // The instances' model caches invalidate from this event (see `events`).
+    w.record(Event::SpamModelChanged);
+    wtx.commit().await?;
+    Ok(n)
+}
+
+/// Writes a (summed) change of `changes` decisions into the model's rows: the totals
+/// row (a relative UPDATE; the caller holds it), then the token rows in sorted order.
+/// Returns whether the vocabulary's size is due for a check (every [`PRUNE_EVERY`]
+/// changes).
+async fn apply(conn: &impl ConnectionTrait, delta: &Delta, changes: i64) -> Result<bool, ApiError> {
     let totals = spam_model::Entity::update_many()
         .col_expr(
             spam_model::Column::SpamDocs,
@@ -218,7 +456,7 @@ pub async fn apply(
         )
         .col_expr(
             spam_model::Column::Version,
-            Expr::col(spam_model::Column::Version).add(1),
+            Expr::col(spam_model::Column::Version).add(changes),
         )
         .col_expr(spam_model::Column::UpdatedAt, Expr::value(super::now()))
         .filter(spam_model::Column::Id.eq(MODEL_ID))
@@ -229,22 +467,7 @@ pub async fn apply(
         .ok_or_else(|| ApiError::Internal("spam model row missing".into()))?
         .version;
     apply_tokens(conn, &delta.tokens).await?;
-    Ok(version % PRUNE_EVERY == 0)
-}
-
-/// After a decision whose [`apply`] said so: counts the vocabulary without locking
-/// anything, and only when it is over [`MAX_VOCABULARY`] prunes it in a transaction of
-/// its own (holding the totals row, as every writer of token rows does).
-pub async fn check_vocabulary(db: &Db) -> Result<(), ApiError> {
-    let (size, _, _) = count_sums(&db.conn, None).await?;
-    if size <= MAX_VOCABULARY as i64 {
-        return Ok(());
-    }
-    let tx = db.begin_write().await?;
-    totals_for_update(&*tx).await?;
-    prune(&*tx).await?;
-    tx.commit().await?;
-    Ok(())
+    Ok(version.div_euclid(PRUNE_EVERY) != (version - changes).div_euclid(PRUNE_EVERY))
 }
 
 /// The changes one decision makes: per token (spam, ham), and per class.
@@ -381,32 +604,58 @@ async fn prune(conn: &impl ConnectionTrait) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The model's example counts and last change.
+/// The model's example counts and last change, counting the pending changes too (the
+/// decisions committed but not folded yet): one statement, so one snapshot.
 pub async fn summary(conn: &impl ConnectionTrait) -> Result<ModelSummary, ApiError> {
-    let m = spam_model::Entity::find_by_id(MODEL_ID)
+    let pending = |col: &str| {
+        Expr::cust(format!(
+            "\"spam_model\".\"{col}\" + (SELECT CAST(COALESCE(SUM(p.{col}), 0) AS BIGINT) \
+             FROM spam_pending p)"
+        ))
+    };
+    let (spam, ham, updated_at, pending_at) = spam_model::Entity::find_by_id(MODEL_ID)
+        .select_only()
+        .column_as(pending("spam_docs"), "spam")
+        .column_as(pending("ham_docs"), "ham")
+        .column(spam_model::Column::UpdatedAt)
+        .column_as(
+            Expr::cust("(SELECT MAX(p.created_at) FROM spam_pending p)"),
+            "pending_at",
+        )
+        .into_tuple::<(i64, i64, Option<DateTime<Utc>>, Option<DateTime<Utc>>)>()
         .one(conn)
         .await?
         .ok_or_else(|| ApiError::Internal("spam model row missing".into()))?;
     Ok(ModelSummary {
-        examples: Examples {
-            spam: m.spam_docs,
-            ham: m.ham_docs,
-        },
-        updated_at: m.updated_at,
+        examples: Examples { spam, ham },
+        updated_at: Ord::max(updated_at, pending_at),
     })
 }
 
 /// `POST /admin/model/rebuild`: recounts the model from the stored lessons (what the
-/// last decision on each comment taught), in one transaction, then applies the cap.
+/// last decision on each comment taught), in one transaction, then applies the cap. The
+/// pending changes it sees are dropped (the lessons it reads include them); those
+/// committed after its snapshot stay for the next fold (their lessons are not read).
 pub async fn rebuild(db: &Db) -> Result<ModelSummary, ApiError> {
-    rebuild_once(db).await
+    retrying(|| rebuild_once(db)).await
 }
 
 async fn rebuild_once(db: &Db) -> Result<ModelSummary, ApiError> {
     let mut wtx = db.begin_write().await?;
     let mut w = wtx.write();
     let tx = w.tx();
+    if db.backend() == DbBackend::Postgres {
+        // One snapshot for the lessons and the pending changes, taken once no fold runs
+        // (a fold locks the totals row, which this table lock keeps out) and before any
+        // read: a decision committing meanwhile is either wholly in it (lesson and
+        // pending change) or wholly after it. SQLite: the write lock serialises it all.
+        tx.execute_unprepared("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            .await?;
+        tx.execute_unprepared("LOCK TABLE spam_model IN EXCLUSIVE MODE")
+            .await?;
+    }
     totals_for_update(tx).await?;
+    spam_pending::Entity::delete_many().exec(tx).await?;
     let mut tokens: BTreeMap<String, (i64, i64)> = BTreeMap::new();
     let mut delta = Delta::default();
     let mut after: Option<String> = None;
@@ -461,7 +710,7 @@ async fn rebuild_once(db: &Db) -> Result<ModelSummary, ApiError> {
         .await?;
     prune(tx).await?;
     let s = summary(tx).await?;
-    w.record(super::write::events::Event::SpamModelChanged);
+    w.record(Event::SpamModelChanged);
     wtx.commit().await?;
     Ok(s)
 }

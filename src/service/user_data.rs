@@ -22,14 +22,16 @@
 //!
 //! Events (`service::write::events`, written with the erasure's COMMIT): a `RatingChanged`
 //! (`stars: null`) per removed rating, a `VoteChanged` (`vote: 0`) per removed vote, a
-//! `CommentStatusChanged` (to `deleted`) per comment that was not deleted yet, a
-//! `SpamModelChanged` when the model took a lesson back, then `UserDataErased`. The
+//! `CommentStatusChanged` (to `deleted`) per comment that was not deleted yet, then
+//! `UserDataErased`; when the model took a lesson back, the fold of that change
+//! (`spam::fold_pending`, awaited before the answer) records `SpamModelChanged` right
+//! after, in a transaction of its own. The
 //! caches of every instance invalidate from them (the top list at `UserDataErased`); no
 //! caller touches a cache. In the comments' events the actor is the admin who erased,
 //! or, when the user erased their own data, their id with the name `erased`.
 //!
-//! Lock order: rating rows, comment rows, then the spam model's totals and tokens, then
-//! (at the batch's COMMIT) the shared counters, as every write takes them.
+//! Lock order: rating rows, comment rows (the spam model gets only new pending-change
+//! rows), then (at the batch's COMMIT) the shared counters, as every write takes them.
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
@@ -321,6 +323,13 @@ pub async fn erase(db: &Db, user_id: &str, actor: &User) -> Result<Erased, ApiEr
         })
     })
     .await?;
+    // What the model learned from their comments is taken back by the fold of the pending
+    // changes the erasure staged (it records `SpamModelChanged`). Awaited, unlike a
+    // decision's: once the erasure is answered, the user's words are in no table. A failure
+    // leaves them pending for the periodic fold; the erasure itself stands.
+    if let Err(e) = super::spam::fold_pending(db).await {
+        tracing::warn!(error = ?e, "folding the spam model's pending changes after an erasure failed");
+    }
     Ok(erased)
 }
 
@@ -541,9 +550,9 @@ async fn erase_comments(
             .one(tx)
             .await?
             .is_some();
-        // The instances' model caches invalidate from this event.
-        if learned && super::spam::learn(tx, c, ModerationStatus::Rejected).await? {
-            w.record(Event::SpamModelChanged);
+        // A pending change of the model, folded once the erasure committed (`erase`).
+        if learned {
+            let _staged = super::spam::learn(tx, c, ModerationStatus::Rejected).await?;
         }
     }
     Ok(())

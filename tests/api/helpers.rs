@@ -11,6 +11,7 @@ use tally::{
     auth::{JwtKeys, Role},
     config::{JwtSettings, Settings},
     domain::Policy,
+    service::write::db::Db,
     startup::Application,
 };
 
@@ -21,6 +22,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// A connection to the same database, for asserting on stored rows.
     pub db: DatabaseConnection,
+    /// The app's own handle on it (its writers, event bus and spam model folds).
+    pub server_db: Db,
     pub keys: Arc<JwtKeys>,
     /// The settings this app was built with (database URL included).
     pub settings: Settings,
@@ -59,6 +62,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let address = format!("http://127.0.0.1:{}", app.port());
     let keys = app.keys.clone();
     let db = app.db.conn.clone();
+    let server_db = app.db.clone();
     let server = app.handle();
     tokio::spawn(app.run_until_stopped());
     TestApp {
@@ -68,6 +72,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
             .build()
             .expect("client"),
         db,
+        server_db,
         keys,
         settings,
         server,
@@ -193,6 +198,15 @@ impl Drop for TestDb {
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
+    }
+
+    /// Folds the spam model's pending changes through the app's own handle (as its
+    /// fold after each decision does, which a decision's answer does not wait for):
+    /// once this returns, every decision answered before is in the model.
+    pub async fn spam_model_folded(&self) {
+        tally::service::spam::fold_pending(&self.server_db)
+            .await
+            .expect("fold the spam model's pending changes");
     }
 
     pub fn token(&self, sub: &str, role: Role) -> String {

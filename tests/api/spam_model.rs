@@ -1,12 +1,30 @@
 //! The learned spam model: learning from decisions and taking it back, the minimum
-//! number of examples, the threshold, the summary and the rebuild.
+//! number of examples, the threshold, the summary and the rebuild, and the folds that
+//! apply the decisions' pending changes to the model after their COMMITs.
+//!
+//! A decision's answer does not wait for its fold: a test that reads the model's rows
+//! or scores with it after decisions first calls `app.spam_model_folded()` (the fold
+//! the app would run by itself a moment later, through the app's own handle).
+
+use std::{sync::Arc, time::Duration};
 
 use futures_util::{stream, StreamExt};
 use reqwest::StatusCode;
+use sea_orm::{EntityTrait, TransactionTrait};
 use serde_json::{json, Value};
-use tally::{domain::ModerationMode, service::spam};
+use tally::{
+    domain::{ModerationMode, ModerationStatus},
+    entity::comment,
+    service::{
+        spam,
+        write::events::{Event, StoredEvent},
+    },
+};
+use tokio::sync::broadcast::{self, error::RecvError};
 
-use crate::helpers::{assert_problem, error_fields, spawn_app, spawn_app_with, TestApp};
+use crate::helpers::{
+    assert_problem, error_fields, spawn_app, spawn_app_with, spawn_peer, TestApp,
+};
 
 const SPAM: &str = "Cheap pills and casino bonus at https://pills.example/buy now";
 const HAM: &str = "Thanks for the careful article, the second chart helped me";
@@ -60,11 +78,13 @@ async fn a_later_decision_replaces_what_the_earlier_one_taught() {
 
     let id = taught(&app, 1, SPAM, "approve").await;
     assert_eq!(examples(&app).await, json!({"spam": 0, "ham": 1}));
+    app.spam_model_folded().await;
     assert_eq!(token_count(&app, "casino", "ham").await, 1);
     assert_eq!(token_count(&app, "domain:pills.example", "ham").await, 1);
 
     decide(&app, &id, "spam").await;
     assert_eq!(examples(&app).await, json!({"spam": 1, "ham": 0}));
+    app.spam_model_folded().await;
     assert_eq!(token_count(&app, "casino", "ham").await, 0);
     assert_eq!(token_count(&app, "casino", "spam").await, 1);
     let model = app.moderator_get("/api/v1/moderation/model").await;
@@ -79,6 +99,7 @@ async fn a_later_decision_replaces_what_the_earlier_one_taught() {
 
     decide(&app, &id, "reject").await;
     assert_eq!(examples(&app).await, json!({"spam": 0, "ham": 0}));
+    app.spam_model_folded().await;
     assert_eq!(
         app.scalar("SELECT COUNT(*) FROM spam_tokens").await,
         0,
@@ -99,12 +120,14 @@ async fn the_probability_is_null_until_enough_examples_of_each_kind() {
     taught(&app, 1, SPAM, "spam").await;
     taught(&app, 2, SPAM, "spam").await;
     taught(&app, 3, HAM, "approve").await;
+    app.spam_model_folded().await;
 
     let early = app.comment("a-1", "u-9", "Cheap casino pills", None).await;
     let item = pending_item(&app, early["id"].as_str().unwrap()).await;
     assert_eq!(item["auto_moderation"]["spam_probability"], Value::Null);
 
     taught(&app, 4, HAM, "approve").await;
+    app.spam_model_folded().await;
     let later = app.comment("a-1", "u-9", "Cheap casino pills", None).await;
     let item = pending_item(&app, later["id"].as_str().unwrap()).await;
     let p = item["auto_moderation"]["spam_probability"]
@@ -126,6 +149,7 @@ async fn at_the_threshold_a_comment_waits_with_the_model_as_its_reason() {
         taught(&app, n, SPAM, "spam").await;
         taught(&app, 10 + n, HAM, "approve").await;
     }
+    app.spam_model_folded().await;
 
     let ok = app.comment("a-1", "u-20", HAM, None).await;
     let held = app.comment("a-1", "u-21", SPAM, None).await;
@@ -169,6 +193,7 @@ async fn a_rebuild_equals_what_the_decisions_taught_one_by_one() {
     }
     decide(&app, &ids[0], "approve").await;
     decide(&app, &ids[1], "reject").await;
+    app.spam_model_folded().await;
     let incremental = spam::load(&app.db).await.unwrap();
     let summary = app.moderator_get("/api/v1/moderation/model").await;
 
@@ -264,6 +289,7 @@ async fn the_vocabulary_is_pruned_to_its_cap_keeping_the_totals_equal_to_the_kep
     }
 
     let id = taught(&app, 1, "kept1 kept2", "approve").await;
+    app.spam_model_folded().await;
 
     let size = app.scalar("SELECT COUNT(*) FROM spam_tokens").await;
     assert!(size <= cap * 9 / 10, "pruned to 90 % of the cap: {size}");
@@ -287,14 +313,16 @@ async fn the_vocabulary_is_pruned_to_its_cap_keeping_the_totals_equal_to_the_kep
     assert_eq!(m.ham_docs, 101);
     // Taking the lesson back after the prune still leaves consistent counts.
     decide(&app, &id, "reject").await;
+    app.spam_model_folded().await;
     assert_eq!(token_count(&app, "kept1", "ham").await, 5);
 }
 
 #[tokio::test]
 async fn after_concurrent_decisions_the_model_equals_a_rebuild_from_the_stored_lessons() {
-    // Decisions teach the model's shared rows (totals, tokens) at the end of their
-    // transactions, in one order: many at once, on the same comments and in every
-    // direction, must leave the model a rebuild would make, and no decision failed.
+    // Decisions stage their changes of the model; folds (one at a time, right after
+    // the decisions' COMMITs) apply them to the shared rows (totals, tokens): many
+    // decisions at once, on the same comments and in every direction, must leave the
+    // model a rebuild would make once the folds are done, and no decision failed.
     let app = spawn_app_with(|s| {
         s.db_max_connections = 12;
         s.workers = Some(2);
@@ -347,6 +375,8 @@ async fn after_concurrent_decisions_the_model_equals_a_rebuild_from_the_stored_l
         statuses.iter().all(|s| *s == 200),
         "every decision succeeds: {statuses:?}"
     );
+    app.spam_model_folded().await;
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM spam_pending").await, 0);
     let incremental = spam::load(&app.db).await.unwrap();
     assert!(
         incremental.spam_docs + incremental.ham_docs > 0,
@@ -366,4 +396,114 @@ async fn after_concurrent_decisions_the_model_equals_a_rebuild_from_the_stored_l
     let lessons = app.scalar("SELECT COUNT(*) FROM spam_lessons").await;
     assert_eq!(incremental.spam_docs + incremental.ham_docs, lessons);
     app.assert_counters_match_recounts().await;
+}
+
+/// Waits (at most 20 s) for a `SpamModelChanged` event on the app's bus.
+async fn model_changed(rx: &mut broadcast::Receiver<Arc<StoredEvent>>) {
+    tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match rx.recv().await {
+                Ok(e) if e.event == Event::SpamModelChanged => return,
+                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => panic!("the event bus closed"),
+            }
+        }
+    })
+    .await
+    .expect("SpamModelChanged within 20 s");
+}
+
+/// Stores what a decision moving comment `id` to `to` teaches, as the decision's
+/// transaction does, and asks for no fold (as a crash right after the COMMIT leaves it).
+async fn staged_without_fold(app: &TestApp, id: &str, to: ModerationStatus) {
+    let c = comment::Entity::find_by_id(id)
+        .one(&app.db)
+        .await
+        .unwrap()
+        .unwrap();
+    let tx = app.db.begin().await.unwrap();
+    assert!(spam::learn(&tx, &c, to).await.unwrap(), "a change staged");
+    tx.commit().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_decision_reaches_the_model_through_its_own_fold_after_the_commit() {
+    let app = spawn_app().await;
+    let mut rx = app.server_db.events().subscribe();
+
+    let id = taught(&app, 1, SPAM, "spam").await;
+
+    assert_eq!(
+        app.scalar(&format!(
+            "SELECT COUNT(*) FROM spam_lessons WHERE comment_id = '{id}'"
+        ))
+        .await,
+        1,
+        "the decision stored its lesson"
+    );
+    assert_eq!(examples(&app).await, json!({"spam": 1, "ham": 0}));
+    // Nobody but the deciding instance asks for the fold.
+    model_changed(&mut rx).await;
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM spam_pending").await, 0);
+    assert_eq!(token_count(&app, "casino", "spam").await, 1);
+    let m = spam::load(&app.db).await.unwrap();
+    assert_eq!((m.spam_docs, m.ham_docs), (1, 0));
+}
+
+#[tokio::test]
+async fn a_change_left_pending_counts_at_once_and_is_folded_without_another_decision() {
+    let app = spawn_app().await;
+    let c = app.comment("a-1", "u-1", SPAM, None).await;
+    let id = c["id"].as_str().unwrap().to_owned();
+    let mut rx = app.server_db.events().subscribe();
+
+    staged_without_fold(&app, &id, ModerationStatus::Spam).await;
+
+    assert_eq!(
+        examples(&app).await,
+        json!({"spam": 1, "ham": 0}),
+        "the summary counts a pending change"
+    );
+    let model = app.moderator_get("/api/v1/moderation/model").await;
+    assert!(model["updated_at"].is_string(), "{model}");
+    // Every instance folds what is pending when it starts (and every few seconds).
+    let _peer = spawn_peer(&app, |_| {}).await;
+    model_changed(&mut rx).await;
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM spam_pending").await, 0);
+    assert_eq!(token_count(&app, "casino", "spam").await, 1);
+    assert_eq!(examples(&app).await, json!({"spam": 1, "ham": 0}));
+}
+
+#[tokio::test]
+async fn a_rebuild_takes_the_pending_changes_in_and_a_later_fold_changes_nothing() {
+    let app = spawn_app().await;
+    for n in 0..3 {
+        taught(&app, n, SPAM, "spam").await;
+        taught(&app, 10 + n, HAM, "approve").await;
+    }
+    app.spam_model_folded().await;
+    let c = app.comment("a-1", "u-30", HAM, None).await;
+    staged_without_fold(&app, c["id"].as_str().unwrap(), ModerationStatus::Approved).await;
+
+    let res = app
+        .post(
+            "/api/v1/admin/model/rebuild",
+            Some(&app.admin("admin-1")),
+            &json!({}),
+        )
+        .await;
+
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["examples"], json!({"spam": 3, "ham": 4}));
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM spam_pending").await,
+        0,
+        "what the rebuild counted is no longer pending"
+    );
+    let rebuilt = spam::load(&app.db).await.unwrap();
+    assert_eq!((rebuilt.spam_docs, rebuilt.ham_docs), (3, 4));
+    app.spam_model_folded().await;
+    assert_eq!(spam::load(&app.db).await.unwrap(), rebuilt);
+    assert_eq!(examples(&app).await, json!({"spam": 3, "ham": 4}));
 }

@@ -66,7 +66,7 @@ pub async fn decide(
     d: Decision,
 ) -> Result<ModerationItem, ApiError> {
     let input = (moderator.clone(), comment_id.to_owned(), d);
-    let (updated, check_vocabulary) = db
+    let (updated, model_changed) = db
         .write(
             Route::comment(comment_id),
             input,
@@ -75,12 +75,10 @@ pub async fn decide(
             },
         )
         .await?;
-    if check_vocabulary {
-        // Maintenance after the COMMIT: the decision stands whatever happens here, and
-        // the next due check tries again.
-        if let Err(e) = crate::service::spam::check_vocabulary(db).await {
-            tracing::warn!(error = ?e, "spam model vocabulary check failed");
-        }
+    if model_changed {
+        // The spam model's shared rows are written by a fold of their own, after the
+        // COMMIT and not awaited (see `spam`): decisions never wait for each other there.
+        crate::service::spam::fold_soon(db);
     }
     // The item is read after the COMMIT (its flags, author history and claim as they
     // stand now), outside the batch.
@@ -91,7 +89,8 @@ pub async fn decide(
 }
 
 /// A decision, as a job of a group-committed batch; returns the comment as it now
-/// stands, and whether the spam model's vocabulary is due for a check (`spam::apply`).
+/// stands, and whether it staged a change of the spam model (`spam::stage`: then fold
+/// it after the COMMIT).
 async fn decide_in(
     w: &mut Write<'_>,
     moderator: &User,
@@ -126,16 +125,12 @@ async fn decide_in(
         },
     )
     .await?;
-    // What the decision teaches the spam model: its own lesson row, then the model's
-    // shared rows (the batch writes its counters at its end).
+    // What the decision teaches the spam model: its own lesson row and a pending change
+    // (new rows only); the model's shared rows are left to the fold after the COMMIT.
     let lesson = crate::service::spam::teach(tx, &updated, status_of(&updated)).await?;
-    if lesson.is_some() {
-        // The instances' model caches invalidate from this event (see `events`).
-        w.record(crate::service::write::events::Event::SpamModelChanged);
-    }
+    let model_changed = crate::service::spam::stage(tx, lesson).await?;
     crate::service::claims::released_by_decision(tx, comment_id).await?;
-    let check_vocabulary = crate::service::spam::apply(tx, lesson).await?;
-    Ok((updated, check_vocabulary))
+    Ok((updated, model_changed))
 }
 
 /// One result of a bulk decision: `item` when `ok`, else `error`.

@@ -25,6 +25,17 @@ pub struct Db {
     tx: TxOpener,
     /// The group-commit writers behind [`Db::write`].
     writers: Arc<[GroupCommit]>,
+    /// This instance's folds of the spam model's pending changes (`spam::fold_soon`).
+    spam_folds: Arc<Folds>,
+}
+
+/// Background folds of pending changes (the spam model's, see `spam::fold_soon`): at
+/// most one runs at a time per instance, and a request made while one runs makes it
+/// fold once more when it is done (what was staged meanwhile).
+#[derive(Debug, Default)]
+pub struct Folds {
+    pub running: std::sync::atomic::AtomicBool,
+    pub wanted: std::sync::atomic::AtomicBool,
 }
 
 /// How many group-commit writers a PostgreSQL pool gets (SQLite has one writer at a
@@ -144,7 +155,12 @@ impl Db {
         let writers = (0..n)
             .map_while(|_| GroupCommit::spawn(tx.clone(), batch_sizes.clone()))
             .collect();
-        Db { conn, tx, writers }
+        Db {
+            conn,
+            tx,
+            writers,
+            spam_folds: Arc::default(),
+        }
     }
 
     /// Applies the pending migrations, in one transaction that first takes a lock, so
@@ -164,6 +180,11 @@ impl Db {
         }
         Migrator::up(&*tx, None).await?;
         tx.finish().await
+    }
+
+    /// This instance's folds of the spam model's pending changes.
+    pub fn spam_folds(&self) -> &Arc<Folds> {
+        &self.spam_folds
     }
 
     /// This instance's event bus: subscribe to committed events (see `events`).

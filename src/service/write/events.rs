@@ -133,7 +133,8 @@ pub enum Event {
     SettingsChanged { actor_id: String },
     /// An article was registered (or its registration changed) by an admin.
     ArticleRegistered { article_id: String },
-    /// The learned spam model changed (a decision taught it, or it was rebuilt).
+    /// The learned spam model changed: decisions' pending changes were folded into it
+    /// (`spam::fold_pending`, right after each decision's COMMIT), or it was rebuilt.
     SpamModelChanged,
     /// A moderator claimed a pending comment, or let it go (`claimed: false`).
     ClaimChanged {
