@@ -67,6 +67,14 @@ pub struct TransferArgs {
     /// The tally release binary (default: `tally` next to this binary).
     #[arg(long)]
     pub tally_bin: Option<PathBuf>,
+    /// Keep the export here; when the file exists already, the seeding and the export
+    /// are skipped and only the import is measured (for repeated import runs).
+    #[arg(long)]
+    pub export_file: Option<PathBuf>,
+    /// Import into this database (default: a fresh SQLite file). Give an empty
+    /// PostgreSQL database to measure the import there.
+    #[arg(long)]
+    pub import_url: Option<String>,
 }
 
 /// Options of `tally-bench spam-model-cost` (see `model_cost`).

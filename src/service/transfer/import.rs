@@ -33,6 +33,9 @@ use crate::{
 /// parameters, under SQLite's 32 766 and PostgreSQL's 65 535).
 const BATCH: usize = 1000;
 
+/// Imports expected to bring fewer rows than this keep the indexes as they are.
+const SET_ASIDE_FROM: u64 = 10_000;
+
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
     pub format: Format,
@@ -69,7 +72,9 @@ pub async fn import(
             }
             let bar = super::progress(size, "importing");
             bar.set_position(first.len() as u64);
-            let result = in_transaction(conn, opts, |w| {
+            // About 620 bytes a comment line: how many rows the file may bring.
+            let expected = size / 620;
+            let result = in_transaction(conn, opts, expected, |w| {
                 Box::pin(async move { w.tally_lines(input, first.len() as u64, &bar).await })
             })
             .await;
@@ -104,7 +109,8 @@ async fn foreign(
     opts: Options,
     parsed: Foreign,
 ) -> Result<Summary, ImportError> {
-    in_transaction(conn, opts, |w| {
+    let expected = parsed.comments.len() as u64;
+    in_transaction(conn, opts, expected, |w| {
         Box::pin(async move { w.foreign(opts.format, parsed).await })
     })
     .await
@@ -113,9 +119,12 @@ async fn foreign(
 type Work<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), ImportError>> + 'a>>;
 
 /// Runs `work` in one transaction, recounts, and commits (rolls back on a dry run).
+/// `expected`: about how many rows the import brings, to choose whether to set the
+/// tables' secondary indexes aside while writing ([`super::indexes`]).
 async fn in_transaction(
     conn: &DatabaseConnection,
     opts: Options,
+    expected: u64,
     work: impl for<'a> FnOnce(&'a mut Writer) -> Work<'a>,
 ) -> Result<Summary, ImportError> {
     let tx = conn.begin().await?;
@@ -123,6 +132,17 @@ async fn in_transaction(
         // A large page cache: the comments' indexes outgrow the default 2 MiB long
         // before a million rows.
         tx.execute_unprepared("PRAGMA cache_size = -262144").await?;
+    }
+    let set_aside = if expected >= SET_ASIDE_FROM {
+        super::indexes::set_aside(&tx, expected).await?
+    } else {
+        super::indexes::SetAside::default()
+    };
+    if !set_aside.is_empty() {
+        tracing::info!(
+            indexes = set_aside.len(),
+            "secondary indexes set aside for the import"
+        );
     }
     let mut w = Writer {
         tx,
@@ -133,14 +153,36 @@ async fn in_transaction(
         },
         articles: HashSet::new(),
     };
+    let started = std::time::Instant::now();
     let outcome = work(&mut w).await;
     let Writer { tx, summary, .. } = w;
+    let phase = |what: &str, since: std::time::Instant| {
+        tracing::info!(
+            phase = what,
+            secs = since.elapsed().as_secs_f64(),
+            "import phase done"
+        );
+    };
+    phase("rows written", started);
     if let Err(e) = outcome {
         tx.rollback().await.ok();
         return Err(e);
     }
+    if opts.dry_run {
+        // Rolled back: the indexes come back with it, and nothing needs recounting.
+        tx.rollback().await?;
+        return Ok(summary);
+    }
+    let started = std::time::Instant::now();
+    let restored = !set_aside.is_empty();
+    set_aside.restore(&tx).await?;
+    if restored {
+        phase("indexes created again", started);
+    }
+    let started = std::time::Instant::now();
     if summary.imported > 0 {
         super::recount::recount(&tx).await?;
+        phase("counters recounted", started);
         if tx.get_database_backend() == DbBackend::Postgres {
             // Log rows keep their ids: the sequence must continue after them.
             tx.execute_unprepared(
@@ -150,11 +192,9 @@ async fn in_transaction(
             .await?;
         }
     }
-    if opts.dry_run {
-        tx.rollback().await?;
-    } else {
-        tx.commit().await?;
-    }
+    let started = std::time::Instant::now();
+    tx.commit().await?;
+    phase("committed", started);
     Ok(summary)
 }
 
@@ -192,44 +232,48 @@ impl Writer {
 
     async fn tally_lines(
         &mut self,
-        mut input: impl BufRead,
-        mut read: u64,
+        input: impl BufRead + Send + 'static,
+        read: u64,
         bar: &indicatif::ProgressBar,
     ) -> Result<(), ImportError> {
+        // Reading and parsing run on a thread of their own, a few thousand lines ahead
+        // of the writing: the two overlap instead of taking turns.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Parsed>(4);
+        let reader = std::thread::spawn(move || read_lines(input, read, tx));
         let mut pending: Vec<At<Line>> = Vec::with_capacity(BATCH);
         let mut kind = "";
-        let mut raw = String::new();
-        let mut n = 1u64;
-        loop {
-            raw.clear();
-            let len = input
-                .read_line(&mut raw)
-                .map_err(|e| ImportError::Unreadable(format!("line {}: {e}", n + 1)))?;
-            if len == 0 {
-                break;
-            }
-            n += 1;
-            read += len as u64;
-            if n.is_multiple_of(4096) {
-                bar.set_position(read);
-            }
-            let text = raw.trim();
-            if text.is_empty() {
-                continue;
-            }
-            let line: Line = match serde_json::from_str(text) {
-                Ok(l) => l,
-                Err(e) => {
-                    self.refuse(format!("line {n}"), e.to_string())?;
-                    continue;
+        let mut outcome = Ok(());
+        'chunks: while let Some(chunk) = rx.recv().await {
+            bar.set_position(chunk.read);
+            for (n, line) in chunk.lines {
+                let line = match line {
+                    Ok(l) => l,
+                    Err(ParseError::Refused(reason)) => {
+                        if let Err(e) = self.refuse(format!("line {n}"), reason) {
+                            outcome = Err(e);
+                            break 'chunks;
+                        }
+                        continue;
+                    }
+                    Err(ParseError::Unreadable(e)) => {
+                        outcome = Err(ImportError::Unreadable(format!("line {n}: {e}")));
+                        break 'chunks;
+                    }
+                };
+                if line.kind() != kind || pending.len() >= BATCH {
+                    if let Err(e) = self.flush(std::mem::take(&mut pending)).await {
+                        outcome = Err(e);
+                        break 'chunks;
+                    }
+                    kind = line.kind();
                 }
-            };
-            if line.kind() != kind || pending.len() >= BATCH {
-                self.flush(std::mem::take(&mut pending)).await?;
-                kind = line.kind();
+                pending.push((format!("line {n}"), line));
             }
-            pending.push((format!("line {n}"), line));
         }
+        // Stops the reader (its next send fails) and waits for it.
+        drop(rx);
+        reader.join().ok();
+        outcome?;
         self.flush(pending).await?;
         bar.finish_and_clear();
         Ok(())
@@ -838,6 +882,58 @@ impl Writer {
             flag_weight: 0.0,
         })
     }
+}
+
+/// Lines read and parsed ahead of the writer: `(line number, line)`, and how many
+/// bytes of the file are read.
+struct Parsed {
+    lines: Vec<(u64, Result<Line, ParseError>)>,
+    read: u64,
+}
+
+enum ParseError {
+    /// Not a line of the format: refused, the import goes on (unless `--strict`).
+    Refused(String),
+    /// The file cannot be read on: the import stops.
+    Unreadable(std::io::Error),
+}
+
+/// Reads and parses the lines after the header (line 1), sending them in chunks;
+/// stops at the end of the file, at an unreadable line, or when the writer hangs up.
+fn read_lines(mut input: impl BufRead, mut read: u64, out: tokio::sync::mpsc::Sender<Parsed>) {
+    const CHUNK: usize = 1024;
+    let mut n = 1u64;
+    let mut lines = Vec::with_capacity(CHUNK);
+    loop {
+        let mut raw = String::new();
+        let len = match input.read_line(&mut raw) {
+            Ok(len) => len,
+            Err(e) => {
+                lines.push((n + 1, Err(ParseError::Unreadable(e))));
+                break;
+            }
+        };
+        if len == 0 {
+            break;
+        }
+        n += 1;
+        read += len as u64;
+        if raw.trim().is_empty() {
+            continue;
+        }
+        let line = lines::parse(&mut raw).map_err(|e| ParseError::Refused(e.to_string()));
+        lines.push((n, line));
+        if lines.len() >= CHUNK {
+            let chunk = Parsed {
+                lines: std::mem::replace(&mut lines, Vec::with_capacity(CHUNK)),
+                read,
+            };
+            if out.blocking_send(chunk).is_err() {
+                return;
+            }
+        }
+    }
+    out.blocking_send(Parsed { lines, read }).ok();
 }
 
 async fn insert_sources(

@@ -14,6 +14,7 @@ pub mod export;
 pub mod foreign;
 pub mod html;
 pub mod import;
+pub mod indexes;
 pub mod isso;
 pub mod lines;
 pub mod recount;
