@@ -127,6 +127,13 @@ pub struct WebhooksArgs {
     /// Concurrent writers for the throughput figures.
     #[arg(long, default_value_t = 16)]
     pub concurrency: u32,
+    /// Backends to run, in order.
+    #[arg(long, value_delimiter = ',', default_value = "sqlite")]
+    pub backends: Vec<Backend>,
+    /// A PostgreSQL database the harness can connect to (for `--backends postgres`: it
+    /// creates a throwaway database per server next to it and drops them at the end).
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    pub pg_url: String,
     /// The tally binary (default: `tally` next to this one).
     #[arg(long)]
     pub tally_bin: Option<std::path::PathBuf>,

@@ -1060,7 +1060,7 @@ async fn edit_once(
     if let Some(decision) = external {
         decision.log(&*tx, &updated).await?;
     }
-    super::events::record(super::events::comment_edited(&updated))?;
+    super::events::record(super::events::comment_edited(&updated, from.as_str()))?;
     counters::flush(&*tx).await?;
     tx.commit().await?;
     Ok(view(updated, Some(user), false))

@@ -280,7 +280,7 @@ async fn rewrite(
     .await?;
     counters::status_changed(tx, &updated, Some(from), to).await?;
     log_automatic(tx, &updated, Some(from), &eval).await?;
-    super::events::record(super::events::comment_edited(&updated))?;
+    super::events::record(super::events::comment_edited(&updated, from.as_str()))?;
     super::events::record(review_written(&updated))?;
     Ok(updated)
 }

@@ -88,6 +88,23 @@ fn webhook_events(e: &OutboxEvent) -> Vec<(&'static str, Json)> {
             }
             out
         }
+        // An edit is judged again by the moderation rules: one that moves the comment
+        // is a status change by the system, and one into `approved` publishes it.
+        "comment_edited" => {
+            let (from, to) = (str_of("from"), str_of("status"));
+            if from.is_none() || from == to {
+                return vec![];
+            }
+            let actor = json!({ "id": "system", "name": "system" });
+            let mut out = vec![(
+                "comment.status_changed",
+                json!({ "from": from, "to": to, "actor": actor }),
+            )];
+            if to.as_deref() == Some("approved") {
+                out.push(("comment.published", json!({})));
+            }
+            out
+        }
         "comment_flagged" => vec![("comment.flagged", json!({}))],
         "rating_changed" => vec![("rating.changed", json!({}))],
         _ => vec![],
@@ -520,5 +537,27 @@ mod tests {
             )),
             ["comment.status_changed"]
         );
+        // An edit the rules let through publishes a pending comment; one that keeps
+        // its status says nothing.
+        assert_eq!(
+            types(e(
+                "comment_edited",
+                json!({"from": "pending", "status": "approved"})
+            )),
+            ["comment.status_changed", "comment.published"]
+        );
+        assert_eq!(
+            types(e(
+                "comment_edited",
+                json!({"from": "approved", "status": "pending"})
+            )),
+            ["comment.status_changed"]
+        );
+        assert!(types(e(
+            "comment_edited",
+            json!({"from": "approved", "status": "approved"})
+        ))
+        .is_empty());
+        assert!(types(e("comment_edited", json!({"status": "approved"}))).is_empty());
     }
 }

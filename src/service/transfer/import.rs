@@ -26,6 +26,7 @@ use crate::{
     domain::{ArticleId, CommentBody, ModerationStatus},
     entity::{
         article, ban, comment, comment_vote, flag, import_source, moderation_log, rating, setting,
+        webhook,
     },
 };
 
@@ -130,8 +131,13 @@ async fn in_transaction(
     let tx = conn.begin().await?;
     if tx.get_database_backend() == DbBackend::Sqlite {
         // A large page cache: the comments' indexes outgrow the default 2 MiB long
-        // before a million rows.
-        tx.execute_unprepared("PRAGMA cache_size = -262144").await?;
+        // before a million rows, and building an index again reads the whole table
+        // (still in the WAL until the COMMIT): 256 MiB, or about 1 KiB a row the file
+        // may bring, up to 1 GiB. Sorting for those builds may use a helper thread.
+        let kib = (expected.saturating_mul(1024) / 1024).clamp(262_144, 1_048_576);
+        tx.execute_unprepared(&format!("PRAGMA cache_size = -{kib}"))
+            .await?;
+        tx.execute_unprepared("PRAGMA threads = 2").await?;
     }
     let set_aside = if expected >= SET_ASIDE_FROM {
         super::indexes::set_aside(&tx, expected).await?
@@ -292,13 +298,86 @@ impl Writer {
             "flag" | "vote" => self.on_comments(batch).await,
             "ban" => self.bans(batch).await,
             "log" => self.log(batch).await,
-            _ => {
-                // Webhooks: their secrets are not exported, so they cannot be re-created
-                // from a file; an administrator adds them again.
-                self.summary.skipped += batch.len() as u64;
-                Ok(())
-            }
+            _ => self.webhooks(batch).await,
         }
+    }
+
+    /// Webhooks keep their id, URL, events, description and time; an export has no
+    /// secret, so each gets a new one, listed in the summary (the only place it is
+    /// shown, as `POST /admin/webhooks` shows it once). A webhook whose id is there
+    /// already is skipped (and keeps its secret).
+    async fn webhooks(&mut self, batch: Vec<At<Line>>) -> Result<(), ImportError> {
+        for (at, line) in batch {
+            let Line::Webhook(fields) = line else {
+                continue;
+            };
+            let text = |k: &str| fields.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+            let Some(id) = text("id").filter(|id| !id.is_empty() && id.len() <= 36) else {
+                self.refuse(at, "id must be 1–36 characters")?;
+                continue;
+            };
+            let url =
+                match crate::outbound::check_url("url", &text("url").unwrap_or_default(), true)
+                    .await
+                {
+                    Ok(url) => url.to_string(),
+                    Err(e) => {
+                        self.refuse(at, format!("url {}", e.message))?;
+                        continue;
+                    }
+                };
+            // A JSON array, or its text (the column as the database gave it).
+            let events: Option<Vec<String>> = match fields.get("events") {
+                Some(serde_json::Value::String(s)) => serde_json::from_str(s).ok(),
+                Some(v) => serde_json::from_value(v.clone()).ok(),
+                None => None,
+            };
+            let events = match events.map(|e| crate::service::webhooks::parse_events(&e)) {
+                Some(Ok(events)) => events,
+                Some(Err(e)) => {
+                    self.refuse(at, format!("{} {}", e.field, e.message))?;
+                    continue;
+                }
+                None => {
+                    self.refuse(at, "events must be a list of event types")?;
+                    continue;
+                }
+            };
+            let description = text("description");
+            if description
+                .as_ref()
+                .is_some_and(|d| d.chars().count() > 500)
+            {
+                self.refuse(at, "description must be at most 500 characters")?;
+                continue;
+            }
+            let created_at = text("created_at")
+                .and_then(|t| parse_time(&t))
+                .unwrap_or_else(super::super::now);
+            if webhook::Entity::find_by_id(&id)
+                .one(&self.tx)
+                .await?
+                .is_some()
+            {
+                self.summary.skipped += 1;
+                continue;
+            }
+            crate::service::webhooks::start_cursor_if_first(&self.tx).await?;
+            let secret = crate::service::webhooks::new_secret();
+            webhook::Entity::insert(webhook::ActiveModel::from(webhook::Model {
+                id: id.clone(),
+                url: url.clone(),
+                events: serde_json::to_string(&events).unwrap_or_else(|_| "[]".into()),
+                description,
+                secret: secret.clone(),
+                created_at,
+            }))
+            .exec_without_returning(&self.tx)
+            .await?;
+            self.summary.imported += 1;
+            self.summary.new_secrets.push((id, url, secret));
+        }
+        Ok(())
     }
 
     async fn settings(&mut self, batch: Vec<At<Line>>) -> Result<(), ImportError> {
@@ -934,6 +1013,26 @@ fn read_lines(mut input: impl BufRead, mut read: u64, out: tokio::sync::mpsc::Se
         }
     }
     out.blocking_send(Parsed { lines, read }).ok();
+}
+
+/// A timestamp as either database hands it out as text.
+fn parse_time(t: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    use chrono::{DateTime, NaiveDateTime, Utc};
+    if let Ok(t) = DateTime::parse_from_rfc3339(t) {
+        return Some(t.with_timezone(&Utc));
+    }
+    for f in [
+        "%Y-%m-%d %H:%M:%S%.f %:z",
+        "%Y-%m-%d %H:%M:%S%.f%:z",
+        "%Y-%m-%d %H:%M:%S%.f%#z",
+    ] {
+        if let Ok(t) = DateTime::parse_from_str(t, f) {
+            return Some(t.with_timezone(&Utc));
+        }
+    }
+    NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f")
+        .ok()
+        .map(|t| t.and_utc())
 }
 
 async fn insert_sources(
