@@ -22,10 +22,10 @@ pub const TABLES: [&str; 5] = [
     "moderation_log",
 ];
 
-/// Indexes dropped by [`set_aside`]: `(name, CREATE statement)`.
+/// Indexes dropped by [`set_aside`]: `(table, name, CREATE statement)`.
 #[derive(Debug, Default)]
 pub struct SetAside {
-    defs: Vec<(String, String)>,
+    defs: Vec<(&'static str, String, String)>,
 }
 
 impl SetAside {
@@ -47,8 +47,20 @@ impl SetAside {
             tx.execute_unprepared("SET LOCAL maintenance_work_mem = '256MB'")
                 .await?;
         }
-        for (_, sql) in self.defs {
+        let mut tables = vec![];
+        for (table, _, sql) in self.defs {
             tx.execute_unprepared(&sql).await?;
+            if !tables.contains(&table) {
+                tables.push(table);
+            }
+        }
+        if tx.get_database_backend() == DbBackend::Postgres {
+            // The planner's statistics of tables that were empty say "empty": without
+            // fresh ones the recount's correlated subqueries are planned as scans.
+            for table in tables {
+                tx.execute_unprepared(&format!("ANALYZE {}", quoted(table)))
+                    .await?;
+            }
         }
         Ok(())
     }
@@ -74,7 +86,7 @@ pub async fn set_aside(tx: &DatabaseTransaction, expected: u64) -> Result<SetAsi
         for (name, sql) in definitions(tx, table).await? {
             tx.execute_unprepared(&format!("DROP INDEX {}", quoted(&name)))
                 .await?;
-            out.defs.push((name, sql));
+            out.defs.push((table, name, sql));
         }
     }
     Ok(out)
