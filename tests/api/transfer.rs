@@ -616,8 +616,8 @@ async fn a_large_import_builds_the_same_indexes_again_and_a_failed_one_leaves_th
     assert_eq!(index_defs(&empty.url).await, reference);
     assert_eq!(export(&empty.url).len(), 1, "nothing written");
     // A dry run: the same.
-    let (code, stdout, _) = import(&empty.url, "tally", good.path(), &["--dry-run"]);
-    assert_eq!(code, 0, "{stdout}");
+    let (code, stdout, stderr) = import(&empty.url, "tally", good.path(), &["--dry-run"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert_eq!(index_defs(&empty.url).await, reference);
     assert_eq!(export(&empty.url).len(), 1, "nothing written");
 
