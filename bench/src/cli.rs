@@ -67,6 +67,14 @@ pub struct TransferArgs {
     /// The tally release binary (default: `tally` next to this binary).
     #[arg(long)]
     pub tally_bin: Option<PathBuf>,
+    /// Keep the export here; when the file exists already, the seeding and the export
+    /// are skipped and only the import is measured (for repeated import runs).
+    #[arg(long)]
+    pub export_file: Option<PathBuf>,
+    /// Import into this database (default: a fresh SQLite file). Give an empty
+    /// PostgreSQL database to measure the import there.
+    #[arg(long)]
+    pub import_url: Option<String>,
 }
 
 /// Options of `tally-bench spam-model-cost` (see `model_cost`).
@@ -119,6 +127,13 @@ pub struct WebhooksArgs {
     /// Concurrent writers for the throughput figures.
     #[arg(long, default_value_t = 16)]
     pub concurrency: u32,
+    /// Backends to run, in order.
+    #[arg(long, value_delimiter = ',', default_value = "sqlite")]
+    pub backends: Vec<Backend>,
+    /// A PostgreSQL database the harness can connect to (for `--backends postgres`: it
+    /// creates a throwaway database per server next to it and drops them at the end).
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    pub pg_url: String,
     /// The tally binary (default: `tally` next to this one).
     #[arg(long)]
     pub tally_bin: Option<std::path::PathBuf>,

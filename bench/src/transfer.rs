@@ -33,15 +33,65 @@ async fn run(args: TransferArgs) -> Result<(), String> {
         "sqlite://{}?mode=rwc",
         tmp.path().join("source.db").display()
     );
-    let target = format!(
-        "sqlite://{}?mode=rwc",
-        tmp.path().join("target.db").display()
-    );
-    let file = tmp.path().join("export.jsonl");
+    let target = args.import_url.clone().unwrap_or_else(|| {
+        format!(
+            "sqlite://{}?mode=rwc",
+            tmp.path().join("target.db").display()
+        )
+    });
+    let backend = if target.starts_with("postgres") {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
+    let file = args
+        .export_file
+        .clone()
+        .unwrap_or_else(|| tmp.path().join("export.jsonl"));
 
-    eprintln!("== seeding {} comments", args.comments);
+    let mut rows = vec![];
+    let comments = if file.exists() {
+        eprintln!("== reusing {}", file.display());
+        count_comment_lines(&file)?
+    } else {
+        let comments = seed_source(&source, args.comments).await?;
+        eprintln!("== tally export");
+        let (export_secs, export_rss) = timed(
+            &tally_bin,
+            &source,
+            &["export", "--out", &file.display().to_string()],
+        )?;
+        let bytes = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+        rows.push(format!(
+            "| `tally export` ({:.0} MB of JSON Lines), SQLite | {comments} | {export_secs:.1} | {:.0} comments/s | {export_rss:.1} MB |",
+            bytes as f64 / 1e6,
+            comments as f64 / export_secs
+        ));
+        comments
+    };
+    eprintln!("== tally import --format tally");
+    let (import_secs, import_rss) = timed(
+        &tally_bin,
+        &target,
+        &["import", "--format", "tally", &file.display().to_string()],
+    )?;
+    rows.push(format!(
+        "| `tally import --format tally` into an empty database, {backend} | {comments} | {import_secs:.1} | {:.0} comments/s | {import_rss:.1} MB |",
+        comments as f64 / import_secs
+    ));
+    println!("| scenario | comments | seconds | rate | peak RSS |");
+    println!("|---|---:|---:|---:|---:|");
+    for r in rows {
+        println!("{r}");
+    }
+    Ok(())
+}
+
+/// Seeds the source database with about `want` comments; how many it holds.
+async fn seed_source(source: &str, want: u64) -> Result<u64, String> {
+    eprintln!("== seeding {want} comments");
     let db = Db::connect(&Settings {
-        database_url: source.clone(),
+        database_url: source.to_owned(),
         ..Settings::default()
     })
     .await
@@ -50,38 +100,27 @@ async fn run(args: TransferArgs) -> Result<(), String> {
     let mut seeder = seed::Seeder::new();
     seeder.seed_base(&db.conn, 0).await?;
     let have = seed::comment_count(&db.conn).await?;
-    if args.comments > have {
-        seeder.add_others(&db.conn, args.comments - have).await?;
+    if want > have {
+        seeder.add_others(&db.conn, want - have).await?;
     }
     seed::recount(&db.conn).await?;
     let comments = seed::comment_count(&db.conn).await?;
     db.conn.close().await.map_err(|e| e.to_string())?;
+    Ok(comments)
+}
 
-    eprintln!("== tally export");
-    let (export_secs, export_rss) = timed(
-        &tally_bin,
-        &source,
-        &["export", "--out", &file.display().to_string()],
-    )?;
-    let bytes = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
-    eprintln!("== tally import --format tally");
-    let (import_secs, import_rss) = timed(
-        &tally_bin,
-        &target,
-        &["import", "--format", "tally", &file.display().to_string()],
-    )?;
-    println!("| scenario | comments | seconds | rate | peak RSS |");
-    println!("|---|---:|---:|---:|---:|");
-    println!(
-        "| `tally export` ({:.0} MB of JSON Lines), SQLite | {comments} | {export_secs:.1} | {:.0} comments/s | {export_rss:.1} MB |",
-        bytes as f64 / 1e6,
-        comments as f64 / export_secs
-    );
-    println!(
-        "| `tally import --format tally` into an empty database, SQLite | {comments} | {import_secs:.1} | {:.0} comments/s | {import_rss:.1} MB |",
-        comments as f64 / import_secs
-    );
-    Ok(())
+/// The comment lines of an export file.
+fn count_comment_lines(file: &Path) -> Result<u64, String> {
+    use std::io::BufRead;
+    let f = std::fs::File::open(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let mut n = 0;
+    for line in std::io::BufReader::new(f).lines() {
+        let line = line.map_err(|e| e.to_string())?;
+        if line.starts_with("{\"type\":\"comment\"") {
+            n += 1;
+        }
+    }
+    Ok(n)
 }
 
 /// Runs `tally ARGS` on `database_url`; its wall time and peak RSS (VmHWM, read every

@@ -7,7 +7,10 @@
 //! 2. **Write cost.** POST comment throughput (`--concurrency` tasks, `--writes`
 //!    comments) on a fresh server without webhooks, then on a fresh server with two
 //!    webhooks subscribed to every event (both delivered to the receiver). Target:
-//!    with ≥ 0.9 × without. Both runs in the same invocation, SQLite.
+//!    with ≥ 0.9 × without. Both runs in the same invocation.
+//!
+//! On each of `--backends` (SQLite files in a temporary directory; PostgreSQL
+//! databases created next to `--pg-url` and dropped at the end).
 
 use std::{
     collections::HashMap,
@@ -20,7 +23,8 @@ use std::{
 use actix_web::{web, App, HttpResponse, HttpServer};
 
 use crate::{
-    cli::WebhooksArgs,
+    cli::{Backend, WebhooksArgs},
+    decisions::{admin_sql, pg_url_with_db, PgDatabase},
     proc::{self, Child},
     tokens,
 };
@@ -50,39 +54,81 @@ pub fn main(args: WebhooksArgs) -> Result<(), String> {
         let receiver_port = start_receiver(arrivals.clone())?;
         let receiver = format!("http://127.0.0.1:{receiver_port}/hook");
 
-        // 1. Latency.
-        let (child, port) = start(&tally_bin, tmp.path(), "latency").await?;
-        let client = reqwest::Client::new();
-        add_hook(&client, port, &receiver, &["comment.published"]).await?;
-        let reader = tokens::mint("r-1", "Reader", "reader")?;
-        let mut latencies = vec![];
-        for i in 0..args.comments {
-            let sent = Instant::now();
-            let id = post(&client, port, &reader, i).await?;
-            let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
-                if let Some(at) = arrivals.lock().map_err(|_| "poisoned")?.get(&id) {
-                    latencies.push(at.duration_since(sent).as_secs_f64() * 1000.0);
-                    break;
-                }
-                if Instant::now() > deadline {
-                    return Err(format!("comment {id} was not delivered within 30 s"));
-                }
-                tokio::time::sleep(Duration::from_micros(200)).await;
-            }
+        for &backend in &args.backends {
+            run_backend(&args, backend, &tally_bin, tmp.path(), &arrivals, &receiver).await?;
         }
-        child.terminate(STOP_GRACE);
-        latencies.sort_by(f64::total_cmp);
-        let pct = |p: f64| latencies[((latencies.len() as f64 * p).ceil() as usize).saturating_sub(1)];
-        let (p50, p99, max) = (pct(0.5), pct(0.99), pct(1.0));
+        Ok(())
+    })
+}
 
-        // 2. Write cost.
-        let without = throughput(&args, &tally_bin, tmp.path(), "plain", None).await?;
-        let with = throughput(&args, &tally_bin, tmp.path(), "hooked", Some(&receiver)).await?;
-        let ratio = with / without.max(f64::MIN_POSITIVE);
+/// The figures on one backend.
+async fn run_backend(
+    args: &WebhooksArgs,
+    backend: Backend,
+    tally_bin: &Path,
+    tmp: &Path,
+    arrivals: &Arrivals,
+    receiver: &str,
+) -> Result<(), String> {
+    let mut keep = vec![];
+    // 1. Latency.
+    let (child, port) = start(
+        tally_bin,
+        &database(args, backend, tmp, "latency", &mut keep).await?,
+        tmp,
+        "latency",
+    )
+    .await?;
+    let client = reqwest::Client::new();
+    add_hook(&client, port, receiver, &["comment.published"]).await?;
+    let reader = tokens::mint("r-1", "Reader", "reader")?;
+    let mut latencies = vec![];
+    for i in 0..args.comments {
+        let sent = Instant::now();
+        let id = post(&client, port, &reader, i).await?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(at) = arrivals.lock().map_err(|_| "poisoned")?.get(&id) {
+                latencies.push(at.duration_since(sent).as_secs_f64() * 1000.0);
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(format!("comment {id} was not delivered within 30 s"));
+            }
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+    }
+    child.terminate(STOP_GRACE);
+    latencies.sort_by(f64::total_cmp);
+    let pct = |p: f64| latencies[((latencies.len() as f64 * p).ceil() as usize).saturating_sub(1)];
+    let (p50, p99, max) = (pct(0.5), pct(0.99), pct(1.0));
 
-        println!("## Webhooks (SQLite, receiver in the harness process)\n");
-        println!(
+    // 2. Write cost.
+    let without = throughput(
+        args,
+        tally_bin,
+        &database(args, backend, tmp, "plain", &mut keep).await?,
+        tmp,
+        "plain",
+        None,
+    )
+    .await?;
+    let with = throughput(
+        args,
+        tally_bin,
+        &database(args, backend, tmp, "hooked", &mut keep).await?,
+        tmp,
+        "hooked",
+        Some(receiver),
+    )
+    .await?;
+    let ratio = with / without.max(f64::MIN_POSITIVE);
+
+    println!(
+        "## Webhooks ({}, receiver in the harness process)\n",
+        backend.name()
+    );
+    println!(
             "| scenario | figure | target |\n|---|---|---|\n\
              | delivery after the POST was sent ({} comments, one at a time) | p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms | p99 ≤ 1000 ms: {} |\n\
              | POST comment, no webhook | {without:.0} req/s | |\n\
@@ -92,8 +138,43 @@ pub fn main(args: WebhooksArgs) -> Result<(), String> {
             if p99 <= 1000.0 { "met" } else { "NOT met" },
             if ratio >= 0.9 { "met" } else { "NOT met" },
         );
-        Ok(())
-    })
+    drop(keep);
+    Ok(())
+}
+
+/// A fresh database for the server `tag`: a SQLite file, or a throwaway PostgreSQL
+/// database (dropped when `keep` is).
+async fn database(
+    args: &WebhooksArgs,
+    backend: Backend,
+    tmp: &Path,
+    tag: &str,
+    keep: &mut Vec<PgDatabase>,
+) -> Result<String, String> {
+    match backend {
+        Backend::Sqlite => {
+            let dir = tmp.join(format!("{tag}-sqlite"));
+            std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            Ok(format!(
+                "sqlite://{}?mode=rwc",
+                dir.join("tally.db").display()
+            ))
+        }
+        Backend::Postgres => {
+            let name = format!("tally_bench_webhooks_{tag}_{}", std::process::id());
+            admin_sql(
+                &args.pg_url,
+                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            )
+            .await?;
+            admin_sql(&args.pg_url, &format!("CREATE DATABASE {name}")).await?;
+            keep.push(PgDatabase {
+                admin_url: args.pg_url.clone(),
+                name: name.clone(),
+            });
+            Ok(pg_url_with_db(&args.pg_url, &name))
+        }
+    }
 }
 
 /// A receiver answering 200 to everything, noting when each comment's first
@@ -124,17 +205,19 @@ fn start_receiver(arrivals: Arrivals) -> Result<u16, String> {
     Ok(port)
 }
 
-async fn start(tally_bin: &Path, tmp: &Path, tag: &str) -> Result<(Child, u16), String> {
+async fn start(
+    tally_bin: &Path,
+    database_url: &str,
+    tmp: &Path,
+    tag: &str,
+) -> Result<(Child, u16), String> {
     let dir: PathBuf = tmp.join(tag);
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let port = proc::free_port()?;
     let mut cmd = Command::new(tally_bin);
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env(
-            "TALLY_DATABASE_URL",
-            format!("sqlite://{}?mode=rwc", dir.join("tally.db").display()),
-        )
+        .env("TALLY_DATABASE_URL", database_url)
         .env("TALLY_BIND", format!("127.0.0.1:{port}"))
         .env("TALLY_JWT_SECRET", tokens::SECRET)
         .env("TALLY_WRITE_RATE_PER_MIN", "0")
@@ -192,11 +275,12 @@ async fn post(client: &reqwest::Client, port: u16, token: &str, i: u32) -> Resul
 async fn throughput(
     args: &WebhooksArgs,
     tally_bin: &Path,
+    database_url: &str,
     tmp: &Path,
     tag: &str,
     receiver: Option<&str>,
 ) -> Result<f64, String> {
-    let (child, port) = start(tally_bin, tmp, tag).await?;
+    let (child, port) = start(tally_bin, database_url, tmp, tag).await?;
     let client = reqwest::Client::new();
     if let Some(url) = receiver {
         add_hook(&client, port, url, &["*"]).await?;

@@ -29,7 +29,12 @@ pub struct WebhookBody {
     #[schema(max_length = 2000)]
     pub url: String,
     /// Event types (`comment.created`, `comment.published`, `comment.status_changed`,
-    /// `comment.flagged`, `rating.changed`), or `["*"]` for all.
+    /// `comment.flagged`, `rating.changed`), or `["*"]` for all. `comment.published` is
+    /// sent once per move into `approved`: created approved, a decision, or an edit the
+    /// rules let through (then after a `comment.status_changed` by `system`). A comment
+    /// event's `data.item` is the moderation item as it stood when the event was turned
+    /// into deliveries (normally milliseconds after the commit), the same bytes on
+    /// every retry.
     #[schema(min_items = 1, max_items = 5)]
     pub events: Vec<String>,
     /// A note for admins, at most 500 characters.

@@ -1012,7 +1012,10 @@ async fn edit_once(
     if let Some(decision) = external {
         decision.log(&mut w, &updated).await?;
     }
-    w.record(super::write::events::comment_edited(&updated));
+    w.record(super::write::events::comment_edited(
+        &updated,
+        from.as_str(),
+    ));
     wtx.commit().await?;
     Ok(view(updated, Some(user), false))
 }

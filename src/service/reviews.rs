@@ -284,7 +284,10 @@ async fn rewrite(
     .await?;
     counters::status_changed(w, &updated, Some(from), to).await?;
     log_automatic(w, &updated, Some(from), &eval).await?;
-    w.record(super::write::events::comment_edited(&updated));
+    w.record(super::write::events::comment_edited(
+        &updated,
+        from.as_str(),
+    ));
     w.record(review_written(&updated));
     Ok(updated)
 }

@@ -88,6 +88,23 @@ fn webhook_events(e: &OutboxEvent) -> Vec<(&'static str, Json)> {
             }
             out
         }
+        // An edit is judged again by the moderation rules: one that moves the comment
+        // is a status change by the system, and one into `approved` publishes it.
+        "comment_edited" => {
+            let (from, to) = (str_of("from"), str_of("status"));
+            if from.is_none() || from == to {
+                return vec![];
+            }
+            let actor = json!({ "id": "system", "name": "system" });
+            let mut out = vec![(
+                "comment.status_changed",
+                json!({ "from": from, "to": to, "actor": actor }),
+            )];
+            if to.as_deref() == Some("approved") {
+                out.push(("comment.published", json!({})));
+            }
+            out
+        }
         "comment_flagged" => vec![("comment.flagged", json!({}))],
         "rating_changed" => vec![("rating.changed", json!({}))],
         _ => vec![],
@@ -353,18 +370,18 @@ pub fn backoff(base: Duration, attempts: i32) -> Duration {
     base.saturating_mul(1u32 << shift).min(MAX_BACKOFF)
 }
 
-/// Sends one claimed delivery and records the outcome.
+/// Sends one claimed delivery; the outcome to record (`None`: the webhook is gone).
 async fn send(
     db: &Db,
     outbound: &Outbound,
     retry_base: Duration,
     d: webhook_delivery::Model,
-) -> Result<(), ApiError> {
+) -> Result<Option<webhook_delivery::ActiveModel>, ApiError> {
     let Some(hook) = webhook::Entity::find_by_id(&d.webhook_id)
         .one(&db.conn)
         .await?
     else {
-        return Ok(()); // deleted meanwhile (its deliveries with it)
+        return Ok(None); // deleted meanwhile (its deliveries with it)
     };
     let t = Utc::now().timestamp();
     let body = d.payload.clone().into_bytes();
@@ -410,13 +427,13 @@ async fn send(
             }
         }
     }
-    let tx = db.begin_write().await?;
-    webhook_delivery::Entity::update(update).exec(&*tx).await?;
-    tx.commit().await?;
-    Ok(())
+    Ok(Some(update))
 }
 
-/// Sends what is due until nothing is; how many were sent.
+/// Sends what is due until nothing is; how many were sent. The outcomes of one
+/// claimed batch are recorded in one write transaction (on SQLite every write takes
+/// the one writer's turn from the requests: one per delivery made webhooks cost a
+/// site's POSTs several times what they cost once batched).
 pub async fn send_due(
     db: &Db,
     outbound: &Outbound,
@@ -432,10 +449,21 @@ pub async fn send_due(
         let sends = claimed
             .into_iter()
             .map(|d| send(db, outbound, retry_base, d));
+        let mut updates = vec![];
         for r in futures_util::future::join_all(sends).await {
-            if let Err(e) = r {
-                tracing::warn!(error = %e, "webhook delivery not recorded");
+            match r {
+                Ok(Some(update)) => updates.push(update),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "webhook delivery not recorded"),
             }
+        }
+        if !updates.is_empty() {
+            // Unrecorded outcomes are retried when the claim's lease runs out.
+            let tx = db.begin_write().await?;
+            for update in updates {
+                webhook_delivery::Entity::update(update).exec(&*tx).await?;
+            }
+            tx.commit().await?;
         }
     }
 }
@@ -520,5 +548,27 @@ mod tests {
             )),
             ["comment.status_changed"]
         );
+        // An edit the rules let through publishes a pending comment; one that keeps
+        // its status says nothing.
+        assert_eq!(
+            types(e(
+                "comment_edited",
+                json!({"from": "pending", "status": "approved"})
+            )),
+            ["comment.status_changed", "comment.published"]
+        );
+        assert_eq!(
+            types(e(
+                "comment_edited",
+                json!({"from": "approved", "status": "pending"})
+            )),
+            ["comment.status_changed"]
+        );
+        assert!(types(e(
+            "comment_edited",
+            json!({"from": "approved", "status": "approved"})
+        ))
+        .is_empty());
+        assert!(types(e("comment_edited", json!({"status": "approved"}))).is_empty());
     }
 }

@@ -124,7 +124,7 @@ pub fn parse_events(events: &[String]) -> Result<Vec<String>, FieldError> {
     Ok(out)
 }
 
-fn new_secret() -> String {
+pub(crate) fn new_secret() -> String {
     let mut bytes = [0u8; 24];
     rand::rng().fill_bytes(&mut bytes);
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
@@ -138,19 +138,7 @@ pub async fn create(
     events: Vec<String>,
     description: Option<String>,
 ) -> Result<CreatedWebhook, ApiError> {
-    // The first webhook starts the dispatcher at the outbox's end (with none, the
-    // dispatcher does not move its cursor): it hears of what comes after it.
-    if webhook::Entity::find().one(conn).await?.is_none() {
-        let last = super::write::events::last_id(conn).await?;
-        crate::entity::webhook_cursor::Entity::update_many()
-            .col_expr(
-                crate::entity::webhook_cursor::Column::LastEventId,
-                Expr::value(last),
-            )
-            .filter(crate::entity::webhook_cursor::Column::Id.eq(1))
-            .exec(conn)
-            .await?;
-    }
+    start_cursor_if_first(conn).await?;
     let model = webhook::Model {
         id: uuid::Uuid::now_v7().to_string(),
         url,
@@ -167,6 +155,26 @@ pub async fn create(
         webhook: model.into(),
         secret,
     })
+}
+
+/// Before the first webhook is stored: starts the dispatcher at the outbox's end (with
+/// none, the dispatcher does not move its cursor), so the webhook hears of what comes
+/// after it.
+pub async fn start_cursor_if_first(conn: &impl ConnectionTrait) -> Result<(), sea_orm::DbErr> {
+    if webhook::Entity::find().one(conn).await?.is_none() {
+        let last = super::write::events::last_id(conn)
+            .await
+            .map_err(|e| sea_orm::DbErr::Custom(e.to_string()))?;
+        crate::entity::webhook_cursor::Entity::update_many()
+            .col_expr(
+                crate::entity::webhook_cursor::Column::LastEventId,
+                Expr::value(last),
+            )
+            .filter(crate::entity::webhook_cursor::Column::Id.eq(1))
+            .exec(conn)
+            .await?;
+    }
+    Ok(())
 }
 
 /// Every webhook, oldest first (a site has a handful).

@@ -483,8 +483,8 @@ async fn a_bad_record_is_refused_with_its_id_and_strict_stops_writing_nothing() 
     assert_eq!(app.scalar("SELECT COUNT(*) FROM comments").await, 0);
     assert_eq!(app.scalar("SELECT COUNT(*) FROM articles").await, 0);
 
-    let (code, stdout, _) = import(url, "disqus", file.path(), &[]);
-    assert_eq!(code, 0);
+    let (code, stdout, _e) = import(url, "disqus", file.path(), &[]);
+    assert_eq!(code, 0, "{stdout}\n{_e}");
     assert!(
         stdout.contains("imported 9, skipped 0, refused 1"),
         "{stdout}"
@@ -557,4 +557,144 @@ async fn unreadable_input_exits_2_and_writes_nothing() {
         assert!(stderr.contains("cannot read the input"), "{stderr}");
     }
     assert_eq!(export(&db.url).len(), 1, "nothing written");
+}
+
+/// The non-unique indexes of the tables an import may set aside, as the database
+/// holds them (PostgreSQL's without the schema name): `name → definition`.
+async fn index_defs(url: &str) -> std::collections::BTreeMap<String, String> {
+    use sea_orm::{ConnectionTrait, Statement};
+    let conn = sea_orm::Database::connect(url).await.unwrap();
+    let backend = conn.get_database_backend();
+    let sql = match backend {
+        sea_orm::DbBackend::Postgres => {
+            "SELECT indexname AS name, regexp_replace(indexdef, ' ON [^ ]+\\.', ' ON ') AS sql \
+             FROM pg_indexes WHERE schemaname = current_schema() \
+             AND tablename IN ('comments', 'ratings', 'flags', 'comment_votes', 'moderation_log')"
+        }
+        _ => {
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL \
+             AND tbl_name IN ('comments', 'ratings', 'flags', 'comment_votes', 'moderation_log')"
+        }
+    };
+    let rows = conn
+        .query_all_raw(Statement::from_string(backend, sql))
+        .await
+        .unwrap();
+    conn.close().await.ok();
+    rows.into_iter()
+        .map(|r| {
+            (
+                r.try_get::<String>("", "name").unwrap(),
+                r.try_get::<String>("", "sql").unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_large_import_builds_the_same_indexes_again_and_a_failed_one_leaves_them() {
+    let app = populated().await;
+    let reference = index_defs(&app.settings.database_url).await;
+    assert!(
+        reference.contains_key("idx_comments_replies"),
+        "{reference:?}"
+    );
+    let first = export(&app.settings.database_url);
+    // Blank lines (skipped) make the file look like ~11 000 rows: large enough for the
+    // import to set the secondary indexes aside and build them again at the end.
+    let padding = "\n".repeat(7_000_000);
+    let good = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(good.path(), first.join("\n") + &padding).unwrap();
+    let bad = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(bad.path(), first.join("\n") + "\n{not json" + &padding).unwrap();
+    let empty = TestDb::fresh().await;
+
+    // --strict stops at the bad last line: everything rolled back, indexes too.
+    let (code, _, stderr) = import(&empty.url, "tally", bad.path(), &["--strict"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("secondary indexes set aside"), "{stderr}");
+    assert_eq!(index_defs(&empty.url).await, reference);
+    assert_eq!(export(&empty.url).len(), 1, "nothing written");
+    // A dry run: the same.
+    let (code, stdout, stderr) = import(&empty.url, "tally", good.path(), &["--dry-run"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert_eq!(index_defs(&empty.url).await, reference);
+    assert_eq!(export(&empty.url).len(), 1, "nothing written");
+
+    let (code, stdout, stderr) = import(&empty.url, "tally", good.path(), &[]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stderr.contains("secondary indexes set aside"), "{stderr}");
+    let records = first.len() - 1;
+    assert!(
+        stdout.contains(&format!("imported {records}, skipped 0, refused 0")),
+        "{stdout}"
+    );
+    assert_eq!(index_defs(&empty.url).await, reference);
+    assert_eq!(comparable(&first), comparable(&export(&empty.url)));
+    // Twice: nothing doubled (the primary keys were never set aside).
+    let (code, stdout, _) = import(&empty.url, "tally", good.path(), &[]);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains(&format!("imported 0, skipped {records}, refused 0")),
+        "{stdout}"
+    );
+}
+
+#[tokio::test]
+async fn webhooks_of_an_export_are_imported_with_a_new_secret_shown_once() {
+    let app = crate::helpers::spawn_app_with(|s| s.webhook_allow_private = true).await;
+    let res = app
+        .post(
+            "/api/v1/admin/webhooks",
+            Some(&app.admin("adm")),
+            &json!({"url": "http://127.0.0.1:9/hook", "events": ["comment.published"],
+                    "description": "slack"}),
+        )
+        .await;
+    assert_eq!(res.status(), reqwest::StatusCode::CREATED);
+    let created: Value = res.json().await.unwrap();
+    let old_secret = created["secret"].as_str().unwrap();
+    let id = created["id"].as_str().unwrap();
+    let lines = export(&app.settings.database_url);
+    let hook_line = |lines: &[String]| -> Value {
+        let line = lines
+            .iter()
+            .find(|l| l.contains("\"type\":\"webhook\""))
+            .expect("a webhook line");
+        assert!(!line.contains("whsec_"), "no secret exported: {line}");
+        let v: Value = serde_json::from_str(line).unwrap();
+        json!([v["id"], v["url"], v["events"], v["description"]])
+    };
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), lines.join("\n") + "\n").unwrap();
+    let empty = TestDb::fresh().await;
+
+    let (code, stdout, stderr) = import(&empty.url, "tally", file.path(), &["--dry-run"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("1 webhook(s) would be imported"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("whsec_"), "{stdout}");
+
+    let (code, stdout, stderr) = import(&empty.url, "tally", file.path(), &[]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stdout.contains("refused 0"), "{stdout}");
+    let shown = stdout
+        .lines()
+        .find(|l| {
+            l.contains(&format!(
+                "webhook {id} http://127.0.0.1:9/hook secret whsec_"
+            ))
+        })
+        .unwrap_or_else(|| panic!("the new secret is shown: {stdout}"));
+    let new_secret = shown.rsplit(' ').next().unwrap();
+    assert_ne!(new_secret, old_secret);
+    assert_eq!(hook_line(&lines), hook_line(&export(&empty.url)));
+
+    // Again: skipped, its secret kept and not shown.
+    let (code, stdout, _) = import(&empty.url, "tally", file.path(), &[]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("imported 0"), "{stdout}");
+    assert!(!stdout.contains("whsec_"), "{stdout}");
 }

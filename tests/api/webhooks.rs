@@ -519,3 +519,54 @@ async fn an_independent_python_receiver_verifies_every_signature() {
     );
     assert!(c["id"].is_string());
 }
+
+#[tokio::test]
+async fn a_held_comment_its_author_edits_past_the_rules_is_published_once() {
+    let receiver = Receiver::start(Answer::json(json!({}))).await;
+    let app = private_app().await;
+    app.set_policy(|p| p.suspect_words = vec!["casino".into()])
+        .await;
+    create_hook(
+        &app,
+        &receiver.url,
+        json!(["comment.published", "comment.status_changed"]),
+    )
+    .await;
+    let c = app.comment("a-1", "u-1", "Best casino", None).await;
+    assert_eq!(c["status"], "pending");
+    let id = c["id"].as_str().unwrap();
+    // The edit takes the suspect word out: the rules now let it through.
+    let res = app
+        .patch(
+            &format!("/api/v1/comments/{id}"),
+            Some(&app.reader("u-1")),
+            &json!({"body": "Best card game"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let edited: Value = res.json().await.unwrap();
+    assert_eq!(edited["status"], "approved");
+    let got = receiver.wait_for(2, WAIT).await;
+    assert_eq!(types(&got), ["comment.status_changed", "comment.published"]);
+    let changed = got[0].json();
+    assert_eq!(changed["data"]["from"], "pending");
+    assert_eq!(changed["data"]["to"], "approved");
+    assert_eq!(changed["data"]["actor"]["id"], "system");
+    assert_eq!(got[1].json()["data"]["item"]["comment"]["id"], c["id"]);
+
+    // An edit that keeps it approved publishes nothing again; a later comment is the
+    // next thing the receiver hears.
+    let res = app
+        .patch(
+            &format!("/api/v1/comments/{id}"),
+            Some(&app.reader("u-1")),
+            &json!({"body": "Best card game, really"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let later = app.comment("a-1", "u-2", "Plain words", None).await;
+    let got = receiver.wait_for(3, WAIT).await;
+    assert_eq!(got.len(), 3, "{:?}", types(&got));
+    assert_eq!(got[2].json()["type"], "comment.published");
+    assert_eq!(got[2].json()["data"]["item"]["comment"]["id"], later["id"]);
+}

@@ -26,12 +26,16 @@ use crate::{
     domain::{ArticleId, CommentBody, ModerationStatus},
     entity::{
         article, ban, comment, comment_vote, flag, import_source, moderation_log, rating, setting,
+        webhook,
     },
 };
 
 /// Rows per INSERT statement (the widest row, a comment, has 25 columns: 25 000
 /// parameters, under SQLite's 32 766 and PostgreSQL's 65 535).
 const BATCH: usize = 1000;
+
+/// Imports expected to bring fewer rows than this keep the indexes as they are.
+const SET_ASIDE_FROM: u64 = 10_000;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
@@ -69,7 +73,9 @@ pub async fn import(
             }
             let bar = super::progress(size, "importing");
             bar.set_position(first.len() as u64);
-            let result = in_transaction(conn, opts, |w| {
+            // About 620 bytes a comment line: how many rows the file may bring.
+            let expected = size / 620;
+            let result = in_transaction(conn, opts, expected, |w| {
                 Box::pin(async move { w.tally_lines(input, first.len() as u64, &bar).await })
             })
             .await;
@@ -104,7 +110,8 @@ async fn foreign(
     opts: Options,
     parsed: Foreign,
 ) -> Result<Summary, ImportError> {
-    in_transaction(conn, opts, |w| {
+    let expected = parsed.comments.len() as u64;
+    in_transaction(conn, opts, expected, |w| {
         Box::pin(async move { w.foreign(opts.format, parsed).await })
     })
     .await
@@ -113,16 +120,35 @@ async fn foreign(
 type Work<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), ImportError>> + 'a>>;
 
 /// Runs `work` in one transaction, recounts, and commits (rolls back on a dry run).
+/// `expected`: about how many rows the import brings, to choose whether to set the
+/// tables' secondary indexes aside while writing ([`super::indexes`]).
 async fn in_transaction(
     conn: &DatabaseConnection,
     opts: Options,
+    expected: u64,
     work: impl for<'a> FnOnce(&'a mut Writer) -> Work<'a>,
 ) -> Result<Summary, ImportError> {
     let tx = conn.begin().await?;
     if tx.get_database_backend() == DbBackend::Sqlite {
         // A large page cache: the comments' indexes outgrow the default 2 MiB long
-        // before a million rows.
-        tx.execute_unprepared("PRAGMA cache_size = -262144").await?;
+        // before a million rows, and building an index again reads the whole table
+        // (still in the WAL until the COMMIT): 256 MiB, or about 1 KiB a row the file
+        // may bring, up to 1 GiB. Sorting for those builds may use a helper thread.
+        let kib = (expected.saturating_mul(1024) / 1024).clamp(262_144, 1_048_576);
+        tx.execute_unprepared(&format!("PRAGMA cache_size = -{kib}"))
+            .await?;
+        tx.execute_unprepared("PRAGMA threads = 2").await?;
+    }
+    let set_aside = if expected >= SET_ASIDE_FROM {
+        super::indexes::set_aside(&tx, expected).await?
+    } else {
+        super::indexes::SetAside::default()
+    };
+    if !set_aside.is_empty() {
+        tracing::info!(
+            indexes = set_aside.len(),
+            "secondary indexes set aside for the import"
+        );
     }
     let mut w = Writer {
         tx,
@@ -133,14 +159,36 @@ async fn in_transaction(
         },
         articles: HashSet::new(),
     };
+    let started = std::time::Instant::now();
     let outcome = work(&mut w).await;
     let Writer { tx, summary, .. } = w;
+    let phase = |what: &str, since: std::time::Instant| {
+        tracing::info!(
+            phase = what,
+            secs = since.elapsed().as_secs_f64(),
+            "import phase done"
+        );
+    };
+    phase("rows written", started);
     if let Err(e) = outcome {
         tx.rollback().await.ok();
         return Err(e);
     }
+    if opts.dry_run {
+        // Rolled back: the indexes come back with it, and nothing needs recounting.
+        tx.rollback().await?;
+        return Ok(summary);
+    }
+    let started = std::time::Instant::now();
+    let restored = !set_aside.is_empty();
+    set_aside.restore(&tx).await?;
+    if restored {
+        phase("indexes created again", started);
+    }
+    let started = std::time::Instant::now();
     if summary.imported > 0 {
         super::recount::recount(&tx).await?;
+        phase("counters recounted", started);
         if tx.get_database_backend() == DbBackend::Postgres {
             // Log rows keep their ids: the sequence must continue after them.
             tx.execute_unprepared(
@@ -150,11 +198,9 @@ async fn in_transaction(
             .await?;
         }
     }
-    if opts.dry_run {
-        tx.rollback().await?;
-    } else {
-        tx.commit().await?;
-    }
+    let started = std::time::Instant::now();
+    tx.commit().await?;
+    phase("committed", started);
     Ok(summary)
 }
 
@@ -192,44 +238,48 @@ impl Writer {
 
     async fn tally_lines(
         &mut self,
-        mut input: impl BufRead,
-        mut read: u64,
+        input: impl BufRead + Send + 'static,
+        read: u64,
         bar: &indicatif::ProgressBar,
     ) -> Result<(), ImportError> {
+        // Reading and parsing run on a thread of their own, a few thousand lines ahead
+        // of the writing: the two overlap instead of taking turns.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Parsed>(4);
+        let reader = std::thread::spawn(move || read_lines(input, read, tx));
         let mut pending: Vec<At<Line>> = Vec::with_capacity(BATCH);
         let mut kind = "";
-        let mut raw = String::new();
-        let mut n = 1u64;
-        loop {
-            raw.clear();
-            let len = input
-                .read_line(&mut raw)
-                .map_err(|e| ImportError::Unreadable(format!("line {}: {e}", n + 1)))?;
-            if len == 0 {
-                break;
-            }
-            n += 1;
-            read += len as u64;
-            if n.is_multiple_of(4096) {
-                bar.set_position(read);
-            }
-            let text = raw.trim();
-            if text.is_empty() {
-                continue;
-            }
-            let line: Line = match serde_json::from_str(text) {
-                Ok(l) => l,
-                Err(e) => {
-                    self.refuse(format!("line {n}"), e.to_string())?;
-                    continue;
+        let mut outcome = Ok(());
+        'chunks: while let Some(chunk) = rx.recv().await {
+            bar.set_position(chunk.read);
+            for (n, line) in chunk.lines {
+                let line = match line {
+                    Ok(l) => l,
+                    Err(ParseError::Refused(reason)) => {
+                        if let Err(e) = self.refuse(format!("line {n}"), reason) {
+                            outcome = Err(e);
+                            break 'chunks;
+                        }
+                        continue;
+                    }
+                    Err(ParseError::Unreadable(e)) => {
+                        outcome = Err(ImportError::Unreadable(format!("line {n}: {e}")));
+                        break 'chunks;
+                    }
+                };
+                if line.kind() != kind || pending.len() >= BATCH {
+                    if let Err(e) = self.flush(std::mem::take(&mut pending)).await {
+                        outcome = Err(e);
+                        break 'chunks;
+                    }
+                    kind = line.kind();
                 }
-            };
-            if line.kind() != kind || pending.len() >= BATCH {
-                self.flush(std::mem::take(&mut pending)).await?;
-                kind = line.kind();
+                pending.push((format!("line {n}"), line));
             }
-            pending.push((format!("line {n}"), line));
         }
+        // Stops the reader (its next send fails) and waits for it.
+        drop(rx);
+        reader.join().ok();
+        outcome?;
         self.flush(pending).await?;
         bar.finish_and_clear();
         Ok(())
@@ -248,13 +298,86 @@ impl Writer {
             "flag" | "vote" => self.on_comments(batch).await,
             "ban" => self.bans(batch).await,
             "log" => self.log(batch).await,
-            _ => {
-                // Webhooks: their secrets are not exported, so they cannot be re-created
-                // from a file; an administrator adds them again.
-                self.summary.skipped += batch.len() as u64;
-                Ok(())
-            }
+            _ => self.webhooks(batch).await,
         }
+    }
+
+    /// Webhooks keep their id, URL, events, description and time; an export has no
+    /// secret, so each gets a new one, listed in the summary (the only place it is
+    /// shown, as `POST /admin/webhooks` shows it once). A webhook whose id is there
+    /// already is skipped (and keeps its secret).
+    async fn webhooks(&mut self, batch: Vec<At<Line>>) -> Result<(), ImportError> {
+        for (at, line) in batch {
+            let Line::Webhook(fields) = line else {
+                continue;
+            };
+            let text = |k: &str| fields.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+            let Some(id) = text("id").filter(|id| !id.is_empty() && id.len() <= 36) else {
+                self.refuse(at, "id must be 1–36 characters")?;
+                continue;
+            };
+            let url =
+                match crate::outbound::check_url("url", &text("url").unwrap_or_default(), true)
+                    .await
+                {
+                    Ok(url) => url.to_string(),
+                    Err(e) => {
+                        self.refuse(at, format!("url {}", e.message))?;
+                        continue;
+                    }
+                };
+            // A JSON array, or its text (the column as the database gave it).
+            let events: Option<Vec<String>> = match fields.get("events") {
+                Some(serde_json::Value::String(s)) => serde_json::from_str(s).ok(),
+                Some(v) => serde_json::from_value(v.clone()).ok(),
+                None => None,
+            };
+            let events = match events.map(|e| crate::service::webhooks::parse_events(&e)) {
+                Some(Ok(events)) => events,
+                Some(Err(e)) => {
+                    self.refuse(at, format!("{} {}", e.field, e.message))?;
+                    continue;
+                }
+                None => {
+                    self.refuse(at, "events must be a list of event types")?;
+                    continue;
+                }
+            };
+            let description = text("description");
+            if description
+                .as_ref()
+                .is_some_and(|d| d.chars().count() > 500)
+            {
+                self.refuse(at, "description must be at most 500 characters")?;
+                continue;
+            }
+            let created_at = text("created_at")
+                .and_then(|t| parse_time(&t))
+                .unwrap_or_else(super::super::now);
+            if webhook::Entity::find_by_id(&id)
+                .one(&self.tx)
+                .await?
+                .is_some()
+            {
+                self.summary.skipped += 1;
+                continue;
+            }
+            crate::service::webhooks::start_cursor_if_first(&self.tx).await?;
+            let secret = crate::service::webhooks::new_secret();
+            webhook::Entity::insert(webhook::ActiveModel::from(webhook::Model {
+                id: id.clone(),
+                url: url.clone(),
+                events: serde_json::to_string(&events).unwrap_or_else(|_| "[]".into()),
+                description,
+                secret: secret.clone(),
+                created_at,
+            }))
+            .exec_without_returning(&self.tx)
+            .await?;
+            self.summary.imported += 1;
+            self.summary.new_secrets.push((id, url, secret));
+        }
+        Ok(())
     }
 
     async fn settings(&mut self, batch: Vec<At<Line>>) -> Result<(), ImportError> {
@@ -838,6 +961,78 @@ impl Writer {
             flag_weight: 0.0,
         })
     }
+}
+
+/// Lines read and parsed ahead of the writer: `(line number, line)`, and how many
+/// bytes of the file are read.
+struct Parsed {
+    lines: Vec<(u64, Result<Line, ParseError>)>,
+    read: u64,
+}
+
+enum ParseError {
+    /// Not a line of the format: refused, the import goes on (unless `--strict`).
+    Refused(String),
+    /// The file cannot be read on: the import stops.
+    Unreadable(std::io::Error),
+}
+
+/// Reads and parses the lines after the header (line 1), sending them in chunks;
+/// stops at the end of the file, at an unreadable line, or when the writer hangs up.
+fn read_lines(mut input: impl BufRead, mut read: u64, out: tokio::sync::mpsc::Sender<Parsed>) {
+    const CHUNK: usize = 1024;
+    let mut n = 1u64;
+    let mut lines = Vec::with_capacity(CHUNK);
+    loop {
+        let mut raw = String::new();
+        let len = match input.read_line(&mut raw) {
+            Ok(len) => len,
+            Err(e) => {
+                lines.push((n + 1, Err(ParseError::Unreadable(e))));
+                break;
+            }
+        };
+        if len == 0 {
+            break;
+        }
+        n += 1;
+        read += len as u64;
+        if raw.trim().is_empty() {
+            continue;
+        }
+        let line = lines::parse(&mut raw).map_err(|e| ParseError::Refused(e.to_string()));
+        lines.push((n, line));
+        if lines.len() >= CHUNK {
+            let chunk = Parsed {
+                lines: std::mem::replace(&mut lines, Vec::with_capacity(CHUNK)),
+                read,
+            };
+            if out.blocking_send(chunk).is_err() {
+                return;
+            }
+        }
+    }
+    out.blocking_send(Parsed { lines, read }).ok();
+}
+
+/// A timestamp as either database hands it out as text.
+fn parse_time(t: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    use chrono::{DateTime, NaiveDateTime, Utc};
+    if let Ok(t) = DateTime::parse_from_rfc3339(t) {
+        return Some(t.with_timezone(&Utc));
+    }
+    for f in [
+        "%Y-%m-%d %H:%M:%S%.f %:z",
+        "%Y-%m-%d %H:%M:%S%.f%:z",
+        "%Y-%m-%d %H:%M:%S%.f%#z",
+    ] {
+        if let Ok(t) = DateTime::parse_from_str(t, f) {
+            return Some(t.with_timezone(&Utc));
+        }
+    }
+    NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f")
+        .ok()
+        .map(|t| t.and_utc())
 }
 
 async fn insert_sources(

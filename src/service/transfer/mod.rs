@@ -14,6 +14,7 @@ pub mod export;
 pub mod foreign;
 pub mod html;
 pub mod import;
+pub mod indexes;
 pub mod isso;
 pub mod lines;
 pub mod recount;
@@ -72,11 +73,13 @@ impl fmt::Display for Refusal {
 pub struct Summary {
     /// Records written.
     pub imported: u64,
-    /// Records already there (imported before) or not meant for tally (pingbacks,
-    /// webhooks without their secret).
+    /// Records already there (imported before) or not meant for tally (pingbacks).
     pub skipped: u64,
     pub refused: Vec<Refusal>,
     pub dry_run: bool,
+    /// Webhooks imported from a tally export, with the secret made for each (an
+    /// export leaves the secrets out): `(id, url, secret)`.
+    pub new_secrets: Vec<(String, String, String)>,
 }
 
 impl fmt::Display for Summary {
@@ -93,6 +96,24 @@ impl fmt::Display for Summary {
         }
         for r in &self.refused {
             write!(f, "\n  refused {r}")?;
+        }
+        if !self.new_secrets.is_empty() {
+            if self.dry_run {
+                write!(
+                    f,
+                    "\n  {} webhook(s) would be imported, each with a new secret",
+                    self.new_secrets.len()
+                )?;
+            } else {
+                write!(
+                    f,
+                    "\n  webhooks imported with a NEW secret (an export has none; give each \
+                     receiver its new secret, shown only here):"
+                )?;
+                for (id, url, secret) in &self.new_secrets {
+                    write!(f, "\n    webhook {id} {url} secret {secret}")?;
+                }
+            }
         }
         Ok(())
     }

@@ -93,11 +93,16 @@ pub enum Event {
         actor_id: String,
         actor_name: String,
     },
-    /// A comment's author edited its body; `status` is its status after the edit.
+    /// A comment's author edited its body; `status` is its status after the edit,
+    /// `from` the one before (the moderation rules judge an edit again, so it may move
+    /// a comment, e.g. from `pending` to `approved`; absent in events recorded before
+    /// it was kept).
     CommentEdited {
         comment_id: String,
         article_id: String,
         status: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<String>,
     },
     /// A reader flagged a comment.
     CommentFlagged {
@@ -458,12 +463,13 @@ pub fn comment_created(c: &crate::entity::comment::Model) -> Event {
     }
 }
 
-/// A comment was rewritten by its author and is now `c`.
-pub fn comment_edited(c: &crate::entity::comment::Model) -> Event {
+/// A comment in status `from` was rewritten by its author and is now `c`.
+pub fn comment_edited(c: &crate::entity::comment::Model, from: &str) -> Event {
     Event::CommentEdited {
         comment_id: c.id.clone(),
         article_id: c.article_id.clone(),
         status: c.status.clone(),
+        from: Some(from.to_owned()),
     }
 }
 
