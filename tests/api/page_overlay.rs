@@ -411,6 +411,9 @@ async fn signed_in_pages_are_served_from_memory() {
         )
         .await;
     assert_eq!(res.status(), StatusCode::OK);
+    // The approval taught the spam model: its fold commits after the answer, and any
+    // commit of this instance retires its cached pages. Let it land before warming.
+    app.spam_model_folded().await;
     let waiting = app.comment(ARTICLE, "u-1", "Mine, waiting", None).await;
     let (u1, u3) = (app.reader("u-1"), app.reader("u-3"));
     // Warm: the shared page, u-1's overlay (a pending comment: a composed page) and

@@ -1,7 +1,7 @@
 //! Secondary indexes set aside during a large import: dropped in the import's
 //! transaction before the rows go in and created again, from the definitions the
 //! database itself holds (SQLite's `sqlite_master.sql`, PostgreSQL's
-//! `pg_indexes.indexdef`, i.e. whatever the migrations made), before the recount and
+//! `pg_get_indexdef`, i.e. whatever the migrations made), before the recount and
 //! the COMMIT. Building an index once over the finished table is several times faster
 //! than keeping eleven B-trees up to date row by row, and as the drop is part of the
 //! transaction, a failed, `--strict` or `--dry-run` import rolls it back with the rows:
@@ -117,9 +117,13 @@ async fn definitions(
     let backend = tx.get_database_backend();
     let sql = match backend {
         DbBackend::Postgres => {
-            "SELECT indexname AS name, indexdef AS sql FROM pg_indexes \
-             WHERE schemaname = current_schema() AND tablename = $1 \
-             AND indexdef NOT LIKE 'CREATE UNIQUE %' ORDER BY indexname"
+            // From the catalog by the table's own oid, not through `pg_indexes`: that
+            // view computes the definition of other schemas' indexes too, and one being
+            // dropped meanwhile fails the query ("could not open relation").
+            "SELECT i.relname::text AS name, pg_get_indexdef(i.oid) AS sql \
+             FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid \
+             WHERE x.indrelid = to_regclass(quote_ident(current_schema()) || '.' || quote_ident($1)) \
+             AND NOT x.indisunique ORDER BY i.relname"
         }
         // Indexes SQLite makes for constraints itself have no `sql`.
         _ => {
