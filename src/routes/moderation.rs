@@ -257,7 +257,8 @@ fn bulk_item(raw: &serde_json::Value) -> Result<(&str, DecisionBody), ApiError> 
     Ok((comment_id, body))
 }
 
-/// `POST /api/v1/moderation/decisions`: up to 100 decisions, each in its own transaction.
+/// `POST /api/v1/moderation/decisions`: up to 100 decisions, each its own group-committed
+/// write (it commits or fails alone).
 ///
 /// Each item stands alone: a bad or failing item gets `ok: false` and the problem the
 /// single decision would have answered, and the others still apply.

@@ -324,6 +324,9 @@ async fn run_alone_once(db: &TxOpener, job: &mut Box<dyn Job>) {
 /// Runs a job, keeping the counters it deferred only if it succeeded.
 async fn run_counted(job: &mut Box<dyn Job>, tx: &mut WriteTx, in_batch: bool) -> Ran {
     let WriteTx { tx, batch, .. } = tx;
+    let Some(tx) = tx.as_ref() else {
+        return Ran::Failed { again: false };
+    };
     batch.job_started();
     let ran = job.run(tx, batch, in_batch).await;
     batch.job_ended(matches!(ran, Ran::Ok));

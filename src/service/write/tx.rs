@@ -87,7 +87,7 @@ impl TxOpener {
         };
         let tx = self.conn.begin_with_options(options).await?;
         Ok(WriteTx {
-            tx,
+            tx: Some(tx),
             batch: Batch::default(),
             _writer: writer,
             epoch: self.epoch.clone(),
@@ -102,7 +102,8 @@ impl TxOpener {
 /// (counters, log rows, events) is collected in its [`Batch`] through [`WriteTx::write`]
 /// and written by [`WriteTx::commit`] just before the COMMIT.
 pub struct WriteTx {
-    pub(super) tx: DatabaseTransaction,
+    /// `None` once committed or rolled back (see the `Drop`).
+    pub(super) tx: Option<DatabaseTransaction>,
     pub(super) batch: Batch,
     _writer: Option<OwnedMutexGuard<()>>,
     epoch: Arc<AtomicU64>,
@@ -113,14 +114,41 @@ pub struct WriteTx {
 impl Deref for WriteTx {
     type Target = DatabaseTransaction;
     fn deref(&self) -> &DatabaseTransaction {
-        &self.tx
+        self.tx
+            .as_ref()
+            .expect("a write transaction is used only until it ends")
+    }
+}
+
+/// A write transaction dropped without its COMMIT or ROLLBACK (a `?` on an error path)
+/// rolls back at once, on a task of its own, and keeps the SQLite writer lock until
+/// then. Dropped as it is, sqlx would roll it back only when its pooled connection is
+/// next used: on a quiet SQLite instance that connection kept the file's write lock for
+/// as long as it sat idle, and another process (`tally import`) found the database
+/// locked.
+impl Drop for WriteTx {
+    fn drop(&mut self) {
+        let Some(tx) = self.tx.take() else { return };
+        let writer = self._writer.take();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(e) = tx.rollback().await {
+                    tracing::warn!(error = %e, "rolling back an abandoned write transaction failed");
+                }
+                drop(writer);
+            });
+        }
     }
 }
 
 impl WriteTx {
     /// The write the use cases of this transaction run in.
     pub fn write(&mut self) -> Write<'_> {
-        Write::new(&self.tx, &mut self.batch)
+        let tx = self
+            .tx
+            .as_ref()
+            .expect("a write transaction is used only until it ends");
+        Write::new(tx, &mut self.batch)
     }
 
     /// Writes what the transaction's use cases deferred (see `counters`), then commits
@@ -133,13 +161,20 @@ impl WriteTx {
 
     /// Writes what the batch collected (see [`Batch::apply`]).
     pub(super) async fn apply(&mut self) -> Result<(), ApiError> {
-        self.batch.apply(&self.tx).await
+        let tx = self
+            .tx
+            .as_ref()
+            .expect("a write transaction is used only until it ends");
+        self.batch.apply(tx).await
     }
 
     /// Commits what was written (the batch's deferred writes must have been applied),
     /// and publishes the events written to the outbox.
     pub(super) async fn finish(mut self) -> Result<(), DbErr> {
-        let done = self.tx.commit().await;
+        let done = match self.tx.take() {
+            Some(tx) => tx.commit().await,
+            None => Err(DbErr::Custom("the write transaction had ended".into())),
+        };
         // Also after a failed COMMIT: a lost connection leaves it unknown whether it
         // took effect, and retiring cached reads for nothing costs only a re-read.
         self.epoch.fetch_add(1, Ordering::SeqCst);
@@ -164,8 +199,11 @@ impl WriteTx {
 
     /// Rolls back before the SQLite writer lock is let go (dropping also rolls back,
     /// but only once the connection is next used).
-    pub async fn rollback(self) -> Result<(), DbErr> {
-        self.tx.rollback().await
+    pub async fn rollback(mut self) -> Result<(), DbErr> {
+        match self.tx.take() {
+            Some(tx) => tx.rollback().await,
+            None => Ok(()),
+        }
     }
 }
 
