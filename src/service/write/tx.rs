@@ -209,7 +209,7 @@ impl WriteTx {
 
 /// The NOTIFY after a COMMIT (PostgreSQL). Not inside the transaction: PostgreSQL
 /// serialises the COMMITs of every transaction that NOTIFYs (one queue lock, held
-/// through the commit's disk flush; 4–7× fewer commits per second measured, see
+/// through the commit's disk flush; 2.3–7× fewer commits per second measured, see
 /// BENCHMARKS.md). Each committing write sets the highest outbox id it wrote; this task
 /// sends one `NOTIFY tally_events, '<schema>:<id>'` per burst (a notification tells a
 /// listener to read everything after its cursor, so the last id stands for all).

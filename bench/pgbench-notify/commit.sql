@@ -1,0 +1,4 @@
+\set id random(1, 10000)
+BEGIN;
+UPDATE nt SET v = v + 1 WHERE id = :id;
+COMMIT;

@@ -1,0 +1,5 @@
+\set id random(1, 10000)
+BEGIN;
+UPDATE nt SET v = v + 1 WHERE id = :id;
+SELECT pg_notify('tally_bench_x', 'x');
+COMMIT;
