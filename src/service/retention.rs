@@ -3,7 +3,8 @@
 //! (`singleton::try_lock`, as the idempotency purge). Each purged comment leaves its
 //! status's queue counter and its author's count, and the `flagged` counter when it
 //! had unresolved flags; its flags and claim go with it; its log rows stay. A comment
-//! with replies is kept (its replies hang from it).
+//! with replies is kept (its replies hang from it). Its votes go with it, and a purged
+//! review leaves its rating without text (`ratings.review_id` cleared; the stars stay).
 
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::{
@@ -16,8 +17,8 @@ use super::{
     write::db::Db, write::retry::retrying,
 };
 use crate::{
-    domain::ModerationStatus,
-    entity::{comment, comment_claim, flag},
+    domain::{CommentKind, ModerationStatus},
+    entity::{comment, comment_claim, comment_vote, flag, rating},
     error::ApiError,
 };
 
@@ -132,6 +133,21 @@ async fn purge_batch(db: &Db, cutoff: DateTime<Utc>, batch: u64) -> Result<Optio
             .exec(tx)
             .await?;
         comment_claim::Entity::delete_by_id(&c.id).exec(tx).await?;
+        // Its votes go with it (counted on the comment row only), and a review leaves
+        // its rating: the stars stay, without text (by the rating's key).
+        comment_vote::Entity::delete_many()
+            .filter(comment_vote::Column::CommentId.eq(&c.id))
+            .exec(tx)
+            .await?;
+        if c.kind == CommentKind::Review.as_str() {
+            rating::Entity::update_many()
+                .col_expr(rating::Column::ReviewId, Expr::value(None::<String>))
+                .filter(rating::Column::ArticleId.eq(&c.article_id))
+                .filter(rating::Column::UserId.eq(&c.author_id))
+                .filter(rating::Column::ReviewId.eq(&c.id))
+                .exec(tx)
+                .await?;
+        }
         comment::Entity::delete_by_id(&c.id).exec(tx).await?;
         n += 1;
     }

@@ -119,3 +119,66 @@ async fn old_rejected_and_spam_comments_are_purged_with_their_counts_and_log_kep
     assert_eq!(stats["approved"], 1);
     app.assert_counters_match_recounts().await;
 }
+
+#[tokio::test]
+async fn a_purged_review_leaves_its_rating_without_text_and_takes_its_votes_along() {
+    let app = spawn_app().await;
+    let me = "/api/v1/articles/a-1/ratings/me";
+    let res = app
+        .put(
+            me,
+            Some(&app.reader("u-1")),
+            &json!({"stars": 2, "review": "Buy cheap watches at my shop"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let body: Value = res.json().await.unwrap();
+    let review = body["review"]["id"].as_str().unwrap().to_owned();
+    // Voted on while it was listed, then judged spam, then old.
+    let res = app
+        .put(
+            &format!("/api/v1/comments/{review}/vote"),
+            Some(&app.reader("u-2")),
+            &json!({"vote": "down"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = app.decide("mod-1", &review, &json!({"action": "spam"})).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    age(&app, &review, 40).await;
+
+    let db = Db::with_connection(app.db.clone());
+    let cutoff = retention::cutoff(Utc::now(), 30).unwrap();
+    assert_eq!(retention::purge_rejected(&db, cutoff, 10).await.unwrap(), 1);
+
+    assert!(!exists(&app, &review).await);
+    assert_eq!(
+        app.scalar(&format!(
+            "SELECT COUNT(*) FROM comment_votes WHERE comment_id = '{review}'"
+        ))
+        .await,
+        0
+    );
+    // The stars stay, without a review; a new text makes a new review.
+    let res = app.get(me, Some(&app.reader("u-1"))).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let mine: Value = res.json().await.unwrap();
+    assert_eq!(mine["stars"], 2);
+    assert_eq!(mine["review"], Value::Null);
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM ratings WHERE review_id IS NOT NULL")
+            .await,
+        0
+    );
+    let res = app
+        .put(
+            me,
+            Some(&app.reader("u-1")),
+            &json!({"stars": 3, "review": "Changed my mind: it is fine."}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap();
+    assert_ne!(body["review"]["id"].as_str().unwrap(), review);
+    app.assert_counters_match_recounts().await;
+}
