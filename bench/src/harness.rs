@@ -695,7 +695,8 @@ async fn run_backend(ctx: &Ctx<'_>, backend: Backend, pg_db: &str) -> Result<Sec
         let pair = if round % 2 == 1 { [4, 7] } else { [7, 4] };
         for i in [0, 1, 2, 3, pair[0], pair[1], 5, 6] {
             let (name, script) = &cached_reads[i];
-            reads[i].push(scenario(short, port, pid, &format!("{name} {of}"), script.clone()).await);
+            reads[i]
+                .push(scenario(short, port, pid, &format!("{name} {of}"), script.clone()).await);
         }
     }
     static_server.terminate(STOP_GRACE);

@@ -4,7 +4,10 @@
 
 use actix_web::{http::header::HeaderValue, web};
 
-use crate::service::comments::{CommentView, Page, ThreadQuery};
+use crate::{
+    domain::Stars,
+    service::comments::{CommentView, Page, ThreadQuery},
+};
 
 /// What `GET …/rating` answers for one article in either form, serialised once per
 /// database read and then served from `AppState::aggregates`.
@@ -23,4 +26,6 @@ pub struct SharedPage {
     pub(super) body: web::Bytes,
     pub(super) page: Page<CommentView>,
     pub(super) query: ThreadQuery,
+    /// The reviews listing's star filter (`None` for every other listing).
+    pub(super) stars: Option<Stars>,
 }

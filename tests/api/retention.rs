@@ -143,7 +143,9 @@ async fn a_purged_review_leaves_its_rating_without_text_and_takes_its_votes_alon
         )
         .await;
     assert_eq!(res.status(), StatusCode::OK);
-    let res = app.decide("mod-1", &review, &json!({"action": "spam"})).await;
+    let res = app
+        .decide("mod-1", &review, &json!({"action": "spam"}))
+        .await;
     assert_eq!(res.status(), StatusCode::OK);
     age(&app, &review, 40).await;
 
