@@ -13,8 +13,8 @@ use std::{
 
 use chrono::SubsecRound;
 use sea_orm::{
-    sea_query::OnConflict, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
-    DbBackend, DbErr, EntityTrait, QueryFilter, QuerySelect, TransactionTrait,
+    sea_query::OnConflict, ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection,
+    DatabaseTransaction, DbBackend, DbErr, EntityTrait, QueryFilter, QuerySelect, TransactionTrait,
 };
 
 use super::{
@@ -234,6 +234,27 @@ impl Writer {
         self.summary.skipped += tried as u64 - written.min(tried as u64);
     }
 
+    /// Inserts `rows`, skipping those whose `key` is taken (a line imported before),
+    /// and counts both.
+    async fn insert_new<A>(
+        &mut self,
+        rows: Vec<A>,
+        key: impl IntoIterator<Item = <A::Entity as EntityTrait>::Column>,
+    ) -> Result<(), DbErr>
+    where
+        A: ActiveModelTrait + Send,
+    {
+        let tried = rows.len();
+        if tried > 0 {
+            let written = <A::Entity as EntityTrait>::insert_many(rows)
+                .on_conflict(OnConflict::columns(key).do_nothing().to_owned())
+                .exec_without_returning(&self.tx)
+                .await?;
+            self.counted(tried, written);
+        }
+        Ok(())
+    }
+
     // ---- tally's own export ----------------------------------------------------
 
     async fn tally_lines(
@@ -390,18 +411,7 @@ impl Writer {
             }
             rows.push(setting::ActiveModel::from(setting::Model::from(s)));
         }
-        let tried = rows.len();
-        if tried > 0 {
-            let written = setting::Entity::insert_many(rows)
-                .on_conflict(
-                    OnConflict::column(setting::Column::Key)
-                        .do_nothing()
-                        .to_owned(),
-                )
-                .exec_without_returning(&self.tx)
-                .await?;
-            self.counted(tried, written);
-        }
+        self.insert_new(rows, [setting::Column::Key]).await?;
         Ok(())
     }
 
@@ -430,18 +440,7 @@ impl Writer {
         &mut self,
         rows: Vec<article::ActiveModel>,
     ) -> Result<(), ImportError> {
-        let tried = rows.len();
-        if tried > 0 {
-            let written = article::Entity::insert_many(rows)
-                .on_conflict(
-                    OnConflict::column(article::Column::Id)
-                        .do_nothing()
-                        .to_owned(),
-                )
-                .exec_without_returning(&self.tx)
-                .await?;
-            self.counted(tried, written);
-        }
+        self.insert_new(rows, [article::Column::Id]).await?;
         Ok(())
     }
 
@@ -572,18 +571,7 @@ impl Writer {
         &mut self,
         rows: Vec<comment::ActiveModel>,
     ) -> Result<(), ImportError> {
-        let tried = rows.len();
-        if tried > 0 {
-            let written = comment::Entity::insert_many(rows)
-                .on_conflict(
-                    OnConflict::column(comment::Column::Id)
-                        .do_nothing()
-                        .to_owned(),
-                )
-                .exec_without_returning(&self.tx)
-                .await?;
-            self.counted(tried, written);
-        }
+        self.insert_new(rows, [comment::Column::Id]).await?;
         Ok(())
     }
 
@@ -618,18 +606,8 @@ impl Writer {
                 None => rows.push(rating::ActiveModel::from(rating::Model::from(r))),
             }
         }
-        let tried = rows.len();
-        if tried > 0 {
-            let written = rating::Entity::insert_many(rows)
-                .on_conflict(
-                    OnConflict::columns([rating::Column::ArticleId, rating::Column::UserId])
-                        .do_nothing()
-                        .to_owned(),
-                )
-                .exec_without_returning(&self.tx)
-                .await?;
-            self.counted(tried, written);
-        }
+        self.insert_new(rows, [rating::Column::ArticleId, rating::Column::UserId])
+            .await?;
         Ok(())
     }
 
@@ -681,33 +659,16 @@ impl Writer {
                 _ => {}
             }
         }
-        let tried = flags.len();
-        if tried > 0 {
-            let written = flag::Entity::insert_many(flags)
-                .on_conflict(
-                    OnConflict::columns([flag::Column::CommentId, flag::Column::UserId])
-                        .do_nothing()
-                        .to_owned(),
-                )
-                .exec_without_returning(&self.tx)
-                .await?;
-            self.counted(tried, written);
-        }
-        let tried = votes.len();
-        if tried > 0 {
-            let written = comment_vote::Entity::insert_many(votes)
-                .on_conflict(
-                    OnConflict::columns([
-                        comment_vote::Column::CommentId,
-                        comment_vote::Column::UserId,
-                    ])
-                    .do_nothing()
-                    .to_owned(),
-                )
-                .exec_without_returning(&self.tx)
-                .await?;
-            self.counted(tried, written);
-        }
+        self.insert_new(flags, [flag::Column::CommentId, flag::Column::UserId])
+            .await?;
+        self.insert_new(
+            votes,
+            [
+                comment_vote::Column::CommentId,
+                comment_vote::Column::UserId,
+            ],
+        )
+        .await?;
         Ok(())
     }
 
@@ -725,18 +686,7 @@ impl Writer {
             }
             rows.push(ban::ActiveModel::from(ban::Model::from(b)));
         }
-        let tried = rows.len();
-        if tried > 0 {
-            let written = ban::Entity::insert_many(rows)
-                .on_conflict(
-                    OnConflict::column(ban::Column::UserId)
-                        .do_nothing()
-                        .to_owned(),
-                )
-                .exec_without_returning(&self.tx)
-                .await?;
-            self.counted(tried, written);
-        }
+        self.insert_new(rows, [ban::Column::UserId]).await?;
         Ok(())
     }
 
@@ -762,18 +712,7 @@ impl Writer {
                 moderation_log::Model::from(l),
             ));
         }
-        let tried = rows.len();
-        if tried > 0 {
-            let written = moderation_log::Entity::insert_many(rows)
-                .on_conflict(
-                    OnConflict::column(moderation_log::Column::Id)
-                        .do_nothing()
-                        .to_owned(),
-                )
-                .exec_without_returning(&self.tx)
-                .await?;
-            self.counted(tried, written);
-        }
+        self.insert_new(rows, [moderation_log::Column::Id]).await?;
         Ok(())
     }
 
