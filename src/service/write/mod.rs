@@ -63,6 +63,7 @@ pub mod counters;
 pub mod db;
 pub mod events;
 pub mod group_commit;
+pub mod lessons;
 pub mod pump;
 pub mod retry;
 pub mod tx;
