@@ -23,14 +23,17 @@
 //! rows in a short transaction of its own, deleting the pending rows in that same
 //! transaction, and records `SpamModelChanged` (every instance's cached model
 //! invalidates from it). One fold per instance runs at a time and takes whatever
-//! accumulated meanwhile, so under load one fold applies many batches in one statement
-//! per 300 tokens. Every instance also folds at startup and every [`FOLD_EVERY`]
+//! accumulated meanwhile; it starts once the instance's writes pause, or after at most
+//! [`FOLD_DEFER`] under a stream of writes, so under load one fold applies many
+//! batches in one statement per 300 tokens instead of one fold (a COMMIT, and on SQLite
+//! the one writer) per batch. Every instance also folds at startup and every [`FOLD_EVERY`]
 //! ([`fold_periodically`]), so changes left pending by a crash between a COMMIT and its
 //! fold are applied later. [`learn`] does the same at once in a caller's transaction
 //! (one lesson row and one pending row; the evaluation and the benchmark's training).
 //!
 //! **Eventual consistency.** The model a comment is scored with reflects a decision a
-//! few milliseconds after the decision's COMMIT (once its fold committed), not at it;
+//! few milliseconds after the decision's COMMIT (once its fold committed; up to
+//! [`FOLD_DEFER`] more while the instance's writes keep coming), not at it;
 //! the stored lessons and `GET /moderation/model`'s example counts (the totals plus the
 //! pending changes, read in one statement) reflect it at once. Once the pending changes
 //! are applied the model equals [`rebuild`] from the stored lessons.
@@ -109,6 +112,10 @@ pub const MODEL_FRESH_FOR: Duration = Duration::from_secs(60);
 /// How often every instance folds what is still pending (changes a crashed instance
 /// left behind; a live one folds its own right after each decision).
 pub const FOLD_EVERY: Duration = Duration::from_secs(10);
+/// How long a fold asked for after a COMMIT waits at most for this instance's writes to
+/// pause (see [`fold_soon`]): under load the model reflects a decision up to this much
+/// later, and one fold applies several batches' changes.
+pub const FOLD_DEFER: Duration = Duration::from_millis(100);
 /// Pending changes one fold transaction applies at most (it loops for more).
 pub const FOLD_BATCH: u64 = 1000;
 const MODEL_ID: i32 = 1;
@@ -329,7 +336,8 @@ pub async fn learn(
 }
 
 /// Asks this instance to fold the pending changes soon, without waiting for it (after a
-/// decision's COMMIT). Requests while a fold runs are served by one more fold after it.
+/// decision's COMMIT): once its writes pause, or [`FOLD_DEFER`] later under a stream of
+/// writes. Requests while a fold runs are served by one more fold after it.
 pub fn fold_soon(db: &Db) {
     let folder = db.spam_folds().clone();
     folder.wanted.store(true, Ordering::SeqCst);
@@ -344,6 +352,7 @@ pub fn fold_soon(db: &Db) {
     runtime.spawn(async move {
         loop {
             while folder.wanted.swap(false, Ordering::SeqCst) {
+                until_writes_pause(&db).await;
                 if let Err(e) = fold_pending(&db).await {
                     // Left pending: the next request or the periodic fold tries again.
                     tracing::warn!(error = ?e, "folding the spam model's pending changes failed");
@@ -358,6 +367,18 @@ pub fn fold_soon(db: &Db) {
             }
         }
     });
+}
+
+/// Before a fold asked for by [`fold_soon`]: waits while this instance has writes in
+/// flight (`Db::writes_in_flight`), at most [`FOLD_DEFER`]. Under a stream of decisions
+/// one fold then takes what several batches staged, instead of one fold (a write
+/// transaction and its COMMIT; on SQLite it holds the one writer) after every batch;
+/// once the writes pause, the fold runs at once.
+async fn until_writes_pause(db: &Db) {
+    let deadline = Instant::now() + FOLD_DEFER;
+    while db.writes_in_flight() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
 }
 
 /// Folds at once, then every [`FOLD_EVERY`] (started with the server).

@@ -587,13 +587,13 @@ async fn decisions_in_one_batch_stage_their_lessons_together_and_leave_the_model
     // later job on its comment does not see what it staged).
     let app = spawn_app().await;
     let mut ids = vec![];
-    for (n, body) in [SPAM, HAM, SPAM, SPAM, HAM, HAM].into_iter().enumerate() {
+    for (n, body) in [SPAM, HAM, SPAM, SPAM, HAM, HAM, SPAM].into_iter().enumerate() {
         let c = app
             .comment("a-1", &format!("u-{n}"), &format!("{body} b{n}"), None)
             .await;
         ids.push(c["id"].as_str().unwrap().to_owned());
     }
-    let [a, b, c, d, e, f] = [0, 1, 2, 3, 4, 5].map(|i| ids[i].clone());
+    let [a, b, c, d, e, f, g] = [0, 1, 2, 3, 4, 5, 6].map(|i| ids[i].clone());
     // A lesson stored before the batch, taken back in it.
     decide(&app, &b, "approve").await;
     app.spam_model_folded().await;
@@ -610,11 +610,13 @@ async fn decisions_in_one_batch_stage_their_lessons_together_and_leave_the_model
     ] {
         jobs.push(queue_decision(&db, jobs.len(), id, verdict).await);
     }
-    // Teaches e as spam, then fails: nothing of it may stay.
-    let failing = {
-        let (db2, e) = (db.clone(), e.clone());
+    // Teach e and g as spam, then fail: nothing of them may stay (e is then approved
+    // in the batch, g not decided at all).
+    let mut failing = vec![];
+    for id in [&e, &g] {
+        let (db2, id) = (db.clone(), id.clone());
         let handle = tokio::spawn(async move {
-            db2.write(Route::comment(&e), e.clone(), |w, id| {
+            db2.write(Route::comment(&id), id.clone(), |w, id| {
                 Box::pin(async move {
                     let c = comment::Entity::find_by_id(id.as_str())
                         .one(w.tx())
@@ -626,10 +628,10 @@ async fn decisions_in_one_batch_stage_their_lessons_together_and_leave_the_model
             })
             .await
         });
-        until_queued(&db, jobs.len() + 1).await;
-        handle
-    };
-    let queued = jobs.len() + 1;
+        until_queued(&db, jobs.len() + failing.len() + 1).await;
+        failing.push(handle);
+    }
+    let queued = jobs.len() + failing.len();
     jobs.push(queue_decision(&db, queued, &e, Verdict::Approve).await);
     jobs.push(queue_decision(&db, queued + 1, &f, Verdict::Approve).await);
     release.notify_one();
@@ -637,10 +639,9 @@ async fn decisions_in_one_batch_stage_their_lessons_together_and_leave_the_model
     for job in jobs {
         job.await.unwrap().expect("every decision succeeds");
     }
-    assert!(matches!(
-        failing.await.unwrap(),
-        Err(ApiError::Forbidden(_))
-    ));
+    for job in failing {
+        assert!(matches!(job.await.unwrap(), Err(ApiError::Forbidden(_))));
+    }
 
     assert_eq!(examples(&app).await, json!({"spam": 2, "ham": 2}));
     let lessons: Vec<(String, String)> = {
@@ -673,6 +674,7 @@ async fn decisions_in_one_batch_stage_their_lessons_together_and_leave_the_model
     assert_eq!(token_count(&app, "b4", "spam").await, 0, "the failed job's");
     assert_eq!(token_count(&app, "b4", "ham").await, 1);
     assert_eq!(token_count(&app, "b1", "ham").await, 0, "b's stored lesson taken back");
+    assert_eq!(token_count(&app, "b6", "spam").await, 0, "g's failed job's");
 
     let res = app
         .post(
