@@ -241,7 +241,8 @@ pub async fn learn(
     let Some((lesson, delta)) = lesson_change(old.as_ref(), c, label) else {
         return Ok(false);
     };
-    let lesson = lesson.map(|(l, t)| (l, serde_json::to_string(&t).unwrap_or_else(|_| "{}".into())));
+    let lesson =
+        lesson.map(|(l, t)| (l, serde_json::to_string(&t).unwrap_or_else(|_| "{}".into())));
     let comment_id = c.id.clone();
     let tokens = delta
         .tokens_json()

@@ -563,7 +563,9 @@ async fn queue_decision(
             reason: None,
             expected_version: None,
         };
-        decisions::decide(&db2, &moderator, &id, d).await.map(|_| ())
+        decisions::decide(&db2, &moderator, &id, d)
+            .await
+            .map(|_| ())
     });
     until_queued(db, queued + 1).await;
     handle
@@ -578,8 +580,7 @@ async fn until_queued(db: &Db, n: usize) {
 }
 
 #[tokio::test]
-async fn decisions_in_one_batch_stage_their_lessons_together_and_leave_the_model_a_rebuild_makes(
-) {
+async fn decisions_in_one_batch_stage_their_lessons_together_and_leave_the_model_a_rebuild_makes() {
     // Decisions in one group-committed batch stage their lessons in the batch, which
     // writes them (and one pending change for all) at its end: a later decision on the
     // same comment in the batch replaces what the earlier one staged, a take-back
@@ -587,7 +588,10 @@ async fn decisions_in_one_batch_stage_their_lessons_together_and_leave_the_model
     // later job on its comment does not see what it staged).
     let app = spawn_app().await;
     let mut ids = vec![];
-    for (n, body) in [SPAM, HAM, SPAM, SPAM, HAM, HAM, SPAM].into_iter().enumerate() {
+    for (n, body) in [SPAM, HAM, SPAM, SPAM, HAM, HAM, SPAM]
+        .into_iter()
+        .enumerate()
+    {
         let c = app
             .comment("a-1", &format!("u-{n}"), &format!("{body} b{n}"), None)
             .await;
@@ -662,18 +666,33 @@ async fn decisions_in_one_batch_stage_their_lessons_together_and_leave_the_model
         (f.clone(), "ham".to_owned()),
     ];
     want.sort();
-    assert_eq!(lessons, want, "b and d taken back, c replaced, e only approved");
+    assert_eq!(
+        lessons, want,
+        "b and d taken back, c replaced, e only approved"
+    );
     spam::fold_pending(&db).await.unwrap();
     app.spam_model_folded().await;
     assert_eq!(app.scalar("SELECT COUNT(*) FROM spam_pending").await, 0);
     let incremental = spam::load(&app.db).await.unwrap();
     assert_eq!((incremental.spam_docs, incremental.ham_docs), (2, 2));
-    assert_eq!(token_count(&app, "b2", "ham").await, 0, "c's approval replaced");
+    assert_eq!(
+        token_count(&app, "b2", "ham").await,
+        0,
+        "c's approval replaced"
+    );
     assert_eq!(token_count(&app, "b2", "spam").await, 1);
-    assert_eq!(token_count(&app, "b3", "spam").await, 0, "d's spam taken back");
+    assert_eq!(
+        token_count(&app, "b3", "spam").await,
+        0,
+        "d's spam taken back"
+    );
     assert_eq!(token_count(&app, "b4", "spam").await, 0, "the failed job's");
     assert_eq!(token_count(&app, "b4", "ham").await, 1);
-    assert_eq!(token_count(&app, "b1", "ham").await, 0, "b's stored lesson taken back");
+    assert_eq!(
+        token_count(&app, "b1", "ham").await,
+        0,
+        "b's stored lesson taken back"
+    );
     assert_eq!(token_count(&app, "b6", "spam").await, 0, "g's failed job's");
 
     let res = app
