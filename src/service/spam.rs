@@ -23,10 +23,10 @@
 //! rows in a short transaction of its own, deleting the pending rows in that same
 //! transaction, and records `SpamModelChanged` (every instance's cached model
 //! invalidates from it). One fold per instance runs at a time and takes whatever
-//! accumulated meanwhile; it starts once the instance's writes pause, or after at most
-//! [`FOLD_DEFER`] under a stream of writes, so under load one fold applies many
-//! batches in one statement per 300 tokens instead of one fold (a COMMIT, and on SQLite
-//! the one writer) per batch. Every instance also folds at startup and every [`FOLD_EVERY`]
+//! accumulated meanwhile. It starts once the instance's writes pause, or after at most
+//! [`FOLD_DEFER`] under a stream of writes, so under load one fold applies many batches
+//! (one statement per 300 tokens) instead of one fold (a COMMIT; on SQLite it holds the
+//! one writer) per batch. Every instance also folds at startup and every [`FOLD_EVERY`]
 //! ([`fold_periodically`]), so changes left pending by a crash between a COMMIT and its
 //! fold are applied later. [`learn`] does the same at once in a caller's transaction
 //! (one lesson row and one pending row; the evaluation and the benchmark's training).
