@@ -101,8 +101,9 @@ pub struct ModelCostArgs {
     /// Distinct readers (JWTs) the posts rotate through.
     #[arg(long, default_value_t = 5_000)]
     pub readers: u32,
-    /// Decisions per kind (with and without learning) per round.
-    #[arg(long, default_value_t = 400)]
+    /// Decisions per kind (with and without learning) per round (see `model_cost`: long
+    /// enough that the wait for the last fold is not most of a round).
+    #[arg(long, default_value_t = 2_000)]
     pub decisions: usize,
     /// Decisions (and setup posts) in flight at once.
     #[arg(long, default_value_t = 64)]

@@ -13,6 +13,8 @@ pub struct Model {
     pub ham_words: i64,
     /// JSON object: token → `[spam, ham]` change.
     pub tokens: String,
+    /// How many decisions the change sums (a batch's decisions write one row).
+    pub changes: i64,
     pub created_at: DateTimeUtc,
 }
 

@@ -3,26 +3,37 @@
 //! (`spam_lessons`), so that a later decision on the same comment first takes back what
 //! the earlier one taught.
 //!
-//! **How a decision teaches it.** Inside the decision's transaction, under its comment
-//! row's lock, [`teach`] works out what the decision teaches (its lesson, and the change
-//! of the model's counts) and [`stage`] writes the decision's own lesson row and that
-//! change as one new *pending change* row (`spam_pending`: per-class and per-token
-//! deltas; one statement for both rows on PostgreSQL). Neither row is one another
-//! decision writes: decisions no longer wait for each other on the model's totals row
-//! and its commonest token rows (while they updated those rows and held them to their
-//! COMMIT, teaching decisions on PostgreSQL committed one at a time; see BENCHMARKS.md,
-//! issue 21's rows). After the COMMIT the deciding instance asks for a fold
-//! ([`fold_soon`], not awaited: the answer does not wait for it), and
-//! [`fold_pending`] applies every pending change to the totals and the token rows in a
-//! short transaction of its own, deleting the pending rows in that same transaction, and
-//! records `SpamModelChanged` (every instance's cached model invalidates from it). One
-//! fold per instance runs at a time and takes whatever accumulated meanwhile, so under
-//! load one fold applies many decisions in one statement per 300 tokens. Every instance
-//! also folds at startup and every [`FOLD_EVERY`] ([`fold_periodically`]), so changes
-//! left pending by a crash between a decision's COMMIT and its fold are applied later.
+//! **How a decision teaches it.** Inside the decision's job, under its comment row's
+//! lock, [`learn_in`] works out what the decision teaches (its lesson, and the change of
+//! the model's counts: the earlier lesson taken back, the new one added) and stages both
+//! in the job's batch, as the counters are (`write::lessons`). At the batch's end, just
+//! before its COMMIT, the batch writes the lessons of all its decisions in one
+//! multi-row upsert (and one delete for the lessons taken back) and their summed change
+//! as ONE new *pending change* row (`spam_pending`: per-class and per-token deltas, and
+//! how many decisions it sums): N teaching decisions cost two or three statements, not
+//! 2N. A failed job's staged lessons are dropped with it. The earlier lesson a decision
+//! takes back is the one staged by an earlier job of the same batch if there is one
+//! (two decisions on one comment share a writer: they are routed by comment), else the
+//! stored row. None of these rows is one another batch writes: decisions never wait for
+//! each other on the model's totals row and its commonest token rows (while they updated
+//! those rows and held them to their COMMIT, teaching decisions on PostgreSQL committed
+//! one at a time; see BENCHMARKS.md, issue 21's rows). After the COMMIT the deciding
+//! instance asks for a fold ([`fold_soon`], not awaited: the answer does not wait for
+//! it), and [`fold_pending`] applies every pending change to the totals and the token
+//! rows in a short transaction of its own, deleting the pending rows in that same
+//! transaction, and records `SpamModelChanged` (every instance's cached model
+//! invalidates from it). One fold per instance runs at a time and takes whatever
+//! accumulated meanwhile. It starts once the instance's writes pause, or after at most
+//! [`FOLD_DEFER`] under a stream of writes, so under load one fold applies many batches
+//! (one statement per 300 tokens) instead of one fold (a COMMIT; on SQLite it holds the
+//! one writer) per batch. Every instance also folds at startup and every [`FOLD_EVERY`]
+//! ([`fold_periodically`]), so changes left pending by a crash between a COMMIT and its
+//! fold are applied later. [`learn`] does the same at once in a caller's transaction
+//! (one lesson row and one pending row; the evaluation and the benchmark's training).
 //!
 //! **Eventual consistency.** The model a comment is scored with reflects a decision a
-//! few milliseconds after the decision's COMMIT (once its fold committed), not at it;
+//! few milliseconds after the decision's COMMIT (once its fold committed; up to
+//! [`FOLD_DEFER`] more while the instance's writes keep coming), not at it;
 //! the stored lessons and `GET /moderation/model`'s example counts (the totals plus the
 //! pending changes, read in one statement) reflect it at once. Once the pending changes
 //! are applied the model equals [`rebuild`] from the stored lessons.
@@ -33,13 +44,15 @@
 //! pending change is applied exactly once: the next fold, once it has the totals row,
 //! no longer sees the rows the previous one deleted. Order matters: a fold drops the
 //! token rows its changes leave at zero, so a change that takes a lesson back must not be
-//! applied before the change that taught it. A later decision on a comment inserts its
-//! pending row after the earlier decision committed (both hold the comment row), so it
-//! has the higher id, and a fold that sees it also sees (or already applied) the earlier
-//! one among the lower ids it takes first.
+//! applied before the change that taught it. A later decision on a comment in another
+//! transaction inserts its pending row after the earlier one's transaction committed
+//! (both hold the comment row until their COMMIT), so it has the higher id, and a fold
+//! that sees it also sees (or already applied) the earlier one among the lower ids it
+//! takes first; two decisions on a comment in one batch are summed into one row.
 //!
-//! Lock order: a decision locks its comment row, writes its lesson and pending rows, then
-//! (at its batch's end) the counters; a fold holds the totals row, then the pending rows
+//! Lock order: a decision locks its comment row; at its batch's end the batch writes
+//! the lessons (rows of the comments it holds) and the pending row, then the counters;
+//! a fold holds the totals row, then the pending rows
 //! it deletes, then the token rows in sorted order. [`rebuild`] holds the totals against
 //! every fold (PostgreSQL: the table, before its snapshot) and reads the lessons and
 //! the pending changes in one snapshot, so it neither counts a decision twice nor
@@ -48,7 +61,7 @@
 //! Bounds: one text teaches or is scored on at most
 //! [`MAX_TOKENS_PER_TEXT`](crate::domain::MAX_TOKENS_PER_TEXT) distinct tokens, and the
 //! vocabulary is capped at [`MAX_VOCABULARY`] tokens: once it grows past that (checked
-//! every [`PRUNE_EVERY`] changes, by the fold that crosses the mark, in its transaction:
+//! every [`PRUNE_EVERY`] decisions, by the fold that crosses the mark, in its transaction:
 //! it holds only the totals row, which no decision takes), the rarest tokens are dropped
 //! until it holds 90 % of the cap. A pruned token later taken back by a decision is
 //! simply absent.
@@ -75,7 +88,13 @@ use sea_orm::{
 };
 use serde::Serialize;
 
-use super::write::{db::Db, events::Event, retry::retrying};
+use super::write::{
+    db::Db,
+    events::Event,
+    lessons::{Lesson, ModelDelta as Delta},
+    retry::retrying,
+    Write,
+};
 use crate::{
     domain::{tokenize, ModerationStatus, SpamCounts, SpamLabel},
     entity::{comment, spam_lesson, spam_model, spam_pending, spam_token},
@@ -93,6 +112,10 @@ pub const MODEL_FRESH_FOR: Duration = Duration::from_secs(60);
 /// How often every instance folds what is still pending (changes a crashed instance
 /// left behind; a live one folds its own right after each decision).
 pub const FOLD_EVERY: Duration = Duration::from_secs(10);
+/// How long a fold asked for after a COMMIT waits at most for this instance's writes to
+/// pause (see [`fold_soon`]): under load the model reflects a decision up to this much
+/// later, and one fold applies several batches' changes.
+pub const FOLD_DEFER: Duration = Duration::from_millis(100);
 /// Pending changes one fold transaction applies at most (it loops for more).
 pub const FOLD_BATCH: u64 = 1000;
 const MODEL_ID: i32 = 1;
@@ -133,97 +156,96 @@ async fn totals_for_update(conn: &impl ConnectionTrait) -> Result<spam_model::Mo
         .ok_or_else(|| ApiError::Internal("spam model row missing".into()))
 }
 
-/// Teaches the model what a moderator's decision moving `c` to `to` says, replacing
-/// what an earlier decision on it taught, exactly as a decision does: [`teach`] then
-/// [`stage`], in the caller's transaction. True when it staged a change: after the
-/// COMMIT, fold it ([`fold_soon`], or [`fold_pending`] to wait for it), which records
-/// `SpamModelChanged`. The evaluation and the benchmark's training go through it.
+/// Reads what an earlier decision on comment `id` taught (its stored lesson row).
+async fn stored_lesson(conn: &impl ConnectionTrait, id: &str) -> Result<Option<Lesson>, ApiError> {
+    let Some(o) = spam_lesson::Entity::find_by_id(id).one(conn).await? else {
+        return Ok(None);
+    };
+    Ok(Some((
+        SpamLabel::parse(&o.label)
+            .ok_or_else(|| ApiError::Internal("bad spam lesson label".into()))?,
+        serde_json::from_str::<BTreeMap<String, i64>>(&o.tokens)
+            .map_err(|e| ApiError::Internal(format!("bad spam lesson: {e}")))?,
+    )))
+}
+
+/// What a decision moving `c` to a status that teaches `label` (`None`: nothing, see
+/// [`lesson_of`]) changes, given what `c` taught before (`old`): its new lesson and the
+/// change of the model's counts (the old lesson taken back, the new one added); `None`
+/// when it teaches what `c` already taught.
+fn lesson_change(
+    old: Option<&Lesson>,
+    c: &comment::Model,
+    label: Option<SpamLabel>,
+) -> Option<(Option<Lesson>, Delta)> {
+    let new = label.map(|l| (l, tokenize(&c.body)));
+    if old == new.as_ref() {
+        return None;
+    }
+    let mut delta = Delta::default();
+    if let Some((l, t)) = old {
+        delta.add(*l, t, -1);
+    }
+    if let Some((l, t)) = &new {
+        delta.add(*l, t, 1);
+    }
+    Some((new, delta))
+}
+
+/// What a decision moving `c` to `to` teaches the model, replacing what an earlier
+/// decision on it taught, staged in `w`'s batch (a decision, inside its job, after its
+/// comment row is locked): its lesson and its change of the counts are written with the
+/// batch's others just before the COMMIT (`write::lessons`: one upsert for the lessons,
+/// one pending row for the summed change). The earlier lesson is the one staged by an
+/// earlier job of the same batch if any (`Write::staged_lesson`), else the stored row.
+/// True when it staged a change: after the COMMIT, fold it ([`fold_soon`]).
+pub async fn learn_in(
+    w: &mut Write<'_>,
+    c: &comment::Model,
+    to: ModerationStatus,
+) -> Result<bool, ApiError> {
+    let Some(label) = lesson_of(to) else {
+        return Ok(false);
+    };
+    let stored;
+    let old = match w.staged_lesson(&c.id) {
+        Some(staged) => staged.as_ref(),
+        None => {
+            stored = stored_lesson(w.tx(), &c.id).await?;
+            stored.as_ref()
+        }
+    };
+    let Some((lesson, delta)) = lesson_change(old, c, label) else {
+        return Ok(false);
+    };
+    w.stage_lesson(&c.id, lesson, delta);
+    Ok(true)
+}
+
+/// Teaches the model what a decision moving `c` to `to` says, replacing what an earlier
+/// decision on it taught, written at once in the caller's transaction (outside a
+/// [`Write`]): the lesson row and one pending row (one statement for both on
+/// PostgreSQL). True when it staged a change: after the COMMIT, fold it ([`fold_soon`],
+/// or [`fold_pending`] to wait for it), which records `SpamModelChanged`. The
+/// evaluation and the benchmark's training go through it; decisions go through
+/// [`learn_in`], which counts the same.
 pub async fn learn(
     conn: &impl ConnectionTrait,
     c: &comment::Model,
     to: ModerationStatus,
 ) -> Result<bool, ApiError> {
-    let change = teach(conn, c, to).await?;
-    stage(conn, change).await
-}
-
-/// What one decision teaches: its comment's new lesson row (`None`: the lesson is taken
-/// back) and the change of the model's shared rows (the totals and the token counts),
-/// for [`stage`] to write as the lesson and a pending change.
-#[must_use = "a model change must be staged in the same transaction"]
-pub struct ModelChange {
-    comment_id: String,
-    lesson: Option<(SpamLabel, String)>,
-    delta: Delta,
-}
-
-/// The first half of [`learn`], inside the decision's transaction after the comment row
-/// is locked: reads what an earlier decision taught about `c` and returns what this one
-/// teaches (its lesson row, which only decisions on `c` write, and the change of the
-/// model's counts), `None` when it teaches nothing new. Writes nothing: [`stage`] does.
-pub async fn teach(
-    conn: &impl ConnectionTrait,
-    c: &comment::Model,
-    to: ModerationStatus,
-) -> Result<Option<ModelChange>, ApiError> {
     let Some(label) = lesson_of(to) else {
-        return Ok(None);
-    };
-    let old = spam_lesson::Entity::find_by_id(c.id.as_str())
-        .one(conn)
-        .await?;
-    let new_tokens = label.map(|_| tokenize(&c.body));
-    let old_lesson = match &old {
-        Some(o) => Some((
-            SpamLabel::parse(&o.label)
-                .ok_or_else(|| ApiError::Internal("bad spam lesson label".into()))?,
-            serde_json::from_str::<BTreeMap<String, i64>>(&o.tokens)
-                .map_err(|e| ApiError::Internal(format!("bad spam lesson: {e}")))?,
-        )),
-        None => None,
-    };
-    let new_lesson = label.zip(new_tokens);
-    if old_lesson == new_lesson {
-        return Ok(None);
-    }
-    let mut delta = Delta::default();
-    if let Some((l, t)) = &old_lesson {
-        delta.add(*l, t, -1);
-    }
-    if let Some((l, t)) = &new_lesson {
-        delta.add(*l, t, 1);
-    }
-    Ok(Some(ModelChange {
-        comment_id: c.id.clone(),
-        lesson: new_lesson
-            .map(|(l, t)| (l, serde_json::to_string(&t).unwrap_or_else(|_| "{}".into()))),
-        delta,
-    }))
-}
-
-/// The second half of [`learn`], in the same transaction: writes the decision's lesson
-/// row and `change` as a pending change (one new row; no shared row is touched; one
-/// statement on PostgreSQL), true when there was one. After the COMMIT, call
-/// [`fold_soon`] (or [`fold_pending`]).
-#[must_use = "a staged change must be folded after the COMMIT (fold_soon)"]
-pub async fn stage(
-    conn: &impl ConnectionTrait,
-    change: Option<ModelChange>,
-) -> Result<bool, ApiError> {
-    let Some(ModelChange {
-        comment_id,
-        lesson,
-        delta,
-    }) = change
-    else {
         return Ok(false);
     };
-    let tokens: BTreeMap<&String, &(i64, i64)> = delta
-        .tokens
-        .iter()
-        .filter(|(_, (s, h))| *s != 0 || *h != 0)
-        .collect();
-    let tokens = serde_json::to_string(&tokens)
+    let old = stored_lesson(conn, &c.id).await?;
+    let Some((lesson, delta)) = lesson_change(old.as_ref(), c, label) else {
+        return Ok(false);
+    };
+    let lesson =
+        lesson.map(|(l, t)| (l, serde_json::to_string(&t).unwrap_or_else(|_| "{}".into())));
+    let comment_id = c.id.clone();
+    let tokens = delta
+        .tokens_json()
         .map_err(|e| ApiError::Internal(format!("a spam model change: {e}")))?;
     let now = super::now();
     if conn.get_database_backend() == DbBackend::Postgres {
@@ -305,6 +327,7 @@ pub async fn stage(
         spam_words: Set(delta.spam_words),
         ham_words: Set(delta.ham_words),
         tokens: Set(tokens),
+        changes: Set(1),
         created_at: Set(now),
     };
     spam_pending::Entity::insert(row)
@@ -314,7 +337,8 @@ pub async fn stage(
 }
 
 /// Asks this instance to fold the pending changes soon, without waiting for it (after a
-/// decision's COMMIT). Requests while a fold runs are served by one more fold after it.
+/// decision's COMMIT): once its writes pause, or [`FOLD_DEFER`] later under a stream of
+/// writes. Requests while a fold runs are served by one more fold after it.
 pub fn fold_soon(db: &Db) {
     let folder = db.spam_folds().clone();
     folder.wanted.store(true, Ordering::SeqCst);
@@ -329,6 +353,7 @@ pub fn fold_soon(db: &Db) {
     runtime.spawn(async move {
         loop {
             while folder.wanted.swap(false, Ordering::SeqCst) {
+                until_writes_pause(&db).await;
                 if let Err(e) = fold_pending(&db).await {
                     // Left pending: the next request or the periodic fold tries again.
                     tracing::warn!(error = ?e, "folding the spam model's pending changes failed");
@@ -343,6 +368,18 @@ pub fn fold_soon(db: &Db) {
             }
         }
     });
+}
+
+/// Before a fold asked for by [`fold_soon`]: waits while this instance has writes in
+/// flight (`Db::writes_in_flight`), at most [`FOLD_DEFER`]. Under a stream of decisions
+/// one fold then takes what several batches staged, instead of one fold (a write
+/// transaction and its COMMIT; on SQLite it holds the one writer) after every batch;
+/// once the writes pause, the fold runs at once.
+async fn until_writes_pause(db: &Db) {
+    let deadline = Instant::now() + FOLD_DEFER;
+    while db.writes_in_flight() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
 }
 
 /// Folds at once, then every [`FOLD_EVERY`] (started with the server).
@@ -403,6 +440,8 @@ async fn fold_once(db: &Db) -> Result<u64, ApiError> {
     let n = rows.len() as u64;
     let mut delta = Delta::default();
     let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    // A row sums the changes of a batch's decisions: the version counts decisions.
+    let changes: i64 = rows.iter().map(|r| r.changes).sum();
     for r in rows {
         delta.spam_docs += r.spam_docs;
         delta.ham_docs += r.ham_docs;
@@ -422,7 +461,7 @@ async fn fold_once(db: &Db) -> Result<u64, ApiError> {
             .exec(tx)
             .await?;
     }
-    if apply(tx, &delta, n as i64).await? {
+    if apply(tx, &delta, changes).await? {
         // Under the totals row, which only folds and rebuilds take: no decision waits.
         prune(tx).await?;
     }
@@ -468,39 +507,6 @@ async fn apply(conn: &impl ConnectionTrait, delta: &Delta, changes: i64) -> Resu
         .version;
     apply_tokens(conn, &delta.tokens).await?;
     Ok(version.div_euclid(PRUNE_EVERY) != (version - changes).div_euclid(PRUNE_EVERY))
-}
-
-/// The changes one decision makes: per token (spam, ham), and per class.
-#[derive(Default)]
-struct Delta {
-    tokens: BTreeMap<String, (i64, i64)>,
-    spam_docs: i64,
-    ham_docs: i64,
-    spam_words: i64,
-    ham_words: i64,
-}
-
-impl Delta {
-    fn add(&mut self, label: SpamLabel, tokens: &BTreeMap<String, i64>, sign: i64) {
-        let words: i64 = tokens.values().sum::<i64>() * sign;
-        match label {
-            SpamLabel::Spam => {
-                self.spam_docs += sign;
-                self.spam_words += words;
-            }
-            SpamLabel::Ham => {
-                self.ham_docs += sign;
-                self.ham_words += words;
-            }
-        }
-        for (t, n) in tokens {
-            let e = self.tokens.entry(t.clone()).or_default();
-            match label {
-                SpamLabel::Spam => e.0 += n * sign,
-                SpamLabel::Ham => e.1 += n * sign,
-            }
-        }
-    }
 }
 
 /// Adds the (sorted) per-token changes, then drops the rows left empty.

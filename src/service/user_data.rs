@@ -30,8 +30,9 @@
 //! caller touches a cache. In the comments' events the actor is the admin who erased,
 //! or, when the user erased their own data, their id with the name `erased`.
 //!
-//! Lock order: rating rows, comment rows (the spam model gets only new pending-change
-//! rows), then (at the batch's COMMIT) the shared counters, as every write takes them.
+//! Lock order: rating rows, comment rows, then (at the batch's COMMIT) the erased
+//! comments' spam lessons (rows of comments it holds) and one new pending-change row
+//! (`write::lessons`), then the shared counters, as every write takes them.
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
@@ -52,7 +53,7 @@ use crate::{
     domain::{wilson_lower_bound, Action, ModerationStatus, Stars, Vote},
     entity::{
         author_count, ban, comment, comment_claim, comment_vote, flag, flagger_record,
-        idempotency_key, moderation_log, rating, spam_lesson,
+        idempotency_key, moderation_log, rating,
     },
     error::ApiError,
 };
@@ -545,15 +546,10 @@ async fn erase_comments(
     }
     // After every comment row: the spam model's rows come next in the lock order.
     for c in &unlearn {
-        // `rejected` teaches nothing: what an earlier decision taught is taken back.
-        let learned = spam_lesson::Entity::find_by_id(c.id.as_str())
-            .one(tx)
-            .await?
-            .is_some();
-        // A pending change of the model, folded once the erasure committed (`erase`).
-        if learned {
-            let _staged = super::spam::learn(tx, c, ModerationStatus::Rejected).await?;
-        }
+        // `rejected` teaches nothing: what an earlier decision taught (stored, or staged
+        // by a decision earlier in this batch) is taken back, staged like a decision's;
+        // the pending change is folded once the erasure committed (`erase`).
+        let _staged = super::spam::learn_in(w, c, ModerationStatus::Rejected).await?;
     }
     Ok(())
 }

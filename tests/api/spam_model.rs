@@ -13,14 +13,26 @@ use reqwest::StatusCode;
 use sea_orm::{EntityTrait, TransactionTrait};
 use serde_json::{json, Value};
 use tally::{
+    auth::{Role, User},
     domain::{ModerationMode, ModerationStatus},
     entity::comment,
+    error::ApiError,
     service::{
+        moderation::decisions::{self, Decision, Verdict},
         spam,
-        write::events::{Event, StoredEvent},
+        write::{
+            db::{Db, Route},
+            events::{Event, StoredEvent},
+        },
     },
 };
-use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::{
+    sync::{
+        broadcast::{self, error::RecvError},
+        Notify,
+    },
+    task::JoinHandle,
+};
 
 use crate::helpers::{
     assert_problem, error_fields, spawn_app, spawn_app_with, spawn_peer, TestApp,
@@ -506,4 +518,191 @@ async fn a_rebuild_takes_the_pending_changes_in_and_a_later_fold_changes_nothing
     app.spam_model_folded().await;
     assert_eq!(spam::load(&app.db).await.unwrap(), rebuilt);
     assert_eq!(examples(&app).await, json!({"spam": 3, "ham": 4}));
+}
+
+/// A `Db` with one writer on the app's database, held by a write that waits for
+/// `release`: what is queued meanwhile forms the next batch.
+async fn held_writer(app: &TestApp) -> (Db, Arc<Notify>, JoinHandle<Result<(), ApiError>>) {
+    let db = Db::with_writers(app.db.clone(), 1);
+    let (started, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let first = tokio::spawn({
+        let (db, started, release) = (db.clone(), started.clone(), release.clone());
+        async move {
+            db.write(Route::ANY, (), move |_, _| {
+                let (started, release) = (started.clone(), release.clone());
+                Box::pin(async move {
+                    started.notify_one();
+                    release.notified().await;
+                    Ok(())
+                })
+            })
+            .await
+        }
+    });
+    started.notified().await;
+    (db, release, first)
+}
+
+/// Queues a decision on `db`'s held writer, after the `queued` writes already there.
+async fn queue_decision(
+    db: &Db,
+    queued: usize,
+    id: &str,
+    verdict: Verdict,
+) -> JoinHandle<Result<(), ApiError>> {
+    let (db2, id) = (db.clone(), id.to_owned());
+    let handle = tokio::spawn(async move {
+        let moderator = User {
+            id: "mod-1".into(),
+            name: "Mod One".into(),
+            role: Role::Moderator,
+            verified: false,
+        };
+        let d = Decision {
+            verdict,
+            reason: None,
+            expected_version: None,
+        };
+        decisions::decide(&db2, &moderator, &id, d)
+            .await
+            .map(|_| ())
+    });
+    until_queued(db, queued + 1).await;
+    handle
+}
+
+async fn until_queued(db: &Db, n: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while db.queued_writes() < n {
+        assert!(std::time::Instant::now() < deadline, "writes never queued");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+#[tokio::test]
+async fn decisions_in_one_batch_stage_their_lessons_together_and_leave_the_model_a_rebuild_makes() {
+    // Decisions in one group-committed batch stage their lessons in the batch, which
+    // writes them (and one pending change for all) at its end: a later decision on the
+    // same comment in the batch replaces what the earlier one staged, a take-back
+    // removes a stored lesson or a staged one, and a job that fails stages nothing (a
+    // later job on its comment does not see what it staged).
+    let app = spawn_app().await;
+    let mut ids = vec![];
+    for (n, body) in [SPAM, HAM, SPAM, SPAM, HAM, HAM, SPAM]
+        .into_iter()
+        .enumerate()
+    {
+        let c = app
+            .comment("a-1", &format!("u-{n}"), &format!("{body} b{n}"), None)
+            .await;
+        ids.push(c["id"].as_str().unwrap().to_owned());
+    }
+    let [a, b, c, d, e, f, g] = [0, 1, 2, 3, 4, 5, 6].map(|i| ids[i].clone());
+    // A lesson stored before the batch, taken back in it.
+    decide(&app, &b, "approve").await;
+    app.spam_model_folded().await;
+
+    let (db, release, first) = held_writer(&app).await;
+    let mut jobs = vec![];
+    for (id, verdict) in [
+        (&a, Verdict::Spam),
+        (&b, Verdict::Reject),
+        (&c, Verdict::Approve),
+        (&c, Verdict::Spam),
+        (&d, Verdict::Spam),
+        (&d, Verdict::Reject),
+    ] {
+        jobs.push(queue_decision(&db, jobs.len(), id, verdict).await);
+    }
+    // Teach e and g as spam, then fail: nothing of them may stay (e is then approved
+    // in the batch, g not decided at all).
+    let mut failing = vec![];
+    for id in [&e, &g] {
+        let (db2, id) = (db.clone(), id.clone());
+        let handle = tokio::spawn(async move {
+            db2.write(Route::comment(&id), id.clone(), |w, id| {
+                Box::pin(async move {
+                    let c = comment::Entity::find_by_id(id.as_str())
+                        .one(w.tx())
+                        .await?
+                        .expect("the comment");
+                    assert!(spam::learn_in(w, &c, ModerationStatus::Spam).await?);
+                    Err::<(), _>(ApiError::Forbidden("failed after teaching".into()))
+                })
+            })
+            .await
+        });
+        until_queued(&db, jobs.len() + failing.len() + 1).await;
+        failing.push(handle);
+    }
+    let queued = jobs.len() + failing.len();
+    jobs.push(queue_decision(&db, queued, &e, Verdict::Approve).await);
+    jobs.push(queue_decision(&db, queued + 1, &f, Verdict::Approve).await);
+    release.notify_one();
+    first.await.unwrap().unwrap();
+    for job in jobs {
+        job.await.unwrap().expect("every decision succeeds");
+    }
+    for job in failing {
+        assert!(matches!(job.await.unwrap(), Err(ApiError::Forbidden(_))));
+    }
+
+    assert_eq!(examples(&app).await, json!({"spam": 2, "ham": 2}));
+    let lessons: Vec<(String, String)> = {
+        use sea_orm::QueryOrder;
+        tally::entity::spam_lesson::Entity::find()
+            .order_by_asc(tally::entity::spam_lesson::Column::CommentId)
+            .all(&app.db)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|l| (l.comment_id, l.label))
+            .collect()
+    };
+    let mut want = vec![
+        (a.clone(), "spam".to_owned()),
+        (c.clone(), "spam".to_owned()),
+        (e.clone(), "ham".to_owned()),
+        (f.clone(), "ham".to_owned()),
+    ];
+    want.sort();
+    assert_eq!(
+        lessons, want,
+        "b and d taken back, c replaced, e only approved"
+    );
+    spam::fold_pending(&db).await.unwrap();
+    app.spam_model_folded().await;
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM spam_pending").await, 0);
+    let incremental = spam::load(&app.db).await.unwrap();
+    assert_eq!((incremental.spam_docs, incremental.ham_docs), (2, 2));
+    assert_eq!(
+        token_count(&app, "b2", "ham").await,
+        0,
+        "c's approval replaced"
+    );
+    assert_eq!(token_count(&app, "b2", "spam").await, 1);
+    assert_eq!(
+        token_count(&app, "b3", "spam").await,
+        0,
+        "d's spam taken back"
+    );
+    assert_eq!(token_count(&app, "b4", "spam").await, 0, "the failed job's");
+    assert_eq!(token_count(&app, "b4", "ham").await, 1);
+    assert_eq!(
+        token_count(&app, "b1", "ham").await,
+        0,
+        "b's stored lesson taken back"
+    );
+    assert_eq!(token_count(&app, "b6", "spam").await, 0, "g's failed job's");
+
+    let res = app
+        .post(
+            "/api/v1/admin/model/rebuild",
+            Some(&app.admin("admin-1")),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(spam::load(&app.db).await.unwrap(), incremental);
+    app.assert_counters_match_recounts().await;
 }

@@ -89,7 +89,7 @@ pub async fn decide(
 }
 
 /// A decision, as a job of a group-committed batch; returns the comment as it now
-/// stands, and whether it staged a change of the spam model (`spam::stage`: then fold
+/// stands, and whether it staged a change of the spam model (`spam::learn_in`: then fold
 /// it after the COMMIT).
 async fn decide_in(
     w: &mut Write<'_>,
@@ -125,10 +125,11 @@ async fn decide_in(
         },
     )
     .await?;
-    // What the decision teaches the spam model: its own lesson row and a pending change
-    // (new rows only); the model's shared rows are left to the fold after the COMMIT.
-    let lesson = crate::service::spam::teach(tx, &updated, status_of(&updated)).await?;
-    let model_changed = crate::service::spam::stage(tx, lesson).await?;
+    // What the decision teaches the spam model: its lesson and its change of the counts,
+    // staged in the batch, which writes all its decisions' lessons and ONE pending change
+    // at its end (`write::lessons`); the model's shared rows are left to the fold after
+    // the COMMIT.
+    let model_changed = crate::service::spam::learn_in(w, &updated, status_of(&updated)).await?;
     crate::service::claims::released_by_decision(tx, comment_id).await?;
     Ok((updated, model_changed))
 }

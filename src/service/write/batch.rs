@@ -28,7 +28,10 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
 };
 
-use super::events::{self, Event, StoredEvent};
+use super::{
+    events::{self, Event, StoredEvent},
+    lessons::{Lesson, Lessons, ModelDelta},
+};
 use crate::{
     domain::Stars,
     entity::{article, author_count, flagger_record, moderation_log, queue_counter, rating_total},
@@ -51,6 +54,8 @@ pub(super) struct Deltas {
     pub(super) flaggers: BTreeMap<String, [i64; 2]>,
     /// Events for the outbox (`events`), in the order they were recorded.
     pub(super) events: Vec<Event>,
+    /// What the decisions taught the spam model (`lessons`), written first.
+    pub(super) lessons: Lessons,
 }
 
 pub(super) fn add<const N: usize>(into: &mut [i64; N], from: [i64; N]) {
@@ -78,6 +83,7 @@ impl Deltas {
             add(self.flaggers.entry(id).or_default(), d);
         }
         self.events.extend(other.events);
+        self.lessons.merge(other.lessons);
     }
 }
 
@@ -233,6 +239,26 @@ impl<'t> Write<'t> {
     /// nothing.
     pub fn log(&mut self, row: moderation_log::ActiveModel) {
         self.batch.job.log.push(row);
+    }
+
+    /// What this write staged as comment `comment_id`'s spam lesson, if anything: its
+    /// running job's, else an earlier job's of the batch (`Some(None)`: taken back).
+    /// `None`: nothing staged here, the stored row (`spam_lessons`) holds it.
+    pub fn staged_lesson(&self, comment_id: &str) -> Option<&Option<Lesson>> {
+        let b = &*self.batch;
+        b.job
+            .lessons
+            .staged
+            .get(comment_id)
+            .or_else(|| b.batch.lessons.staged.get(comment_id))
+    }
+
+    /// Stages comment `comment_id`'s new spam lesson (`None`: takes it back) and the
+    /// change of the model's counts it makes, to be written with the batch's others just
+    /// before the COMMIT (see `lessons`): the lessons in one upsert, the changes summed
+    /// into one pending row. Dropped with the job if it fails.
+    pub fn stage_lesson(&mut self, comment_id: &str, lesson: Option<Lesson>, delta: ModelDelta) {
+        self.batch.job.lessons.stage(comment_id, lesson, delta);
     }
 
     /// Replaces `user_id` by `with` as actor (id and name) and subject of the log
@@ -432,6 +458,9 @@ async fn apply(
     d: Deltas,
     changes: &[Change],
 ) -> Result<Vec<Arc<StoredEvent>>, ApiError> {
+    // First: the lesson rows are the decided comments' own (only a transaction holding
+    // the comment row writes its lesson), the pending row a new one.
+    d.lessons.write(conn).await?;
     let watched: BTreeSet<&str> = changes
         .iter()
         .filter_map(|c| c.watch.as_ref().map(|w| w.article_id.as_str()))

@@ -27,6 +27,24 @@ pub struct Db {
     writers: Arc<[GroupCommit]>,
     /// This instance's folds of the spam model's pending changes (`spam::fold_soon`).
     spam_folds: Arc<Folds>,
+    /// Writes of [`Db::write`] queued or running (see [`Db::writes_in_flight`]).
+    in_flight: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Counts a write in flight while it lives.
+struct InFlight(Arc<std::sync::atomic::AtomicUsize>);
+
+impl InFlight {
+    fn new(n: &Arc<std::sync::atomic::AtomicUsize>) -> InFlight {
+        n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        InFlight(n.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// Background folds of pending changes (the spam model's, see `spam::fold_soon`): at
@@ -160,6 +178,7 @@ impl Db {
             tx,
             writers,
             spam_folds: Arc::default(),
+            in_flight: Arc::default(),
         }
     }
 
@@ -220,10 +239,17 @@ impl Db {
         T: Send + 'static,
         F: for<'t> Fn(&'t mut Write<'t>, &'t I) -> JobFuture<'t, T> + Send + 'static,
     {
+        let _in_flight = InFlight::new(&self.in_flight);
         match self.writers.get(route.writer(self.writers.len())) {
             Some(writer) => writer.submit(input, work).await,
             None => group_commit::run_unbatched(&self.tx, input, work).await,
         }
+    }
+
+    /// Writes of [`Db::write`] through this handle (and its clones) not answered yet:
+    /// queued or in the batch a writer runs. Zero when this instance's writers are idle.
+    pub fn writes_in_flight(&self) -> usize {
+        self.in_flight.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Writes waiting for the group-commit writers.

@@ -7,7 +7,8 @@
 //! [`Batch`] that collects what must be written at the end, in one order, just before
 //! the COMMIT: counter changes on shared rows (`counters::status_changed`,
 //! `counters::bump_queue`, `Write::rating_changed`, `Write::flagger_decided`),
-//! moderation log rows (`Write::log`), the rating watches that answer a rating with its
+//! moderation log rows (`Write::log`), the spam model's lessons (`Write::stage_lesson`,
+//! through `spam::learn_in`), the rating watches that answer a rating with its
 //! article's aggregate (`Write::watch_rating`), and the committed **events**
 //! (`Write::record(Event::…)`). Only the write path makes a `Write`, so a use case that
 //! takes one cannot run outside a write: that is checked by the compiler.
@@ -26,8 +27,10 @@
 //!   (PostgreSQL's 40001/40P01 run it again).
 //!
 //! **Just before the COMMIT** ([`Batch::apply`], called by `WriteTx::commit` and by the
-//! group-commit writer) the batch is written in one global lock order: the articles'
-//! counters, the site's `rating_totals`, the queue counters, the authors' counts and
+//! group-commit writer) the batch is written in one global lock order: first what its
+//! decisions taught the spam model (`lessons`: their lesson rows in one upsert, their
+//! summed change as one pending row; rows of comments the batch holds, and a new row),
+//! then the articles' counters, the site's `rating_totals`, the queue counters, the authors' counts and
 //! the flaggers' records, each sorted by key; then the log rows; then, last, the events
 //! into the `events` table (the outbox), in the same transaction as the change, so an
 //! event exists exactly when its write committed. On PostgreSQL the instance NOTIFYs
@@ -63,6 +66,7 @@ pub mod counters;
 pub mod db;
 pub mod events;
 pub mod group_commit;
+pub mod lessons;
 pub mod pump;
 pub mod retry;
 pub mod tx;
