@@ -46,14 +46,14 @@ use futures_util::StreamExt;
 use sea_orm::{
     sea_query::{Expr, ExprTrait, OnConflict},
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, FromQueryResult, QueryFilter,
     QuerySelect, Statement, Value,
 };
 use serde_json::{json, Value as Json};
 
 use super::{
     webhooks::subscribed,
-    write::{db::Db, tx::WriteTx},
+    write::{Db, Route},
 };
 use crate::{
     domain::ArticleId,
@@ -374,11 +374,11 @@ async fn prepare(
 /// dispatch lock and found the cursor unmoved); the fresh deliveries claimed for this
 /// instance until `lease`.
 async fn insert(
-    tx: &WriteTx,
-    p: Prepared,
+    tx: &DatabaseTransaction,
+    p: &Prepared,
     lease: DateTime<Utc>,
 ) -> Result<Vec<webhook_delivery::Model>, ApiError> {
-    let mut rows = p.rows;
+    let mut rows = p.rows.clone();
     for r in &mut rows {
         let free = match (&r.webhook_id, &r.comment_id) {
             (Set(hook), Set(Some(comment))) => !p.blocked.contains(&(hook.clone(), comment.clone())),
@@ -401,7 +401,7 @@ async fn insert(
                 .do_nothing()
                 .to_owned(),
             )
-            .exec_with_returning(&**tx)
+            .exec_with_returning(tx)
             .await?;
         claimed.extend(
             inserted
@@ -412,7 +412,7 @@ async fn insert(
     webhook_cursor::Entity::update_many()
         .col_expr(webhook_cursor::Column::LastEventId, Expr::value(p.last))
         .filter(webhook_cursor::Column::Id.eq(1))
-        .exec(&**tx)
+        .exec(tx)
         .await?;
     Ok(claimed)
 }
@@ -452,7 +452,7 @@ async fn any_claimable(db: &Db) -> Result<bool, ApiError> {
 
 /// Claims up to `CLAIM_BATCH` claimable deliveries until `lease`, in `tx`.
 async fn claim(
-    tx: &WriteTx,
+    tx: &DatabaseTransaction,
     now: DateTime<Utc>,
     lease: DateTime<Utc>,
 ) -> Result<Vec<webhook_delivery::Model>, ApiError> {
@@ -471,7 +471,7 @@ async fn claim(
     let values: [Value; 3] = [now.into(), now.into(), lease.into()];
     Ok(webhook_delivery::Entity::find()
         .from_raw_sql(Statement::from_sql_and_values(backend, sql, values))
-        .all(&**tx)
+        .all(tx)
         .await?)
 }
 
@@ -514,7 +514,8 @@ impl Outcome {
 /// Records attempts' outcomes in `tx`: the delivered ones a statement per status
 /// code (`delivered_at`: `at`, when the round's attempts were over), the others
 /// one by one.
-async fn record(tx: &WriteTx, outcomes: &[Outcome], at: DateTime<Utc>) -> Result<(), ApiError> {
+async fn record(
+    tx: &DatabaseTransaction, outcomes: &[Outcome], at: DateTime<Utc>) -> Result<(), ApiError> {
     let mut delivered: HashMap<i32, Vec<i64>> = HashMap::new();
     for o in outcomes {
         match o {
@@ -541,7 +542,7 @@ async fn record(tx: &WriteTx, outcomes: &[Outcome], at: DateTime<Utc>) -> Result
                 webhook_delivery::Entity::update_many()
                     .set(update)
                     .filter(webhook_delivery::Column::Id.eq(*id))
-                    .exec(&**tx)
+                    .exec(tx)
                     .await?;
             }
             Outcome::Released { id } => {
@@ -551,7 +552,7 @@ async fn record(tx: &WriteTx, outcomes: &[Outcome], at: DateTime<Utc>) -> Result
                         Expr::value(Option::<DateTime<Utc>>::None),
                     )
                     .filter(webhook_delivery::Column::Id.eq(*id))
-                    .exec(&**tx)
+                    .exec(tx)
                     .await?;
             }
         }
@@ -575,7 +576,7 @@ async fn record(tx: &WriteTx, outcomes: &[Outcome], at: DateTime<Utc>) -> Result
                     Expr::value(Option::<DateTime<Utc>>::None),
                 )
                 .filter(webhook_delivery::Column::Id.is_in(chunk.iter().copied()))
-                .exec(&**tx)
+                .exec(tx)
                 .await?;
         }
     }
@@ -683,6 +684,53 @@ async fn send_all(
         .await
 }
 
+/// What a round writes (see [`round_write`]).
+struct RoundWrite {
+    /// The last round's outcomes, and when its attempts were over.
+    outcomes: Vec<Outcome>,
+    attempted_at: DateTime<Utc>,
+    prepared: Option<Prepared>,
+    /// Whether there are deliveries to claim besides the fresh ones.
+    leftovers: bool,
+    now: DateTime<Utc>,
+    lease: DateTime<Utc>,
+}
+
+/// A round's write, in `tx` (may run more than once: only the last run counts):
+/// records the last round's outcomes; dispatches the prepared events under the
+/// singleton lock if the cursor is still where they follow; claims leftovers. Returns
+/// the deliveries claimed, whether anything was written, and whether another instance
+/// had moved the cursor.
+async fn round_write(
+    tx: &DatabaseTransaction,
+    i: &RoundWrite,
+) -> Result<(Vec<webhook_delivery::Model>, bool, bool), ApiError> {
+    record(tx, &i.outcomes, i.attempted_at).await?;
+    let mut claimed = vec![];
+    let (mut dispatched, mut raced) = (false, false);
+    if let Some(p) = &i.prepared {
+        if super::singleton::try_lock(tx, "webhook-dispatch").await? {
+            let cursor = webhook_cursor::Entity::find_by_id(1)
+                .one(tx)
+                .await?
+                .map_or(0, |c| c.last_event_id);
+            if cursor == p.cursor {
+                claimed = insert(tx, p, i.lease).await?;
+                dispatched = true;
+            } else {
+                // Another instance dispatched these events meanwhile: the next round
+                // starts from where it left the cursor.
+                raced = true;
+            }
+        }
+    }
+    if i.leftovers {
+        claimed.extend(claim(tx, i.now, i.lease).await?);
+    }
+    let wrote = !i.outcomes.is_empty() || dispatched || !claimed.is_empty();
+    Ok((claimed, wrote, raced))
+}
+
 /// One instance's webhook sender: rounds of dispatch, claim and send (module doc).
 struct Sender {
     db: Db,
@@ -715,42 +763,25 @@ impl Sender {
         if prepared.is_none() && !leftovers && self.outcomes.is_empty() {
             return Ok(false);
         }
-        let tx = db.begin_write().await?;
         let now = super::now();
-        let lease = now + chrono::Duration::from_std(LEASE).unwrap_or_default();
+        let input = RoundWrite {
+            outcomes: std::mem::take(&mut self.outcomes),
+            attempted_at: self.attempted_at,
+            prepared,
+            leftovers,
+            now,
+            lease: now + chrono::Duration::from_std(LEASE).unwrap_or_default(),
+        };
         let lease_end = Instant::now() + LEASE;
-        // Taken now: if this transaction fails, their claims run out and they are
-        // sent again (at least once).
-        let outcomes = std::mem::take(&mut self.outcomes);
-        record(&tx, &outcomes, self.attempted_at).await?;
-        let mut claimed = vec![];
-        let (mut dispatched, mut raced) = (false, false);
-        if let Some(p) = prepared {
-            if super::singleton::try_lock(&*tx, "webhook-dispatch").await? {
-                let cursor = webhook_cursor::Entity::find_by_id(1)
-                    .one(&*tx)
-                    .await?
-                    .map_or(0, |c| c.last_event_id);
-                if cursor == p.cursor {
-                    claimed = insert(&tx, p, lease).await?;
-                    dispatched = true;
-                } else {
-                    // Another instance dispatched these events meanwhile: the next
-                    // round starts from where it left the cursor.
-                    raced = true;
-                }
-            }
-        }
-        if leftovers {
-            claimed.extend(claim(&tx, now, lease).await?);
-        }
-        if outcomes.is_empty() && !dispatched && claimed.is_empty() {
-            // Nothing changed: a COMMIT would retire this instance's cached pages
-            // (`Db::write_epoch`) for nothing.
-            tx.rollback().await?;
+        // A job of the group commit: under load it shares the requests' transaction
+        // and COMMIT instead of taking the writer's turn from them. If it fails, the
+        // outcomes are lost with it: their claims run out and they are sent again.
+        let (claimed, wrote, raced) = db
+            .write(Route::ANY, input, |w, i| Box::pin(round_write(w.tx(), i)))
+            .await?;
+        if !wrote {
             return Ok(raced);
         }
-        tx.commit().await?;
         if !claimed.is_empty() {
             self.outcomes =
                 send_all(&self.outbound, self.retry_base, &hooks, claimed, lease_end).await;
