@@ -124,12 +124,7 @@ async fn run_backend(
         let (id, _) = post(&client, port, &reader, i).await?;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Some(at) = received
-                .lock()
-                .map_err(|_| "poisoned")?
-                .arrivals
-                .get(&id)
-            {
+            if let Some(at) = received.lock().map_err(|_| "poisoned")?.arrivals.get(&id) {
                 latencies.push(at.duration_since(sent).as_secs_f64() * 1000.0);
                 break;
             }
@@ -160,8 +155,20 @@ async fn run_backend(
     )
     .await?;
     let hook_path = "/throughput";
-    add_hook(&client, hooked_port, &format!("{receiver}{hook_path}"), &["*"]).await?;
-    add_hook(&client, hooked_port, &format!("{receiver}{hook_path}"), &["*"]).await?;
+    add_hook(
+        &client,
+        hooked_port,
+        &format!("{receiver}{hook_path}"),
+        &["*"],
+    )
+    .await?;
+    add_hook(
+        &client,
+        hooked_port,
+        &format!("{receiver}{hook_path}"),
+        &["*"],
+    )
+    .await?;
     let plain_srv = (plain.pid(), plain_port);
     let hooked_srv = (hooked.pid(), hooked_port);
     let mut rows = vec![];
@@ -293,7 +300,11 @@ fn start_receiver(received: Shared) -> Result<u16, String> {
                 let id = if req.path() == "/latency" {
                     serde_json::from_slice::<serde_json::Value>(&body)
                         .ok()
-                        .and_then(|v| v["data"]["item"]["comment"]["id"].as_str().map(str::to_owned))
+                        .and_then(|v| {
+                            v["data"]["item"]["comment"]["id"]
+                                .as_str()
+                                .map(str::to_owned)
+                        })
                 } else {
                     None
                 };
@@ -482,11 +493,7 @@ async fn burst(
                 }
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
-            Some((
-                expected,
-                expected.saturating_sub(arrived),
-                ended.elapsed(),
-            ))
+            Some((expected, expected.saturating_sub(arrived), ended.elapsed()))
         }
     };
     Ok(Burst {

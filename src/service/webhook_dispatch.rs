@@ -8,8 +8,10 @@
 //!    `DISPATCH_BATCH`: under load a round covers everything queued since the last
 //!    one), mapped to webhook event types, and their payloads built (the moderation
 //!    items of all their comments in a few reads).
-//! 2. **One write transaction**: the outcomes of the previous round's attempts are
-//!    recorded; then, under a singleton lock (`singleton::try_lock`) and only if the
+//! 2. **One write**, a job of the group commit (`Db::write`: alone when idle, under
+//!    load in the requests' transaction, sharing their COMMIT instead of taking
+//!    SQLite's one writer from them): the outcomes of the previous round's attempts
+//!    are recorded (the delivered ones in one statement); then, under a singleton lock (`singleton::try_lock`) and only if the
 //!    cursor is still where step 1 read it (else another instance dispatched those
 //!    events: nothing is inserted and the next round starts from the new cursor), one
 //!    delivery row is inserted per subscribed webhook and the cursor moved, so each
@@ -19,9 +21,8 @@
 //!    unless an earlier delivery of the same comment to the same webhook is still
 //!    pending; last, due deliveries nobody holds (retries, what a crashed or other
 //!    instance left, fresh ones that had to wait) are claimed (`FOR UPDATE SKIP
-//!    LOCKED` on PostgreSQL, the lease on both), up to `CLAIM_BATCH`. On SQLite each
-//!    write transaction takes the one writer's turn from the requests: under load
-//!    this is one transaction per round, however many events it covers.
+//!    LOCKED` on PostgreSQL, the lease on both), up to `CLAIM_BATCH`. However many
+//!    events a round covers, it writes once.
 //! 3. **Send** what was claimed: POSTed signed, `SEND_CONCURRENCY` at a time; the
 //!    deliveries of one comment to one webhook one after another in commit order (a
 //!    failure stops the rest, which wait for it), so one webhook hears of a comment
@@ -29,7 +30,7 @@
 //!    back-off from `TALLY_WEBHOOK_RETRY_BASE_MS`, 1 s, up to 1 h) until 24 hours
 //!    have passed, then `failed`. An attempt is started only while the lease has
 //!    room for it; a claim not used is let go. The outcomes are recorded by the next
-//!    round's transaction (which follows at once): delivery is at least once (a crash
+//!    round's write (which follows at once): delivery is at least once (a crash
 //!    between an attempt and its record sends it again after the lease, 15 s).
 //!
 //! Rounds run back to back while there is work, wake on the in-process event bus (new
@@ -46,8 +47,8 @@ use futures_util::StreamExt;
 use sea_orm::{
     sea_query::{Expr, ExprTrait, OnConflict},
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, FromQueryResult, QueryFilter,
-    QuerySelect, Statement, Value,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, FromQueryResult,
+    QueryFilter, QuerySelect, Statement, Value,
 };
 use serde_json::{json, Value as Json};
 
@@ -381,7 +382,9 @@ async fn insert(
     let mut rows = p.rows.clone();
     for r in &mut rows {
         let free = match (&r.webhook_id, &r.comment_id) {
-            (Set(hook), Set(Some(comment))) => !p.blocked.contains(&(hook.clone(), comment.clone())),
+            (Set(hook), Set(Some(comment))) => {
+                !p.blocked.contains(&(hook.clone(), comment.clone()))
+            }
             _ => true,
         };
         if free {
@@ -464,7 +467,11 @@ async fn claim(
     };
     let inner = claimable_sql(backend, "d.id", &format!("LIMIT {CLAIM_BATCH}{lock}"));
     // The inner statement numbers its placeholders from 1: the lease goes last.
-    let n = if backend == DbBackend::Postgres { "$3" } else { "?" };
+    let n = if backend == DbBackend::Postgres {
+        "$3"
+    } else {
+        "?"
+    };
     let sql = format!(
         "UPDATE webhook_deliveries SET claimed_until = {n} WHERE id IN ({inner}) RETURNING *"
     );
@@ -515,7 +522,10 @@ impl Outcome {
 /// code (`delivered_at`: `at`, when the round's attempts were over), the others
 /// one by one.
 async fn record(
-    tx: &DatabaseTransaction, outcomes: &[Outcome], at: DateTime<Utc>) -> Result<(), ApiError> {
+    tx: &DatabaseTransaction,
+    outcomes: &[Outcome],
+    at: DateTime<Utc>,
+) -> Result<(), ApiError> {
     let mut delivered: HashMap<i32, Vec<i64>> = HashMap::new();
     for o in outcomes {
         match o {

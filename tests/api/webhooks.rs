@@ -438,8 +438,7 @@ async fn events_committed_before_a_kill_9_are_delivered_after_the_restart_exactl
 }
 
 #[tokio::test]
-async fn a_delivery_claimed_at_dispatch_whose_attempt_was_cut_off_is_sent_again_after_its_lease(
-) {
+async fn a_delivery_claimed_at_dispatch_whose_attempt_was_cut_off_is_sent_again_after_its_lease() {
     use crate::cli::serve_env;
     let db = crate::helpers::TestDb::fresh().await;
     // The first attempt hangs (the receiver answers after a minute): the process is
