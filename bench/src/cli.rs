@@ -54,7 +54,8 @@ pub enum Command {
     /// on each backend (see `model_cost`).
     SpamModelCost(ModelCostArgs),
     /// Webhooks (issue 22): delivery latency after the POST (p99 ≤ 1 s) and POST
-    /// comment throughput with two webhooks over without (≥ 0.9), SQLite.
+    /// comment throughput with two webhooks over without (≥ 0.9), with the deliveries
+    /// still outstanding when a burst ends.
     Webhooks(WebhooksArgs),
 }
 
@@ -122,9 +123,13 @@ pub struct WebhooksArgs {
     /// Comments posted one at a time for the latency figure.
     #[arg(long, default_value_t = 300)]
     pub comments: u32,
-    /// Comments posted for each throughput figure.
-    #[arg(long, default_value_t = 3_000)]
+    /// Comments posted in each burst (one burst per server per round).
+    #[arg(long, default_value_t = 6_000)]
     pub writes: u32,
+    /// Rounds of the throughput pair, in turns (odd rounds without webhooks first,
+    /// even rounds with them first); the ratio reported is the median of the rounds'.
+    #[arg(long, default_value_t = 5)]
+    pub rounds: u32,
     /// Concurrent writers for the throughput figures.
     #[arg(long, default_value_t = 16)]
     pub concurrency: u32,

@@ -1,34 +1,61 @@
-//! Sending webhooks (issue 22), in two steps that survive restarts and share the work
-//! between instances:
+//! Sending webhooks (issue 22). Each instance runs [`run`], a loop of **rounds**; the
+//! deliveries survive restarts and the work is shared between instances.
 //!
-//! 1. **Dispatch.** Committed events are read from the `events` outbox after the
-//!    cursor kept in `webhook_cursor`, mapped to webhook event types, and one delivery
-//!    row is written per subscribed webhook — in one transaction with the cursor's
-//!    move, under a singleton lock (`singleton::try_lock`), so each event is turned
-//!    into deliveries exactly once, whichever instance does it, and a crash loses
-//!    nothing (a rolled-back change wrote no event, so it sends nothing).
-//! 2. **Send.** Due deliveries are claimed (`FOR UPDATE SKIP LOCKED` on PostgreSQL, a
-//!    lease in `claimed_until` on both) by one instance, POSTed signed, and marked
-//!    `delivered`, or given their next attempt (exponential back-off from
-//!    `TALLY_WEBHOOK_RETRY_BASE_MS`, 1 s, up to 1 h) until 24 hours have passed, then
-//!    `failed`. A delivery is not claimed while an earlier one of the same comment for
-//!    the same webhook is still pending: one webhook hears of a comment in order.
+//! A round:
 //!
-//! Both wake on the in-process event bus (new commits here, or from other instances
-//! through it) and otherwise poll, so a webhook goes out well within a second.
+//! 1. **Prepare** (reads only, no write lock): the committed events after the cursor
+//!    kept in `webhook_cursor` are read from the `events` outbox (up to
+//!    `DISPATCH_BATCH`: under load a round covers everything queued since the last
+//!    one), mapped to webhook event types, and their payloads built (the moderation
+//!    items of all their comments in a few reads).
+//! 2. **One write**, a job of the group commit (`Db::write`: alone when idle, under
+//!    load in the requests' transaction, sharing their COMMIT instead of taking
+//!    SQLite's one writer from them): the outcomes of the previous round's attempts
+//!    are recorded (the delivered ones in one statement); then, under a singleton lock (`singleton::try_lock`) and only if the
+//!    cursor is still where step 1 read it (else another instance dispatched those
+//!    events: nothing is inserted and the next round starts from the new cursor), one
+//!    delivery row is inserted per subscribed webhook and the cursor moved, so each
+//!    event is turned into deliveries exactly once and a crash loses nothing (a
+//!    rolled-back change wrote no event, so it sends nothing). A fresh delivery is
+//!    inserted already **claimed** by this instance (a lease in `claimed_until`)
+//!    unless an earlier delivery of the same comment to the same webhook is still
+//!    pending; last, due deliveries nobody holds (retries, what a crashed or other
+//!    instance left, fresh ones that had to wait) are claimed (`FOR UPDATE SKIP
+//!    LOCKED` on PostgreSQL, the lease on both), up to `CLAIM_BATCH`. However many
+//!    events a round covers, it writes once.
+//! 3. **Send** what was claimed: POSTed signed, `SEND_CONCURRENCY` at a time; the
+//!    deliveries of one comment to one webhook one after another in commit order (a
+//!    failure stops the rest, which wait for it), so one webhook hears of a comment
+//!    in order. An attempt is `delivered` (2xx) or gets its next attempt (exponential
+//!    back-off from `TALLY_WEBHOOK_RETRY_BASE_MS`, 1 s, up to 1 h) until 24 hours
+//!    have passed, then `failed`. An attempt is started only while the lease has
+//!    room for it; a claim not used is let go. The outcomes are recorded by the next
+//!    round's write (which follows at once): delivery is at least once (a crash
+//!    between an attempt and its record sends it again after the lease, 15 s).
+//!
+//! Rounds run back to back while there is work, wake on the in-process event bus (new
+//! commits here, or from other instances through it) and otherwise poll, so a webhook
+//! goes out well within a second.
 
-use std::time::Duration;
+use std::{
+    collections::{HashMap, HashSet},
+    time::{Duration, Instant},
+};
 
 use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
 use sea_orm::{
-    sea_query::{Expr, OnConflict},
+    sea_query::{Expr, ExprTrait, OnConflict},
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, Statement,
-    Value,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, FromQueryResult,
+    QueryFilter, QuerySelect, Statement, Value,
 };
 use serde_json::{json, Value as Json};
 
-use super::{webhooks::subscribed, write::db::Db};
+use super::{
+    webhooks::subscribed,
+    write::{Db, Route},
+};
 use crate::{
     domain::ArticleId,
     entity::{comment, webhook, webhook_cursor, webhook_delivery},
@@ -36,12 +63,18 @@ use crate::{
     outbound::{self, Outbound},
 };
 
-/// Events turned into deliveries per transaction.
-const DISPATCH_BATCH: u64 = 200;
-/// Deliveries claimed at once by one instance.
-const SEND_BATCH: u64 = 16;
+/// Events turned into deliveries per round (at most).
+const DISPATCH_BATCH: u64 = 500;
+/// Deliveries claimed per round besides the fresh ones (retries, leftovers).
+const CLAIM_BATCH: u64 = 64;
+/// Attempts in flight at once per instance (the sends share the cores with the
+/// requests).
+const SEND_CONCURRENCY: usize = 16;
 /// How long a claim holds a delivery: longer than an attempt may take.
 const LEASE: Duration = Duration::from_secs(15);
+/// An attempt starts only while this much of its lease is left (it may take
+/// `ATTEMPT_TIMEOUT`; its outcome is recorded by the next round).
+const LEASE_ROOM: Duration = Duration::from_secs(12);
 /// Idle polling, for work made by other instances (or retries coming due).
 const POLL: Duration = Duration::from_millis(500);
 /// The longest wait between attempts, and how long a delivery is tried.
@@ -171,51 +204,37 @@ fn placeholders(backend: DbBackend, sql: &str) -> String {
     out
 }
 
-/// The `data` of a comment event: the moderation item as it stands now.
-async fn comment_data(
-    conn: &impl ConnectionTrait,
-    comment_id: &str,
-    extra: &Json,
-) -> Result<Option<Json>, ApiError> {
-    let Some(c) = comment::Entity::find_by_id(comment_id).one(conn).await? else {
-        return Ok(None);
-    };
-    let item = super::external::screen::item_for(conn, c).await?;
-    let mut data = json!({ "item": item });
-    if let (Some(obj), Some(extra)) = (data.as_object_mut(), extra.as_object()) {
-        for (k, v) in extra {
-            obj.insert(k.clone(), v.clone());
-        }
-    }
-    Ok(Some(data))
+/// Events read and their deliveries built, before the write transaction.
+struct Prepared {
+    /// The cursor the events follow (the write transaction checks it has not moved).
+    cursor: i64,
+    /// The last event covered: the cursor's next position.
+    last: i64,
+    /// The delivery rows, in event order (claimed or not: see `blocked`).
+    rows: Vec<webhook_delivery::ActiveModel>,
+    /// `(webhook, comment)` pairs with an earlier delivery still pending: their fresh
+    /// deliveries wait for it (inserted unclaimed).
+    blocked: HashSet<(String, String)>,
 }
 
-/// Turns the next committed events into deliveries; how many events it consumed
-/// (0: none waiting, or another instance is at it).
-pub async fn dispatch_once(db: &Db) -> Result<usize, ApiError> {
-    // Without webhooks there is nothing to do (the first webhook moves the cursor to
-    // the outbox's end when it is created: it hears of what comes after).
-    if webhook::Entity::find().one(&db.conn).await?.is_none() {
-        return Ok(0);
-    }
-    // A look without the write lock first: most rounds find nothing new.
-    let seen = webhook_cursor::Entity::find_by_id(1)
-        .one(&db.conn)
-        .await?
-        .map_or(0, |c| c.last_event_id);
-    if super::write::events::last_id(&db.conn).await? <= seen {
-        return Ok(0);
-    }
-    let tx = db.begin_write().await?;
-    if !super::singleton::try_lock(&*tx, "webhook-dispatch").await? {
-        tx.rollback().await?;
-        return Ok(0);
-    }
+/// Reads the next committed events and builds their deliveries (no write lock);
+/// `None` when there is nothing new. `finishing`: deliveries this round's transaction
+/// takes out of `pending` before it inserts (they block nothing).
+async fn prepare(
+    db: &Db,
+    hooks: &[webhook::Model],
+    finishing: &HashSet<i64>,
+) -> Result<Option<Prepared>, ApiError> {
+    let conn = &db.conn;
     let cursor = webhook_cursor::Entity::find_by_id(1)
-        .one(&*tx)
+        .one(conn)
         .await?
         .map_or(0, |c| c.last_event_id);
-    let events = read_events(&*tx, cursor, DISPATCH_BATCH).await?;
+    // Most idle rounds find nothing new.
+    if super::write::events::last_id(conn).await? <= cursor {
+        return Ok(None);
+    }
+    let events = read_events(conn, cursor, DISPATCH_BATCH).await?;
     // Stop at a gap younger than `GAP_WAIT`: its transaction may still commit.
     let now = super::now();
     let mut expected = cursor + 1;
@@ -227,141 +246,351 @@ pub async fn dispatch_once(db: &Db) -> Result<usize, ApiError> {
         expected = e.id + 1;
         usable += 1;
     }
-    if usable == 0 {
-        // Rolled back before the SQLite writer lock is let go (see `WriteTx`).
-        tx.rollback().await?;
-        return Ok(0);
-    }
     let events = &events[..usable];
-    let hooks = webhook::Entity::find().all(&*tx).await?;
-    if !hooks.is_empty() {
-        let mut rows = vec![];
-        for e in events {
-            for (kind, extra) in webhook_events(e) {
-                let targets: Vec<&webhook::Model> = subscribed(&hooks, kind).collect();
-                if targets.is_empty() {
-                    continue;
-                }
-                let data = match (kind, &e.comment_id) {
-                    ("rating.changed", _) => {
-                        let Some(aid) = e
-                            .article_id
-                            .as_deref()
-                            .and_then(|a| ArticleId::parse(a).ok())
-                        else {
-                            continue;
-                        };
-                        let agg = super::ratings::aggregate(&*tx, &aid).await?;
-                        json!({
-                            "article_id": aid.as_str(),
-                            "rating": super::ratings::AggregateView::new(aid.as_str(), agg),
-                        })
+    let Some(last) = events.last().map(|e| e.id) else {
+        return Ok(None);
+    };
+    // The comments' moderation items, as they stand now, in a few reads for all.
+    let mut ids: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e.comment_id.as_deref())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut items: HashMap<String, Json> = HashMap::new();
+    for chunk in ids.chunks(500) {
+        let comments = comment::Entity::find()
+            .filter(comment::Column::Id.is_in(chunk.iter().copied()))
+            .all(conn)
+            .await?;
+        for item in super::external::screen::items_for(conn, comments).await? {
+            let id = item.comment.id.clone();
+            items.insert(id, serde_json::to_value(item).unwrap_or(Json::Null));
+        }
+    }
+    let mut aggregates: HashMap<String, Json> = HashMap::new();
+    let mut rows = vec![];
+    for e in events {
+        for (kind, extra) in webhook_events(e) {
+            let targets: Vec<&webhook::Model> = subscribed(hooks, kind).collect();
+            if targets.is_empty() {
+                continue;
+            }
+            let data = match (kind, &e.comment_id) {
+                ("rating.changed", _) => {
+                    let Some(aid) = e
+                        .article_id
+                        .as_deref()
+                        .and_then(|a| ArticleId::parse(a).ok())
+                    else {
+                        continue;
+                    };
+                    if !aggregates.contains_key(aid.as_str()) {
+                        let agg = super::ratings::aggregate(conn, &aid).await?;
+                        let view = super::ratings::AggregateView::new(aid.as_str(), agg);
+                        aggregates.insert(
+                            aid.as_str().to_owned(),
+                            serde_json::to_value(view).unwrap_or(Json::Null),
+                        );
                     }
-                    (_, Some(cid)) => match comment_data(&*tx, cid, &extra).await? {
-                        Some(data) => data,
-                        // Purged since: nothing left to tell.
-                        None => continue,
-                    },
-                    (_, None) => continue,
-                };
-                let event_id = format!("{}-{kind}", e.id);
-                let body = json!({
-                    "id": event_id,
-                    "type": kind,
-                    "created_at": e.created_at,
-                    "data": data,
-                })
-                .to_string();
-                for h in targets {
-                    rows.push(webhook_delivery::ActiveModel {
-                        webhook_id: Set(h.id.clone()),
-                        event_id: Set(event_id.clone()),
-                        event_type: Set(kind.to_owned()),
-                        comment_id: Set(e.comment_id.clone()),
-                        payload: Set(body.clone()),
-                        status: Set("pending".into()),
-                        attempts: Set(0),
-                        last_status_code: Set(None),
-                        last_error: Set(None),
-                        next_attempt_at: Set(now),
-                        delivered_at: Set(None),
-                        claimed_until: Set(None),
-                        created_at: Set(now),
-                        ..Default::default()
-                    });
+                    json!({
+                        "article_id": aid.as_str(),
+                        "rating": aggregates[aid.as_str()],
+                    })
                 }
+                (_, Some(cid)) => {
+                    // Purged since: nothing left to tell.
+                    let Some(item) = items.get(cid) else { continue };
+                    let mut data = json!({ "item": item });
+                    if let (Some(obj), Some(extra)) = (data.as_object_mut(), extra.as_object()) {
+                        for (k, v) in extra {
+                            obj.insert(k.clone(), v.clone());
+                        }
+                    }
+                    data
+                }
+                (_, None) => continue,
+            };
+            let event_id = format!("{}-{kind}", e.id);
+            let body = json!({
+                "id": event_id,
+                "type": kind,
+                "created_at": e.created_at,
+                "data": data,
+            })
+            .to_string();
+            for h in targets {
+                rows.push(webhook_delivery::ActiveModel {
+                    webhook_id: Set(h.id.clone()),
+                    event_id: Set(event_id.clone()),
+                    event_type: Set(kind.to_owned()),
+                    comment_id: Set(e.comment_id.clone()),
+                    payload: Set(body.clone()),
+                    status: Set("pending".into()),
+                    attempts: Set(0),
+                    last_status_code: Set(None),
+                    last_error: Set(None),
+                    next_attempt_at: Set(now),
+                    delivered_at: Set(None),
+                    claimed_until: Set(None),
+                    created_at: Set(now),
+                    ..Default::default()
+                });
             }
         }
-        for chunk in rows.chunks(100) {
-            webhook_delivery::Entity::insert_many(chunk.to_vec())
-                .on_conflict(
-                    OnConflict::columns([
-                        webhook_delivery::Column::WebhookId,
-                        webhook_delivery::Column::EventId,
-                    ])
-                    .do_nothing()
-                    .to_owned(),
-                )
-                .exec_without_returning(&*tx)
-                .await?;
+    }
+    // Which of these comments still have a delivery pending (a retry, or one another
+    // instance holds). Read before the write lock: between this read and the insert
+    // only the dispatch (which the cursor check excludes) adds pending deliveries, so
+    // the answer can only be too careful, never too bold.
+    let mut blocked = HashSet::new();
+    let hook_ids: Vec<&str> = hooks.iter().map(|h| h.id.as_str()).collect();
+    for chunk in ids.chunks(500) {
+        let pending: Vec<(i64, String, Option<String>)> = webhook_delivery::Entity::find()
+            .select_only()
+            .column(webhook_delivery::Column::Id)
+            .column(webhook_delivery::Column::WebhookId)
+            .column(webhook_delivery::Column::CommentId)
+            .filter(webhook_delivery::Column::WebhookId.is_in(hook_ids.iter().copied()))
+            .filter(webhook_delivery::Column::CommentId.is_in(chunk.iter().copied()))
+            .filter(webhook_delivery::Column::Status.eq("pending"))
+            .into_tuple()
+            .all(conn)
+            .await?;
+        for (id, hook, comment) in pending {
+            if let (false, Some(comment)) = (finishing.contains(&id), comment) {
+                blocked.insert((hook, comment));
+            }
         }
     }
-    let last = events.last().map_or(cursor, |e| e.id);
-    webhook_cursor::Entity::update_many()
-        .col_expr(webhook_cursor::Column::LastEventId, Expr::value(last))
-        .filter(webhook_cursor::Column::Id.eq(1))
-        .exec(&*tx)
-        .await?;
-    tx.commit().await?;
-    Ok(events.len())
+    Ok(Some(Prepared {
+        cursor,
+        last,
+        rows,
+        blocked,
+    }))
 }
 
-/// Claims up to `SEND_BATCH` due deliveries for this instance.
-async fn claim(db: &Db) -> Result<Vec<webhook_delivery::Model>, ApiError> {
-    let now = super::now();
-    // A look without the write lock first (the due index): usually nothing is due.
-    let due = webhook_delivery::Entity::find()
-        .filter(webhook_delivery::Column::Status.eq("pending"))
-        .filter(webhook_delivery::Column::NextAttemptAt.lte(now))
-        .one(&db.conn)
-        .await?;
-    if due.is_none() {
-        return Ok(vec![]);
+/// Inserts the prepared deliveries and moves the cursor, in `tx` (which holds the
+/// dispatch lock and found the cursor unmoved); the fresh deliveries claimed for this
+/// instance until `lease`.
+async fn insert(
+    tx: &DatabaseTransaction,
+    p: &Prepared,
+    lease: DateTime<Utc>,
+) -> Result<Vec<webhook_delivery::Model>, ApiError> {
+    let mut rows = p.rows.clone();
+    for r in &mut rows {
+        let free = match (&r.webhook_id, &r.comment_id) {
+            (Set(hook), Set(Some(comment))) => {
+                !p.blocked.contains(&(hook.clone(), comment.clone()))
+            }
+            _ => true,
+        };
+        if free {
+            r.claimed_until = Set(Some(lease));
+        }
     }
-    let lease = now + chrono::Duration::from_std(LEASE).unwrap_or_default();
-    let backend = db.backend();
-    let lock = if backend == DbBackend::Postgres {
-        " FOR UPDATE SKIP LOCKED"
-    } else {
-        ""
-    };
-    let sql = placeholders(
+    let mut claimed = vec![];
+    for chunk in rows.chunks(100) {
+        // No conflict can arise (the cursor was checked under the lock); should one,
+        // the delivery already there stands.
+        let inserted = webhook_delivery::Entity::insert_many(chunk.to_vec())
+            .on_conflict(
+                OnConflict::columns([
+                    webhook_delivery::Column::WebhookId,
+                    webhook_delivery::Column::EventId,
+                ])
+                .do_nothing()
+                .to_owned(),
+            )
+            .exec_with_returning(tx)
+            .await?;
+        claimed.extend(
+            inserted
+                .into_iter()
+                .filter(|d| d.claimed_until == Some(lease)),
+        );
+    }
+    webhook_cursor::Entity::update_many()
+        .col_expr(webhook_cursor::Column::LastEventId, Expr::value(p.last))
+        .filter(webhook_cursor::Column::Id.eq(1))
+        .exec(tx)
+        .await?;
+    Ok(claimed)
+}
+
+/// The claim: due pending deliveries nobody holds, none behind an earlier pending one
+/// of the same comment to the same webhook, oldest first.
+fn claimable_sql(backend: DbBackend, select: &str, tail: &str) -> String {
+    placeholders(
         backend,
         &format!(
-            "UPDATE webhook_deliveries SET claimed_until = ? WHERE id IN (\
-             SELECT d.id FROM webhook_deliveries d \
+            "SELECT {select} FROM webhook_deliveries d \
              WHERE d.status = 'pending' AND d.next_attempt_at <= ? \
              AND (d.claimed_until IS NULL OR d.claimed_until < ?) \
              AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e \
                WHERE e.webhook_id = d.webhook_id AND e.comment_id = d.comment_id \
                AND e.status = 'pending' AND e.id < d.id) \
-             ORDER BY d.id LIMIT {SEND_BATCH}{lock}) RETURNING *"
+             ORDER BY d.id {tail}"
         ),
-    );
-    let values: [Value; 3] = [lease.into(), now.into(), now.into()];
-    let tx = db.begin_write().await?;
-    let claimed = webhook_delivery::Entity::find()
-        .from_raw_sql(Statement::from_sql_and_values(backend, sql, values))
-        .all(&*tx)
+    )
+}
+
+/// Whether any delivery is there to claim (a read without the write lock: usually
+/// none is).
+async fn any_claimable(db: &Db) -> Result<bool, ApiError> {
+    let now = super::now();
+    let backend = db.backend();
+    let row = db
+        .conn
+        .query_one_raw(Statement::from_sql_and_values(
+            backend,
+            claimable_sql(backend, "d.id", "LIMIT 1"),
+            [now.into(), now.into()],
+        ))
         .await?;
-    if claimed.is_empty() {
-        // Nothing changed: a COMMIT would retire this instance's cached pages
-        // (`Db::write_epoch`) twice a second for nothing.
-        tx.rollback().await?;
+    Ok(row.is_some())
+}
+
+/// Claims up to `CLAIM_BATCH` claimable deliveries until `lease`, in `tx`.
+async fn claim(
+    tx: &DatabaseTransaction,
+    now: DateTime<Utc>,
+    lease: DateTime<Utc>,
+) -> Result<Vec<webhook_delivery::Model>, ApiError> {
+    let backend = tx.get_database_backend();
+    let lock = if backend == DbBackend::Postgres {
+        " FOR UPDATE SKIP LOCKED"
     } else {
-        tx.commit().await?;
+        ""
+    };
+    let inner = claimable_sql(backend, "d.id", &format!("LIMIT {CLAIM_BATCH}{lock}"));
+    // The inner statement numbers its placeholders from 1: the lease goes last.
+    let n = if backend == DbBackend::Postgres {
+        "$3"
+    } else {
+        "?"
+    };
+    let sql = format!(
+        "UPDATE webhook_deliveries SET claimed_until = {n} WHERE id IN ({inner}) RETURNING *"
+    );
+    let values: [Value; 3] = [now.into(), now.into(), lease.into()];
+    Ok(webhook_delivery::Entity::find()
+        .from_raw_sql(Statement::from_sql_and_values(backend, sql, values))
+        .all(tx)
+        .await?)
+}
+
+/// What became of a claimed delivery, recorded by the next round's transaction.
+#[derive(Debug, Clone, PartialEq)]
+enum Outcome {
+    /// Answered 2xx.
+    Delivered { id: i64, code: i32 },
+    /// Failed: tried again at `next`, or given up (`None`).
+    Failed {
+        id: i64,
+        attempts: i32,
+        code: Option<i32>,
+        error: String,
+        next: Option<DateTime<Utc>>,
+    },
+    /// Not attempted (an earlier delivery of its chain failed, or its lease had too
+    /// little room left): the claim is let go.
+    Released { id: i64 },
+}
+
+impl Outcome {
+    fn id(&self) -> i64 {
+        match self {
+            Outcome::Delivered { id, .. }
+            | Outcome::Failed { id, .. }
+            | Outcome::Released { id } => *id,
+        }
     }
-    Ok(claimed)
+
+    /// Whether it takes the delivery out of `pending`.
+    fn finishes(&self) -> bool {
+        matches!(
+            self,
+            Outcome::Delivered { .. } | Outcome::Failed { next: None, .. }
+        )
+    }
+}
+
+/// Records attempts' outcomes in `tx`: the delivered ones a statement per status
+/// code (`delivered_at`: `at`, when the round's attempts were over), the others
+/// one by one.
+async fn record(
+    tx: &DatabaseTransaction,
+    outcomes: &[Outcome],
+    at: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    let mut delivered: HashMap<i32, Vec<i64>> = HashMap::new();
+    for o in outcomes {
+        match o {
+            Outcome::Delivered { id, code } => delivered.entry(*code).or_default().push(*id),
+            Outcome::Failed {
+                id,
+                attempts,
+                code,
+                error,
+                next,
+            } => {
+                let mut update = webhook_delivery::ActiveModel {
+                    id: Set(*id),
+                    attempts: Set(*attempts),
+                    claimed_until: Set(None),
+                    last_status_code: Set(*code),
+                    last_error: Set(Some(error.clone())),
+                    ..Default::default()
+                };
+                match next {
+                    Some(next) => update.next_attempt_at = Set(*next),
+                    None => update.status = Set("failed".into()),
+                }
+                webhook_delivery::Entity::update_many()
+                    .set(update)
+                    .filter(webhook_delivery::Column::Id.eq(*id))
+                    .exec(tx)
+                    .await?;
+            }
+            Outcome::Released { id } => {
+                webhook_delivery::Entity::update_many()
+                    .col_expr(
+                        webhook_delivery::Column::ClaimedUntil,
+                        Expr::value(Option::<DateTime<Utc>>::None),
+                    )
+                    .filter(webhook_delivery::Column::Id.eq(*id))
+                    .exec(tx)
+                    .await?;
+            }
+        }
+    }
+    for (code, ids) in delivered {
+        for chunk in ids.chunks(500) {
+            webhook_delivery::Entity::update_many()
+                .col_expr(webhook_delivery::Column::Status, Expr::value("delivered"))
+                .col_expr(
+                    webhook_delivery::Column::Attempts,
+                    Expr::col(webhook_delivery::Column::Attempts).add(1),
+                )
+                .col_expr(webhook_delivery::Column::LastStatusCode, Expr::value(code))
+                .col_expr(
+                    webhook_delivery::Column::LastError,
+                    Expr::value(Option::<String>::None),
+                )
+                .col_expr(webhook_delivery::Column::DeliveredAt, Expr::value(at))
+                .col_expr(
+                    webhook_delivery::Column::ClaimedUntil,
+                    Expr::value(Option::<DateTime<Utc>>::None),
+                )
+                .filter(webhook_delivery::Column::Id.is_in(chunk.iter().copied()))
+                .exec(tx)
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 /// The delay before attempt `attempts + 1`, after `attempts` failed ones.
@@ -370,19 +599,13 @@ pub fn backoff(base: Duration, attempts: i32) -> Duration {
     base.saturating_mul(1u32 << shift).min(MAX_BACKOFF)
 }
 
-/// Sends one claimed delivery; the outcome to record (`None`: the webhook is gone).
-async fn send(
-    db: &Db,
+/// One attempt at a claimed delivery.
+async fn attempt(
     outbound: &Outbound,
     retry_base: Duration,
-    d: webhook_delivery::Model,
-) -> Result<Option<webhook_delivery::ActiveModel>, ApiError> {
-    let Some(hook) = webhook::Entity::find_by_id(&d.webhook_id)
-        .one(&db.conn)
-        .await?
-    else {
-        return Ok(None); // deleted meanwhile (its deliveries with it)
-    };
+    hook: &webhook::Model,
+    d: &webhook_delivery::Model,
+) -> Outcome {
     let t = Utc::now().timestamp();
     let body = d.payload.clone().into_bytes();
     let headers = [
@@ -396,101 +619,206 @@ async fn send(
     let result = outbound
         .post(&hook.url, &headers, body, outbound::ATTEMPT_TIMEOUT)
         .await;
-    let now = super::now();
-    let attempts = d.attempts + 1;
-    let mut update = webhook_delivery::ActiveModel {
-        id: Set(d.id),
-        attempts: Set(attempts),
-        claimed_until: Set(None),
-        ..Default::default()
-    };
     let (code, error) = match result {
-        Ok((status, _)) if (200..300).contains(&status) => (Some(status), None),
-        Ok((status, _)) => (Some(status), Some(format!("answered {status}"))),
-        Err(e) => (None, Some(e)),
-    };
-    update.last_status_code = Set(code.map(i32::from));
-    match error {
-        None => {
-            update.status = Set("delivered".into());
-            update.last_error = Set(None);
-            update.delivered_at = Set(Some(now));
-        }
-        Some(error) => {
-            let next =
-                now + chrono::Duration::from_std(backoff(retry_base, attempts)).unwrap_or_default();
-            update.last_error = Set(Some(error));
-            if next - d.created_at > GIVE_UP_AFTER {
-                update.status = Set("failed".into());
-            } else {
-                update.next_attempt_at = Set(next);
+        Ok((status, _)) if (200..300).contains(&status) => {
+            return Outcome::Delivered {
+                id: d.id,
+                code: i32::from(status),
             }
         }
+        Ok((status, _)) => (Some(i32::from(status)), format!("answered {status}")),
+        Err(e) => (None, e),
+    };
+    let attempts = d.attempts + 1;
+    let next = super::now()
+        + chrono::Duration::from_std(backoff(retry_base, attempts)).unwrap_or_default();
+    Outcome::Failed {
+        id: d.id,
+        attempts,
+        code,
+        error,
+        next: (next - d.created_at <= GIVE_UP_AFTER).then_some(next),
     }
-    Ok(Some(update))
 }
 
-/// Sends what is due until nothing is; how many were sent. The outcomes of one
-/// claimed batch are recorded in one write transaction (on SQLite every write takes
-/// the one writer's turn from the requests: one per delivery made webhooks cost a
-/// site's POSTs several times what they cost once batched).
-pub async fn send_due(
-    db: &Db,
+/// Sends claimed deliveries (their lease runs out at `lease_end`): the deliveries of
+/// one comment to one webhook in order, one after another, stopping at a failure;
+/// `SEND_CONCURRENCY` such chains at once. Deliveries of a webhook deleted meanwhile
+/// (gone with it) have no outcome.
+async fn send_all(
     outbound: &Outbound,
     retry_base: Duration,
-) -> Result<usize, ApiError> {
-    let mut total = 0;
-    loop {
-        let claimed = claim(db).await?;
-        if claimed.is_empty() {
-            return Ok(total);
+    hooks: &[webhook::Model],
+    mut claimed: Vec<webhook_delivery::Model>,
+    lease_end: Instant,
+) -> Vec<Outcome> {
+    claimed.sort_by_key(|d| d.id);
+    let mut chains: Vec<Vec<webhook_delivery::Model>> = vec![];
+    let mut chain_of: HashMap<(String, String), usize> = HashMap::new();
+    for d in claimed {
+        match d.comment_id.clone() {
+            Some(c) => {
+                let key = (d.webhook_id.clone(), c);
+                match chain_of.get(&key) {
+                    Some(&i) => chains[i].push(d),
+                    None => {
+                        chain_of.insert(key, chains.len());
+                        chains.push(vec![d]);
+                    }
+                }
+            }
+            None => chains.push(vec![d]),
         }
-        total += claimed.len();
-        let sends = claimed
-            .into_iter()
-            .map(|d| send(db, outbound, retry_base, d));
-        let mut updates = vec![];
-        for r in futures_util::future::join_all(sends).await {
-            match r {
-                Ok(Some(update)) => updates.push(update),
-                Ok(None) => {}
-                Err(e) => tracing::warn!(error = %e, "webhook delivery not recorded"),
+    }
+    let send_chain = |chain: Vec<webhook_delivery::Model>| async move {
+        let mut out = vec![];
+        let mut go_on = true;
+        for d in chain {
+            let Some(hook) = hooks.iter().find(|h| h.id == d.webhook_id) else {
+                continue;
+            };
+            if !go_on || Instant::now() + LEASE_ROOM > lease_end {
+                out.push(Outcome::Released { id: d.id });
+                continue;
+            }
+            let o = attempt(outbound, retry_base, hook, &d).await;
+            go_on = matches!(o, Outcome::Delivered { .. });
+            out.push(o);
+        }
+        out
+    };
+    futures_util::stream::iter(chains.into_iter().map(send_chain))
+        .buffer_unordered(SEND_CONCURRENCY)
+        .flat_map(futures_util::stream::iter)
+        .collect()
+        .await
+}
+
+/// What a round writes (see [`round_write`]).
+struct RoundWrite {
+    /// The last round's outcomes, and when its attempts were over.
+    outcomes: Vec<Outcome>,
+    attempted_at: DateTime<Utc>,
+    prepared: Option<Prepared>,
+    /// Whether there are deliveries to claim besides the fresh ones.
+    leftovers: bool,
+    now: DateTime<Utc>,
+    lease: DateTime<Utc>,
+}
+
+/// A round's write, in `tx` (may run more than once: only the last run counts):
+/// records the last round's outcomes; dispatches the prepared events under the
+/// singleton lock if the cursor is still where they follow; claims leftovers. Returns
+/// the deliveries claimed, whether anything was written, and whether another instance
+/// had moved the cursor.
+async fn round_write(
+    tx: &DatabaseTransaction,
+    i: &RoundWrite,
+) -> Result<(Vec<webhook_delivery::Model>, bool, bool), ApiError> {
+    record(tx, &i.outcomes, i.attempted_at).await?;
+    let mut claimed = vec![];
+    let (mut dispatched, mut raced) = (false, false);
+    if let Some(p) = &i.prepared {
+        if super::singleton::try_lock(tx, "webhook-dispatch").await? {
+            let cursor = webhook_cursor::Entity::find_by_id(1)
+                .one(tx)
+                .await?
+                .map_or(0, |c| c.last_event_id);
+            if cursor == p.cursor {
+                claimed = insert(tx, p, i.lease).await?;
+                dispatched = true;
+            } else {
+                // Another instance dispatched these events meanwhile: the next round
+                // starts from where it left the cursor.
+                raced = true;
             }
         }
-        if !updates.is_empty() {
-            // Unrecorded outcomes are retried when the claim's lease runs out.
-            let tx = db.begin_write().await?;
-            for update in updates {
-                webhook_delivery::Entity::update(update).exec(&*tx).await?;
-            }
-            tx.commit().await?;
+    }
+    if i.leftovers {
+        claimed.extend(claim(tx, i.now, i.lease).await?);
+    }
+    let wrote = !i.outcomes.is_empty() || dispatched || !claimed.is_empty();
+    Ok((claimed, wrote, raced))
+}
+
+/// One instance's webhook sender: rounds of dispatch, claim and send (module doc).
+struct Sender {
+    db: Db,
+    outbound: Outbound,
+    retry_base: Duration,
+    /// The last round's outcomes, for the next round's transaction.
+    outcomes: Vec<Outcome>,
+    /// When the last round's attempts were over.
+    attempted_at: DateTime<Utc>,
+}
+
+impl Sender {
+    /// One round; whether it did anything (then the next follows at once).
+    async fn round(&mut self) -> Result<bool, ApiError> {
+        let db = &self.db;
+        let hooks = webhook::Entity::find().all(&db.conn).await?;
+        let finishing: HashSet<i64> = self
+            .outcomes
+            .iter()
+            .filter(|o| o.finishes())
+            .map(Outcome::id)
+            .collect();
+        // Without webhooks there is nothing to dispatch (the first webhook moves the
+        // cursor to the outbox's end when it is created: it hears of what comes after).
+        let prepared = match hooks.is_empty() {
+            true => None,
+            false => prepare(db, &hooks, &finishing).await?,
+        };
+        let leftovers = !hooks.is_empty() && any_claimable(db).await?;
+        if prepared.is_none() && !leftovers && self.outcomes.is_empty() {
+            return Ok(false);
         }
+        let now = super::now();
+        let input = RoundWrite {
+            outcomes: std::mem::take(&mut self.outcomes),
+            attempted_at: self.attempted_at,
+            prepared,
+            leftovers,
+            now,
+            lease: now + chrono::Duration::from_std(LEASE).unwrap_or_default(),
+        };
+        let lease_end = Instant::now() + LEASE;
+        // A job of the group commit: under load it shares the requests' transaction
+        // and COMMIT instead of taking the writer's turn from them. If it fails, the
+        // outcomes are lost with it: their claims run out and they are sent again.
+        let (claimed, wrote, raced) = db
+            .write(Route::ANY, input, |w, i| Box::pin(round_write(w.tx(), i)))
+            .await?;
+        if !wrote {
+            return Ok(raced);
+        }
+        if !claimed.is_empty() {
+            self.outcomes =
+                send_all(&self.outbound, self.retry_base, &hooks, claimed, lease_end).await;
+            self.attempted_at = super::now();
+        }
+        Ok(true)
     }
 }
 
-/// The background task: dispatch and send, woken by the event bus (a commit here, or
-/// on another instance through the bus's pump), else polling every `POLL`.
+/// The background task: rounds back to back while there is work, then woken by the
+/// event bus (a commit here, or on another instance through the bus's pump), else
+/// polling every `POLL`.
 pub async fn run(db: Db, outbound: Outbound, retry_base: Duration) {
     use tokio::sync::broadcast::error::TryRecvError;
     let mut bus = db.events().subscribe();
+    let mut sender = Sender {
+        db,
+        outbound,
+        retry_base,
+        outcomes: vec![],
+        attempted_at: super::now(),
+    };
     loop {
-        let mut worked = false;
-        loop {
-            match dispatch_once(&db).await {
-                Ok(0) => break,
-                Ok(_) => worked = true,
-                Err(e) => {
-                    tracing::warn!(error = %e, "webhook dispatch failed");
-                    break;
-                }
-            }
-        }
-        match send_due(&db, &outbound, retry_base).await {
-            Ok(n) => worked |= n > 0,
-            Err(e) => tracing::warn!(error = %e, "webhook sending failed"),
-        }
-        if worked {
-            continue;
+        match sender.round().await {
+            Ok(true) => continue,
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "webhook round failed"),
         }
         // Sleep until the next commit (or the poll); what queued up meanwhile is
         // covered by the next round's read of the outbox.

@@ -437,6 +437,96 @@ async fn events_committed_before_a_kill_9_are_delivered_after_the_restart_exactl
     assert!(status.success());
 }
 
+#[tokio::test]
+async fn a_delivery_claimed_at_dispatch_whose_attempt_was_cut_off_is_sent_again_after_its_lease() {
+    use crate::cli::serve_env;
+    let db = crate::helpers::TestDb::fresh().await;
+    // The first attempt hangs (the receiver answers after a minute): the process is
+    // killed with it in flight, its outcome never recorded.
+    let receiver = Receiver::start(Answer {
+        status: 200,
+        body: "{}".into(),
+        delay: Duration::from_secs(60),
+    })
+    .await;
+    let env = [("TALLY_WEBHOOK_ALLOW_PRIVATE", "true")];
+    let keys = tally::auth::JwtKeys::from_settings(&tally::config::JwtSettings {
+        secret: Some(crate::helpers::SECRET.into()),
+        ..Default::default()
+    })
+    .unwrap();
+    let admin = keys
+        .mint("adm", None, tally::auth::Role::Admin, 600)
+        .unwrap();
+    let reader = keys
+        .mint("u-1", None, tally::auth::Role::Reader, 600)
+        .unwrap();
+    let client = reqwest::Client::new();
+    let mut first = serve_env(&db.url, &env);
+    let res = client
+        .post(format!("{}/api/v1/admin/webhooks", first.address))
+        .bearer_auth(&admin)
+        .json(&json!({"url": receiver.url, "events": ["comment.created"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let hook: Value = res.json().await.unwrap();
+    let posted = tokio::time::Instant::now();
+    let res = client
+        .post(format!("{}/api/v1/articles/a-1/comments", first.address))
+        .bearer_auth(&reader)
+        .json(&json!({"body": "cut off"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let got = receiver.wait_for(1, WAIT).await;
+    assert_eq!(got.len(), 1, "the first attempt is under way");
+    first.child.kill().unwrap(); // SIGKILL, the attempt in flight
+    first.child.wait().unwrap();
+
+    receiver.set_answer(Answer::json(json!({})));
+    let mut second = serve_env(&db.url, &env);
+    // The new instance leaves it alone while the dead one's claim holds (15 s from
+    // before the first attempt), then sends it again.
+    let again = receiver.wait_for(2, Duration::from_secs(60)).await;
+    assert_eq!(again.len(), 2, "sent again after the lease");
+    assert!(
+        posted.elapsed() >= Duration::from_secs(14),
+        "not before the lease ran out ({:?})",
+        posted.elapsed()
+    );
+    assert_eq!(
+        again[0].header("Tally-Event-Id"),
+        again[1].header("Tally-Event-Id"),
+        "the same event, for the receiver to tell"
+    );
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let res = client
+            .get(format!(
+                "{}/api/v1/admin/webhooks/{}/deliveries",
+                second.address,
+                hook["id"].as_str().unwrap()
+            ))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap();
+        let page: Value = res.json().await.unwrap();
+        let items = page["items"].as_array().unwrap();
+        assert_eq!(items.len(), 1);
+        if items[0]["status"] == "delivered" {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{items:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status = crate::cli::sigterm_and_wait(&mut second.child).await;
+    assert!(status.success());
+}
+
 /// The Python receiver of `tests/receivers/verify_webhook.py`, stopped when dropped.
 struct PythonReceiver {
     child: std::process::Child,

@@ -123,6 +123,17 @@ pub async fn item_for(
     conn: &impl sea_orm::ConnectionTrait,
     c: comment::Model,
 ) -> Result<crate::service::moderation::queue::ModerationItem, ApiError> {
+    items_for(conn, vec![c])
+        .await?
+        .pop()
+        .ok_or_else(|| ApiError::Internal("no item for the screened comment".into()))
+}
+
+/// [`item_for`] of several comments at once (a few reads for all of them), in order.
+pub async fn items_for(
+    conn: &impl sea_orm::ConnectionTrait,
+    comments: Vec<comment::Model>,
+) -> Result<Vec<crate::service::moderation::queue::ModerationItem>, ApiError> {
     // The hook sees what a moderator would (author ids included).
     let viewer = User {
         id: EXTERNAL.into(),
@@ -130,10 +141,7 @@ pub async fn item_for(
         role: Role::Moderator,
         verified: false,
     };
-    crate::service::moderation::queue::items(conn, &viewer, vec![c])
-        .await?
-        .pop()
-        .ok_or_else(|| ApiError::Internal("no item for the screened comment".into()))
+    crate::service::moderation::queue::items(conn, &viewer, comments).await
 }
 
 /// A new comment's screening: `None` when no hook is configured. The rules run here on

@@ -14,7 +14,8 @@
 //! takes one cannot run outside a write: that is checked by the compiler.
 //!
 //! **Two ways in.**
-//! - The hot writes (ratings, new comments, votes, a reader's erasure) go through
+//! - The hot writes (ratings, new comments, votes, a reader's erasure, and each round
+//!   of the webhook sender, `webhook_dispatch`) go through
 //!   [`Db::write`]: a job (a closure over its borrowed input) is queued to one of the
 //!   group-commit writers ([`group_commit`]), which runs many jobs in ONE transaction and
 //!   commits once. Each job's collection joins the transaction's only if the job
