@@ -22,6 +22,7 @@ mod m20261207_000030_import_sources;
 mod m20261207_000040_user_data_indexes;
 mod m20261207_000050_spam_pending;
 mod m20261208_200010_spam_pending_changes;
+mod m20261209_c00010_webhook_dispatch_lease;
 
 pub struct Migrator;
 
@@ -45,6 +46,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000020_webhooks::Migration),
             Box::new(m20261207_000050_spam_pending::Migration),
             Box::new(m20261208_200010_spam_pending_changes::Migration),
+            Box::new(m20261209_c00010_webhook_dispatch_lease::Migration),
         ]
     }
 }

@@ -7,31 +7,34 @@
 //!    kept in `webhook_cursor` are read from the `events` outbox (up to
 //!    `DISPATCH_BATCH`: under load a round covers everything queued since the last
 //!    one), mapped to webhook event types, and their payloads built (the moderation
-//!    items of all their comments in a few reads).
-//! 2. **One write**, a job of the group commit (`Db::write`: alone when idle, under
+//!    items of all their comments in a few reads). Nothing, when another instance
+//!    holds the **dispatch lease** (kept on the cursor row): only the holder turns
+//!    events into deliveries, so each event is sent by one instance.
+//! 2. **Send** the fresh deliveries, if this instance holds the dispatch lease with
+//!    room left (`LEASE_ROOM`), before anything is written: POSTed signed,
+//!    `SEND_CONCURRENCY` at a time; the deliveries of one comment to one webhook one
+//!    after another in commit order (a failure stops the rest, which wait for it), so
+//!    one webhook hears of a comment in order; none of a comment that still has an
+//!    earlier delivery pending (a retry) to that webhook.
+//! 3. **One write**, a job of the group commit (`Db::write`: alone when idle, under
 //!    load in the requests' transaction, sharing their COMMIT instead of taking
-//!    SQLite's one writer from them): the outcomes of the previous round's attempts
-//!    are recorded (the delivered ones in one statement); then, under a singleton lock (`singleton::try_lock`) and only if the
-//!    cursor is still where step 1 read it (else another instance dispatched those
-//!    events: nothing is inserted and the next round starts from the new cursor), one
-//!    delivery row is inserted per subscribed webhook and the cursor moved, so each
-//!    event is turned into deliveries exactly once and a crash loses nothing (a
-//!    rolled-back change wrote no event, so it sends nothing). A fresh delivery is
-//!    inserted already **claimed** by this instance (a lease in `claimed_until`)
-//!    unless an earlier delivery of the same comment to the same webhook is still
-//!    pending; last, due deliveries nobody holds (retries, what a crashed or other
-//!    instance left, fresh ones that had to wait) are claimed (`FOR UPDATE SKIP
-//!    LOCKED` on PostgreSQL, the lease on both), up to `CLAIM_BATCH`. However many
-//!    events a round covers, it writes once.
-//! 3. **Send** what was claimed: POSTed signed, `SEND_CONCURRENCY` at a time; the
-//!    deliveries of one comment to one webhook one after another in commit order (a
-//!    failure stops the rest, which wait for it), so one webhook hears of a comment
-//!    in order. An attempt is `delivered` (2xx) or gets its next attempt (exponential
-//!    back-off from `TALLY_WEBHOOK_RETRY_BASE_MS`, 1 s, up to 1 h) until 24 hours
-//!    have passed, then `failed`. An attempt is started only while the lease has
-//!    room for it; a claim not used is let go. The outcomes are recorded by the next
-//!    round's write (which follows at once): delivery is at least once (a crash
-//!    between an attempt and its record sends it again after the lease, 15 s).
+//!    SQLite's one writer from them): the outcomes of the last round's retries are
+//!    recorded (the delivered ones in one statement); then, under a singleton lock
+//!    (`singleton::try_lock`) and only if the cursor is still where step 1 read it, the
+//!    dispatch lease is taken or renewed (unless another instance holds it) and each
+//!    fresh delivery is inserted **once, with its first attempt's outcome**
+//!    (`delivered`, without its body, which nobody sends again; or `pending` with its
+//!    next attempt) and the cursor moved. A round that did not hold the lease only
+//!    takes it: the next round, at once, sends. A crash after sending and before the
+//!    write loses nothing: the cursor has not moved, and the next holder (after the
+//!    lease, 15 s) sends those events again (at least once). Last, due deliveries
+//!    nobody holds (retries, what a crashed or other instance left) are claimed (`FOR
+//!    UPDATE SKIP LOCKED` on PostgreSQL, a lease in `claimed_until` on both), up to
+//!    `CLAIM_BATCH`, and sent after the write like the fresh ones; their outcomes are
+//!    recorded by the next round's write. An attempt is `delivered` (2xx) or gets its
+//!    next attempt (exponential back-off from `TALLY_WEBHOOK_RETRY_BASE_MS`, 1 s, up
+//!    to 1 h) until 24 hours have passed, then `failed`. An attempt is started only
+//!    while its lease has room for it; one not started stays `pending`.
 //!
 //! Rounds run back to back while there is work, wake on the in-process event bus (new
 //! commits here, or from other instances through it) and otherwise poll, so a webhook
@@ -210,10 +213,11 @@ struct Prepared {
     cursor: i64,
     /// The last event covered: the cursor's next position.
     last: i64,
-    /// The delivery rows, in event order (claimed or not: see `blocked`).
-    rows: Vec<webhook_delivery::ActiveModel>,
+    /// The deliveries, in event order; `id` is the position here (the row's own id is
+    /// given when it is inserted).
+    rows: Vec<webhook_delivery::Model>,
     /// `(webhook, comment)` pairs with an earlier delivery still pending: their fresh
-    /// deliveries wait for it (inserted unclaimed).
+    /// deliveries wait for it (not sent, inserted `pending`).
     blocked: HashSet<(String, String)>,
 }
 
@@ -224,19 +228,24 @@ async fn prepare(
     db: &Db,
     hooks: &[webhook::Model],
     finishing: &HashSet<i64>,
+    me: &str,
 ) -> Result<Option<Prepared>, ApiError> {
     let conn = &db.conn;
-    let cursor = webhook_cursor::Entity::find_by_id(1)
-        .one(conn)
-        .await?
-        .map_or(0, |c| c.last_event_id);
+    let now = super::now();
+    let Some(row) = webhook_cursor::Entity::find_by_id(1).one(conn).await? else {
+        return Ok(None);
+    };
+    // Another instance holds the dispatch lease: the events are its to send.
+    if row.holder.as_deref().is_some_and(|h| h != me) && row.held_until.is_some_and(|t| t >= now) {
+        return Ok(None);
+    }
+    let cursor = row.last_event_id;
     // Most idle rounds find nothing new.
     if super::write::events::last_id(conn).await? <= cursor {
         return Ok(None);
     }
     let events = read_events(conn, cursor, DISPATCH_BATCH).await?;
     // Stop at a gap younger than `GAP_WAIT`: its transaction may still commit.
-    let now = super::now();
     let mut expected = cursor + 1;
     let mut usable = 0;
     for e in &events {
@@ -320,21 +329,21 @@ async fn prepare(
             })
             .to_string();
             for h in targets {
-                rows.push(webhook_delivery::ActiveModel {
-                    webhook_id: Set(h.id.clone()),
-                    event_id: Set(event_id.clone()),
-                    event_type: Set(kind.to_owned()),
-                    comment_id: Set(e.comment_id.clone()),
-                    payload: Set(body.clone()),
-                    status: Set("pending".into()),
-                    attempts: Set(0),
-                    last_status_code: Set(None),
-                    last_error: Set(None),
-                    next_attempt_at: Set(now),
-                    delivered_at: Set(None),
-                    claimed_until: Set(None),
-                    created_at: Set(now),
-                    ..Default::default()
+                rows.push(webhook_delivery::Model {
+                    id: rows.len() as i64,
+                    webhook_id: h.id.clone(),
+                    event_id: event_id.clone(),
+                    event_type: kind.to_owned(),
+                    comment_id: e.comment_id.clone(),
+                    payload: body.clone(),
+                    status: "pending".into(),
+                    attempts: 0,
+                    last_status_code: None,
+                    last_error: None,
+                    next_attempt_at: now,
+                    delivered_at: None,
+                    claimed_until: None,
+                    created_at: now,
                 });
             }
         }
@@ -353,7 +362,9 @@ async fn prepare(
             .column(webhook_delivery::Column::CommentId)
             .filter(webhook_delivery::Column::WebhookId.is_in(hook_ids.iter().copied()))
             .filter(webhook_delivery::Column::CommentId.is_in(chunk.iter().copied()))
-            .filter(webhook_delivery::Column::Status.eq("pending"))
+            // A literal, as in the partial index's predicate (a bound value would not
+            // let SQLite use it).
+            .filter(Expr::cust("status = 'pending'"))
             .into_tuple()
             .all(conn)
             .await?;
@@ -371,31 +382,85 @@ async fn prepare(
     }))
 }
 
-/// Inserts the prepared deliveries and moves the cursor, in `tx` (which holds the
-/// dispatch lock and found the cursor unmoved); the fresh deliveries claimed for this
-/// instance until `lease`.
-async fn insert(
-    tx: &DatabaseTransaction,
-    p: &Prepared,
-    lease: DateTime<Utc>,
-) -> Result<Vec<webhook_delivery::Model>, ApiError> {
-    let mut rows = p.rows.clone();
-    for r in &mut rows {
-        let free = match (&r.webhook_id, &r.comment_id) {
-            (Set(hook), Set(Some(comment))) => {
-                !p.blocked.contains(&(hook.clone(), comment.clone()))
-            }
-            _ => true,
-        };
-        if free {
-            r.claimed_until = Set(Some(lease));
-        }
+impl Prepared {
+    /// The deliveries to send now: all but those waiting for an earlier one.
+    fn sendable(&self) -> Vec<webhook_delivery::Model> {
+        self.rows
+            .iter()
+            .filter(|d| match &d.comment_id {
+                Some(c) => !self.blocked.contains(&(d.webhook_id.clone(), c.clone())),
+                None => true,
+            })
+            .cloned()
+            .collect()
     }
-    let mut claimed = vec![];
+}
+
+/// A fresh delivery as it is written: with its first attempt's outcome (`at`: when
+/// the attempts were over), or `pending` and due now when it was not attempted. A
+/// delivered one keeps no body: only a pending one is sent again.
+fn written(
+    d: &webhook_delivery::Model,
+    outcome: Option<&Outcome>,
+    at: DateTime<Utc>,
+) -> webhook_delivery::ActiveModel {
+    let mut row = webhook_delivery::ActiveModel {
+        webhook_id: Set(d.webhook_id.clone()),
+        event_id: Set(d.event_id.clone()),
+        event_type: Set(d.event_type.clone()),
+        comment_id: Set(d.comment_id.clone()),
+        payload: Set(d.payload.clone()),
+        status: Set("pending".into()),
+        attempts: Set(0),
+        last_status_code: Set(None),
+        last_error: Set(None),
+        next_attempt_at: Set(d.next_attempt_at),
+        delivered_at: Set(None),
+        claimed_until: Set(None),
+        created_at: Set(d.created_at),
+        ..Default::default()
+    };
+    match outcome {
+        Some(Outcome::Delivered { code, .. }) => {
+            row.payload = Set(String::new());
+            row.status = Set("delivered".into());
+            row.attempts = Set(1);
+            row.last_status_code = Set(Some(*code));
+            row.delivered_at = Set(Some(at));
+        }
+        Some(Outcome::Failed {
+            attempts,
+            code,
+            error,
+            next,
+            ..
+        }) => {
+            row.attempts = Set(*attempts);
+            row.last_status_code = Set(*code);
+            row.last_error = Set(Some(error.clone()));
+            match next {
+                Some(next) => row.next_attempt_at = Set(*next),
+                None => row.status = Set("failed".into()),
+            }
+        }
+        Some(Outcome::Released { .. }) | None => {}
+    }
+    row
+}
+
+/// Inserts the prepared deliveries, each with the outcome of its first attempt (by
+/// its position in `p.rows`) if it had one, and moves the cursor, in `tx` (which holds
+/// the dispatch lease and found the cursor unmoved).
+async fn insert(tx: &DatabaseTransaction, p: &Prepared, sent: &Sent) -> Result<(), ApiError> {
+    let rows: Vec<webhook_delivery::ActiveModel> = p
+        .rows
+        .iter()
+        .map(|d| written(d, sent.outcomes.get(&d.id), sent.at))
+        .collect();
     for chunk in rows.chunks(100) {
-        // No conflict can arise (the cursor was checked under the lock); should one,
+        // No conflict can arise (the cursor was checked under the lease); should one,
         // the delivery already there stands.
-        let inserted = webhook_delivery::Entity::insert_many(chunk.to_vec())
+        webhook_delivery::Entity::insert_many(chunk.to_vec())
             .on_conflict(
                 OnConflict::columns([
                     webhook_delivery::Column::WebhookId,
@@ -404,20 +469,23 @@ async fn insert(
                 .do_nothing()
                 .to_owned(),
             )
-            .exec_with_returning(tx)
+            .exec_without_returning(tx)
             .await?;
-        claimed.extend(
-            inserted
-                .into_iter()
-                .filter(|d| d.claimed_until == Some(lease)),
-        );
     }
     webhook_cursor::Entity::update_many()
         .col_expr(webhook_cursor::Column::LastEventId, Expr::value(p.last))
         .filter(webhook_cursor::Column::Id.eq(1))
         .exec(tx)
         .await?;
-    Ok(claimed)
+    Ok(())
+}
+
+/// The first attempts at a round's fresh deliveries, made before they are written.
+struct Sent {
+    /// By position in `Prepared::rows`.
+    outcomes: HashMap<i64, Outcome>,
+    /// When they were over.
+    at: DateTime<Utc>,
 }
 
 /// The claim: due pending deliveries nobody holds, none behind an earlier pending one
@@ -571,6 +639,7 @@ async fn record(
         for chunk in ids.chunks(500) {
             webhook_delivery::Entity::update_many()
                 .col_expr(webhook_delivery::Column::Status, Expr::value("delivered"))
+                .col_expr(webhook_delivery::Column::Payload, Expr::value(""))
                 .col_expr(
                     webhook_delivery::Column::Attempts,
                     Expr::col(webhook_delivery::Column::Attempts).add(1),
@@ -696,49 +765,72 @@ async fn send_all(
 
 /// What a round writes (see [`round_write`]).
 struct RoundWrite {
-    /// The last round's outcomes, and when its attempts were over.
+    /// The last round's outcomes (claimed leftovers), and when its attempts were over.
     outcomes: Vec<Outcome>,
     attempted_at: DateTime<Utc>,
     prepared: Option<Prepared>,
+    /// The first attempts at the prepared deliveries, when this instance held the
+    /// dispatch lease (else the write only takes the lease: the next round sends).
+    sent: Option<Sent>,
     /// Whether there are deliveries to claim besides the fresh ones.
     leftovers: bool,
+    /// This instance, for the dispatch lease.
+    me: String,
     now: DateTime<Utc>,
     lease: DateTime<Utc>,
 }
 
+/// What a round's write did.
+struct Written {
+    /// Leftover deliveries claimed, to send now.
+    claimed: Vec<webhook_delivery::Model>,
+    /// Whether it wrote anything (then the next round follows at once).
+    wrote: bool,
+    /// Whether this instance holds the dispatch lease until the write's `lease`.
+    leased: bool,
+}
+
 /// A round's write, in `tx` (may run more than once: only the last run counts):
-/// records the last round's outcomes; dispatches the prepared events under the
-/// singleton lock if the cursor is still where they follow; claims leftovers. Returns
-/// the deliveries claimed, whether anything was written, and whether another instance
-/// had moved the cursor.
-async fn round_write(
-    tx: &DatabaseTransaction,
-    i: &RoundWrite,
-) -> Result<(Vec<webhook_delivery::Model>, bool, bool), ApiError> {
+/// records the last round's outcomes; if the cursor is still where the prepared
+/// events follow, takes or renews the dispatch lease (unless another instance holds
+/// it) and inserts the deliveries sent under it, moving the cursor; claims leftovers.
+async fn round_write(tx: &DatabaseTransaction, i: &RoundWrite) -> Result<Written, ApiError> {
+    use webhook_cursor::Column as C;
     record(tx, &i.outcomes, i.attempted_at).await?;
-    let mut claimed = vec![];
-    let (mut dispatched, mut raced) = (false, false);
+    let mut leased = false;
     if let Some(p) = &i.prepared {
         if super::singleton::try_lock(tx, "webhook-dispatch").await? {
-            let cursor = webhook_cursor::Entity::find_by_id(1)
-                .one(tx)
-                .await?
-                .map_or(0, |c| c.last_event_id);
-            if cursor == p.cursor {
-                claimed = insert(tx, p, i.lease).await?;
-                dispatched = true;
-            } else {
-                // Another instance dispatched these events meanwhile: the next round
-                // starts from where it left the cursor.
-                raced = true;
+            let took = webhook_cursor::Entity::update_many()
+                .col_expr(C::Holder, Expr::value(i.me.clone()))
+                .col_expr(C::HeldUntil, Expr::value(i.lease))
+                .filter(C::Id.eq(1))
+                .filter(C::LastEventId.eq(p.cursor))
+                .filter(
+                    sea_orm::Condition::any()
+                        .add(C::Holder.is_null())
+                        .add(C::Holder.eq(i.me.as_str()))
+                        .add(C::HeldUntil.lt(i.now)),
+                )
+                .exec(tx)
+                .await?;
+            // Not taken: the cursor moved (another instance dispatched these events;
+            // the next round starts from where it left it) or its lease holds.
+            leased = took.rows_affected == 1;
+            if let (true, Some(sent)) = (leased, &i.sent) {
+                insert(tx, p, sent).await?;
             }
         }
     }
-    if i.leftovers {
-        claimed.extend(claim(tx, i.now, i.lease).await?);
-    }
-    let wrote = !i.outcomes.is_empty() || dispatched || !claimed.is_empty();
-    Ok((claimed, wrote, raced))
+    let claimed = match i.leftovers {
+        true => claim(tx, i.now, i.lease).await?,
+        false => vec![],
+    };
+    let wrote = !i.outcomes.is_empty() || leased || !claimed.is_empty();
+    Ok(Written {
+        claimed,
+        wrote,
+        leased,
+    })
 }
 
 /// One instance's webhook sender: rounds of dispatch, claim and send (module doc).
@@ -746,6 +838,10 @@ struct Sender {
     db: Db,
     outbound: Outbound,
     retry_base: Duration,
+    /// This instance's name in the dispatch lease.
+    me: String,
+    /// Until when this instance holds the dispatch lease, as far as it knows.
+    lease_end: Option<Instant>,
     /// The last round's outcomes, for the next round's transaction.
     outcomes: Vec<Outcome>,
     /// When the last round's attempts were over.
@@ -767,30 +863,52 @@ impl Sender {
         // cursor to the outbox's end when it is created: it hears of what comes after).
         let prepared = match hooks.is_empty() {
             true => None,
-            false => prepare(db, &hooks, &finishing).await?,
+            false => prepare(db, &hooks, &finishing, &self.me).await?,
         };
         let leftovers = !hooks.is_empty() && any_claimable(db).await?;
         if prepared.is_none() && !leftovers && self.outcomes.is_empty() {
             return Ok(false);
         }
+        // Under the dispatch lease (taken by an earlier round's write, with room left)
+        // the fresh deliveries go out before they are written, so each is written
+        // once, with its outcome. Without it this round's write takes the lease.
+        let sent = match (&prepared, self.lease_end) {
+            (Some(p), Some(end)) if Instant::now() + LEASE_ROOM <= end => {
+                let outcomes =
+                    send_all(&self.outbound, self.retry_base, &hooks, p.sendable(), end).await;
+                Some(Sent {
+                    outcomes: outcomes.into_iter().map(|o| (o.id(), o)).collect(),
+                    at: super::now(),
+                })
+            }
+            _ => None,
+        };
         let now = super::now();
         let input = RoundWrite {
             outcomes: std::mem::take(&mut self.outcomes),
             attempted_at: self.attempted_at,
             prepared,
+            sent,
             leftovers,
+            me: self.me.clone(),
             now,
             lease: now + chrono::Duration::from_std(LEASE).unwrap_or_default(),
         };
         let lease_end = Instant::now() + LEASE;
         // A job of the group commit: under load it shares the requests' transaction
         // and COMMIT instead of taking the writer's turn from them. If it fails, the
-        // outcomes are lost with it: their claims run out and they are sent again.
-        let (claimed, wrote, raced) = db
+        // outcomes are lost with it: their claims run out (the dispatch lease too) and
+        // they are sent again.
+        let Written {
+            claimed,
+            wrote,
+            leased,
+        } = db
             .write(Route::ANY, input, |w, i| Box::pin(round_write(w.tx(), i)))
             .await?;
+        self.lease_end = leased.then_some(lease_end);
         if !wrote {
-            return Ok(raced);
+            return Ok(false);
         }
         if !claimed.is_empty() {
             self.outcomes =
@@ -811,6 +929,8 @@ pub async fn run(db: Db, outbound: Outbound, retry_base: Duration) {
         db,
         outbound,
         retry_base,
+        me: uuid::Uuid::now_v7().to_string(),
+        lease_end: None,
         outcomes: vec![],
         attempted_at: super::now(),
     };
