@@ -55,6 +55,9 @@ const STOP_GRACE: Duration = Duration::from_secs(15);
 /// Decisions taught per transaction while training.
 const TRAIN_CHUNK: usize = 500;
 
+/// CPU µs per decision (server, database): (without learning, with learning).
+type CpuPerDecision = ((f64, f64), (f64, f64));
+
 /// One backend's figures.
 struct ModelRun {
     backend: Backend,
@@ -64,8 +67,8 @@ struct ModelRun {
     posts: Vec<(f64, f64)>,
     /// (without: decisions/s, p99 ms; with: decisions/s, p99 ms) per round.
     decisions: Vec<((f64, f64), (f64, f64))>,
-    /// CPU µs per decision (server, database), (without, with) per round.
-    cpu: Vec<((f64, f64), (f64, f64))>,
+    /// CPU µs per decision, per round.
+    cpu: Vec<CpuPerDecision>,
 }
 
 pub fn main(args: ModelCostArgs) -> Result<(), String> {
@@ -251,8 +254,7 @@ async fn run_backend(
         &urls[1].1,
         &urls[0].1,
         &urls[0].0,
-        empty_port,
-        trained_port,
+        [empty_port, trained_port],
     )
     .await;
     for s in [empty, trained] {
@@ -269,9 +271,10 @@ async fn drive(
     trained_url: &str,
     empty_url: &str,
     dir: &Path,
-    empty_port: u16,
-    trained_port: u16,
+    // The servers' ports: [empty, trained].
+    ports: [u16; 2],
 ) -> Result<ModelRun, String> {
+    let [empty_port, trained_port] = ports;
     eprintln!("  training on {} decisions", args.examples);
     let (train_secs, vocabulary) = train(trained_url, args.examples).await?;
     let empty = Database::connect(empty_url)
@@ -478,7 +481,7 @@ impl CpuMark {
             .database
             .iter()
             .map(|(pid, secs)| secs - before.database.get(pid).copied().unwrap_or(0.0))
-            .sum();
+            .fold(0.0, |sum, secs| sum + secs);
         (self.server - before.server, database)
     }
 }
@@ -705,8 +708,7 @@ fn render(args: &ModelCostArgs, runs: &[ModelRun]) -> String {
             spread(&dec_ratios),
             if m >= 0.9 { "met" } else { "NOT met" }
         ));
-        let cpu_median =
-            |f: fn(&((f64, f64), (f64, f64))) -> f64| median(r.cpu.iter().map(f).collect());
+        let cpu_median = |f: fn(&CpuPerDecision) -> f64| median(r.cpu.iter().map(f).collect());
         out.push_str(&format!(
             "| {} | CPU µs per decision, server + database (medians), without → with | {:.0} + {:.0} → {:.0} + {:.0} | | | |\n",
             r.backend.name(),
