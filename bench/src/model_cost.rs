@@ -25,7 +25,11 @@
 //!   of 300 group-committed decisions lasts ~0.1 s on SQLite (~2 600/s), so at that
 //!   size the fixed wait and the timer's noise weigh as much as the learning itself;
 //!   2 000 per kind (the default) make a batch last about a second. Every decision and
-//!   every fold still runs inside the measured time.
+//!   every fold still runs inside the measured time. Each batch also reports the CPU
+//!   time per decision of the server process and of the PostgreSQL backends serving its
+//!   database (read from `/proc` on this machine; on SQLite the server's covers it):
+//!   where a teaching decision's extra cost lands, steadier than the rates on a shared
+//!   machine.
 
 use std::{
     collections::BTreeMap,
@@ -51,6 +55,9 @@ const STOP_GRACE: Duration = Duration::from_secs(15);
 /// Decisions taught per transaction while training.
 const TRAIN_CHUNK: usize = 500;
 
+/// CPU µs per decision (server, database): (without learning, with learning).
+type CpuPerDecision = ((f64, f64), (f64, f64));
+
 /// One backend's figures.
 struct ModelRun {
     backend: Backend,
@@ -60,6 +67,8 @@ struct ModelRun {
     posts: Vec<(f64, f64)>,
     /// (without: decisions/s, p99 ms; with: decisions/s, p99 ms) per round.
     decisions: Vec<((f64, f64), (f64, f64))>,
+    /// CPU µs per decision, per round.
+    cpu: Vec<CpuPerDecision>,
 }
 
 pub fn main(args: ModelCostArgs) -> Result<(), String> {
@@ -241,11 +250,11 @@ async fn run_backend(
     let outcome = drive(
         args,
         backend,
+        trained.pid(),
         &urls[1].1,
         &urls[0].1,
         &urls[0].0,
-        empty_port,
-        trained_port,
+        [empty_port, trained_port],
     )
     .await;
     for s in [empty, trained] {
@@ -258,12 +267,14 @@ async fn run_backend(
 async fn drive(
     args: &ModelCostArgs,
     backend: Backend,
+    server_pid: u32,
     trained_url: &str,
     empty_url: &str,
     dir: &Path,
-    empty_port: u16,
-    trained_port: u16,
+    // The servers' ports: [empty, trained].
+    ports: [u16; 2],
 ) -> Result<ModelRun, String> {
+    let [empty_port, trained_port] = ports;
     eprintln!("  training on {} decisions", args.examples);
     let (train_secs, vocabulary) = train(trained_url, args.examples).await?;
     let empty = Database::connect(empty_url)
@@ -341,6 +352,7 @@ async fn drive(
         .await
         .map_err(|e| format!("connect {trained_url}: {e}"))?;
     let mut decisions = vec![];
+    let mut cpu = vec![];
     for round in 1..=args.rounds {
         let ids = post_many(
             &client,
@@ -354,6 +366,8 @@ async fn drive(
         let (spam_ids, reject_ids) = ids.split_at(args.decisions);
         let mut with = (0.0, 0.0);
         let mut without = (0.0, 0.0);
+        let mut cpu_with = (0.0, 0.0);
+        let mut cpu_without = (0.0, 0.0);
         let order = if round % 2 == 1 {
             [true, false]
         } else {
@@ -365,6 +379,7 @@ async fn drive(
             } else {
                 (reject_ids, "reject")
             };
+            let before = CpuMark::take(&watch, server_pid).await;
             let started = Instant::now();
             let mut r = decide_all(
                 &client,
@@ -388,12 +403,22 @@ async fn drive(
                     lag * 1e3
                 );
             }
+            let used = CpuMark::take(&watch, server_pid).await.since(&before);
+            let per = |secs: f64| secs * 1e6 / ids.len() as f64;
+            let used = (per(used.0), per(used.1));
             if learning {
                 with = r;
+                cpu_with = used;
             } else {
                 without = r;
+                cpu_without = used;
             }
         }
+        eprintln!(
+            "  CPU per decision (server + database): without learning {:.0} + {:.0} µs, with {:.0} + {:.0} µs",
+            cpu_without.0, cpu_without.1, cpu_with.0, cpu_with.1
+        );
+        cpu.push((cpu_without, cpu_with));
         eprintln!(
             "  decisions round {round}: without learning {:.0}/s (p99 {:.1} ms), with {:.0}/s (p99 {:.1} ms): {:.3}",
             without.0,
@@ -410,7 +435,55 @@ async fn drive(
         train_secs,
         posts,
         decisions,
+        cpu,
     })
+}
+
+/// CPU time used so far by the server process and by the PostgreSQL backends serving
+/// its database on this machine (other than the harness's own connection; none on
+/// SQLite, whose work is the server's), to count the CPU a batch of decisions costs.
+struct CpuMark {
+    server: f64,
+    database: BTreeMap<u32, f64>,
+}
+
+impl CpuMark {
+    async fn take(watch: &sea_orm::DatabaseConnection, server_pid: u32) -> CpuMark {
+        let mut database = BTreeMap::new();
+        if watch.get_database_backend() == sea_orm::DbBackend::Postgres {
+            let pids = watch
+                .query_all_raw(sea_orm::Statement::from_string(
+                    sea_orm::DbBackend::Postgres,
+                    "SELECT pid FROM pg_stat_activity \
+                     WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                ))
+                .await
+                .unwrap_or_default();
+            for row in pids {
+                if let Ok(pid) = row.try_get_by_index::<i32>(0) {
+                    let pid = pid.unsigned_abs();
+                    if let Some(secs) = crate::proc::cpu_secs(pid) {
+                        database.insert(pid, secs);
+                    }
+                }
+            }
+        }
+        CpuMark {
+            server: crate::proc::cpu_secs(server_pid).unwrap_or(0.0),
+            database,
+        }
+    }
+
+    /// (server, database) CPU seconds used since `before` (a backend that appeared
+    /// meanwhile counts from zero).
+    fn since(&self, before: &CpuMark) -> (f64, f64) {
+        let database = self
+            .database
+            .iter()
+            .map(|(pid, secs)| secs - before.database.get(pid).copied().unwrap_or(0.0))
+            .fold(0.0, |sum, secs| sum + secs);
+        (self.server - before.server, database)
+    }
 }
 
 /// Waits until the trained database has no pending model change (`spam_pending`, see
@@ -634,6 +707,15 @@ fn render(args: &ModelCostArgs, runs: &[ModelRun]) -> String {
             r.backend.name(),
             spread(&dec_ratios),
             if m >= 0.9 { "met" } else { "NOT met" }
+        ));
+        let cpu_median = |f: fn(&CpuPerDecision) -> f64| median(r.cpu.iter().map(f).collect());
+        out.push_str(&format!(
+            "| {} | CPU µs per decision, server + database (medians), without → with | {:.0} + {:.0} → {:.0} + {:.0} | | | |\n",
+            r.backend.name(),
+            cpu_median(|c| c.0 .0),
+            cpu_median(|c| c.0 .1),
+            cpu_median(|c| c.1 .0),
+            cpu_median(|c| c.1 .1),
         ));
         out.push_str(&format!(
             "| {} | (training {} examples through `spam::learn`, {} per transaction) | {:.1} s | | | |\n",

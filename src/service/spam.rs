@@ -10,11 +10,11 @@
 //! before its COMMIT, the batch writes the lessons of all its decisions in one
 //! multi-row upsert (and one delete for the lessons taken back) and their summed change
 //! as ONE new *pending change* row (`spam_pending`: per-class and per-token deltas, and
-//! how many decisions it sums): N teaching decisions cost two or three statements, not
-//! 2N. A failed job's staged lessons are dropped with it. The earlier lesson a decision
-//! takes back is the one staged by an earlier job of the same batch if there is one
-//! (two decisions on one comment share a writer: they are routed by comment), else the
-//! stored row. None of these rows is one another batch writes: decisions never wait for
+//! how many decisions it sums): N teaching decisions cost one statement on PostgreSQL
+//! (two or three on SQLite), not 2N. A failed job's staged lessons are dropped with it.
+//! The earlier lesson a decision takes back is the one staged by an earlier job of the
+//! same batch if there is one (two decisions on one comment share a writer: they are
+//! routed by comment), else the stored row. None of these rows is one another batch writes: decisions never wait for
 //! each other on the model's totals row and its commonest token rows (while they updated
 //! those rows and held them to their COMMIT, teaching decisions on PostgreSQL committed
 //! one at a time; see BENCHMARKS.md, issue 21's rows). After the COMMIT the deciding
@@ -29,7 +29,8 @@
 //! one writer) per batch. Every instance also folds at startup and every [`FOLD_EVERY`]
 //! ([`fold_periodically`]), so changes left pending by a crash between a COMMIT and its
 //! fold are applied later. [`learn`] does the same at once in a caller's transaction
-//! (one lesson row and one pending row; the evaluation and the benchmark's training).
+//! (one lesson row and one pending row, written by `write::lessons` too; the
+//! evaluation and the benchmark's training).
 //!
 //! **Eventual consistency.** The model a comment is scored with reflects a decision a
 //! few milliseconds after the decision's COMMIT (once its fold committed; up to
@@ -60,11 +61,16 @@
 //!
 //! Bounds: one text teaches or is scored on at most
 //! [`MAX_TOKENS_PER_TEXT`](crate::domain::MAX_TOKENS_PER_TEXT) distinct tokens, and the
-//! vocabulary is capped at [`MAX_VOCABULARY`] tokens: once it grows past that (checked
-//! every [`PRUNE_EVERY`] decisions, by the fold that crosses the mark, in its transaction:
-//! it holds only the totals row, which no decision takes), the rarest tokens are dropped
-//! until it holds 90 % of the cap. A pruned token later taken back by a decision is
-//! simply absent.
+//! vocabulary is capped at [`MAX_VOCABULARY`] tokens: once it grows past that, the fold
+//! that took it there drops the rarest tokens until it holds 90 % of the cap, in its
+//! transaction (it holds only the totals row, which no decision takes). Counting the
+//! vocabulary reads every token row (4 ms at 22 000 tokens on PostgreSQL), so a fold
+//! counts it only when it could be over the cap: each instance remembers the size its
+//! last fold left (`Folds::vocabulary`, with the model's version then), and a fold
+//! that finds the model at that version adds the tokens it changes (new rows at most)
+//! and counts only if that sum passes the cap. A fold that finds another version (the
+//! instance's first fold, another instance's fold or a rebuild in between) counts. A
+//! pruned token later taken back by a decision is simply absent.
 //!
 //! Scoring reads nothing per comment: each instance keeps the model in memory
 //! ([`SpamCache`]) and checks the totals row's version at most once a minute
@@ -83,7 +89,7 @@ use std::{
 use chrono::{DateTime, Utc};
 use sea_orm::{
     sea_query::{Expr, ExprTrait, OnConflict},
-    ActiveValue::{NotSet, Set},
+    ActiveValue::Set,
     ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use serde::Serialize;
@@ -91,7 +97,7 @@ use serde::Serialize;
 use super::write::{
     db::Db,
     events::Event,
-    lessons::{Lesson, ModelDelta as Delta},
+    lessons::{self, Lesson, ModelDelta as Delta},
     retry::retrying,
     Write,
 };
@@ -103,8 +109,6 @@ use crate::{
 
 /// The most tokens the model keeps (about 50 000 × ~40 bytes in each instance's memory).
 pub const MAX_VOCABULARY: usize = 50_000;
-/// How often (in model changes) the vocabulary size is checked against the cap.
-pub const PRUNE_EVERY: i64 = 64;
 /// How long an instance scores with its cached model before checking the version. Every
 /// change through any instance invalidates it at once (its `SpamModelChanged` event,
 /// see `service::events`); this bound only covers rows changed behind tally's back.
@@ -224,11 +228,11 @@ pub async fn learn_in(
 
 /// Teaches the model what a decision moving `c` to `to` says, replacing what an earlier
 /// decision on it taught, written at once in the caller's transaction (outside a
-/// [`Write`]): the lesson row and one pending row (one statement for both on
-/// PostgreSQL). True when it staged a change: after the COMMIT, fold it ([`fold_soon`],
-/// or [`fold_pending`] to wait for it), which records `SpamModelChanged`. The
-/// evaluation and the benchmark's training go through it; decisions go through
-/// [`learn_in`], which counts the same.
+/// [`Write`]): the lesson row and one pending row, as a batch writes its decisions'
+/// (`write::lessons`). True when it staged a change: after the COMMIT, fold it
+/// ([`fold_soon`], or [`fold_pending`] to wait for it), which records
+/// `SpamModelChanged`. The evaluation and the benchmark's training go through it;
+/// decisions go through [`learn_in`], which counts the same.
 pub async fn learn(
     conn: &impl ConnectionTrait,
     c: &comment::Model,
@@ -241,98 +245,7 @@ pub async fn learn(
     let Some((lesson, delta)) = lesson_change(old.as_ref(), c, label) else {
         return Ok(false);
     };
-    let lesson =
-        lesson.map(|(l, t)| (l, serde_json::to_string(&t).unwrap_or_else(|_| "{}".into())));
-    let comment_id = c.id.clone();
-    let tokens = delta
-        .tokens_json()
-        .map_err(|e| ApiError::Internal(format!("a spam model change: {e}")))?;
-    let now = super::now();
-    if conn.get_database_backend() == DbBackend::Postgres {
-        // One round trip for both rows (a data-modifying WITH): a decision that teaches
-        // costs one statement more than one that does not.
-        let pending = [
-            delta.spam_docs.into(),
-            delta.ham_docs.into(),
-            delta.spam_words.into(),
-            delta.ham_words.into(),
-            tokens.into(),
-            now.into(),
-        ];
-        let (sql, values): (&str, Vec<sea_orm::Value>) = match lesson {
-            Some((label, lesson_tokens)) => (
-                "WITH lesson AS (INSERT INTO spam_lessons (comment_id, label, tokens, created_at) \
-                 VALUES ($1, $2, $3, $9) ON CONFLICT (comment_id) DO UPDATE SET \
-                 label = excluded.label, tokens = excluded.tokens, \
-                 created_at = excluded.created_at) \
-                 INSERT INTO spam_pending \
-                 (spam_docs, ham_docs, spam_words, ham_words, tokens, created_at) \
-                 VALUES ($4, $5, $6, $7, $8, $9)",
-                [
-                    comment_id.into(),
-                    label.as_str().into(),
-                    lesson_tokens.into(),
-                ]
-                .into_iter()
-                .chain(pending)
-                .collect(),
-            ),
-            None => (
-                "WITH lesson AS (DELETE FROM spam_lessons WHERE comment_id = $1) \
-                 INSERT INTO spam_pending \
-                 (spam_docs, ham_docs, spam_words, ham_words, tokens, created_at) \
-                 VALUES ($2, $3, $4, $5, $6, $7)",
-                std::iter::once(comment_id.into()).chain(pending).collect(),
-            ),
-        };
-        conn.execute_raw(sea_orm::Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            sql,
-            values,
-        ))
-        .await?;
-        return Ok(true);
-    }
-    match lesson {
-        None => {
-            spam_lesson::Entity::delete_by_id(comment_id.as_str())
-                .exec(conn)
-                .await?;
-        }
-        Some((label, lesson_tokens)) => {
-            let row = spam_lesson::ActiveModel {
-                comment_id: Set(comment_id),
-                label: Set(label.as_str().to_owned()),
-                tokens: Set(lesson_tokens),
-                created_at: Set(now),
-            };
-            spam_lesson::Entity::insert(row)
-                .on_conflict(
-                    OnConflict::column(spam_lesson::Column::CommentId)
-                        .update_columns([
-                            spam_lesson::Column::Label,
-                            spam_lesson::Column::Tokens,
-                            spam_lesson::Column::CreatedAt,
-                        ])
-                        .to_owned(),
-                )
-                .exec_without_returning(conn)
-                .await?;
-        }
-    }
-    let row = spam_pending::ActiveModel {
-        id: NotSet,
-        spam_docs: Set(delta.spam_docs),
-        ham_docs: Set(delta.ham_docs),
-        spam_words: Set(delta.spam_words),
-        ham_words: Set(delta.ham_words),
-        tokens: Set(tokens),
-        changes: Set(1),
-        created_at: Set(now),
-    };
-    spam_pending::Entity::insert(row)
-        .exec_without_returning(conn)
-        .await?;
+    lessons::write_one(conn, &c.id, lesson, delta).await?;
     Ok(true)
 }
 
@@ -353,7 +266,12 @@ pub fn fold_soon(db: &Db) {
     runtime.spawn(async move {
         loop {
             while folder.wanted.swap(false, Ordering::SeqCst) {
-                until_writes_pause(&db).await;
+                // Waits (at most FOLD_DEFER) while this instance has writes in
+                // flight: under a stream of decisions one fold then takes what several
+                // batches staged, instead of one fold (a write transaction and its
+                // COMMIT; on SQLite it holds the one writer) after every batch; once
+                // the writes pause, the fold runs at once.
+                db.until_writes_pause(FOLD_DEFER).await;
                 if let Err(e) = fold_pending(&db).await {
                     // Left pending: the next request or the periodic fold tries again.
                     tracing::warn!(error = ?e, "folding the spam model's pending changes failed");
@@ -368,18 +286,6 @@ pub fn fold_soon(db: &Db) {
             }
         }
     });
-}
-
-/// Before a fold asked for by [`fold_soon`]: waits while this instance has writes in
-/// flight (`Db::writes_in_flight`), at most [`FOLD_DEFER`]. Under a stream of decisions
-/// one fold then takes what several batches staged, instead of one fold (a write
-/// transaction and its COMMIT; on SQLite it holds the one writer) after every batch;
-/// once the writes pause, the fold runs at once.
-async fn until_writes_pause(db: &Db) {
-    let deadline = Instant::now() + FOLD_DEFER;
-    while db.writes_in_flight() > 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
 }
 
 /// Folds at once, then every [`FOLD_EVERY`] (started with the server).
@@ -427,7 +333,7 @@ async fn fold_once(db: &Db) -> Result<u64, ApiError> {
     let mut wtx = db.begin_write().await?;
     let mut w = wtx.write();
     let tx = w.tx();
-    totals_for_update(tx).await?;
+    let before = totals_for_update(tx).await?.version;
     let rows = spam_pending::Entity::find()
         .order_by_asc(spam_pending::Column::Id)
         .limit(FOLD_BATCH)
@@ -461,21 +367,31 @@ async fn fold_once(db: &Db) -> Result<u64, ApiError> {
             .exec(tx)
             .await?;
     }
-    if apply(tx, &delta, changes).await? {
+    let version = apply(tx, &delta, changes).await?;
+    // Every token this change touches may be a new row: the vocabulary grew by at most
+    // that much since the size this instance's last fold left, if the model is still
+    // at that fold's version (see the module doc).
+    let touched = delta.tokens.values().filter(|(s, h)| *s != 0 || *h != 0);
+    let at_most = db
+        .spam_folds()
+        .vocabulary_at(before)
+        .map(|size| size + touched.count() as i64);
+    let size = match at_most {
+        Some(size) if size <= MAX_VOCABULARY as i64 => size,
         // Under the totals row, which only folds and rebuilds take: no decision waits.
-        prune(tx).await?;
-    }
+        _ => prune(tx).await?,
+    };
     // The instances' model caches invalidate from this event (see `events`).
     w.record(Event::SpamModelChanged);
     wtx.commit().await?;
+    db.spam_folds().set_vocabulary(version, size);
     Ok(n)
 }
 
 /// Writes a (summed) change of `changes` decisions into the model's rows: the totals
 /// row (a relative UPDATE; the caller holds it), then the token rows in sorted order.
-/// Returns whether the vocabulary's size is due for a check (every [`PRUNE_EVERY`]
-/// changes).
-async fn apply(conn: &impl ConnectionTrait, delta: &Delta, changes: i64) -> Result<bool, ApiError> {
+/// Returns the model's version after it.
+async fn apply(conn: &impl ConnectionTrait, delta: &Delta, changes: i64) -> Result<i64, ApiError> {
     let totals = spam_model::Entity::update_many()
         .col_expr(
             spam_model::Column::SpamDocs,
@@ -506,7 +422,7 @@ async fn apply(conn: &impl ConnectionTrait, delta: &Delta, changes: i64) -> Resu
         .ok_or_else(|| ApiError::Internal("spam model row missing".into()))?
         .version;
     apply_tokens(conn, &delta.tokens).await?;
-    Ok(version.div_euclid(PRUNE_EVERY) != (version - changes).div_euclid(PRUNE_EVERY))
+    Ok(version)
 }
 
 /// Adds the (sorted) per-token changes, then drops the rows left empty.
@@ -577,12 +493,13 @@ async fn count_sums(
 }
 
 /// Drops the rarest tokens while the vocabulary is over [`MAX_VOCABULARY`], keeping the
-/// per-class word totals equal to the kept tokens' sums. The caller holds the totals row.
-async fn prune(conn: &impl ConnectionTrait) -> Result<(), ApiError> {
+/// per-class word totals equal to the kept tokens' sums; returns the vocabulary's size
+/// after it. The caller holds the totals row.
+async fn prune(conn: &impl ConnectionTrait) -> Result<i64, ApiError> {
     let (mut size, _, _) = count_sums(conn, None).await?;
     let target = (MAX_VOCABULARY * 9 / 10) as i64;
     if size <= MAX_VOCABULARY as i64 {
-        return Ok(());
+        return Ok(size);
     }
     let mut k = 1;
     while size > target {
@@ -607,7 +524,7 @@ async fn prune(conn: &impl ConnectionTrait) -> Result<(), ApiError> {
         k += 1;
     }
     tracing::info!(vocabulary = size, "spam model vocabulary pruned");
-    Ok(())
+    Ok(size)
 }
 
 /// The model's example counts and last change, counting the pending changes too (the

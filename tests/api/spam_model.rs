@@ -275,8 +275,9 @@ async fn spam_settings_out_of_range_are_422_naming_the_field() {
 async fn the_vocabulary_is_pruned_to_its_cap_keeping_the_totals_equal_to_the_kept_tokens() {
     let app = spawn_app().await;
     let cap = spam::MAX_VOCABULARY as i64;
-    // A model just under a prune check, its vocabulary over the cap: rare tokens (seen
-    // once) and frequent ones (seen 5 times as ham).
+    // A model whose vocabulary is over the cap (written behind the instance's back, so
+    // its first fold counts it): rare tokens (seen once) and frequent ones (seen 5 times
+    // as ham).
     let stmts = [
         format!(
             "INSERT INTO spam_tokens (token, spam, ham) \
@@ -290,8 +291,7 @@ async fn the_vocabulary_is_pruned_to_its_cap_keeping_the_totals_equal_to_the_kep
             .to_owned(),
         format!(
             "UPDATE spam_model SET spam_docs = 100, ham_docs = 100, spam_words = {cap}, \
-             ham_words = 5000, version = {}",
-            spam::PRUNE_EVERY - 1
+             ham_words = 5000"
         ),
     ];
     for sql in stmts {
@@ -327,6 +327,65 @@ async fn the_vocabulary_is_pruned_to_its_cap_keeping_the_totals_equal_to_the_kep
     decide(&app, &id, "reject").await;
     app.spam_model_folded().await;
     assert_eq!(token_count(&app, "kept1", "ham").await, 5);
+}
+
+#[tokio::test]
+async fn a_fold_whose_change_could_take_the_vocabulary_past_the_cap_counts_it_and_prunes() {
+    let app = spawn_app().await;
+    let cap = spam::MAX_VOCABULARY as i64;
+    // Ten tokens under the cap, all rare (seen once as spam).
+    let stmts = [
+        format!(
+            "INSERT INTO spam_tokens (token, spam, ham) \
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {}) \
+             SELECT 'rare' || CAST(i AS TEXT), 1, 0 FROM n",
+            cap - 10
+        ),
+        format!(
+            "UPDATE spam_model SET spam_docs = 100, ham_docs = 100, spam_words = {}",
+            cap - 10
+        ),
+    ];
+    for sql in stmts {
+        sea_orm::ConnectionTrait::execute_unprepared(&app.db, &sql)
+            .await
+            .unwrap();
+    }
+    // The instance's first fold counts the vocabulary: one token more, under the cap.
+    taught(&app, 1, "kept kept kept", "approve").await;
+    app.spam_model_folded().await;
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM spam_tokens").await,
+        cap - 9,
+        "nothing pruned under the cap"
+    );
+
+    // The next fold knows the size the last one left; its 20 new tokens could take the
+    // vocabulary past the cap (they do), so it counts and prunes.
+    let words: Vec<String> = (1..=20).map(|i| format!("w{i} w{i}")).collect();
+    taught(&app, 2, &words.join(" "), "approve").await;
+    app.spam_model_folded().await;
+
+    let size = app.scalar("SELECT COUNT(*) FROM spam_tokens").await;
+    assert!(size <= cap * 9 / 10, "pruned to 90 % of the cap: {size}");
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM spam_tokens WHERE token LIKE 'rare%'")
+            .await,
+        0,
+        "the rarest go first"
+    );
+    assert_eq!(token_count(&app, "w20", "ham").await, 2);
+    assert_eq!(token_count(&app, "kept", "ham").await, 3);
+    let m = spam::load(&app.db).await.unwrap();
+    let (s, h) = m
+        .tokens
+        .values()
+        .fold((0, 0), |(s, h), (ts, th)| (s + ts, h + th));
+    assert_eq!(
+        (m.spam_words, m.ham_words),
+        (s, h),
+        "totals follow the kept tokens"
+    );
 }
 
 #[tokio::test]

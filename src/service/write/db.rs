@@ -28,22 +28,37 @@ pub struct Db {
     /// This instance's folds of the spam model's pending changes (`spam::fold_soon`).
     spam_folds: Arc<Folds>,
     /// Writes of [`Db::write`] queued or running (see [`Db::writes_in_flight`]).
-    in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    in_flight: Arc<WritesInFlight>,
+}
+
+/// How many writes of [`Db::write`] are in flight, and a wake-up for those waiting for
+/// none to be ([`Db::until_writes_pause`]).
+#[derive(Debug, Default)]
+struct WritesInFlight {
+    count: std::sync::atomic::AtomicUsize,
+    paused: tokio::sync::Notify,
 }
 
 /// Counts a write in flight while it lives.
-struct InFlight(Arc<std::sync::atomic::AtomicUsize>);
+struct InFlight(Arc<WritesInFlight>);
 
 impl InFlight {
-    fn new(n: &Arc<std::sync::atomic::AtomicUsize>) -> InFlight {
-        n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    fn new(n: &Arc<WritesInFlight>) -> InFlight {
+        n.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         InFlight(n.clone())
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        if self
+            .0
+            .count
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
+            == 1
+        {
+            self.0.paused.notify_waiters();
+        }
     }
 }
 
@@ -54,6 +69,26 @@ impl Drop for InFlight {
 pub struct Folds {
     pub running: std::sync::atomic::AtomicBool,
     pub wanted: std::sync::atomic::AtomicBool,
+    /// The spam model's version after this instance's last fold, and its vocabulary's
+    /// size then at most (see `spam`'s bounds): a fold that finds the model still at
+    /// that version need not count the vocabulary unless its change could take it past
+    /// the cap.
+    vocabulary: std::sync::Mutex<Option<(i64, i64)>>,
+}
+
+impl Folds {
+    /// The vocabulary's size at most at model version `version`, if this instance's
+    /// last fold left the model at that version.
+    pub fn vocabulary_at(&self, version: i64) -> Option<i64> {
+        let known = *self.vocabulary.lock().unwrap_or_else(|e| e.into_inner());
+        known.and_then(|(v, size)| (v == version).then_some(size))
+    }
+
+    /// Records what a committed fold left: the model's version and the vocabulary's
+    /// size at most.
+    pub fn set_vocabulary(&self, version: i64, size: i64) {
+        *self.vocabulary.lock().unwrap_or_else(|e| e.into_inner()) = Some((version, size));
+    }
 }
 
 /// How many group-commit writers a PostgreSQL pool gets (SQLite has one writer at a
@@ -249,7 +284,27 @@ impl Db {
     /// Writes of [`Db::write`] through this handle (and its clones) not answered yet:
     /// queued or in the batch a writer runs. Zero when this instance's writers are idle.
     pub fn writes_in_flight(&self) -> usize {
-        self.in_flight.load(std::sync::atomic::Ordering::SeqCst)
+        self.in_flight
+            .count
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Waits until no write of [`Db::write`] is in flight, or for `at_most`, whichever
+    /// comes first. Woken when the last write in flight is answered, not by polling.
+    pub async fn until_writes_pause(&self, at_most: Duration) {
+        let deadline = tokio::time::Instant::now() + at_most;
+        loop {
+            // Registered before the check: a pause between the check and the wait
+            // still wakes it.
+            let paused = self.in_flight.paused.notified();
+            tokio::pin!(paused);
+            paused.as_mut().enable();
+            if self.writes_in_flight() == 0
+                || tokio::time::timeout_at(deadline, paused).await.is_err()
+            {
+                return;
+            }
+        }
     }
 
     /// Writes waiting for the group-commit writers.

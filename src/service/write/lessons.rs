@@ -4,9 +4,11 @@
 //! A decision that teaches the model (`spam::learn_in`) does not write its lesson row
 //! and its pending change itself: it records them in its [`Write`](super::Write)'s
 //! batch ([`Lessons`]), and [`Batch::apply`](super::Batch::apply) writes the lessons of
-//! all the batch's jobs in one multi-row upsert and one delete, and their summed change
-//! of the model's counts as ONE `spam_pending` row (counting the decisions in it): for N
-//! teaching decisions, two or three statements instead of 2N. A job that fails takes
+//! all the batch's jobs and their summed change of the model's counts as ONE
+//! `spam_pending` row (counting the decisions in it): for N teaching decisions one
+//! statement on PostgreSQL (two or three in-process ones on SQLite) instead of 2N. A
+//! decision outside a batch (`spam::learn`) writes its own the same way
+//! ([`write_one`]). A job that fails takes
 //! its lessons with it (`Batch::job_ended`). A later decision on the same comment in the
 //! same batch (decisions are routed by comment, so they share a writer) reads the
 //! lesson the earlier one staged, not the stored row ([`Write::staged_lesson`](super::Write::staged_lesson)), and
@@ -17,7 +19,7 @@ use std::collections::BTreeMap;
 use sea_orm::{
     sea_query::OnConflict,
     ActiveValue::{NotSet, Set},
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
+    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, Statement,
 };
 
 use crate::{
@@ -113,32 +115,73 @@ impl Lessons {
         self.changes += other.changes;
     }
 
-    /// Writes the staged lessons (one upsert per [`CHUNK`] lessons, one delete for the
-    /// ones taken back) and the summed change as one pending row. The lesson rows are
-    /// those of comments the batch's jobs hold locked; the pending row is a new row:
-    /// this locks nothing another batch wants.
+    /// Writes the staged lessons and the summed change as one pending row: on
+    /// PostgreSQL in ONE statement ([`PG_WRITE`]), on SQLite (in-process statements)
+    /// one upsert per [`CHUNK`] lessons, one delete for the ones taken back and the
+    /// pending row's insert. The lesson rows are those of comments the batch's jobs
+    /// hold locked; the pending row is a new row: this locks nothing another batch
+    /// wants.
     pub(super) async fn write(self, conn: &impl ConnectionTrait) -> Result<(), DbErr> {
         if self.changes == 0 {
             return Ok(());
         }
         let now = crate::service::now();
         let mut taken_back = Vec::new();
-        let mut rows = Vec::new();
+        let mut kept = Vec::new();
         for (comment_id, lesson) in self.staged {
             match lesson {
                 None => taken_back.push(comment_id),
-                Some((label, tokens)) => rows.push(spam_lesson::ActiveModel {
-                    comment_id: Set(comment_id),
-                    label: Set(label.as_str().to_owned()),
-                    tokens: Set(serde_json::to_string(&tokens)
-                        .map_err(|e| DbErr::Custom(format!("a spam lesson: {e}")))?),
-                    created_at: Set(now),
-                }),
+                Some((label, tokens)) => kept.push((
+                    comment_id,
+                    label,
+                    serde_json::to_string(&tokens)
+                        .map_err(|e| DbErr::Custom(format!("a spam lesson: {e}")))?,
+                )),
             }
         }
-        let mut rows = rows.into_iter().peekable();
-        while rows.peek().is_some() {
+        let d = self.delta;
+        let tokens = d
+            .tokens_json()
+            .map_err(|e| DbErr::Custom(format!("a spam model change: {e}")))?;
+        if conn.get_database_backend() == DbBackend::Postgres {
+            let lessons: Vec<serde_json::Value> = kept
+                .into_iter()
+                .map(|(c, l, t)| serde_json::json!({ "c": c, "l": l.as_str(), "t": t }))
+                .collect();
+            let values: [sea_orm::Value; 9] = [
+                serde_json::Value::Array(lessons).to_string().into(),
+                now.into(),
+                serde_json::to_string(&taken_back)
+                    .map_err(|e| DbErr::Custom(format!("spam lessons: {e}")))?
+                    .into(),
+                d.spam_docs.into(),
+                d.ham_docs.into(),
+                d.spam_words.into(),
+                d.ham_words.into(),
+                tokens.into(),
+                self.changes.into(),
+            ];
+            conn.execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                PG_WRITE,
+                values,
+            ))
+            .await?;
+            return Ok(());
+        }
+        let mut rows =
+            kept.into_iter()
+                .map(|(comment_id, label, tokens)| spam_lesson::ActiveModel {
+                    comment_id: Set(comment_id),
+                    label: Set(label.as_str().to_owned()),
+                    tokens: Set(tokens),
+                    created_at: Set(now),
+                });
+        loop {
             let chunk: Vec<_> = rows.by_ref().take(CHUNK).collect();
+            if chunk.is_empty() {
+                break;
+            }
             spam_lesson::Entity::insert_many(chunk)
                 .on_conflict(
                     OnConflict::column(spam_lesson::Column::CommentId)
@@ -158,16 +201,13 @@ impl Lessons {
                 .exec(conn)
                 .await?;
         }
-        let d = self.delta;
         let row = spam_pending::ActiveModel {
             id: NotSet,
             spam_docs: Set(d.spam_docs),
             ham_docs: Set(d.ham_docs),
             spam_words: Set(d.spam_words),
             ham_words: Set(d.ham_words),
-            tokens: Set(d
-                .tokens_json()
-                .map_err(|e| DbErr::Custom(format!("a spam model change: {e}")))?),
+            tokens: Set(tokens),
             changes: Set(self.changes),
             created_at: Set(now),
         };
@@ -176,4 +216,38 @@ impl Lessons {
             .await?;
         Ok(())
     }
+}
+
+/// PostgreSQL: a batch's lessons (upserted), the lessons it takes back (deleted) and its
+/// pending change, in one statement (data-modifying WITHs) of one text whatever the
+/// batch's size, so it is prepared once per connection and costs one round trip. The
+/// lessons come as one JSON array (`$1`: `c` comment id, `l` label, `t` tokens), the
+/// ids taken back as another (`$3`); a comment is in at most one of them.
+const PG_WRITE: &str = "\
+    WITH kept AS (\
+        INSERT INTO spam_lessons (comment_id, label, tokens, created_at) \
+        SELECT r.c, r.l, r.t, $2 FROM json_to_recordset($1::json) AS r(c text, l text, t text) \
+        ON CONFLICT (comment_id) DO UPDATE SET label = excluded.label, \
+        tokens = excluded.tokens, created_at = excluded.created_at\
+    ), taken_back AS (\
+        DELETE FROM spam_lessons \
+        WHERE comment_id IN (SELECT json_array_elements_text($3::json))\
+    ) \
+    INSERT INTO spam_pending \
+    (spam_docs, ham_docs, spam_words, ham_words, tokens, changes, created_at) \
+    VALUES ($4, $5, $6, $7, $8, $9, $2)";
+
+/// Writes one decision's lesson (`None`: takes it back) and its change of the model's
+/// counts as one pending row, at once in the caller's transaction: what a batch writes
+/// for its decisions (see [`Lessons::write`]), for a decision outside a batch
+/// (`spam::learn`).
+pub async fn write_one(
+    conn: &impl ConnectionTrait,
+    comment_id: &str,
+    lesson: Option<Lesson>,
+    delta: ModelDelta,
+) -> Result<(), DbErr> {
+    let mut lessons = Lessons::default();
+    lessons.stage(comment_id, lesson, delta);
+    lessons.write(conn).await
 }
