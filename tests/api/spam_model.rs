@@ -271,6 +271,33 @@ async fn spam_settings_out_of_range_are_422_naming_the_field() {
     assert_eq!(res.status(), StatusCode::OK);
 }
 
+/// The vocabulary was pruned to 90 % of `cap`, the rare tokens (`rare…`) first.
+async fn assert_pruned_rarest_first(app: &TestApp, cap: i64) {
+    let size = app.scalar("SELECT COUNT(*) FROM spam_tokens").await;
+    assert!(size <= cap * 9 / 10, "pruned to 90 % of the cap: {size}");
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM spam_tokens WHERE token LIKE 'rare%'")
+            .await,
+        0,
+        "the rarest go first"
+    );
+}
+
+/// The model's word totals equal the sums over its kept tokens; the model.
+async fn assert_totals_follow_the_kept_tokens(app: &TestApp) -> tally::domain::SpamCounts {
+    let m = spam::load(&app.db).await.unwrap();
+    let (s, h) = m
+        .tokens
+        .values()
+        .fold((0, 0), |(s, h), (ts, th)| (s + ts, h + th));
+    assert_eq!(
+        (m.spam_words, m.ham_words),
+        (s, h),
+        "totals follow the kept tokens"
+    );
+    m
+}
+
 #[tokio::test]
 async fn the_vocabulary_is_pruned_to_its_cap_keeping_the_totals_equal_to_the_kept_tokens() {
     let app = spawn_app().await;
@@ -303,25 +330,9 @@ async fn the_vocabulary_is_pruned_to_its_cap_keeping_the_totals_equal_to_the_kep
     let id = taught(&app, 1, "kept1 kept2", "approve").await;
     app.spam_model_folded().await;
 
-    let size = app.scalar("SELECT COUNT(*) FROM spam_tokens").await;
-    assert!(size <= cap * 9 / 10, "pruned to 90 % of the cap: {size}");
-    assert_eq!(
-        app.scalar("SELECT COUNT(*) FROM spam_tokens WHERE token LIKE 'rare%'")
-            .await,
-        0,
-        "the rarest go first"
-    );
+    assert_pruned_rarest_first(&app, cap).await;
     assert_eq!(token_count(&app, "kept1", "ham").await, 6);
-    let m = spam::load(&app.db).await.unwrap();
-    let (s, h) = m
-        .tokens
-        .values()
-        .fold((0, 0), |(s, h), (ts, th)| (s + ts, h + th));
-    assert_eq!(
-        (m.spam_words, m.ham_words),
-        (s, h),
-        "totals follow the kept tokens"
-    );
+    let m = assert_totals_follow_the_kept_tokens(&app).await;
     assert_eq!(m.ham_docs, 101);
     // Taking the lesson back after the prune still leaves consistent counts.
     decide(&app, &id, "reject").await;
@@ -366,26 +377,10 @@ async fn a_fold_whose_change_could_take_the_vocabulary_past_the_cap_counts_it_an
     taught(&app, 2, &words.join(" "), "approve").await;
     app.spam_model_folded().await;
 
-    let size = app.scalar("SELECT COUNT(*) FROM spam_tokens").await;
-    assert!(size <= cap * 9 / 10, "pruned to 90 % of the cap: {size}");
-    assert_eq!(
-        app.scalar("SELECT COUNT(*) FROM spam_tokens WHERE token LIKE 'rare%'")
-            .await,
-        0,
-        "the rarest go first"
-    );
+    assert_pruned_rarest_first(&app, cap).await;
     assert_eq!(token_count(&app, "w20", "ham").await, 2);
     assert_eq!(token_count(&app, "kept", "ham").await, 3);
-    let m = spam::load(&app.db).await.unwrap();
-    let (s, h) = m
-        .tokens
-        .values()
-        .fold((0, 0), |(s, h), (ts, th)| (s + ts, h + th));
-    assert_eq!(
-        (m.spam_words, m.ham_words),
-        (s, h),
-        "totals follow the kept tokens"
-    );
+    assert_totals_follow_the_kept_tokens(&app).await;
 }
 
 #[tokio::test]
