@@ -52,11 +52,13 @@ impl MigrationTrait for Migration {
         )
         .await?;
         let conn = m.get_connection();
+        // Each index dropped and made again in ONE call: one connection, whose schema
+        // is not stale (a pooled SQLite connection that had not seen the DROP would
+        // still know the index, and refuse the CREATE).
         for (name, cols, _) in PARTIAL {
-            conn.execute_unprepared(&format!("DROP INDEX {name}"))
-                .await?;
             conn.execute_unprepared(&format!(
-                "CREATE INDEX {name} ON webhook_deliveries ({cols}) WHERE status = 'pending'"
+                "DROP INDEX {name}; \
+                 CREATE INDEX {name} ON webhook_deliveries ({cols}) WHERE status = 'pending'"
             ))
             .await?;
         }
@@ -66,10 +68,8 @@ impl MigrationTrait for Migration {
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
         let conn = m.get_connection();
         for (name, _, cols) in PARTIAL {
-            conn.execute_unprepared(&format!("DROP INDEX {name}"))
-                .await?;
             conn.execute_unprepared(&format!(
-                "CREATE INDEX {name} ON webhook_deliveries ({cols})"
+                "DROP INDEX {name}; CREATE INDEX {name} ON webhook_deliveries ({cols})"
             ))
             .await?;
         }
