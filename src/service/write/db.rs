@@ -224,7 +224,12 @@ impl Db {
     /// `BEGIN IMMEDIATE` on (a waiting process gives up after the busy timeout, 5 s).
     /// PostgreSQL: a transaction-scoped advisory lock per schema, so instances on other
     /// schemas of the same database never wait for each other.
+    /// With nothing pending (a command run beside a live server, every restart) it
+    /// takes no lock: only a read of the migrations table.
     pub async fn migrate(&self) -> Result<(), DbErr> {
+        if matches!(Migrator::get_pending_migrations(&self.conn).await, Ok(p) if p.is_empty()) {
+            return Ok(());
+        }
         let tx = self.begin_write().await?;
         if self.backend() == DbBackend::Postgres {
             tx.execute_unprepared(
