@@ -183,7 +183,7 @@ impl Db {
             .map_sqlx_sqlite_opts(|o| {
                 o.journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Full)
-                    .busy_timeout(Duration::from_secs(30))
+                    .busy_timeout(Duration::from_secs(5))
                     .foreign_keys(true)
             });
         let conn = Database::connect(opt).await?;
@@ -221,7 +221,7 @@ impl Db {
     /// that instances starting together on one fresh database (replicas, a restart
     /// overlapping the old process) do not race: the first migrates, the others wait
     /// for its commit and then find nothing pending. SQLite: the write lock, from
-    /// `BEGIN IMMEDIATE` on (a waiting process gives up after the busy timeout, 30 s).
+    /// `BEGIN IMMEDIATE` on (a waiting process gives up after the busy timeout, 5 s).
     /// PostgreSQL: a transaction-scoped advisory lock per schema, so instances on other
     /// schemas of the same database never wait for each other.
     /// With nothing pending (a command run beside a live server, every restart) it
