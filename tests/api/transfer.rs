@@ -18,12 +18,17 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn run(database_url: &str, args: &[&str]) -> Output {
-    tally()
-        .env("TALLY_DATABASE_URL", database_url)
+/// Runs the `tally` binary on `database_url`. On a blocking thread: the test's runtime
+/// keeps driving the in-process server meanwhile (a server task suspended inside its
+/// SQLite write transaction would otherwise hold the lock the command waits for).
+async fn run(database_url: &str, args: &[&str]) -> Output {
+    let mut cmd = tally();
+    cmd.env("TALLY_DATABASE_URL", database_url)
         .env("TALLY_JWT_SECRET", SECRET)
-        .args(args)
-        .output()
+        .args(args);
+    tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .unwrap()
         .unwrap()
 }
 
@@ -32,7 +37,7 @@ fn text(bytes: &[u8]) -> String {
 }
 
 /// Runs `tally import`; returns (exit code, stdout, stderr).
-fn import(
+async fn import(
     database_url: &str,
     format: &str,
     file: &std::path::Path,
@@ -41,7 +46,7 @@ fn import(
     let path = file.display().to_string();
     let mut args = vec!["import", "--format", format, &path];
     args.extend_from_slice(extra);
-    let out = run(database_url, &args);
+    let out = run(database_url, &args).await;
     (
         out.status.code().unwrap_or(-1),
         text(&out.stdout),
@@ -50,8 +55,8 @@ fn import(
 }
 
 /// `tally export` to standard output; its lines.
-fn export(database_url: &str) -> Vec<String> {
-    let out = run(database_url, &["export"]);
+async fn export(database_url: &str) -> Vec<String> {
+    let out = run(database_url, &["export"]).await;
     assert!(out.status.success(), "export failed: {}", text(&out.stderr));
     text(&out.stdout).lines().map(str::to_owned).collect()
 }
@@ -141,7 +146,7 @@ async fn populated() -> TestApp {
 async fn export_then_import_into_an_empty_database_then_export_gives_the_same_lines() {
     let app = populated().await;
     let url = &app.settings.database_url;
-    let first = export(url);
+    let first = export(url).await;
     let header: Value = serde_json::from_str(&first[0]).unwrap();
     assert_eq!(header["format"], "tally-export");
     assert_eq!(header["version"], 1);
@@ -189,24 +194,24 @@ async fn export_then_import_into_an_empty_database_then_export_gives_the_same_li
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), first.join("\n") + "\n").unwrap();
     let empty = TestDb::fresh().await;
-    let (code, stdout, stderr) = import(&empty.url, "tally", file.path(), &[]);
+    let (code, stdout, stderr) = import(&empty.url, "tally", file.path(), &[]).await;
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     let records = first.len() - 1;
     assert!(
         stdout.contains(&format!("imported {records}, skipped 0, refused 0")),
         "{stdout}"
     );
-    let second = export(&empty.url);
+    let second = export(&empty.url).await;
     assert_eq!(comparable(&first), comparable(&second));
 
     // Again: nothing imported twice.
-    let (code, stdout, _) = import(&empty.url, "tally", file.path(), &[]);
+    let (code, stdout, _) = import(&empty.url, "tally", file.path(), &[]).await;
     assert_eq!(code, 0);
     assert!(
         stdout.contains(&format!("imported 0, skipped {records}, refused 0")),
         "{stdout}"
     );
-    assert_eq!(comparable(&first), comparable(&export(&empty.url)));
+    assert_eq!(comparable(&first), comparable(&export(&empty.url).await));
 }
 
 #[tokio::test]
@@ -217,7 +222,8 @@ async fn export_writes_to_a_file_and_reports_on_standard_error() {
     let out = run(
         &app.settings.database_url,
         &["export", "--out", &path.display().to_string()],
-    );
+    )
+    .await;
     assert!(out.status.success());
     assert!(out.stdout.is_empty(), "nothing on stdout with --out");
     let written = std::fs::read_to_string(&path).unwrap();
@@ -232,7 +238,7 @@ async fn export_writes_to_a_file_and_reports_on_standard_error() {
 /// An app on a fresh database, for importing into and looking at.
 async fn imported(format: &str, file: &std::path::Path) -> (TestApp, String) {
     let app = spawn_app().await;
-    let (code, stdout, stderr) = import(&app.settings.database_url, format, file, &[]);
+    let (code, stdout, stderr) = import(&app.settings.database_url, format, file, &[]).await;
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     (app, stdout)
 }
@@ -330,7 +336,7 @@ async fn disqus_import_keeps_statuses_parents_authors_and_times_and_imports_noth
     let page = app.get_json("/api/v1/articles/hello-world").await;
     assert_eq!(page["comment_count"], 3, "{page}");
 
-    let (code, stdout, _) = import(&app.settings.database_url, "disqus", &file, &[]);
+    let (code, stdout, _) = import(&app.settings.database_url, "disqus", &file, &[]).await;
     assert_eq!(code, 0);
     assert!(
         stdout.contains("imported 0, skipped 10, refused 0"),
@@ -371,7 +377,7 @@ async fn wxr_import_maps_wordpress_statuses_and_skips_pingbacks() {
         1
     );
     app.assert_counters_match_recounts().await;
-    let (code, stdout, _) = import(&app.settings.database_url, "wxr", &file, &[]);
+    let (code, stdout, _) = import(&app.settings.database_url, "wxr", &file, &[]).await;
     assert_eq!(code, 0);
     assert!(
         stdout.contains("imported 0, skipped 10, refused 0"),
@@ -408,7 +414,7 @@ async fn isso_import_reads_a_database_isso_wrote() {
         2
     );
     app.assert_counters_match_recounts().await;
-    let (code, stdout, _) = import(&app.settings.database_url, "isso", &file, &[]);
+    let (code, stdout, _) = import(&app.settings.database_url, "isso", &file, &[]).await;
     assert_eq!(code, 0);
     assert!(
         stdout.contains("imported 0, skipped 9, refused 0"),
@@ -430,7 +436,8 @@ async fn dry_run_counts_everything_and_writes_nothing() {
             format,
             &fixture(name),
             &["--dry-run"],
-        );
+        )
+        .await;
         assert_eq!(code, 0, "{format}");
         assert!(
             stdout.contains("refused 0 (dry run: nothing written)"),
@@ -477,13 +484,13 @@ async fn a_bad_record_is_refused_with_its_id_and_strict_stops_writing_nothing() 
     let app = spawn_app().await;
     let url = &app.settings.database_url;
     let file = bad_disqus();
-    let (code, stdout, stderr) = import(url, "disqus", file.path(), &["--strict"]);
+    let (code, stdout, stderr) = import(url, "disqus", file.path(), &["--strict"]).await;
     assert_eq!(code, 1, "{stdout}\n{stderr}");
     assert!(stderr.contains("post 2007"), "{stderr}");
     assert_eq!(app.scalar("SELECT COUNT(*) FROM comments").await, 0);
     assert_eq!(app.scalar("SELECT COUNT(*) FROM articles").await, 0);
 
-    let (code, stdout, _e) = import(url, "disqus", file.path(), &[]);
+    let (code, stdout, _e) = import(url, "disqus", file.path(), &[]).await;
     assert_eq!(code, 0, "{stdout}\n{_e}");
     assert!(
         stdout.contains("imported 9, skipped 0, refused 1"),
@@ -500,7 +507,7 @@ async fn a_bad_record_is_refused_with_its_id_and_strict_stops_writing_nothing() 
 #[tokio::test]
 async fn a_bad_line_of_a_tally_export_is_refused_by_its_number() {
     let app = populated().await;
-    let mut lines = export(&app.settings.database_url);
+    let mut lines = export(&app.settings.database_url).await;
     let at = lines
         .iter()
         .position(|l| l.contains("\"type\":\"comment\""))
@@ -516,12 +523,12 @@ async fn a_bad_line_of_a_tally_export_is_refused_by_its_number() {
     std::fs::write(file.path(), lines.join("\n")).unwrap();
     let empty = TestDb::fresh().await;
 
-    let (code, _, stderr) = import(&empty.url, "tally", file.path(), &["--strict"]);
+    let (code, _, stderr) = import(&empty.url, "tally", file.path(), &["--strict"]).await;
     assert_eq!(code, 1);
     assert!(stderr.contains(&format!("line {}", at + 1)), "{stderr}");
-    assert_eq!(export(&empty.url).len(), 1, "nothing written");
+    assert_eq!(export(&empty.url).await.len(), 1, "nothing written");
 
-    let (code, stdout, _) = import(&empty.url, "tally", file.path(), &[]);
+    let (code, stdout, _) = import(&empty.url, "tally", file.path(), &[]).await;
     assert_eq!(code, 0);
     assert!(stdout.contains("refused 2"), "{stdout}");
     assert!(
@@ -552,11 +559,11 @@ async fn unreadable_input_exits_2_and_writes_nothing() {
         ("isso", &not_export),
     ];
     for (format, file) in cases {
-        let (code, stdout, stderr) = import(&db.url, format, file, &[]);
+        let (code, stdout, stderr) = import(&db.url, format, file, &[]).await;
         assert_eq!(code, 2, "{format} {}: {stdout}\n{stderr}", file.display());
         assert!(stderr.contains("cannot read the input"), "{stderr}");
     }
-    assert_eq!(export(&db.url).len(), 1, "nothing written");
+    assert_eq!(export(&db.url).await.len(), 1, "nothing written");
 }
 
 /// The non-unique indexes of the tables an import may set aside, as the database
@@ -599,7 +606,7 @@ async fn a_large_import_builds_the_same_indexes_again_and_a_failed_one_leaves_th
         reference.contains_key("idx_comments_replies"),
         "{reference:?}"
     );
-    let first = export(&app.settings.database_url);
+    let first = export(&app.settings.database_url).await;
     // Blank lines (skipped) make the file look like ~11 000 rows: large enough for the
     // import to set the secondary indexes aside and build them again at the end.
     let padding = "\n".repeat(7_000_000);
@@ -610,18 +617,18 @@ async fn a_large_import_builds_the_same_indexes_again_and_a_failed_one_leaves_th
     let empty = TestDb::fresh().await;
 
     // --strict stops at the bad last line: everything rolled back, indexes too.
-    let (code, _, stderr) = import(&empty.url, "tally", bad.path(), &["--strict"]);
+    let (code, _, stderr) = import(&empty.url, "tally", bad.path(), &["--strict"]).await;
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("secondary indexes set aside"), "{stderr}");
     assert_eq!(index_defs(&empty.url).await, reference);
-    assert_eq!(export(&empty.url).len(), 1, "nothing written");
+    assert_eq!(export(&empty.url).await.len(), 1, "nothing written");
     // A dry run: the same.
-    let (code, stdout, stderr) = import(&empty.url, "tally", good.path(), &["--dry-run"]);
+    let (code, stdout, stderr) = import(&empty.url, "tally", good.path(), &["--dry-run"]).await;
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert_eq!(index_defs(&empty.url).await, reference);
-    assert_eq!(export(&empty.url).len(), 1, "nothing written");
+    assert_eq!(export(&empty.url).await.len(), 1, "nothing written");
 
-    let (code, stdout, stderr) = import(&empty.url, "tally", good.path(), &[]);
+    let (code, stdout, stderr) = import(&empty.url, "tally", good.path(), &[]).await;
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert!(stderr.contains("secondary indexes set aside"), "{stderr}");
     let records = first.len() - 1;
@@ -630,9 +637,9 @@ async fn a_large_import_builds_the_same_indexes_again_and_a_failed_one_leaves_th
         "{stdout}"
     );
     assert_eq!(index_defs(&empty.url).await, reference);
-    assert_eq!(comparable(&first), comparable(&export(&empty.url)));
+    assert_eq!(comparable(&first), comparable(&export(&empty.url).await));
     // Twice: nothing doubled (the primary keys were never set aside).
-    let (code, stdout, _) = import(&empty.url, "tally", good.path(), &[]);
+    let (code, stdout, _) = import(&empty.url, "tally", good.path(), &[]).await;
     assert_eq!(code, 0);
     assert!(
         stdout.contains(&format!("imported 0, skipped {records}, refused 0")),
@@ -655,7 +662,7 @@ async fn webhooks_of_an_export_are_imported_with_a_new_secret_shown_once() {
     let created: Value = res.json().await.unwrap();
     let old_secret = created["secret"].as_str().unwrap();
     let id = created["id"].as_str().unwrap();
-    let lines = export(&app.settings.database_url);
+    let lines = export(&app.settings.database_url).await;
     let hook_line = |lines: &[String]| -> Value {
         let line = lines
             .iter()
@@ -669,7 +676,7 @@ async fn webhooks_of_an_export_are_imported_with_a_new_secret_shown_once() {
     std::fs::write(file.path(), lines.join("\n") + "\n").unwrap();
     let empty = TestDb::fresh().await;
 
-    let (code, stdout, stderr) = import(&empty.url, "tally", file.path(), &["--dry-run"]);
+    let (code, stdout, stderr) = import(&empty.url, "tally", file.path(), &["--dry-run"]).await;
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert!(
         stdout.contains("1 webhook(s) would be imported"),
@@ -677,7 +684,7 @@ async fn webhooks_of_an_export_are_imported_with_a_new_secret_shown_once() {
     );
     assert!(!stdout.contains("whsec_"), "{stdout}");
 
-    let (code, stdout, stderr) = import(&empty.url, "tally", file.path(), &[]);
+    let (code, stdout, stderr) = import(&empty.url, "tally", file.path(), &[]).await;
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert!(stdout.contains("refused 0"), "{stdout}");
     let shown = stdout
@@ -690,10 +697,10 @@ async fn webhooks_of_an_export_are_imported_with_a_new_secret_shown_once() {
         .unwrap_or_else(|| panic!("the new secret is shown: {stdout}"));
     let new_secret = shown.rsplit(' ').next().unwrap();
     assert_ne!(new_secret, old_secret);
-    assert_eq!(hook_line(&lines), hook_line(&export(&empty.url)));
+    assert_eq!(hook_line(&lines), hook_line(&export(&empty.url).await));
 
     // Again: skipped, its secret kept and not shown.
-    let (code, stdout, _) = import(&empty.url, "tally", file.path(), &[]);
+    let (code, stdout, _) = import(&empty.url, "tally", file.path(), &[]).await;
     assert_eq!(code, 0);
     assert!(stdout.contains("imported 0"), "{stdout}");
     assert!(!stdout.contains("whsec_"), "{stdout}");
