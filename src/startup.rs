@@ -227,11 +227,12 @@ impl Application {
             ))
         });
         let (outbound, retry_base) = self.webhooks;
-        let webhooks = tokio::spawn(crate::service::webhook_dispatch::run(
-            self.db.clone(),
-            outbound,
-            retry_base,
-        ));
+        // On a thread of its own: the sender's HTTP attempts and payloads would
+        // otherwise take turns on this thread with the group-commit writers.
+        let webhooks = OwnThread::spawn(
+            "tally-webhooks",
+            crate::service::webhook_dispatch::run(self.db.clone(), outbound, retry_base),
+        )?;
         let served = self.server.await;
         purge.abort();
         retention.abort();
@@ -240,8 +241,38 @@ impl Application {
         if let Some(p) = outbox_purge {
             p.abort();
         }
-        webhooks.abort();
+        drop(webhooks);
         served
+    }
+}
+
+/// A background task on a thread of its own, with a single-threaded runtime of its
+/// own, so that its work never delays the tasks of the thread that spawned it. It
+/// stops when this handle is dropped (its thread is not waited for).
+struct OwnThread {
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl OwnThread {
+    fn spawn(
+        name: &str,
+        task: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<OwnThread> {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        std::thread::Builder::new()
+            .name(name.to_owned())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    tokio::select! {
+                        () = task => {}
+                        _ = stopped => {}
+                    }
+                });
+            })?;
+        Ok(OwnThread { _stop: stop })
     }
 }
 

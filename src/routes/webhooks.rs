@@ -177,6 +177,8 @@ pub struct DeliveryListParams {
 }
 
 /// `GET /api/v1/admin/webhooks/{id}/deliveries`: a webhook's deliveries, newest first.
+/// A fresh delivery is listed once its first attempt is over (then `delivered`, or
+/// `pending` with its next attempt); a retry's outcome once it is over.
 #[utoipa::path(
     get,
     path = "/api/v1/admin/webhooks/{id}/deliveries",

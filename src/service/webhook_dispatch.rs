@@ -403,30 +403,23 @@ fn written(
     d: &webhook_delivery::Model,
     outcome: Option<&Outcome>,
     at: DateTime<Utc>,
-) -> webhook_delivery::ActiveModel {
-    let mut row = webhook_delivery::ActiveModel {
-        webhook_id: Set(d.webhook_id.clone()),
-        event_id: Set(d.event_id.clone()),
-        event_type: Set(d.event_type.clone()),
-        comment_id: Set(d.comment_id.clone()),
-        payload: Set(d.payload.clone()),
-        status: Set("pending".into()),
-        attempts: Set(0),
-        last_status_code: Set(None),
-        last_error: Set(None),
-        next_attempt_at: Set(d.next_attempt_at),
-        delivered_at: Set(None),
-        claimed_until: Set(None),
-        created_at: Set(d.created_at),
-        ..Default::default()
+) -> webhook_delivery::Model {
+    let mut row = webhook_delivery::Model {
+        status: "pending".into(),
+        attempts: 0,
+        last_status_code: None,
+        last_error: None,
+        delivered_at: None,
+        claimed_until: None,
+        ..d.clone()
     };
     match outcome {
         Some(Outcome::Delivered { code, .. }) => {
-            row.payload = Set(String::new());
-            row.status = Set("delivered".into());
-            row.attempts = Set(1);
-            row.last_status_code = Set(Some(*code));
-            row.delivered_at = Set(Some(at));
+            row.payload = String::new();
+            row.status = "delivered".into();
+            row.attempts = 1;
+            row.last_status_code = Some(*code);
+            row.delivered_at = Some(at);
         }
         Some(Outcome::Failed {
             attempts,
@@ -435,12 +428,12 @@ fn written(
             next,
             ..
         }) => {
-            row.attempts = Set(*attempts);
-            row.last_status_code = Set(*code);
-            row.last_error = Set(Some(error.clone()));
+            row.attempts = *attempts;
+            row.last_status_code = *code;
+            row.last_error = Some(error.clone());
             match next {
-                Some(next) => row.next_attempt_at = Set(*next),
-                None => row.status = Set("failed".into()),
+                Some(next) => row.next_attempt_at = *next,
+                None => row.status = "failed".into(),
             }
         }
         Some(Outcome::Released { .. }) | None => {}
@@ -448,29 +441,81 @@ fn written(
     row
 }
 
+/// PostgreSQL: a round's fresh deliveries in one statement of one text whatever their
+/// number (prepared once per connection, one round trip), as one JSON array (`$1`).
+const PG_INSERT: &str = "\
+    INSERT INTO webhook_deliveries (webhook_id, event_id, event_type, comment_id, payload, \
+    status, attempts, last_status_code, last_error, next_attempt_at, delivered_at, created_at) \
+    SELECT r.webhook_id, r.event_id, r.event_type, r.comment_id, r.payload, r.status, \
+    r.attempts, r.last_status_code, r.last_error, r.next_attempt_at, r.delivered_at, \
+    r.created_at FROM json_to_recordset($1::json) AS r(webhook_id text, event_id text, \
+    event_type text, comment_id text, payload text, status text, attempts int, \
+    last_status_code int, last_error text, next_attempt_at timestamptz, \
+    delivered_at timestamptz, created_at timestamptz) \
+    ON CONFLICT (webhook_id, event_id) DO NOTHING";
+
 /// Inserts the prepared deliveries, each with the outcome of its first attempt (by
 /// its position in `p.rows`) if it had one, and moves the cursor, in `tx` (which holds
-/// the dispatch lease and found the cursor unmoved).
+/// the dispatch lease and found the cursor unmoved). No conflict can arise (the cursor
+/// was checked under the lease); should one, the delivery already there stands.
 async fn insert(tx: &DatabaseTransaction, p: &Prepared, sent: &Sent) -> Result<(), ApiError> {
-    let rows: Vec<webhook_delivery::ActiveModel> = p
+    let rows = p
         .rows
         .iter()
-        .map(|d| written(d, sent.outcomes.get(&d.id), sent.at))
-        .collect();
-    for chunk in rows.chunks(100) {
-        // No conflict can arise (the cursor was checked under the lease); should one,
-        // the delivery already there stands.
-        webhook_delivery::Entity::insert_many(chunk.to_vec())
-            .on_conflict(
-                OnConflict::columns([
-                    webhook_delivery::Column::WebhookId,
-                    webhook_delivery::Column::EventId,
-                ])
-                .do_nothing()
-                .to_owned(),
-            )
-            .exec_without_returning(tx)
+        .map(|d| written(d, sent.outcomes.get(&d.id), sent.at));
+    if tx.get_database_backend() == DbBackend::Postgres {
+        let rows: Vec<Json> = rows
+            .map(|r| {
+                json!({
+                    "webhook_id": r.webhook_id, "event_id": r.event_id,
+                    "event_type": r.event_type, "comment_id": r.comment_id,
+                    "payload": r.payload, "status": r.status, "attempts": r.attempts,
+                    "last_status_code": r.last_status_code, "last_error": r.last_error,
+                    "next_attempt_at": r.next_attempt_at, "delivered_at": r.delivered_at,
+                    "created_at": r.created_at,
+                })
+            })
+            .collect();
+        if !rows.is_empty() {
+            tx.execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                PG_INSERT,
+                [Json::Array(rows).to_string().into()],
+            ))
             .await?;
+        }
+    } else {
+        let rows: Vec<webhook_delivery::ActiveModel> = rows
+            .map(|r| webhook_delivery::ActiveModel {
+                webhook_id: Set(r.webhook_id),
+                event_id: Set(r.event_id),
+                event_type: Set(r.event_type),
+                comment_id: Set(r.comment_id),
+                payload: Set(r.payload),
+                status: Set(r.status),
+                attempts: Set(r.attempts),
+                last_status_code: Set(r.last_status_code),
+                last_error: Set(r.last_error),
+                next_attempt_at: Set(r.next_attempt_at),
+                delivered_at: Set(r.delivered_at),
+                claimed_until: Set(None),
+                created_at: Set(r.created_at),
+                ..Default::default()
+            })
+            .collect();
+        for chunk in rows.chunks(100) {
+            webhook_delivery::Entity::insert_many(chunk.to_vec())
+                .on_conflict(
+                    OnConflict::columns([
+                        webhook_delivery::Column::WebhookId,
+                        webhook_delivery::Column::EventId,
+                    ])
+                    .do_nothing()
+                    .to_owned(),
+                )
+                .exec_without_returning(tx)
+                .await?;
+        }
     }
     webhook_cursor::Entity::update_many()
         .col_expr(webhook_cursor::Column::LastEventId, Expr::value(p.last))
@@ -846,6 +891,8 @@ struct Sender {
     outcomes: Vec<Outcome>,
     /// When the last round's attempts were over.
     attempted_at: DateTime<Utc>,
+    /// Whether the last round found any webhook (without one, commits do not wake it).
+    hooked: bool,
 }
 
 impl Sender {
@@ -853,6 +900,7 @@ impl Sender {
     async fn round(&mut self) -> Result<bool, ApiError> {
         let db = &self.db;
         let hooks = webhook::Entity::find().all(&db.conn).await?;
+        self.hooked = !hooks.is_empty();
         let finishing: HashSet<i64> = self
             .outcomes
             .iter()
@@ -920,8 +968,8 @@ impl Sender {
 }
 
 /// The background task: rounds back to back while there is work, then woken by the
-/// event bus (a commit here, or on another instance through the bus's pump), else
-/// polling every `POLL`.
+/// event bus (a commit here, or on another instance through the bus's pump) while
+/// there are webhooks, else polling every `POLL`.
 pub async fn run(db: Db, outbound: Outbound, retry_base: Duration) {
     use tokio::sync::broadcast::error::TryRecvError;
     let mut bus = db.events().subscribe();
@@ -933,6 +981,7 @@ pub async fn run(db: Db, outbound: Outbound, retry_base: Duration) {
         lease_end: None,
         outcomes: vec![],
         attempted_at: super::now(),
+        hooked: false,
     };
     loop {
         match sender.round().await {
@@ -941,8 +990,14 @@ pub async fn run(db: Db, outbound: Outbound, retry_base: Duration) {
             Err(e) => tracing::warn!(error = %e, "webhook round failed"),
         }
         // Sleep until the next commit (or the poll); what queued up meanwhile is
-        // covered by the next round's read of the outbox.
-        let _ = tokio::time::timeout(POLL, bus.recv()).await;
+        // covered by the next round's read of the outbox. Without webhooks, only the
+        // poll: a webhook created since is found by it (it hears of the events after
+        // its creation, the first of them at most `POLL` late).
+        if sender.hooked {
+            let _ = tokio::time::timeout(POLL, bus.recv()).await;
+        } else {
+            tokio::time::sleep(POLL).await;
+        }
         while matches!(bus.try_recv(), Ok(_) | Err(TryRecvError::Lagged(_))) {}
     }
 }
