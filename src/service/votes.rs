@@ -63,87 +63,100 @@ pub async fn set(
                     }
                 }
                 // One round trip: the comment row, locked (PostgreSQL) so its counters are read and
-                // written as one, whether the caller is banned, and their vote so far.
-                let old_vote: Expr = Query::select()
-                    .column(comment_vote::Column::Vote)
-                    .from(comment_vote::Entity)
-                    .and_where(comment_vote::Column::CommentId.eq(id))
-                    .and_where(comment_vote::Column::UserId.eq(&user.id))
-                    .to_owned()
-                    .into();
-                let query = comment::Entity::find_by_id(id)
-                    .lock(LockType::NoKeyUpdate)
-                    .expr_as(
-                        Expr::exists(super::moderation::bans::bans_in_force(&user.id)),
-                        "banned",
-                    )
-                    .expr_as(old_vote, "old_vote");
-                let row = tx
-                    .query_one_raw(query.build(tx.get_database_backend()))
-                    .await?
-                    .ok_or_else(|| ApiError::not_found("comment"))?;
-                let c = comment::Model::from_query_result(&row, "")?;
-                if comments::status_of(&c) == ModerationStatus::Deleted
-                    || !comments::visible_to(&c, Some(user))
-                {
-                    return Err(ApiError::not_found("comment"));
-                }
-                if !c.is_guest && c.author_id == user.id {
-                    return Err(ApiError::OwnComment);
-                }
-                if row.try_get::<bool>("", "banned")? {
-                    return Err(ApiError::Banned);
-                }
-                let old_vote = row
-                    .try_get::<Option<String>>("", "old_vote")?
-                    .and_then(|v| Vote::parse(&v));
-                let (mut up, mut down) = (c.votes_up, c.votes_down);
-                if old_vote != vote {
-                    let counts = |v: Option<Vote>| v.map_or((0, 0), Vote::counts);
-                    let (old_up, old_down) = counts(old_vote);
-                    let (new_up, new_down) = counts(vote);
-                    up += new_up - old_up;
-                    down += new_down - old_down;
-                    let now = super::now();
-                    if tx.get_database_backend() == DbBackend::Postgres {
-                        write_in_one_statement(
-                            tx,
-                            id,
-                            &user.id,
-                            old_vote.is_some(),
-                            vote,
-                            now,
-                            (up, down),
+                // written as one, whether the caller is banned, and their vote so far. On
+                // PostgreSQL, when the lock had to wait, the vote so far is read from the
+                // statement's snapshot, from before the lock holder committed (an erasure
+                // of the caller's data may have removed it meanwhile): the write then
+                // changes no vote row and changes nothing, and this runs once more, now
+                // under the lock.
+                for _ in 0..2 {
+                    let old_vote: Expr = Query::select()
+                        .column(comment_vote::Column::Vote)
+                        .from(comment_vote::Entity)
+                        .and_where(comment_vote::Column::CommentId.eq(id))
+                        .and_where(comment_vote::Column::UserId.eq(&user.id))
+                        .to_owned()
+                        .into();
+                    let query = comment::Entity::find_by_id(id)
+                        .lock(LockType::NoKeyUpdate)
+                        .expr_as(
+                            Expr::exists(super::moderation::bans::bans_in_force(&user.id)),
+                            "banned",
                         )
-                        .await?;
-                    } else {
-                        write_vote_row(tx, id, &user.id, old_vote.is_some(), vote, now).await?;
-                        comment::Entity::update_many()
-                            .col_expr(comment::Column::VotesUp, Expr::value(up))
-                            .col_expr(comment::Column::VotesDown, Expr::value(down))
-                            .col_expr(
-                                comment::Column::BestScore,
-                                Expr::value(wilson_lower_bound(up, down)),
-                            )
-                            .filter(comment::Column::Id.eq(id))
-                            .exec(tx)
-                            .await?;
+                        .expr_as(old_vote, "old_vote");
+                    let row = tx
+                        .query_one_raw(query.build(tx.get_database_backend()))
+                        .await?
+                        .ok_or_else(|| ApiError::not_found("comment"))?;
+                    let c = comment::Model::from_query_result(&row, "")?;
+                    if comments::status_of(&c) == ModerationStatus::Deleted
+                        || !comments::visible_to(&c, Some(user))
+                    {
+                        return Err(ApiError::not_found("comment"));
                     }
-                    w.record(super::write::events::Event::VoteChanged {
-                        comment_id: id.to_owned(),
-                        article_id: c.article_id.clone(),
-                        user_id: user.id.clone(),
-                        vote: i8::try_from(new_up - new_down).unwrap_or(0),
-                    });
+                    if !c.is_guest && c.author_id == user.id {
+                        return Err(ApiError::OwnComment);
+                    }
+                    if row.try_get::<bool>("", "banned")? {
+                        return Err(ApiError::Banned);
+                    }
+                    let old_vote = row
+                        .try_get::<Option<String>>("", "old_vote")?
+                        .and_then(|v| Vote::parse(&v));
+                    let (mut up, mut down) = (c.votes_up, c.votes_down);
+                    if old_vote != vote {
+                        let counts = |v: Option<Vote>| v.map_or((0, 0), Vote::counts);
+                        let (old_up, old_down) = counts(old_vote);
+                        let (new_up, new_down) = counts(vote);
+                        up += new_up - old_up;
+                        down += new_down - old_down;
+                        let now = super::now();
+                        if tx.get_database_backend() == DbBackend::Postgres {
+                            let written = write_in_one_statement(
+                                tx,
+                                id,
+                                &user.id,
+                                old_vote.is_some(),
+                                vote,
+                                now,
+                                (up, down),
+                            )
+                            .await?;
+                            if !written {
+                                continue;
+                            }
+                        } else {
+                            write_vote_row(tx, id, &user.id, old_vote.is_some(), vote, now).await?;
+                            comment::Entity::update_many()
+                                .col_expr(comment::Column::VotesUp, Expr::value(up))
+                                .col_expr(comment::Column::VotesDown, Expr::value(down))
+                                .col_expr(
+                                    comment::Column::BestScore,
+                                    Expr::value(wilson_lower_bound(up, down)),
+                                )
+                                .filter(comment::Column::Id.eq(id))
+                                .exec(tx)
+                                .await?;
+                        }
+                        w.record(super::write::events::Event::VoteChanged {
+                            comment_id: id.to_owned(),
+                            article_id: c.article_id.clone(),
+                            user_id: user.id.clone(),
+                            vote: i8::try_from(new_up - new_down).unwrap_or(0),
+                        });
+                    }
+                    let view = VoteView {
+                        votes: VoteCounts { up, down },
+                        my_vote: vote,
+                    };
+                    if let Some(req) = idempotency {
+                        idempotency::complete(tx, req, 200, &view).await?;
+                    }
+                    return Ok(Outcome::Done(view));
                 }
-                let view = VoteView {
-                    votes: VoteCounts { up, down },
-                    my_vote: vote,
-                };
-                if let Some(req) = idempotency {
-                    idempotency::complete(tx, req, 200, &view).await?;
-                }
-                Ok(Outcome::Done(view))
+                Err(ApiError::Internal(
+                    "the vote row changed under the comment's lock".into(),
+                ))
             })
         },
     )
@@ -193,10 +206,11 @@ async fn write_vote_row(
 }
 
 /// PostgreSQL: the vote row's change and the comment's new counters in ONE statement
-/// (the vote row's INSERT, UPDATE or DELETE as a data-modifying `WITH`, which runs once
-/// whether or not the outer UPDATE reads it), so a vote costs two round trips in its
-/// batch (this and the read before it) instead of three: group-committed votes are
-/// bound by their round trips to the database (issue 20's vote PUT target).
+/// (the vote row's INSERT, UPDATE or DELETE as a data-modifying `WITH`), so a vote
+/// costs two round trips in its batch (this and the read before it) instead of three:
+/// group-committed votes are bound by their round trips to the database (issue 20's
+/// vote PUT target). The counters are written only if the vote row changed; whether
+/// they were is returned (not: the row was not as the read before found it).
 async fn write_in_one_statement(
     tx: &impl ConnectionTrait,
     id: &str,
@@ -205,13 +219,14 @@ async fn write_in_one_statement(
     vote: Option<Vote>,
     now: chrono::DateTime<chrono::Utc>,
     (up, down): (i64, i64),
-) -> Result<(), ApiError> {
+) -> Result<bool, ApiError> {
     let best = wilson_lower_bound(up, down);
     let (sql, values): (&str, Vec<sea_orm::Value>) = match (had, vote) {
         (false, Some(v)) => (
             "WITH v AS (INSERT INTO comment_votes (comment_id, user_id, vote, created_at, \
-             updated_at) VALUES ($1, $2, $3, $4, $4)) \
-             UPDATE comments SET votes_up = $5, votes_down = $6, best_score = $7 WHERE id = $1",
+             updated_at) VALUES ($1, $2, $3, $4, $4) RETURNING 1) \
+             UPDATE comments SET votes_up = $5, votes_down = $6, best_score = $7 \
+             WHERE id = $1 AND EXISTS (SELECT 1 FROM v)",
             vec![
                 id.into(),
                 user_id.into(),
@@ -224,8 +239,9 @@ async fn write_in_one_statement(
         ),
         (true, Some(v)) => (
             "WITH v AS (UPDATE comment_votes SET vote = $3, updated_at = $4 \
-             WHERE comment_id = $1 AND user_id = $2) \
-             UPDATE comments SET votes_up = $5, votes_down = $6, best_score = $7 WHERE id = $1",
+             WHERE comment_id = $1 AND user_id = $2 RETURNING 1) \
+             UPDATE comments SET votes_up = $5, votes_down = $6, best_score = $7 \
+             WHERE id = $1 AND EXISTS (SELECT 1 FROM v)",
             vec![
                 id.into(),
                 user_id.into(),
@@ -237,8 +253,10 @@ async fn write_in_one_statement(
             ],
         ),
         (true, None) => (
-            "WITH v AS (DELETE FROM comment_votes WHERE comment_id = $1 AND user_id = $2) \
-             UPDATE comments SET votes_up = $3, votes_down = $4, best_score = $5 WHERE id = $1",
+            "WITH v AS (DELETE FROM comment_votes WHERE comment_id = $1 AND user_id = $2 \
+             RETURNING 1) \
+             UPDATE comments SET votes_up = $3, votes_down = $4, best_score = $5 \
+             WHERE id = $1 AND EXISTS (SELECT 1 FROM v)",
             vec![
                 id.into(),
                 user_id.into(),
@@ -247,13 +265,14 @@ async fn write_in_one_statement(
                 best.into(),
             ],
         ),
-        (false, None) => return Ok(()),
+        (false, None) => return Ok(true),
     };
-    tx.execute_raw(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        sql,
-        values,
-    ))
-    .await?;
-    Ok(())
+    let done = tx
+        .execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            sql,
+            values,
+        ))
+        .await?;
+    Ok(done.rows_affected() == 1)
 }

@@ -631,6 +631,56 @@ async fn an_erasure_racing_the_users_own_votes_and_ratings_keeps_counters_exact(
     assert_eq!(left, 0, "a last erasure leaves nothing");
 }
 
+/// Many of the user's own opposite moves (each of their votes turned over) waiting on the
+/// comment locks an erasure holds: a vote that read the user's vote from before the
+/// erasure committed must not count it as there (PostgreSQL reads it in the locking
+/// statement's snapshot). Every round, counters equal a recount.
+#[tokio::test]
+async fn an_erasure_holding_the_comment_locks_while_the_user_turns_votes_over_keeps_counters_exact()
+{
+    let owned = spawn_app().await;
+    let app = &owned;
+    let targets: Vec<String> = stream::iter(0..12)
+        .then(|i| async move {
+            id(&app
+                .comment(
+                    &format!("a-{}", i % 4),
+                    "bob",
+                    &format!("Bob says {i}"),
+                    None,
+                )
+                .await)
+        })
+        .collect()
+        .await;
+    for round in 0..6 {
+        let (first, then) = if round % 2 == 0 {
+            ("up", "down")
+        } else {
+            ("down", "up")
+        };
+        stream::iter(&targets)
+            .for_each_concurrent(12, |t| async move {
+                assert_eq!(vote(app, EVE, t, first).await, StatusCode::OK, "vote");
+            })
+            .await;
+        let mut ops: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + '_>>> =
+            vec![Box::pin(async move {
+                erase(app, EVE).await;
+            })];
+        for t in &targets {
+            ops.push(Box::pin(async move {
+                assert_eq!(vote(app, EVE, t, then).await, StatusCode::OK, "turn over");
+            }));
+        }
+        stream::iter(ops)
+            .buffer_unordered(16)
+            .collect::<Vec<()>>()
+            .await;
+        app.assert_counters_match_recounts().await;
+    }
+}
+
 /// The property names of the schema `name` in the spec, sorted.
 fn properties(spec: &Value, name: &str) -> Vec<String> {
     let s = &spec["components"]["schemas"][name];
