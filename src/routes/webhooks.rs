@@ -102,6 +102,7 @@ pub async fn create(
     )
     .await?;
     tx.commit().await?;
+    state.db.events().webhook_created();
     Ok(HttpResponse::Created().json(created))
 }
 

@@ -48,7 +48,7 @@ use std::{
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use sea_orm::{
-    sea_query::{Expr, ExprTrait, OnConflict},
+    sea_query::{Expr, ExprTrait},
     ActiveValue::Set,
     ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, FromQueryResult,
     QueryFilter, QuerySelect, Statement, Value,
@@ -441,8 +441,10 @@ fn written(
     row
 }
 
-/// PostgreSQL: a round's fresh deliveries in one statement of one text whatever their
-/// number (prepared once per connection, one round trip), as one JSON array (`$1`).
+/// A round's fresh deliveries in one statement of one text whatever their number
+/// (prepared once per connection, one round trip), reading one JSON array (the only
+/// parameter) of [`written`] rows: PostgreSQL's `json_to_recordset`, SQLite's
+/// `json_each`.
 const PG_INSERT: &str = "\
     INSERT INTO webhook_deliveries (webhook_id, event_id, event_type, comment_id, payload, \
     status, attempts, last_status_code, last_error, next_attempt_at, delivered_at, created_at) \
@@ -453,69 +455,52 @@ const PG_INSERT: &str = "\
     last_status_code int, last_error text, next_attempt_at timestamptz, \
     delivered_at timestamptz, created_at timestamptz) \
     ON CONFLICT (webhook_id, event_id) DO NOTHING";
+/// SQLite's: `WHERE true` tells its parser the `ON CONFLICT` is the upsert's.
+const SQLITE_INSERT: &str = "\
+    INSERT INTO webhook_deliveries (webhook_id, event_id, event_type, comment_id, payload, \
+    status, attempts, last_status_code, last_error, next_attempt_at, delivered_at, created_at) \
+    SELECT value ->> 'webhook_id', value ->> 'event_id', value ->> 'event_type', \
+    value ->> 'comment_id', value ->> 'payload', value ->> 'status', value ->> 'attempts', \
+    value ->> 'last_status_code', value ->> 'last_error', value ->> 'next_attempt_at', \
+    value ->> 'delivered_at', value ->> 'created_at' FROM json_each(?) WHERE true \
+    ON CONFLICT (webhook_id, event_id) DO NOTHING";
 
 /// Inserts the prepared deliveries, each with the outcome of its first attempt (by
 /// its position in `p.rows`) if it had one, and moves the cursor, in `tx` (which holds
 /// the dispatch lease and found the cursor unmoved). No conflict can arise (the cursor
 /// was checked under the lease); should one, the delivery already there stands.
 async fn insert(tx: &DatabaseTransaction, p: &Prepared, sent: &Sent) -> Result<(), ApiError> {
-    let rows = p
-        .rows
-        .iter()
-        .map(|d| written(d, sent.outcomes.get(&d.id), sent.at));
-    if tx.get_database_backend() == DbBackend::Postgres {
-        let rows: Vec<Json> = rows
-            .map(|r| {
+    if !p.rows.is_empty() {
+        // Times as sqlx writes them on SQLite, which compares them as text;
+        // PostgreSQL reads the same text as `timestamptz`.
+        let time = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false);
+        let rows: Vec<Json> = p
+            .rows
+            .iter()
+            .map(|d| {
+                let r = written(d, sent.outcomes.get(&d.id), sent.at);
                 json!({
                     "webhook_id": r.webhook_id, "event_id": r.event_id,
                     "event_type": r.event_type, "comment_id": r.comment_id,
                     "payload": r.payload, "status": r.status, "attempts": r.attempts,
                     "last_status_code": r.last_status_code, "last_error": r.last_error,
-                    "next_attempt_at": r.next_attempt_at, "delivered_at": r.delivered_at,
-                    "created_at": r.created_at,
+                    "next_attempt_at": time(r.next_attempt_at),
+                    "delivered_at": r.delivered_at.map(time),
+                    "created_at": time(r.created_at),
                 })
             })
             .collect();
-        if !rows.is_empty() {
-            tx.execute_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                PG_INSERT,
-                [Json::Array(rows).to_string().into()],
-            ))
-            .await?;
-        }
-    } else {
-        let rows: Vec<webhook_delivery::ActiveModel> = rows
-            .map(|r| webhook_delivery::ActiveModel {
-                webhook_id: Set(r.webhook_id),
-                event_id: Set(r.event_id),
-                event_type: Set(r.event_type),
-                comment_id: Set(r.comment_id),
-                payload: Set(r.payload),
-                status: Set(r.status),
-                attempts: Set(r.attempts),
-                last_status_code: Set(r.last_status_code),
-                last_error: Set(r.last_error),
-                next_attempt_at: Set(r.next_attempt_at),
-                delivered_at: Set(r.delivered_at),
-                claimed_until: Set(None),
-                created_at: Set(r.created_at),
-                ..Default::default()
-            })
-            .collect();
-        for chunk in rows.chunks(100) {
-            webhook_delivery::Entity::insert_many(chunk.to_vec())
-                .on_conflict(
-                    OnConflict::columns([
-                        webhook_delivery::Column::WebhookId,
-                        webhook_delivery::Column::EventId,
-                    ])
-                    .do_nothing()
-                    .to_owned(),
-                )
-                .exec_without_returning(tx)
-                .await?;
-        }
+        let backend = tx.get_database_backend();
+        let sql = match backend {
+            DbBackend::Postgres => PG_INSERT,
+            _ => SQLITE_INSERT,
+        };
+        tx.execute_raw(Statement::from_sql_and_values(
+            backend,
+            sql,
+            [Json::Array(rows).to_string().into()],
+        ))
+        .await?;
     }
     webhook_cursor::Entity::update_many()
         .col_expr(webhook_cursor::Column::LastEventId, Expr::value(p.last))
@@ -990,13 +975,14 @@ pub async fn run(db: Db, outbound: Outbound, retry_base: Duration) {
             Err(e) => tracing::warn!(error = %e, "webhook round failed"),
         }
         // Sleep until the next commit (or the poll); what queued up meanwhile is
-        // covered by the next round's read of the outbox. Without webhooks, only the
-        // poll: a webhook created since is found by it (it hears of the events after
-        // its creation, the first of them at most `POLL` late).
+        // covered by the next round's read of the outbox. Without webhooks, commits do
+        // not wake it: a webhook created here does (one created on another instance
+        // is found by the poll, and hears of the events after its creation, the first
+        // of them at most `POLL` late).
         if sender.hooked {
             let _ = tokio::time::timeout(POLL, bus.recv()).await;
         } else {
-            tokio::time::sleep(POLL).await;
+            let _ = tokio::time::timeout(POLL, sender.db.events().until_webhook_created()).await;
         }
         while matches!(bus.try_recv(), Ok(_) | Err(TryRecvError::Lagged(_))) {}
     }

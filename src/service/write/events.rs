@@ -306,6 +306,9 @@ pub struct EventBus {
     sender: broadcast::Sender<Arc<StoredEvent>>,
     listeners: RwLock<Vec<Listener>>,
     seen: Mutex<Seen>,
+    /// A webhook was created here (it wakes this instance's webhook sender, which
+    /// without webhooks only polls).
+    webhook_created: tokio::sync::Notify,
 }
 
 /// What this instance has published: everything up to `cursor`, and `above` it.
@@ -365,6 +368,7 @@ impl Default for EventBus {
             sender: broadcast::channel(BUS_CAPACITY).0,
             listeners: RwLock::default(),
             seen: Mutex::default(),
+            webhook_created: tokio::sync::Notify::new(),
         }
     }
 }
@@ -393,6 +397,18 @@ impl EventBus {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .push(Box::new(listener));
+    }
+
+    /// Tells this instance's webhook sender that a webhook was just created (a wake-up
+    /// that waits for the sender if it is busy: none is lost).
+    pub fn webhook_created(&self) {
+        self.webhook_created.notify_one();
+    }
+
+    /// Until [`webhook_created`](Self::webhook_created) is called (or was, since the
+    /// last wait).
+    pub async fn until_webhook_created(&self) {
+        self.webhook_created.notified().await;
     }
 
     /// The id up to which the pump has published every event.
