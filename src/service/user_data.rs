@@ -50,7 +50,7 @@ use super::{
 };
 use crate::{
     auth::User,
-    domain::{wilson_lower_bound, Action, ModerationStatus, Stars, Vote},
+    domain::{Action, ModerationStatus, Stars, Vote},
     entity::{
         author_count, ban, comment, comment_claim, comment_vote, flag, flagger_record,
         idempotency_key, moderation_log, rating,
@@ -393,17 +393,7 @@ async fn erase_votes(w: &mut Write<'_>, user_id: &str, out: &mut Erased) -> Resu
             .exec(tx)
             .await?;
         let (up, down) = Vote::parse(&v.vote).map_or((0, 0), Vote::counts);
-        let (up, down) = (c.votes_up - up, c.votes_down - down);
-        comment::Entity::update_many()
-            .col_expr(comment::Column::VotesUp, Expr::value(up))
-            .col_expr(comment::Column::VotesDown, Expr::value(down))
-            .col_expr(
-                comment::Column::BestScore,
-                Expr::value(wilson_lower_bound(up, down)),
-            )
-            .filter(comment::Column::Id.eq(comment_id.as_str()))
-            .exec(tx)
-            .await?;
+        super::votes::write_counts(tx, &comment_id, (c.votes_up - up, c.votes_down - down)).await?;
         w.record(Event::VoteChanged {
             comment_id,
             article_id: c.article_id,

@@ -127,16 +127,7 @@ pub async fn set(
                             }
                         } else {
                             write_vote_row(tx, id, &user.id, old_vote.is_some(), vote, now).await?;
-                            comment::Entity::update_many()
-                                .col_expr(comment::Column::VotesUp, Expr::value(up))
-                                .col_expr(comment::Column::VotesDown, Expr::value(down))
-                                .col_expr(
-                                    comment::Column::BestScore,
-                                    Expr::value(wilson_lower_bound(up, down)),
-                                )
-                                .filter(comment::Column::Id.eq(id))
-                                .exec(tx)
-                                .await?;
+                            write_counts(tx, id, (up, down)).await?;
                         }
                         w.record(super::write::events::Event::VoteChanged {
                             comment_id: id.to_owned(),
@@ -161,6 +152,25 @@ pub async fn set(
         },
     )
     .await
+}
+
+/// Writes comment `id`'s vote counters and the `best_score` they give.
+pub async fn write_counts(
+    tx: &impl ConnectionTrait,
+    id: &str,
+    (up, down): (i64, i64),
+) -> Result<(), ApiError> {
+    comment::Entity::update_many()
+        .col_expr(comment::Column::VotesUp, Expr::value(up))
+        .col_expr(comment::Column::VotesDown, Expr::value(down))
+        .col_expr(
+            comment::Column::BestScore,
+            Expr::value(wilson_lower_bound(up, down)),
+        )
+        .filter(comment::Column::Id.eq(id))
+        .exec(tx)
+        .await?;
+    Ok(())
 }
 
 /// Inserts, changes or deletes the caller's vote row (`had`: they had voted before).

@@ -563,15 +563,13 @@ async fn an_admin_erases_a_users_data() {
     assert_rating_counters_match_recounts(&app).await;
 }
 
-#[tokio::test]
-async fn an_erasure_racing_the_users_own_votes_and_ratings_keeps_counters_exact() {
-    let owned = spawn_app().await;
-    let app = &owned;
-    let targets: Vec<String> = stream::iter(0..6)
+/// `n` comments by bob over articles `a-0` … `a-{articles - 1}`: their ids.
+async fn bobs_comments(app: &TestApp, n: usize, articles: usize) -> Vec<String> {
+    stream::iter(0..n)
         .then(|i| async move {
             id(&app
                 .comment(
-                    &format!("a-{}", i % 3),
+                    &format!("a-{}", i % articles),
                     "bob",
                     &format!("Bob text {i}"),
                     None,
@@ -579,7 +577,14 @@ async fn an_erasure_racing_the_users_own_votes_and_ratings_keeps_counters_exact(
                 .await)
         })
         .collect()
-        .await;
+        .await
+}
+
+#[tokio::test]
+async fn an_erasure_racing_the_users_own_votes_and_ratings_keeps_counters_exact() {
+    let owned = spawn_app().await;
+    let app = &owned;
+    let targets = bobs_comments(app, 6, 3).await;
     for round in 0..3 {
         let mut ops: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + '_>>> =
             Vec::new();
@@ -640,19 +645,7 @@ async fn an_erasure_holding_the_comment_locks_while_the_user_turns_votes_over_ke
 {
     let owned = spawn_app().await;
     let app = &owned;
-    let targets: Vec<String> = stream::iter(0..12)
-        .then(|i| async move {
-            id(&app
-                .comment(
-                    &format!("a-{}", i % 4),
-                    "bob",
-                    &format!("Bob says {i}"),
-                    None,
-                )
-                .await)
-        })
-        .collect()
-        .await;
+    let targets = bobs_comments(app, 12, 4).await;
     for round in 0..6 {
         let (first, then) = if round % 2 == 0 {
             ("up", "down")
