@@ -38,31 +38,17 @@ done
 ceiling_bin="${TALLY_BENCH:-$(dirname "$0")/../target/release/tally-bench}"
 [ -x "$ceiling_bin" ] || { echo "compare.sh: no $ceiling_bin (cargo build --release -p tally-bench)" >&2; exit 2; }
 
-dir="$(mktemp -d)"
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
+bench_temp_dir tally-compare
 secret="compare-secret-compare-secret-0123456789"
-pids=()
 ports=()
 names=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$dir"
-}
-trap cleanup EXIT
-
-wait_ready() { # port path
-    for _ in $(seq 1 300); do
-        curl -sf -o /dev/null "http://127.0.0.1:$1$2" && return 0
-        sleep 0.05
-    done
-    echo "compare.sh: nothing answers on port $1" >&2
-    exit 1
-}
 
 port=$((20000 + RANDOM % 20000))
 "$ceiling_bin" ceiling-static --bind "127.0.0.1:$port" >/dev/null 2>&1 &
 pids+=($!); ports+=("$port"); names+=("static ceiling")
-wait_ready "$port" /
+wait_ready compare.sh "$port" /
 
 for i in $(seq 1 $#); do
     bin="${!i}"
@@ -72,7 +58,7 @@ for i in $(seq 1 $#); do
         TALLY_BIND="127.0.0.1:$port" TALLY_JWT_SECRET="$secret" TALLY_WRITE_RATE_PER_MIN=0 \
         "$bin" serve >"$dir/$i/server.log" 2>&1 &
     pids+=($!); ports+=("$port"); names+=("$bin")
-    wait_ready "$port" /readyz
+    wait_ready compare.sh "$port" /readyz "$dir/$i/server.log"
     token="$(TALLY_JWT_SECRET="$secret" "$bin" token --sub compare-reader)"
     curl -sf -o /dev/null -X PUT -H "Authorization: Bearer $token" \
         -H 'Content-Type: application/json' -d '{"stars": 4}' \

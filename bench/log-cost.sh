@@ -19,16 +19,11 @@ for tool in wrk curl; do
 done
 [ -x "$bin" ] || { echo "log-cost.sh: no $bin (cargo build --release -p tally)" >&2; exit 2; }
 
-dir="$(mktemp -d)"
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
+bench_temp_dir tally-log-cost
 secret="log-cost-secret-log-cost-secret-0123456789"
 db="sqlite://$dir/tally.db?mode=rwc"
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$dir"
-}
-trap cleanup EXIT
 
 # Migrate once, so the two servers do not race to create the schema.
 env -i PATH="$PATH" TALLY_DATABASE_URL="$db" TALLY_JWT_SECRET="$secret" "$bin" migrate \
@@ -39,12 +34,7 @@ start() { # port log-level
         TALLY_JWT_SECRET="$secret" TALLY_LOG="$2" TALLY_WRITE_RATE_PER_MIN=0 \
         "$bin" serve >"$dir/server-$2.log" 2>&1 &
     pids+=("$!")
-    for _ in $(seq 1 300); do
-        curl -sf "http://127.0.0.1:$1/readyz" >/dev/null && return 0
-        sleep 0.1
-    done
-    echo "log-cost.sh: the server on port $1 never got ready" >&2
-    exit 1
+    wait_ready log-cost.sh "$1" /readyz "$dir/server-$2.log"
 }
 port_log=$((20000 + RANDOM % 20000))
 port_quiet=$((port_log + 1))

@@ -18,14 +18,9 @@ bin_a="${1:?usage: bench/post-pair.sh [ROUNDS] BIN_A BIN_B}"
 bin_b="${2:?usage: bench/post-pair.sh [ROUNDS] BIN_A BIN_B}"
 command -v wrk >/dev/null || { echo "post-pair.sh: wrk is missing (apt-get install wrk)" >&2; exit 2; }
 
-dir="$(mktemp -d -t tally-post-pair-XXXXXX)"
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$dir"
-}
-trap cleanup EXIT
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
+bench_temp_dir tally-post-pair
 
 secret="post-pair-secret-$(date +%s)-0123456789abcdef"
 token="$(TALLY_JWT_SECRET="$secret" "$bin_a" token --sub u-1 --name Bench --role reader --ttl 3600)"
@@ -47,13 +42,7 @@ start() { # name bin port
         TALLY_BIND="127.0.0.1:$3" TALLY_JWT_SECRET="$secret" TALLY_WRITE_RATE_PER_MIN=0 \
         TALLY_LOG=warn "$2" serve >"$dir/$1/log" 2>&1 &
     pids+=("$!")
-    for _ in $(seq 1 100); do
-        curl -fs "http://127.0.0.1:$3/readyz" >/dev/null && return 0
-        sleep 0.1
-    done
-    echo "post-pair.sh: $2 did not get ready; its log:" >&2
-    cat "$dir/$1/log" >&2
-    exit 1
+    wait_ready post-pair.sh "$3" /readyz "$dir/$1/log"
 }
 port_a="$(free_port)"; start a "$bin_a" "$port_a"
 port_b="$(free_port)"; start b "$bin_b" "$port_b"

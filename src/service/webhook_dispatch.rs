@@ -954,7 +954,7 @@ impl Sender {
 
 /// The background task: rounds back to back while there is work, then woken by the
 /// event bus (a commit here, or on another instance through the bus's pump) while
-/// there are webhooks, else polling every `POLL`.
+/// there are webhooks, else polling every `POLL` and woken by a webhook created here.
 pub async fn run(db: Db, outbound: Outbound, retry_base: Duration) {
     use tokio::sync::broadcast::error::TryRecvError;
     let mut bus = db.events().subscribe();
