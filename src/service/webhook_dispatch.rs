@@ -36,7 +36,8 @@
 //!    to 1 h) until 24 hours have passed, then `failed`. An attempt is started only
 //!    while its lease has room for it; one not started stays `pending`.
 //!
-//! Rounds run back to back while there is work, wake on the in-process event bus (new
+//! Rounds run back to back while there is work (under load spaced `LINGER` apart, so
+//! each covers more events: see [`BUSY_ROUND`]), wake on the in-process event bus (new
 //! commits here, or from other instances through it) and otherwise poll, so a webhook
 //! goes out well within a second.
 
@@ -78,6 +79,15 @@ const LEASE: Duration = Duration::from_secs(15);
 /// An attempt starts only while this much of its lease is left (it may take
 /// `ATTEMPT_TIMEOUT`; its outcome is recorded by the next round).
 const LEASE_ROOM: Duration = Duration::from_secs(12);
+/// A round that found at least this many new events (and sent some of them) means
+/// events are coming in fast: unless it left work behind (a full `DISPATCH_BATCH` or
+/// `CLAIM_BATCH`), the next round starts `LINGER` after it did, and covers what
+/// committed meanwhile in one go. Fewer, larger rounds cost the server less per
+/// delivery (the reads, the write and the wake-ups of a round are shared by more of
+/// them), which the requests feel under load; a delivery waits at most `LINGER`
+/// longer. A quiet site's rounds (an event or two) follow each other at once.
+const BUSY_ROUND: usize = 4;
+const LINGER: Duration = Duration::from_millis(200);
 /// Idle polling, for work made by other instances (or retries coming due).
 const POLL: Duration = Duration::from_millis(500);
 /// The longest wait between attempts, and how long a delivery is tried.
@@ -219,6 +229,10 @@ struct Prepared {
     /// `(webhook, comment)` pairs with an earlier delivery still pending: their fresh
     /// deliveries wait for it (not sent, inserted `pending`).
     blocked: HashSet<(String, String)>,
+    /// How many events the deliveries come from.
+    events: usize,
+    /// Whether the read stopped at `DISPATCH_BATCH` (more events may be waiting).
+    full: bool,
 }
 
 /// Reads the next committed events and builds their deliveries (no write lock);
@@ -245,6 +259,7 @@ async fn prepare(
         return Ok(None);
     }
     let events = read_events(conn, cursor, DISPATCH_BATCH).await?;
+    let full = events.len() as u64 >= DISPATCH_BATCH;
     // Stop at a gap younger than `GAP_WAIT`: its transaction may still commit.
     let mut expected = cursor + 1;
     let mut usable = 0;
@@ -379,6 +394,8 @@ async fn prepare(
         last,
         rows,
         blocked,
+        events: events.len(),
+        full,
     }))
 }
 
@@ -881,8 +898,9 @@ struct Sender {
 }
 
 impl Sender {
-    /// One round; whether it did anything (then the next follows at once).
-    async fn round(&mut self) -> Result<bool, ApiError> {
+    /// One round: `None` when it did nothing, else how long after its start the next
+    /// one follows (`LINGER` after a busy round that left nothing behind, else at once).
+    async fn round(&mut self) -> Result<Option<Duration>, ApiError> {
         let db = &self.db;
         let hooks = webhook::Entity::find().all(&db.conn).await?;
         self.hooked = !hooks.is_empty();
@@ -900,15 +918,20 @@ impl Sender {
         };
         let leftovers = !hooks.is_empty() && any_claimable(db).await?;
         if prepared.is_none() && !leftovers && self.outcomes.is_empty() {
-            return Ok(false);
+            return Ok(None);
         }
+        let mut fresh = 0;
+        let events = prepared.as_ref().map_or(0, |p| p.events);
+        let behind = prepared.as_ref().is_some_and(|p| p.full);
         // Under the dispatch lease (taken by an earlier round's write, with room left)
         // the fresh deliveries go out before they are written, so each is written
         // once, with its outcome. Without it this round's write takes the lease.
         let sent = match (&prepared, self.lease_end) {
             (Some(p), Some(end)) if Instant::now() + LEASE_ROOM <= end => {
+                let sendable = p.sendable();
+                fresh = sendable.len();
                 let outcomes =
-                    send_all(&self.outbound, self.retry_base, &hooks, p.sendable(), end).await;
+                    send_all(&self.outbound, self.retry_base, &hooks, sendable, end).await;
                 Some(Sent {
                     outcomes: outcomes.into_iter().map(|o| (o.id(), o)).collect(),
                     at: super::now(),
@@ -941,18 +964,23 @@ impl Sender {
             .await?;
         self.lease_end = leased.then_some(lease_end);
         if !wrote {
-            return Ok(false);
+            return Ok(None);
         }
+        let behind = behind || claimed.len() as u64 >= CLAIM_BATCH;
         if !claimed.is_empty() {
             self.outcomes =
                 send_all(&self.outbound, self.retry_base, &hooks, claimed, lease_end).await;
             self.attempted_at = super::now();
         }
-        Ok(true)
+        Ok(Some(match events >= BUSY_ROUND && fresh > 0 && !behind {
+            true => LINGER,
+            false => Duration::ZERO,
+        }))
     }
 }
 
-/// The background task: rounds back to back while there is work, then woken by the
+/// The background task: rounds back to back while there is work (a busy one followed
+/// `LINGER` after its start), then woken by the
 /// event bus (a commit here, or on another instance through the bus's pump) while
 /// there are webhooks, else polling every `POLL` and woken by a webhook created here.
 pub async fn run(db: Db, outbound: Outbound, retry_base: Duration) {
@@ -969,9 +997,13 @@ pub async fn run(db: Db, outbound: Outbound, retry_base: Duration) {
         hooked: false,
     };
     loop {
+        let started = tokio::time::Instant::now();
         match sender.round().await {
-            Ok(true) => continue,
-            Ok(false) => {}
+            Ok(Some(next)) => {
+                tokio::time::sleep_until(started + next).await;
+                continue;
+            }
+            Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "webhook round failed"),
         }
         // Sleep until the next commit (or the poll); what queued up meanwhile is

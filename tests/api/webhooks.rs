@@ -662,3 +662,66 @@ async fn a_held_comment_its_author_edits_past_the_rules_is_published_once() {
     assert_eq!(got[2].json()["type"], "comment.published");
     assert_eq!(got[2].json()["data"]["item"]["comment"]["id"], later["id"]);
 }
+
+#[tokio::test]
+async fn waves_of_concurrent_comments_reach_two_webhooks_once_each_and_in_order() {
+    // Each wave is enough at once for a busy round (`BUSY_ROUND` events), after which
+    // the sender pauses (`LINGER`); the next wave commits during that pause and goes
+    // out with the round after it. Nothing may be lost, doubled or reordered by that.
+    const WAVES: usize = 3;
+    const PER_WAVE: usize = 16;
+    let receiver = Receiver::start(Answer::json(json!({}))).await;
+    let app = private_app().await;
+    let mut hooks = vec![];
+    for _ in 0..2 {
+        let h = create_hook(&app, &receiver.url, json!(["*"])).await;
+        hooks.push(h["secret"].as_str().unwrap().to_owned());
+    }
+    let app = &app;
+    let mut created: Vec<Value> = vec![];
+    for wave in 0..WAVES {
+        let posted = futures_util::future::join_all((0..PER_WAVE).map(|i| async move {
+            let (article, user) = (format!("a-{}", i % 3), format!("u-{wave}-{i}"));
+            app.comment(&article, &user, &format!("Wave {wave} comment {i}"), None)
+                .await
+        }))
+        .await;
+        created.extend(posted);
+        // created + published, to each webhook
+        let so_far = 2 * created.len() * 2;
+        assert!(receiver.wait_for(so_far, WAIT).await.len() >= so_far);
+    }
+    let expected = 2 * created.len() * 2;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let got = receiver
+        .received()
+        .into_iter()
+        .filter(|r| r.answered == 200)
+        .collect::<Vec<_>>();
+    assert_eq!(got.len(), expected, "no delivery twice");
+    for secret in &hooks {
+        let mine: Vec<Value> = got
+            .iter()
+            .filter(|r| signature_ok(secret, r.header("Tally-Signature").unwrap(), &r.body))
+            .map(|r| r.json())
+            .collect();
+        assert_eq!(
+            mine.len(),
+            2 * WAVES * PER_WAVE,
+            "each webhook hears every event once"
+        );
+        for c in &created {
+            let id = c["id"].as_str().unwrap();
+            let of_it: Vec<&str> = mine
+                .iter()
+                .filter(|e| e["data"]["item"]["comment"]["id"] == id)
+                .map(|e| e["type"].as_str().unwrap())
+                .collect();
+            assert_eq!(
+                of_it,
+                ["comment.created", "comment.published"],
+                "comment {id}"
+            );
+        }
+    }
+}
