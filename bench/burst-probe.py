@@ -9,9 +9,11 @@ and `policy` need root (perf, chrt/renice).
     bench/burst-probe.py perf TAG SECONDS OUT
         once TAG's server is taking POSTs: `perf record -a -g -F 999` for SECONDS into
         OUT (then `perf report -i OUT --sort pid,comm --no-children -g none`)
-    bench/burst-probe.py policy TAG idle|batch|NICENESS
+    bench/burst-probe.py policy TAG idle|batch|NICENESS|slice=NS|others=NS
         once TAG's server is up: its webhook sender's thread (`tally-webhooks`) under
-        `chrt --idle`/`chrt --batch`, or reniced
+        `chrt --idle`/`chrt --batch`, reniced, or given an EEVDF slice of NS
+        nanoseconds (`sched_setattr`'s `sched_runtime`, Linux 6.12+); `others=NS`: that
+        slice for every other thread of the server instead
 
 TAG is a string of the server's environment (for the harness: `plain-sqlite`,
 `hooked-sqlite`, or `tally_bench_webhooks_hooked` on PostgreSQL). Waits up to 5 minutes
@@ -103,6 +105,22 @@ def perf(tag, seconds, out):
     subprocess.run(["perf", "record", "-a", "-g", "-F", "999", "-o", out, "--", "sleep", seconds], check=True)
 
 
+def set_slice(tid, ns):
+    """SCHED_OTHER with an EEVDF slice of `ns` (sched_setattr, x86_64 syscall 314)."""
+    import ctypes
+
+    class Attr(ctypes.Structure):
+        _fields_ = [("size", ctypes.c_uint32), ("policy", ctypes.c_uint32),
+                    ("flags", ctypes.c_uint64), ("nice", ctypes.c_int32),
+                    ("prio", ctypes.c_uint32), ("runtime", ctypes.c_uint64),
+                    ("deadline", ctypes.c_uint64), ("period", ctypes.c_uint64)]
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    attr = Attr(size=ctypes.sizeof(Attr), policy=0, runtime=ns)
+    if libc.syscall(314, int(tid), ctypes.byref(attr), 0) != 0:
+        sys.exit(f"burst-probe.py: sched_setattr on {tid}: {os.strerror(ctypes.get_errno())}")
+
+
 def policy(tag, mode):
     deadline = time.time() + WAIT
     while time.time() < deadline:
@@ -114,7 +132,16 @@ def policy(tag, mode):
             except OSError:
                 continue
             if name == "tally-webhooks":
-                if mode in ("idle", "batch"):
+                if mode.startswith("others="):
+                    time.sleep(1)  # every thread started
+                    others = [u for u in os.listdir(f"/proc/{found[0]}/task") if u != t]
+                    for u in others:
+                        set_slice(u, int(mode.split("=")[1]))
+                    print(f"burst-probe.py: {mode} on {len(others)} threads of pid {found[0]}", flush=True)
+                    return
+                if mode.startswith("slice="):
+                    set_slice(t, int(mode.split("=")[1]))
+                elif mode in ("idle", "batch"):
                     subprocess.run(["chrt", f"--{mode}", "-p", "0", t], check=True)
                 else:
                     subprocess.run(["renice", "-n", mode, "-p", t], check=True, stdout=subprocess.DEVNULL)

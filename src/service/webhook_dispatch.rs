@@ -24,7 +24,9 @@
 //!    dispatch lease is taken or renewed (unless another instance holds it) and each
 //!    fresh delivery is inserted **once, with its first attempt's outcome**
 //!    (`delivered`, without its body, which nobody sends again; or `pending` with its
-//!    next attempt) and the cursor moved. A round that did not hold the lease only
+//!    next attempt) and the cursor moved. The rows are built before the write (the
+//!    delivered ones as compact rows, their common columns bound once: see
+//!    [`Fresh`]), so the batch the job joins waits only for the statements. A round that did not hold the lease only
 //!    takes it: the next round, at once, sends. A crash after sending and before the
 //!    write loses nothing: the cursor has not moved, and the next holder (after the
 //!    lease, 15 s) sends those events again (at least once). Last, due deliveries
@@ -233,6 +235,8 @@ struct Prepared {
     events: usize,
     /// Whether the read stopped at `DISPATCH_BATCH` (more events may be waiting).
     full: bool,
+    /// When the deliveries were made.
+    created: DateTime<Utc>,
 }
 
 /// Reads the next committed events and builds their deliveries (no write lock);
@@ -396,6 +400,7 @@ async fn prepare(
         blocked,
         events: events.len(),
         full,
+        created: now,
     }))
 }
 
@@ -458,10 +463,25 @@ fn written(
     row
 }
 
-/// A round's fresh deliveries in one statement of one text whatever their number
-/// (prepared once per connection, one round trip), reading one JSON array (the only
-/// parameter) of [`written`] rows: PostgreSQL's `json_to_recordset`, SQLite's
-/// `json_each`.
+/// A round's fresh deliveries in a statement or two of one text whatever their number
+/// (prepared once per connection, one round trip each), each reading one JSON array
+/// (PostgreSQL's `json_array_elements` / `json_to_recordset`, SQLite's `json_each`).
+/// The delivered ones, nearly all of them under load, as compact rows `[webhook,
+/// event id, type, comment, status code]` (their other columns are the same for the
+/// whole round: bound once); the others (pending, failed) as whole [`written`] rows.
+const PG_INSERT_DELIVERED: &str = "\
+    INSERT INTO webhook_deliveries (webhook_id, event_id, event_type, comment_id, payload, \
+    status, attempts, last_status_code, next_attempt_at, delivered_at, created_at) \
+    SELECT r ->> 0, r ->> 1, r ->> 2, r ->> 3, '', 'delivered', 1, (r ->> 4)::int, $2, $3, $2 \
+    FROM json_array_elements($1::json) AS r \
+    ON CONFLICT (webhook_id, event_id) DO NOTHING";
+/// SQLite's: `WHERE true` tells its parser the `ON CONFLICT` is the upsert's.
+const SQLITE_INSERT_DELIVERED: &str = "\
+    INSERT INTO webhook_deliveries (webhook_id, event_id, event_type, comment_id, payload, \
+    status, attempts, last_status_code, next_attempt_at, delivered_at, created_at) \
+    SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, '', 'delivered', 1, \
+    value ->> 4, ?2, ?3, ?2 FROM json_each(?1) WHERE true \
+    ON CONFLICT (webhook_id, event_id) DO NOTHING";
 const PG_INSERT: &str = "\
     INSERT INTO webhook_deliveries (webhook_id, event_id, event_type, comment_id, payload, \
     status, attempts, last_status_code, last_error, next_attempt_at, delivered_at, created_at) \
@@ -472,7 +492,6 @@ const PG_INSERT: &str = "\
     last_status_code int, last_error text, next_attempt_at timestamptz, \
     delivered_at timestamptz, created_at timestamptz) \
     ON CONFLICT (webhook_id, event_id) DO NOTHING";
-/// SQLite's: `WHERE true` tells its parser the `ON CONFLICT` is the upsert's.
 const SQLITE_INSERT: &str = "\
     INSERT INTO webhook_deliveries (webhook_id, event_id, event_type, comment_id, payload, \
     status, attempts, last_status_code, last_error, next_attempt_at, delivered_at, created_at) \
@@ -482,57 +501,97 @@ const SQLITE_INSERT: &str = "\
     value ->> 'delivered_at', value ->> 'created_at' FROM json_each(?) WHERE true \
     ON CONFLICT (webhook_id, event_id) DO NOTHING";
 
-/// Inserts the prepared deliveries, each with the outcome of its first attempt (by
-/// its position in `p.rows`) if it had one, and moves the cursor, in `tx` (which holds
-/// the dispatch lease and found the cursor unmoved). No conflict can arise (the cursor
-/// was checked under the lease); should one, the delivery already there stands.
-async fn insert(tx: &DatabaseTransaction, p: &Prepared, sent: &Sent) -> Result<(), ApiError> {
-    if !p.rows.is_empty() {
+/// A round's fresh deliveries, each with the outcome of its first attempt, as the
+/// insert statements read them: built before the write transaction, so that the
+/// batch the round's write joins does not wait while they are.
+struct Fresh {
+    /// The delivered ones' compact rows (a JSON array), if any.
+    delivered: Option<String>,
+    /// The others' whole rows (a JSON array), if any.
+    others: Option<String>,
+    /// When the deliveries were made (their `created_at`, and first `next_attempt_at`).
+    created: DateTime<Utc>,
+    /// When their attempts were over (the delivered ones' `delivered_at`).
+    attempted: DateTime<Utc>,
+}
+
+impl Fresh {
+    /// `outcomes`: of the first attempts, by position in `p.rows`; `attempted`: when
+    /// they were over.
+    fn new(p: &Prepared, outcomes: &HashMap<i64, Outcome>, attempted: DateTime<Utc>) -> Fresh {
         // Times as sqlx writes them on SQLite, which compares them as text;
         // PostgreSQL reads the same text as `timestamptz`.
         let time = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false);
-        let rows: Vec<Json> = p
-            .rows
-            .iter()
-            .map(|d| {
-                let r = written(d, sent.outcomes.get(&d.id), sent.at);
-                json!({
-                    "webhook_id": r.webhook_id, "event_id": r.event_id,
-                    "event_type": r.event_type, "comment_id": r.comment_id,
-                    "payload": r.payload, "status": r.status, "attempts": r.attempts,
-                    "last_status_code": r.last_status_code, "last_error": r.last_error,
-                    "next_attempt_at": time(r.next_attempt_at),
-                    "delivered_at": r.delivered_at.map(time),
-                    "created_at": time(r.created_at),
-                })
-            })
-            .collect();
-        let backend = tx.get_database_backend();
-        let sql = match backend {
-            DbBackend::Postgres => PG_INSERT,
-            _ => SQLITE_INSERT,
+        let (mut delivered, mut others) = (vec![], vec![]);
+        for d in &p.rows {
+            let r = written(d, outcomes.get(&d.id), attempted);
+            if r.status == "delivered" {
+                // The columns `written` gave it that the statement does not read are
+                // the same for every delivered row: bound once.
+                delivered.push(json!([
+                    r.webhook_id,
+                    r.event_id,
+                    r.event_type,
+                    r.comment_id,
+                    r.last_status_code
+                ]));
+                continue;
+            }
+            others.push(json!({
+                "webhook_id": r.webhook_id, "event_id": r.event_id,
+                "event_type": r.event_type, "comment_id": r.comment_id,
+                "payload": r.payload, "status": r.status, "attempts": r.attempts,
+                "last_status_code": r.last_status_code, "last_error": r.last_error,
+                "next_attempt_at": time(r.next_attempt_at),
+                "delivered_at": r.delivered_at.map(time),
+                "created_at": time(r.created_at),
+            }));
+        }
+        let text = |rows: Vec<Json>| (!rows.is_empty()).then(|| Json::Array(rows).to_string());
+        Fresh {
+            delivered: text(delivered),
+            others: text(others),
+            created: p.created,
+            attempted,
+        }
+    }
+}
+
+/// Inserts a round's fresh deliveries and moves the cursor to `last`, in `tx` (which
+/// holds the dispatch lease and found the cursor unmoved). No conflict can arise (the
+/// cursor was checked under the lease); should one, the delivery already there stands.
+async fn insert(tx: &DatabaseTransaction, fresh: &Fresh, last: i64) -> Result<(), ApiError> {
+    let backend = tx.get_database_backend();
+    let pg = backend == DbBackend::Postgres;
+    if let Some(rows) = &fresh.delivered {
+        let sql = if pg {
+            PG_INSERT_DELIVERED
+        } else {
+            SQLITE_INSERT_DELIVERED
         };
+        let values: [Value; 3] = [
+            rows.as_str().into(),
+            fresh.created.into(),
+            fresh.attempted.into(),
+        ];
+        tx.execute_raw(Statement::from_sql_and_values(backend, sql, values))
+            .await?;
+    }
+    if let Some(rows) = &fresh.others {
+        let sql = if pg { PG_INSERT } else { SQLITE_INSERT };
         tx.execute_raw(Statement::from_sql_and_values(
             backend,
             sql,
-            [Json::Array(rows).to_string().into()],
+            [rows.as_str().into()],
         ))
         .await?;
     }
     webhook_cursor::Entity::update_many()
-        .col_expr(webhook_cursor::Column::LastEventId, Expr::value(p.last))
+        .col_expr(webhook_cursor::Column::LastEventId, Expr::value(last))
         .filter(webhook_cursor::Column::Id.eq(1))
         .exec(tx)
         .await?;
     Ok(())
-}
-
-/// The first attempts at a round's fresh deliveries, made before they are written.
-struct Sent {
-    /// By position in `Prepared::rows`.
-    outcomes: HashMap<i64, Outcome>,
-    /// When they were over.
-    at: DateTime<Utc>,
 }
 
 /// The claim: due pending deliveries nobody holds, none behind an earlier pending one
@@ -816,9 +875,10 @@ struct RoundWrite {
     outcomes: Vec<Outcome>,
     attempted_at: DateTime<Utc>,
     prepared: Option<Prepared>,
-    /// The first attempts at the prepared deliveries, when this instance held the
-    /// dispatch lease (else the write only takes the lease: the next round sends).
-    sent: Option<Sent>,
+    /// The prepared deliveries with their first attempts' outcomes, when this instance
+    /// held the dispatch lease (else the write only takes the lease: the next round
+    /// sends).
+    fresh: Option<Fresh>,
     /// Whether there are deliveries to claim besides the fresh ones.
     leftovers: bool,
     /// This instance, for the dispatch lease.
@@ -863,8 +923,8 @@ async fn round_write(tx: &DatabaseTransaction, i: &RoundWrite) -> Result<Written
             // Not taken: the cursor moved (another instance dispatched these events;
             // the next round starts from where it left it) or its lease holds.
             leased = took.rows_affected == 1;
-            if let (true, Some(sent)) = (leased, &i.sent) {
-                insert(tx, p, sent).await?;
+            if let (true, Some(fresh)) = (leased, &i.fresh) {
+                insert(tx, fresh, p.last).await?;
             }
         }
     }
@@ -920,22 +980,21 @@ impl Sender {
         if prepared.is_none() && !leftovers && self.outcomes.is_empty() {
             return Ok(None);
         }
-        let mut fresh = 0;
+        let mut sending = 0;
         let events = prepared.as_ref().map_or(0, |p| p.events);
         let behind = prepared.as_ref().is_some_and(|p| p.full);
         // Under the dispatch lease (taken by an earlier round's write, with room left)
         // the fresh deliveries go out before they are written, so each is written
         // once, with its outcome. Without it this round's write takes the lease.
-        let sent = match (&prepared, self.lease_end) {
+        // The rows are built here, not in the write: the batch it joins would wait.
+        let fresh = match (&prepared, self.lease_end) {
             (Some(p), Some(end)) if Instant::now() + LEASE_ROOM <= end => {
                 let sendable = p.sendable();
-                fresh = sendable.len();
+                sending = sendable.len();
                 let outcomes =
                     send_all(&self.outbound, self.retry_base, &hooks, sendable, end).await;
-                Some(Sent {
-                    outcomes: outcomes.into_iter().map(|o| (o.id(), o)).collect(),
-                    at: super::now(),
-                })
+                let outcomes = outcomes.into_iter().map(|o| (o.id(), o)).collect();
+                Some(Fresh::new(p, &outcomes, super::now()))
             }
             _ => None,
         };
@@ -944,7 +1003,7 @@ impl Sender {
             outcomes: std::mem::take(&mut self.outcomes),
             attempted_at: self.attempted_at,
             prepared,
-            sent,
+            fresh,
             leftovers,
             me: self.me.clone(),
             now,
@@ -972,7 +1031,7 @@ impl Sender {
                 send_all(&self.outbound, self.retry_base, &hooks, claimed, lease_end).await;
             self.attempted_at = super::now();
         }
-        Ok(Some(match events >= BUSY_ROUND && fresh > 0 && !behind {
+        Ok(Some(match events >= BUSY_ROUND && sending > 0 && !behind {
             true => LINGER,
             false => Duration::ZERO,
         }))

@@ -224,6 +224,19 @@ async fn a_published_comment_is_delivered_signed_with_its_item() {
         assert!(d["delivered_at"].is_string());
         assert_eq!(d["next_attempt_at"], Value::Null);
     }
+    // Each listed delivery is one of the events received, under its own type.
+    let pairs = |v: Vec<(Value, Value)>| {
+        let mut v: Vec<String> = v.iter().map(|(i, t)| format!("{i} {t}")).collect();
+        v.sort();
+        v
+    };
+    let sent = got
+        .iter()
+        .map(|r| (r.json()["id"].clone(), r.json()["type"].clone()));
+    let listed_pairs = listed
+        .iter()
+        .map(|d| (d["event_id"].clone(), d["type"].clone()));
+    assert_eq!(pairs(listed_pairs.collect()), pairs(sent.collect()));
 }
 
 #[tokio::test]
