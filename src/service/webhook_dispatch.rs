@@ -26,14 +26,14 @@
 //!    (`delivered`, without its body, which nobody sends again; or `pending` with its
 //!    next attempt) and the cursor moved. The rows are built before the write (the
 //!    delivered ones as compact rows, their common columns bound once: see
-//!    [`Fresh`]), so the batch the job joins waits only for the statements. A round that did not hold the lease only
-//!    takes it: the next round, at once, sends. A crash after sending and before the
-//!    write loses nothing: the cursor has not moved, and the next holder (after the
-//!    lease, 15 s) sends those events again (at least once). Last, due deliveries
-//!    nobody holds (retries, what a crashed or other instance left) are claimed (`FOR
-//!    UPDATE SKIP LOCKED` on PostgreSQL, a lease in `claimed_until` on both), up to
-//!    `CLAIM_BATCH`, and sent after the write like the fresh ones; their outcomes are
-//!    recorded by the next round's write. An attempt is `delivered` (2xx) or gets its
+//!    [`Fresh`]), so the batch the job joins waits only for the statements. A round
+//!    that did not hold the lease only takes it: the next round, at once, sends. A
+//!    crash after sending and before the write loses nothing: the cursor has not
+//!    moved, and the next holder (after the lease, 15 s) sends those events again (at
+//!    least once). Last, due deliveries nobody holds (retries, what a crashed or
+//!    other instance left) are claimed (`FOR UPDATE SKIP LOCKED` on PostgreSQL, a
+//!    lease in `claimed_until` on both), up to `CLAIM_BATCH`, and sent after the write
+//!    like the fresh ones; their outcomes are recorded by the next round's write. An attempt is `delivered` (2xx) or gets its
 //!    next attempt (exponential back-off from `TALLY_WEBHOOK_RETRY_BASE_MS`, 1 s, up
 //!    to 1 h) until 24 hours have passed, then `failed`. An attempt is started only
 //!    while its lease has room for it; one not started stays `pending`.
@@ -1039,9 +1039,9 @@ impl Sender {
 }
 
 /// The background task: rounds back to back while there is work (a busy one followed
-/// `LINGER` after its start), then woken by the
-/// event bus (a commit here, or on another instance through the bus's pump) while
-/// there are webhooks, else polling every `POLL` and woken by a webhook created here.
+/// `LINGER` after its start), then woken by the event bus (a commit here, or on
+/// another instance through the bus's pump) while there are webhooks, else polling
+/// every `POLL` and woken by a webhook created here.
 pub async fn run(db: Db, outbound: Outbound, retry_base: Duration) {
     use tokio::sync::broadcast::error::TryRecvError;
     let mut bus = db.events().subscribe();
