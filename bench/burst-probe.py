@@ -16,7 +16,9 @@ and `policy` need root (perf, chrt/renice).
         slice for every other thread of the server instead
 
 TAG is a string of the server's environment (for the harness: `plain-sqlite`,
-`hooked-sqlite`, or `tally_bench_webhooks_hooked` on PostgreSQL). Waits up to 5 minutes
+`hooked-sqlite`, or `tally_bench_webhooks_hooked` on PostgreSQL; these name the
+harness's first pair of servers, and on PostgreSQL the hooked tag also the later
+pairs'; `--pairs 1` puts every round on the servers found). Waits up to 5 minutes
 for the server; start it before the harness.
 """
 import os

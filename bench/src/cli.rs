@@ -124,15 +124,28 @@ pub struct WebhooksArgs {
     #[arg(long, default_value_t = 300)]
     pub comments: u32,
     /// Comments posted in each burst (one burst per server per round).
-    #[arg(long, default_value_t = 6_000)]
+    #[arg(long, default_value_t = 3_000)]
     pub writes: u32,
     /// Rounds of the throughput pair, in turns (odd rounds without webhooks first,
     /// even rounds with them first); the ratio reported is the median of the rounds'.
-    #[arg(long, default_value_t = 5)]
+    /// Single rounds of this machine range over ±0.2 (see `--hooks 0`): many short
+    /// rounds give a steadier median than a few long ones.
+    #[arg(long, default_value_t = 9)]
     pub rounds: u32,
     /// Concurrent writers for the throughput figures.
     #[arg(long, default_value_t = 16)]
     pub concurrency: u32,
+    /// Webhooks (every event, to the receiver) on the second server of the throughput
+    /// pair. `0` makes the pair two identical servers: a control run, whose ratio shows
+    /// the harness's own bias and spread.
+    #[arg(long, default_value_t = 2)]
+    pub hooks: u32,
+    /// Pairs of servers the rounds are shared between, in blocks, each pair on fresh
+    /// databases: a server keeps its own speed for as long as it runs, so one pair's
+    /// ratio is offset by its luck (control runs: ±0.15); the median over several
+    /// pairs is not.
+    #[arg(long, default_value_t = 3)]
+    pub pairs: u32,
     /// Backends to run, in order.
     #[arg(long, value_delimiter = ',', default_value = "sqlite")]
     pub backends: Vec<Backend>,

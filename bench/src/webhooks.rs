@@ -4,16 +4,18 @@
 //!    process; comments posted one after another; for each, the time from sending
 //!    the POST (so from before its commit) to the receiver getting the delivery.
 //!    Target: p99 ≤ 1 s.
-//! 2. **Write cost.** Two servers side by side, one without webhooks and one with two
-//!    webhooks subscribed to every event (both delivered to the receiver: four
-//!    deliveries per approved comment). In each of `--rounds` rounds, a burst of
+//! 2. **Write cost.** Two servers side by side, one without webhooks and one with
+//!    `--hooks` webhooks (2) subscribed to every event (all delivered to the
+//!    receiver: with two, four deliveries per approved comment; with none, a control
+//!    run of two identical servers). In each of `--rounds` rounds, a burst of
 //!    `--writes` POST comments (`--concurrency` tasks) to each, in turns (odd rounds
-//!    the plain server first); after the hooked server's burst, how many deliveries
-//!    were still outstanding when its last POST was answered, and how long the rest
-//!    took to arrive (the next burst starts once they have). Target: with ≥ 0.9 ×
-//!    without, the median of the rounds' ratios. Each burst also reports the CPU time
-//!    the server and this harness (load generator and receiver) spent per POST, and
-//!    how busy the machine's cores were.
+//!    the plain server first); the rounds are shared, in blocks, between `--pairs`
+//!    such pairs of servers, each on fresh databases. After the hooked server's
+//!    burst: how many deliveries were still outstanding when its last POST was
+//!    answered, and how long the rest took to arrive (the next burst starts once they
+//!    have). Target: with ≥ 0.9 × without, the median of the rounds' ratios. Each
+//!    burst also reports the CPU time the server and this harness (load generator and
+//!    receiver) spent per POST, and how busy the machine's cores were.
 //!
 //! On each of `--backends` (SQLite files in a temporary directory; PostgreSQL
 //! databases created next to `--pg-url` and dropped at the end).
@@ -139,73 +141,82 @@ async fn run_backend(
     let pct = |p: f64| latencies[((latencies.len() as f64 * p).ceil() as usize).saturating_sub(1)];
     let (p50, p99, max) = (pct(0.5), pct(0.99), pct(1.0));
 
-    // 2. Write cost: two servers, bursts in turns.
-    let (plain, plain_port) = start(
-        tally_bin,
-        &database(args, backend, tmp, "plain", &mut keep).await?,
-        tmp,
-        "plain",
-    )
-    .await?;
-    let (hooked, hooked_port) = start(
-        tally_bin,
-        &database(args, backend, tmp, "hooked", &mut keep).await?,
-        tmp,
-        "hooked",
-    )
-    .await?;
+    // 2. Write cost: pairs of servers, bursts in turns. Each pair serves a block of
+    // the rounds on fresh databases: a server keeps its own speed for as long as it
+    // runs (control runs differ by up to ±0.15 from one pair to the next), so the
+    // median spans several pairs.
     let hook_path = "/throughput";
-    add_hook(
-        &client,
-        hooked_port,
-        &format!("{receiver}{hook_path}"),
-        &["*"],
-    )
-    .await?;
-    add_hook(
-        &client,
-        hooked_port,
-        &format!("{receiver}{hook_path}"),
-        &["*"],
-    )
-    .await?;
-    let plain_srv = (plain.pid(), plain_port);
-    let hooked_srv = (hooked.pid(), hooked_port);
+    let pairs = args.pairs.clamp(1, args.rounds.max(1));
     let mut rows = vec![];
     let mut next_comment = 0u32;
-    for round in 1..=args.rounds {
-        let mut without = None;
-        let mut with = None;
-        for hooks in if round % 2 == 1 {
-            [false, true]
-        } else {
-            [true, false]
-        } {
-            let (pid, port) = if hooks { hooked_srv } else { plain_srv };
-            let b = burst(
-                args,
-                pid,
-                port,
-                next_comment,
-                hooks.then_some((received, hook_path)),
+    for pair in 1..=pairs {
+        // The first pair keeps the plain tags (`bench/burst-probe.py` finds its
+        // servers by them).
+        let tag = |kind: &str| match pair {
+            1 => kind.to_owned(),
+            _ => format!("{kind}{pair}"),
+        };
+        let (plain, plain_port) = start(
+            tally_bin,
+            &database(args, backend, tmp, &tag("plain"), &mut keep).await?,
+            tmp,
+            &tag("plain"),
+        )
+        .await?;
+        let (hooked, hooked_port) = start(
+            tally_bin,
+            &database(args, backend, tmp, &tag("hooked"), &mut keep).await?,
+            tmp,
+            &tag("hooked"),
+        )
+        .await?;
+        for _ in 0..args.hooks {
+            add_hook(
+                &client,
+                hooked_port,
+                &format!("{receiver}{hook_path}"),
+                &["*"],
             )
             .await?;
-            if hooks {
-                with = Some(b);
+        }
+        let plain_srv = (plain.pid(), plain_port);
+        let hooked_srv = (hooked.pid(), hooked_port);
+        // This pair's block of rounds.
+        let rounds = (pair - 1) * args.rounds / pairs + 1..=pair * args.rounds / pairs;
+        for round in rounds {
+            let mut without = None;
+            let mut with = None;
+            for hooks in if round % 2 == 1 {
+                [false, true]
             } else {
-                without = Some(b);
+                [true, false]
+            } {
+                let (pid, port) = if hooks { hooked_srv } else { plain_srv };
+                let b = burst(
+                    args,
+                    pid,
+                    port,
+                    next_comment,
+                    (hooks && args.hooks > 0).then_some((received, hook_path)),
+                )
+                .await?;
+                if hooks {
+                    with = Some(b);
+                } else {
+                    without = Some(b);
+                }
+            }
+            next_comment += args.writes;
+            if let (Some(without), Some(with)) = (without, with) {
+                rows.push((round, pair, without, with));
             }
         }
-        next_comment += args.writes;
-        if let (Some(without), Some(with)) = (without, with) {
-            rows.push((round, without, with));
-        }
+        plain.terminate(STOP_GRACE);
+        hooked.terminate(STOP_GRACE);
     }
-    plain.terminate(STOP_GRACE);
-    hooked.terminate(STOP_GRACE);
     let mut ratios: Vec<f64> = rows
         .iter()
-        .map(|(_, wo, w)| w.rate / wo.rate.max(f64::MIN_POSITIVE))
+        .map(|(_, _, wo, w)| w.rate / wo.rate.max(f64::MIN_POSITIVE))
         .collect();
     let one_run: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
     ratios.sort_by(f64::total_cmp);
@@ -218,9 +229,10 @@ async fn run_backend(
     println!(
         "| scenario | figure | target |\n|---|---|---|\n\
          | delivery after the POST was sent ({} comments, one at a time) | p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms | p99 ≤ 1000 ms: {} |\n\
-         | with ÷ without, median of {} rounds ({} POSTs a burst, {} tasks) | {ratio:.2} (rounds: {}) | ≥ 0.9: {} |\n",
+         | with ÷ without ({} webhooks), median of {} rounds ({} POSTs a burst, {} tasks) | {ratio:.2} (rounds: {}) | ≥ 0.9: {} |\n",
         args.comments,
         if p99 <= 1000.0 { "met" } else { "NOT met" },
+        args.hooks,
         rows.len(),
         args.writes,
         args.concurrency,
@@ -228,13 +240,13 @@ async fn run_backend(
         if ratio >= 0.9 { "met" } else { "NOT met" },
     );
     println!(
-        "| round | without | with | ratio | outstanding at the burst's end | then arrived in | server CPU/POST without / with | harness CPU/POST without / with | cores busy without / with |\n\
+        "| round (pair) | without | with | ratio | outstanding at the burst's end | then arrived in | server CPU/POST without / with | harness CPU/POST without / with | cores busy without / with |\n\
          |---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
-    for (round, wo, w) in &rows {
+    for (round, pair, wo, w) in &rows {
         let (expected, outstanding, drain) = w.deliveries.unwrap_or_default();
         println!(
-            "| {round} | {:.0} req/s | {:.0} req/s | {:.2} | {outstanding} of {expected} | {:.2} s | {:.2} / {:.2} ms | {:.2} / {:.2} ms | {:.0} % / {:.0} % |",
+            "| {round} ({pair}) | {:.0} req/s | {:.0} req/s | {:.2} | {outstanding} of {expected} | {:.2} s | {:.2} / {:.2} ms | {:.2} / {:.2} ms | {:.0} % / {:.0} % |",
             wo.rate,
             w.rate,
             w.rate / wo.rate.max(f64::MIN_POSITIVE),
@@ -481,8 +493,9 @@ async fn burst(
         None => None,
         Some(_) => {
             // `comment.created` for every comment, `comment.published` for the
-            // approved ones, to each of the two webhooks.
-            let expected = 2 * (u64::from(per_task * args.concurrency) + approved);
+            // approved ones, to each webhook.
+            let expected =
+                u64::from(args.hooks) * (u64::from(per_task * args.concurrency) + approved);
             let ended = Instant::now();
             while count(path) - before < expected {
                 if ended.elapsed() > DRAIN_TIMEOUT {
