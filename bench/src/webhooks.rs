@@ -104,13 +104,7 @@ async fn run_backend(
 ) -> Result<(), String> {
     let mut keep = vec![];
     // 1. Latency.
-    let (child, port) = start(
-        tally_bin,
-        &database(args, backend, tmp, "latency", &mut keep).await?,
-        tmp,
-        "latency",
-    )
-    .await?;
+    let (child, port) = serve(args, backend, tally_bin, tmp, "latency", &mut keep).await?;
     let client = reqwest::Client::new();
     add_hook(
         &client,
@@ -156,20 +150,10 @@ async fn run_backend(
             1 => kind.to_owned(),
             _ => format!("{kind}{pair}"),
         };
-        let (plain, plain_port) = start(
-            tally_bin,
-            &database(args, backend, tmp, &tag("plain"), &mut keep).await?,
-            tmp,
-            &tag("plain"),
-        )
-        .await?;
-        let (hooked, hooked_port) = start(
-            tally_bin,
-            &database(args, backend, tmp, &tag("hooked"), &mut keep).await?,
-            tmp,
-            &tag("hooked"),
-        )
-        .await?;
+        let (plain, plain_port) =
+            serve(args, backend, tally_bin, tmp, &tag("plain"), &mut keep).await?;
+        let (hooked, hooked_port) =
+            serve(args, backend, tally_bin, tmp, &tag("hooked"), &mut keep).await?;
         for _ in 0..args.hooks {
             add_hook(
                 &client,
@@ -336,6 +320,19 @@ fn start_receiver(received: Shared) -> Result<u16, String> {
     let port = server.addrs()[0].port();
     tokio::spawn(server.disable_signals().run());
     Ok(port)
+}
+
+/// The server `tag` on a fresh database of its own (see [`database`]).
+async fn serve(
+    args: &WebhooksArgs,
+    backend: Backend,
+    tally_bin: &Path,
+    tmp: &Path,
+    tag: &str,
+    keep: &mut Vec<PgDatabase>,
+) -> Result<(Child, u16), String> {
+    let url = database(args, backend, tmp, tag, keep).await?;
+    start(tally_bin, &url, tmp, tag).await
 }
 
 async fn start(
