@@ -23,6 +23,7 @@ mod m20261207_000040_user_data_indexes;
 mod m20261207_000050_spam_pending;
 mod m20261208_200010_spam_pending_changes;
 mod m20261209_c00010_webhook_dispatch_lease;
+mod m20261210_000010_webhook_delivery_batches;
 
 pub struct Migrator;
 
@@ -47,6 +48,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000050_spam_pending::Migration),
             Box::new(m20261208_200010_spam_pending_changes::Migration),
             Box::new(m20261209_c00010_webhook_dispatch_lease::Migration),
+            Box::new(m20261210_000010_webhook_delivery_batches::Migration),
         ]
     }
 }

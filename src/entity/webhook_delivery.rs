@@ -1,6 +1,8 @@
 use sea_orm::entity::prelude::*;
 
-/// One event for one webhook, with its attempts so far.
+/// One event for one webhook, with its attempts so far; or, with `items`, the
+/// deliveries of one dispatch round to one webhook that were delivered at their first
+/// attempt.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "webhook_deliveries")]
 pub struct Model {
@@ -21,6 +23,10 @@ pub struct Model {
     pub delivered_at: Option<DateTimeUtc>,
     pub claimed_until: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
+    /// A batch row's deliveries, a JSON array of `[event id, type, status code]` in
+    /// event order (the row's own event, type and code are the first's); null for a
+    /// delivery's own row.
+    pub items: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -22,18 +22,19 @@
 //!    recorded (the delivered ones in one statement); then, under a singleton lock
 //!    (`singleton::try_lock`) and only if the cursor is still where step 1 read it, the
 //!    dispatch lease is taken or renewed (unless another instance holds it) and each
-//!    fresh delivery is inserted **once, with its first attempt's outcome**
-//!    (`delivered`, without its body, which nobody sends again; or `pending` with its
-//!    next attempt) and the cursor moved. The rows are built before the write (the
-//!    delivered ones as compact rows, their common columns bound once: see
-//!    [`Fresh`]), so the batch the job joins waits only for the statements. A round
-//!    that did not hold the lease only takes it: the next round, at once, sends. A
-//!    crash after sending and before the write loses nothing: the cursor has not
-//!    moved, and the next holder (after the lease, 15 s) sends those events again (at
-//!    least once). Last, due deliveries nobody holds (retries, what a crashed or
-//!    other instance left) are claimed (`FOR UPDATE SKIP LOCKED` on PostgreSQL, a
-//!    lease in `claimed_until` on both), up to `CLAIM_BATCH`, and sent after the write
-//!    like the fresh ones; their outcomes are recorded by the next round's write. An attempt is `delivered` (2xx) or gets its
+//!    fresh delivery is inserted **once, with its first attempt's outcome**: those
+//!    `delivered` together, one **batch row** a webhook listing them (without their
+//!    bodies, which nobody sends again); the others (`pending` with their next
+//!    attempt) a row each; and the cursor moved. The rows are built before the write
+//!    (their common columns bound once: see [`Fresh`]), so the batch the job joins
+//!    waits only for the statements. A round that did not hold the lease only takes
+//!    it: the next round, at once, sends. A crash after sending and before the write
+//!    loses nothing: the cursor has not moved, and the next holder (after the lease,
+//!    15 s) sends those events again (at least once). Last, due deliveries nobody
+//!    holds (retries, what a crashed or other instance left) are claimed (`FOR UPDATE
+//!    SKIP LOCKED` on PostgreSQL, a lease in `claimed_until` on both), up to
+//!    `CLAIM_BATCH`, and sent after the write like the fresh ones; their outcomes are
+//!    recorded by the next round's write. An attempt is `delivered` (2xx) or gets its
 //!    next attempt (exponential back-off from `TALLY_WEBHOOK_RETRY_BASE_MS`, 1 s, up
 //!    to 1 h) until 24 hours have passed, then `failed`. An attempt is started only
 //!    while its lease has room for it; one not started stays `pending`.
@@ -363,6 +364,7 @@ async fn prepare(
                     delivered_at: None,
                     claimed_until: None,
                     created_at: now,
+                    items: None,
                 });
             }
         }
@@ -466,21 +468,23 @@ fn written(
 /// A round's fresh deliveries in a statement or two of one text whatever their number
 /// (prepared once per connection, one round trip each), each reading one JSON array
 /// (PostgreSQL's `json_array_elements` / `json_to_recordset`, SQLite's `json_each`).
-/// The delivered ones, nearly all of them under load, as compact rows `[webhook,
-/// event id, type, comment, status code]` (their other columns are the same for the
-/// whole round: bound once); the others (pending, failed) as whole [`written`] rows.
+/// The delivered ones, nearly all of them under load, as one **batch row** a webhook:
+/// `[webhook, first event id, its type, its status code, items]`, `items` being all of
+/// them as `[event id, type, status code]` (the row's other columns are the same for
+/// the whole round: bound once); the others (pending, failed) as whole [`written`]
+/// rows, one a delivery.
 const PG_INSERT_DELIVERED: &str = "\
-    INSERT INTO webhook_deliveries (webhook_id, event_id, event_type, comment_id, payload, \
-    status, attempts, last_status_code, next_attempt_at, delivered_at, created_at) \
-    SELECT r ->> 0, r ->> 1, r ->> 2, r ->> 3, '', 'delivered', 1, (r ->> 4)::int, $2, $3, $2 \
+    INSERT INTO webhook_deliveries (webhook_id, event_id, event_type, payload, status, \
+    attempts, last_status_code, next_attempt_at, delivered_at, created_at, items) \
+    SELECT r ->> 0, r ->> 1, r ->> 2, '', 'delivered', 1, (r ->> 3)::int, $2, $3, $2, r ->> 4 \
     FROM json_array_elements($1::json) AS r \
     ON CONFLICT (webhook_id, event_id) DO NOTHING";
 /// SQLite's: `WHERE true` tells its parser the `ON CONFLICT` is the upsert's.
 const SQLITE_INSERT_DELIVERED: &str = "\
-    INSERT INTO webhook_deliveries (webhook_id, event_id, event_type, comment_id, payload, \
-    status, attempts, last_status_code, next_attempt_at, delivered_at, created_at) \
-    SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, '', 'delivered', 1, \
-    value ->> 4, ?2, ?3, ?2 FROM json_each(?1) WHERE true \
+    INSERT INTO webhook_deliveries (webhook_id, event_id, event_type, payload, status, \
+    attempts, last_status_code, next_attempt_at, delivered_at, created_at, items) \
+    SELECT value ->> 0, value ->> 1, value ->> 2, '', 'delivered', 1, value ->> 3, ?2, ?3, \
+    ?2, value ->> 4 FROM json_each(?1) WHERE true \
     ON CONFLICT (webhook_id, event_id) DO NOTHING";
 const PG_INSERT: &str = "\
     INSERT INTO webhook_deliveries (webhook_id, event_id, event_type, comment_id, payload, \
@@ -505,7 +509,7 @@ const SQLITE_INSERT: &str = "\
 /// insert statements read them: built before the write transaction, so that the
 /// batch the round's write joins does not wait while they are.
 struct Fresh {
-    /// The delivered ones' compact rows (a JSON array), if any.
+    /// The delivered ones' batch rows (a JSON array), if any.
     delivered: Option<String>,
     /// The others' whole rows (a JSON array), if any.
     others: Option<String>,
@@ -522,19 +526,19 @@ impl Fresh {
         // Times as sqlx writes them on SQLite, which compares them as text;
         // PostgreSQL reads the same text as `timestamptz`.
         let time = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false);
-        let (mut delivered, mut others) = (vec![], vec![]);
+        // The delivered ones by webhook, in event order: a batch row each.
+        let mut delivered: Vec<(&str, Vec<Json>)> = vec![];
+        let mut others = vec![];
         for d in &p.rows {
             let r = written(d, outcomes.get(&d.id), attempted);
             if r.status == "delivered" {
-                // The columns `written` gave it that the statement does not read are
-                // the same for every delivered row: bound once.
-                delivered.push(json!([
-                    r.webhook_id,
-                    r.event_id,
-                    r.event_type,
-                    r.comment_id,
-                    r.last_status_code
-                ]));
+                // The columns `written` gave it besides these are the same for every
+                // delivered row: bound once.
+                let item = json!([r.event_id, r.event_type, r.last_status_code]);
+                match delivered.iter_mut().find(|(h, _)| *h == d.webhook_id) {
+                    Some((_, items)) => items.push(item),
+                    None => delivered.push((&d.webhook_id, vec![item])),
+                }
                 continue;
             }
             others.push(json!({
@@ -547,6 +551,13 @@ impl Fresh {
                 "created_at": time(r.created_at),
             }));
         }
+        let delivered = delivered
+            .into_iter()
+            .map(|(hook, items)| {
+                let first = &items[0];
+                json!([hook, first[0], first[1], first[2], items])
+            })
+            .collect();
         let text = |rows: Vec<Json>| (!rows.is_empty()).then(|| Json::Array(rows).to_string());
         Fresh {
             delivered: text(delivered),
@@ -559,7 +570,8 @@ impl Fresh {
 
 /// Inserts a round's fresh deliveries and moves the cursor to `last`, in `tx` (which
 /// holds the dispatch lease and found the cursor unmoved). No conflict can arise (the
-/// cursor was checked under the lease); should one, the delivery already there stands.
+/// cursor was checked under the lease); should one, the row already there stands (a
+/// batch row is not written when its first delivery is there already).
 async fn insert(tx: &DatabaseTransaction, fresh: &Fresh, last: i64) -> Result<(), ApiError> {
     let backend = tx.get_database_backend();
     let pg = backend == DbBackend::Postgres;

@@ -79,18 +79,51 @@ pub struct DeliveryView {
     pub delivered_at: Option<DateTime<Utc>>,
 }
 
-impl From<webhook_delivery::Model> for DeliveryView {
-    fn from(d: webhook_delivery::Model) -> Self {
-        DeliveryView {
-            next_attempt_at: (d.status == "pending").then_some(d.next_attempt_at),
-            event_id: d.event_id,
-            event_type: d.event_type,
-            status: d.status,
-            attempts: d.attempts,
-            last_status_code: d.last_status_code,
-            last_error: d.last_error,
-            delivered_at: d.delivered_at,
-        }
+impl DeliveryView {
+    /// The deliveries a row stands for, newest first, each with its position in the
+    /// listing: a delivery's own row is one (at its id); a batch row (`items`) is all of
+    /// its deliveries, delivered at their first attempt (at `<id>.<k>`, the k-th of the
+    /// row newest first).
+    fn of_row(d: webhook_delivery::Model) -> Vec<(Cursor, DeliveryView)> {
+        let at = |id: String| Cursor {
+            created_at: d.created_at,
+            id,
+        };
+        let Some(items) = &d.items else {
+            return vec![(
+                at(d.id.to_string()),
+                DeliveryView {
+                    next_attempt_at: (d.status == "pending").then_some(d.next_attempt_at),
+                    event_id: d.event_id,
+                    event_type: d.event_type,
+                    status: d.status,
+                    attempts: d.attempts,
+                    last_status_code: d.last_status_code,
+                    last_error: d.last_error,
+                    delivered_at: d.delivered_at,
+                },
+            )];
+        };
+        let items: Vec<(String, String, Option<i32>)> =
+            serde_json::from_str(items).unwrap_or_default();
+        items
+            .into_iter()
+            .rev()
+            .enumerate()
+            .map(|(k, (event_id, event_type, code))| {
+                let view = DeliveryView {
+                    event_id,
+                    event_type,
+                    status: "delivered".into(),
+                    attempts: 1,
+                    last_status_code: code,
+                    last_error: None,
+                    next_attempt_at: None,
+                    delivered_at: d.delivered_at,
+                };
+                (at(format!("{}.{k}", d.id)), view)
+            })
+            .collect()
     }
 }
 
@@ -216,26 +249,51 @@ pub async fn deliveries(
     {
         return Ok(None);
     }
+    // The cursor is the last delivery shown: `<row id>` or, inside a batch row,
+    // `<row id>.<k>` (the rest of that row comes first).
+    let bad = || ApiError::bad_request("cursor: is not a cursor this service gave out");
+    let after = match &cursor {
+        None => None,
+        Some(c) => Some(match c.id.split_once('.') {
+            None => (c.id.parse::<i64>().map_err(|_| bad())?, None),
+            Some((id, k)) => (
+                id.parse::<i64>().map_err(|_| bad())?,
+                Some(k.parse::<usize>().map_err(|_| bad())?),
+            ),
+        }),
+    };
     let mut select =
         webhook_delivery::Entity::find().filter(webhook_delivery::Column::WebhookId.eq(webhook_id));
-    if let Some(c) = cursor {
-        let id: i64 = c
-            .id
-            .parse()
-            .map_err(|_| ApiError::bad_request("cursor: is not a cursor this service gave out"))?;
-        select = select.filter(Expr::col(webhook_delivery::Column::Id).lt(id));
+    if let Some((id, within)) = after {
+        let col = Expr::col(webhook_delivery::Column::Id);
+        select = select.filter(match within {
+            Some(_) => col.lte(id),
+            None => col.lt(id),
+        });
     }
+    // Each row is at least one delivery (but the cursor's own, which may have none
+    // left): `limit + 2` rows make at least `limit + 1` deliveries.
     let rows = select
         .order_by_desc(webhook_delivery::Column::Id)
-        .limit(limit + 1)
+        .limit(limit + 2)
         .all(conn)
         .await?;
-    let page = paginate(rows, limit, |d| Cursor {
-        created_at: d.created_at,
-        id: d.id.to_string(),
-    });
+    let mut listed = vec![];
+    for row in rows {
+        let skip = match after {
+            Some((id, Some(k))) if row.id == id => k + 1,
+            _ => 0,
+        };
+        let views = DeliveryView::of_row(row);
+        listed.extend(views.into_iter().skip(skip));
+        if listed.len() as u64 > limit {
+            break;
+        }
+    }
+    listed.truncate(limit as usize + 1);
+    let page = paginate(listed, limit, |(position, _)| position.clone());
     Ok(Some(CursorPage {
-        items: page.items.into_iter().map(DeliveryView::from).collect(),
+        items: page.items.into_iter().map(|(_, view)| view).collect(),
         next_cursor: page.next_cursor,
     }))
 }

@@ -39,15 +39,32 @@ fn types(got: &[crate::receiver::Received]) -> Vec<String> {
 }
 
 async fn deliveries(app: &TestApp, hook_id: &str) -> Vec<Value> {
-    let res = app
-        .get(
-            &format!("/api/v1/admin/webhooks/{hook_id}/deliveries?limit=100"),
-            Some(&app.admin("adm")),
-        )
-        .await;
-    assert_eq!(res.status(), StatusCode::OK);
-    let page: Value = res.json().await.unwrap();
-    page["items"].as_array().unwrap().clone()
+    deliveries_paged(app, hook_id, 100).await
+}
+
+/// Every delivery of a webhook, newest first, `limit` a page.
+async fn deliveries_paged(app: &TestApp, hook_id: &str, limit: usize) -> Vec<Value> {
+    let (mut all, mut cursor) = (vec![], String::new());
+    loop {
+        let res = app
+            .get(
+                &format!("/api/v1/admin/webhooks/{hook_id}/deliveries?limit={limit}{cursor}"),
+                Some(&app.admin("adm")),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let page: Value = res.json().await.unwrap();
+        let items = page["items"].as_array().unwrap();
+        assert!(items.len() <= limit);
+        all.extend(items.iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(next) => {
+                assert_eq!(items.len(), limit, "a page before the last is full");
+                cursor = format!("&cursor={next}");
+            }
+            None => return all,
+        }
+    }
 }
 
 #[tokio::test]
@@ -237,6 +254,49 @@ async fn a_published_comment_is_delivered_signed_with_its_item() {
         .iter()
         .map(|d| (d["event_id"].clone(), d["type"].clone()));
     assert_eq!(pairs(listed_pairs.collect()), pairs(sent.collect()));
+}
+
+#[tokio::test]
+async fn undoing_the_batch_migration_gives_each_delivery_its_row_again() {
+    use migration::{Migrator, MigratorTrait};
+    let receiver = Receiver::start(Answer::json(json!({}))).await;
+    let app = private_app().await;
+    let hook = create_hook(&app, &receiver.url, json!(["*"])).await;
+    let hook_id = hook["id"].as_str().unwrap();
+    app.comment("a-1", "u-1", "Hello hooks", None).await;
+    receiver.wait_for(2, WAIT).await;
+    let mut listed = vec![];
+    for _ in 0..100 {
+        listed = deliveries(&app, hook_id).await;
+        if listed.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(listed.len(), 2);
+    // One round delivered both: one row.
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM webhook_deliveries").await,
+        1
+    );
+
+    Migrator::down(&app.db, Some(1)).await.unwrap();
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM webhook_deliveries").await,
+        2
+    );
+    for d in &listed {
+        let event_id = d["event_id"].as_str().unwrap();
+        let row = format!(
+            "SELECT COUNT(*) FROM webhook_deliveries WHERE event_id = '{event_id}' \
+             AND event_type = '{}' AND status = 'delivered' AND attempts = 1 \
+             AND last_status_code = 200 AND delivered_at IS NOT NULL",
+            d["type"].as_str().unwrap()
+        );
+        assert_eq!(app.scalar(&row).await, 1, "{event_id}");
+    }
+    Migrator::up(&app.db, None).await.unwrap();
+    assert_eq!(deliveries(&app, hook_id).await, listed);
 }
 
 #[tokio::test]
@@ -685,10 +745,11 @@ async fn waves_of_concurrent_comments_reach_two_webhooks_once_each_and_in_order(
     const PER_WAVE: usize = 16;
     let receiver = Receiver::start(Answer::json(json!({}))).await;
     let app = private_app().await;
-    let mut hooks = vec![];
+    let (mut hooks, mut hook_ids) = (vec![], vec![]);
     for _ in 0..2 {
         let h = create_hook(&app, &receiver.url, json!(["*"])).await;
         hooks.push(h["secret"].as_str().unwrap().to_owned());
+        hook_ids.push(h["id"].as_str().unwrap().to_owned());
     }
     let app = &app;
     let mut created: Vec<Value> = vec![];
@@ -737,4 +798,47 @@ async fn waves_of_concurrent_comments_reach_two_webhooks_once_each_and_in_order(
             );
         }
     }
+    // The listing shows each delivery once, delivered, newest first, page after page
+    // (7 a page cuts through the rows that hold a round's deliveries, an even number).
+    for (secret, hook_id) in hooks.iter().zip(&hook_ids) {
+        let whole = deliveries(app, hook_id).await;
+        let paged = deliveries_paged(app, hook_id, 7).await;
+        assert_eq!(paged, whole);
+        assert_eq!(whole.len(), 2 * WAVES * PER_WAVE);
+        let mut heard: Vec<String> = got
+            .iter()
+            .filter(|r| signature_ok(secret, r.header("Tally-Signature").unwrap(), &r.body))
+            .map(|r| format!("{} {}", r.json()["id"], r.json()["type"]))
+            .collect();
+        let mut listed: Vec<String> = whole
+            .iter()
+            .map(|d| format!("{} {}", d["event_id"], d["type"]))
+            .collect();
+        // Newest first: event ids ("<outbox id>-<type>") fall along the listing.
+        let outbox = |v: &Value| -> i64 {
+            v["event_id"]
+                .as_str()
+                .unwrap()
+                .split('-')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        assert!(whole.windows(2).all(|w| outbox(&w[0]) >= outbox(&w[1])));
+        for d in &whole {
+            assert_eq!(d["status"], "delivered");
+            assert_eq!(d["attempts"], 1);
+            assert_eq!(d["last_status_code"], 200);
+            assert!(d["delivered_at"].is_string());
+            assert_eq!(d["next_attempt_at"], Value::Null);
+        }
+        heard.sort();
+        listed.sort();
+        assert_eq!(listed, heard, "the listing is what the receiver heard");
+    }
+    // A round's deliveries delivered at once are stored together: at most one row for
+    // a comment's two events to a webhook.
+    let rows = app.scalar("SELECT COUNT(*) FROM webhook_deliveries").await;
+    assert!(rows <= (2 * WAVES * PER_WAVE) as i64, "{rows} rows");
 }
