@@ -5,8 +5,10 @@
 //! after that. Such deliveries of one dispatch round to one webhook are now stored as
 //! **one row**: `items` holds them as a JSON array of `[event id, event type, status
 //! code]` in event order. The row's own `event_id`, `event_type` and
-//! `last_status_code` are its first item's, so the unique `(webhook_id, event_id)` index still holds each event once
-//! per webhook; they share the row's `delivered_at` and `created_at`. A delivery that is
+//! `last_status_code` are its first item's (the unique `(webhook_id, event_id)` index
+//! holds that one; the dispatch lease's cursor check keeps the others from being
+//! written twice). The items share the row's `delivered_at` and `created_at`. A
+//! delivery that is
 //! pending, failed or retried keeps a row of its own (`items` null), as before.
 //!
 //! A round under load covers hundreds of events: this writes one row a webhook for
